@@ -1,0 +1,170 @@
+//! The DataFusion session over a store: one table per folder, with the Hive
+//! partition columns `date` and `run_id`, plus the views users want first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use schema::Table;
+use schema::layout::{DATE, NULL_PARTITION, PARTITION_COLUMNS, RUN_ID};
+
+use crate::AnalyzerError;
+use crate::functions;
+
+/// A store opened for queries.
+pub struct Store {
+    ctx: SessionContext,
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+/// The views, in creation order: (name, SQL).
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "requests",
+        // One row per generator request. latency_ms counts from the intended
+        // start (no coordinated omission); service_ms from the actual send.
+        "SELECT
+            run_id, scenario, step, stage, shard, vu, request_id, concurrency,
+            trace_id, span_id,
+            intended_start, start_time AS sent_at, first_byte_at, end_time,
+            CAST(CAST(end_time AS BIGINT) - CAST(COALESCE(intended_start, start_time) AS BIGINT) AS DOUBLE) / 1e6 AS latency_ms,
+            CAST(duration_ns AS DOUBLE) / 1e6 AS service_ms,
+            http_request_method AS method, url_full, server_address,
+            http_response_status_code AS status,
+            CASE
+                WHEN http_response_status_code IS NULL THEN 'none'
+                ELSE CONCAT(CAST(http_response_status_code / 100 AS VARCHAR), 'xx')
+            END AS status_class,
+            error_type,
+            status_code = 'ERROR' AS is_error,
+            http_response_body_size AS bytes_received
+        FROM spans
+        WHERE kind = 'CLIENT' AND request_id IS NOT NULL",
+    ),
+    (
+        "server_spans",
+        // Spans of the systems under test (SERVER kind), from load runs and production.
+        "SELECT * FROM spans WHERE kind = 'SERVER'",
+    ),
+];
+
+impl Store {
+    /// Opens the store at `root`. Missing tables are empty; the folder must exist.
+    pub async fn open(root: &Path) -> Result<Store, AnalyzerError> {
+        if !root.exists() {
+            return Err(AnalyzerError::NoDataDir(root.to_path_buf()));
+        }
+        if !root.is_dir() {
+            return Err(AnalyzerError::NotADirectory(root.to_path_buf()));
+        }
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let ctx = SessionContext::new_with_config(config);
+        functions::register(&ctx);
+        for table in Table::ALL {
+            register_table(&ctx, root, table)
+                .map_err(|e| AnalyzerError::from_datafusion(e, &[]))?;
+        }
+        let store = Store {
+            ctx,
+            root: root.to_path_buf(),
+        };
+        for (name, sql) in VIEWS {
+            store
+                .ctx
+                .sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await
+                .map_err(|e| AnalyzerError::Execution(format!("cannot create view {name}: {e}")))?;
+        }
+        Ok(store)
+    }
+
+    /// The session, for callers that build on it.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The names of the tables and views.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Table::ALL.iter().map(|t| t.name().to_string()).collect();
+        names.extend(VIEWS.iter().map(|(name, _)| name.to_string()));
+        names
+    }
+
+    /// Runs one SQL statement and collects its result. Only queries are allowed.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, AnalyzerError> {
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let tables = self.table_names();
+        let frame = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| AnalyzerError::from_datafusion(e, &tables))?;
+        frame
+            .collect()
+            .await
+            .map_err(|e| AnalyzerError::from_datafusion(e, &tables))
+    }
+}
+
+/// The table schema: the file schema plus the partition columns.
+pub fn table_schema(table: Table) -> SchemaRef {
+    let mut fields: Vec<Field> = table
+        .file_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(
+        PARTITION_COLUMNS
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, false)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+fn register_table(
+    ctx: &SessionContext,
+    root: &Path,
+    table: Table,
+) -> datafusion::error::Result<()> {
+    let dir = root.join(table.name());
+    if !dir.is_dir() {
+        // Nothing written yet: an empty table with the right columns, so queries still plan.
+        let empty = MemTable::try_new(table_schema(table), vec![vec![]])?;
+        ctx.register_table(table.name(), Arc::new(empty))?;
+        return Ok(());
+    }
+    let url = ListingTableUrl::parse(format!("{}/", dir.canonicalize()?.display()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            (DATE.to_string(), DataType::Utf8),
+            (RUN_ID.to_string(), DataType::Utf8),
+        ]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(table.file_schema());
+    ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+/// The partition value stored for "no run"; `NULLIF(run_id, NULL_RUN)` turns it into NULL.
+pub const NULL_RUN: &str = NULL_PARTITION;

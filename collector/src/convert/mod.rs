@@ -1,0 +1,92 @@
+//! OTLP to Arrow: each export request becomes record batches, grouped by the
+//! partition (day, run) their rows belong to.
+
+pub mod metrics;
+pub mod spans;
+mod values;
+
+use std::collections::HashMap;
+
+use arrow::record_batch::RecordBatch;
+use schema::Table;
+
+/// The partition a group of rows goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub table: Table,
+    /// `YYYY-MM-DD` (UTC) of the rows' time.
+    pub date: String,
+    /// The load run, or `None` for data from no run.
+    pub run_id: Option<String>,
+}
+
+/// The result of converting one export request.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub batches: Vec<(PartitionKey, RecordBatch)>,
+    /// Items (spans or data points) rejected, with the first reason.
+    pub rejected: u64,
+    pub first_error: Option<String>,
+}
+
+impl Converted {
+    pub(crate) fn reject(&mut self, reason: String) {
+        self.rejected += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(reason);
+        }
+    }
+
+    /// Rows accepted.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+}
+
+/// Builders keyed by partition, created on first use.
+pub(crate) struct Partitioned<B> {
+    builders: HashMap<(String, Option<String>), B>,
+}
+
+impl<B> Partitioned<B> {
+    pub fn new() -> Self {
+        Partitioned {
+            builders: HashMap::new(),
+        }
+    }
+
+    pub fn get(
+        &mut self,
+        unix_nanos: i64,
+        run_id: Option<&str>,
+        make: impl FnOnce() -> B,
+    ) -> &mut B {
+        let key = (
+            schema::layout::utc_day(unix_nanos),
+            run_id.filter(|r| !r.is_empty()).map(str::to_string),
+        );
+        self.builders.entry(key).or_insert_with(make)
+    }
+
+    pub fn finish(
+        self,
+        table: Table,
+        out: &mut Converted,
+        mut finish: impl FnMut(B) -> Result<RecordBatch, arrow::error::ArrowError>,
+    ) -> Result<(), arrow::error::ArrowError> {
+        for ((date, run_id), builder) in self.builders {
+            let batch = finish(builder)?;
+            if batch.num_rows() > 0 {
+                out.batches.push((
+                    PartitionKey {
+                        table,
+                        date,
+                        run_id,
+                    },
+                    batch,
+                ));
+            }
+        }
+        Ok(())
+    }
+}

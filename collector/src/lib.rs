@@ -1,0 +1,246 @@
+//! The collector: OTLP in, Parquet out.
+//!
+//! ```text
+//!  OTLP/gRPC :4317 ─┐                      ┌─▶ <data>/spans/date=…/run_id=…/part-*.parquet
+//!                   ├─▶ convert (to Arrow) ─▶ ingest (pending rows per partition)
+//!  OTLP/HTTP :4318 ─┘                      └─ flush every interval, at a row count, at shutdown
+//! ```
+//!
+//! Durability today: a request is acknowledged once its rows are pending in
+//! memory; they reach disk at the next flush (default every 5 s) or at a clean
+//! shutdown. A crash loses what was pending. The write-ahead log that closes
+//! this window is the next step of the collector.
+
+pub mod config;
+pub mod convert;
+pub mod ingest;
+pub mod receiver;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use config::CollectorConfig;
+pub use ingest::{FlushReport, Ingest};
+
+/// Why the collector could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error(
+        "cannot listen on {addr} for OTLP/{protocol}: {source}; is another collector running? pick another port with --{flag}"
+    )]
+    Bind {
+        addr: SocketAddr,
+        protocol: &'static str,
+        flag: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("OTLP/{protocol} server failed: {message}")]
+    Server {
+        protocol: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Write(#[from] store::WriteError),
+}
+
+/// A running collector.
+#[derive(Debug)]
+pub struct Collector {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    ingest: Arc<Ingest>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), CollectorError>>,
+}
+
+impl Collector {
+    /// Binds both receivers and starts serving and flushing.
+    pub async fn start(config: CollectorConfig) -> Result<Collector, CollectorError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| CollectorError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let grpc_listener = bind(config.grpc_addr, "gRPC", "grpc-addr").await?;
+        let http_listener = bind(config.http_addr, "HTTP", "http-addr").await?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .expect("bound socket has an address");
+        let http_addr = http_listener
+            .local_addr()
+            .expect("bound socket has an address");
+        let ingest = Arc::new(Ingest::new(config.data_dir.clone(), config.flush_rows));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let (traces, metrics) =
+            receiver::grpc::Receiver::new(ingest.clone()).services(config.max_grpc_message);
+        let mut grpc_stop = stopped.clone();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(traces)
+                .add_service(metrics)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(grpc_listener)
+                        .with_nodelay(Some(true)),
+                    async move {
+                        let _ = grpc_stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await
+                .map_err(|e| CollectorError::Server {
+                    protocol: "gRPC",
+                    message: e.to_string(),
+                })
+        });
+
+        let router = receiver::http::router(ingest.clone(), config.max_http_body);
+        let mut http_stop = stopped.clone();
+        tasks.spawn(async move {
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(|e| CollectorError::Server {
+                    protocol: "HTTP",
+                    message: e.to_string(),
+                })
+        });
+
+        let flusher = ingest.clone();
+        let mut flush_stop = stopped;
+        let interval = config.flush_interval;
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = flusher.full.notified() => {}
+                    _ = async { let _ = flush_stop.wait_for(|s| *s).await; } => return Ok(()),
+                }
+                if let Err(e) = flusher.flush().await {
+                    // The rows stay pending and are retried on the next tick.
+                    eprintln!("collector: flush failed, will retry: {e}");
+                }
+            }
+        });
+
+        Ok(Collector {
+            grpc_addr,
+            http_addr,
+            ingest,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The OTLP/gRPC address actually bound.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The OTLP/HTTP address actually bound.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// `http://<grpc_addr>`, for exporters.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Writes everything pending now.
+    pub async fn flush(&self) -> Result<FlushReport, CollectorError> {
+        Ok(self.ingest.flush().await?)
+    }
+
+    /// The ingest state (counters, pending rows).
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    /// Stops accepting, waits for the receivers, then writes everything pending.
+    pub async fn shutdown(mut self) -> Result<FlushReport, CollectorError> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Ok(Err(e)) = joined {
+                first_error.get_or_insert(e);
+            }
+        }
+        let report = self.ingest.flush().await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+async fn bind(
+    addr: SocketAddr,
+    protocol: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, CollectorError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr,
+            protocol,
+            flag,
+            source,
+        })
+}
+
+/// `loadlens collector`: serve until Ctrl-C or SIGTERM, then flush and exit.
+pub async fn run(config: CollectorConfig) -> Result<(), CollectorError> {
+    let data_dir = config.data_dir.clone();
+    let collector = Collector::start(config).await?;
+    eprintln!(
+        "loadlens collector: OTLP/gRPC on {}, OTLP/HTTP on {}, writing to {}",
+        collector.grpc_addr(),
+        collector.http_addr(),
+        data_dir.display()
+    );
+    shutdown_signal().await;
+    eprintln!("loadlens collector: stopping; writing pending rows");
+    let ingest_stats = collector.ingest.clone();
+    let report = collector.shutdown().await?;
+    eprintln!(
+        "loadlens collector: stopped; {} rows accepted, {} rejected, {} rows in {} files at exit",
+        ingest_stats.stats.rows_accepted.load(Ordering::Relaxed),
+        ingest_stats.stats.items_rejected.load(Ordering::Relaxed),
+        report.rows,
+        report.files.len()
+    );
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

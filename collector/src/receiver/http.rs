@@ -1,0 +1,193 @@
+//! OTLP/HTTP: `POST /v1/traces` and `/v1/metrics`, protobuf or JSON chosen by
+//! Content-Type and answered in kind, gzip bodies accepted.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use super::rejection_message;
+use crate::convert::{self, Converted};
+use crate::ingest::Ingest;
+
+#[derive(Debug, Clone)]
+struct AppState {
+    ingest: Arc<Ingest>,
+    max_body: usize,
+}
+
+/// The OTLP/HTTP routes, limited to `max_body` bytes per request after decompression.
+pub fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(AppState { ingest, max_body })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// A request the receiver refuses, answered with a status and a plain reason.
+#[derive(Debug)]
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.1 + "\n",
+        )
+            .into_response()
+    }
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    match mime {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        other => Err(Refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported Content-Type '{other}': send application/x-protobuf or application/json"
+            ),
+        )),
+    }
+}
+
+/// The request body, gunzipped if needed, never larger than `max_body`.
+fn body(headers: &HeaderMap, body: Bytes, max_body: usize) -> Result<Bytes, Refusal> {
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match content_encoding.as_str() {
+        "identity" | "" => Ok(body),
+        "gzip" => {
+            let mut out = Vec::new();
+            // Reading one byte past the limit tells an oversized body from one that fits.
+            flate2::read::GzDecoder::new(body.as_ref())
+                .take(max_body as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+            if out.len() > max_body {
+                return Err(Refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "body exceeds {max_body} bytes after decompression; send smaller batches"
+                    ),
+                ));
+            }
+            Ok(out.into())
+        }
+        other => Err(Refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding '{other}': send gzip or no encoding"),
+        )),
+    }
+}
+
+fn decode<T: Message + Default + serde::de::DeserializeOwned>(
+    encoding: Encoding,
+    body: &[u8],
+) -> Result<T, Refusal> {
+    match encoding {
+        Encoding::Protobuf => T::decode(body)
+            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid protobuf: {e}"))),
+        Encoding::Json => serde_json::from_slice(body)
+            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid OTLP JSON: {e}"))),
+    }
+}
+
+fn respond<T: Message + serde::Serialize>(encoding: Encoding, response: &T) -> Response {
+    let body = match encoding {
+        Encoding::Protobuf => response.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec()),
+    };
+    let mut out = (StatusCode::OK, body).into_response();
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    out
+}
+
+fn convert_failed(e: arrow::error::ArrowError) -> Refusal {
+    Refusal(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot convert: {e}"),
+    )
+}
+
+async fn traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Result<Response, Refusal> {
+    let encoding = encoding(&headers)?;
+    let body = body(&headers, raw, state.max_body)?;
+    let request: ExportTraceServiceRequest = decode(encoding, &body)?;
+    let converted: Converted = convert::spans::convert(&request).map_err(convert_failed)?;
+    let partial_success = (converted.rejected > 0).then(|| ExportTracePartialSuccess {
+        rejected_spans: converted.rejected as i64,
+        error_message: rejection_message(&converted),
+    });
+    state.ingest.accept(converted);
+    Ok(respond(
+        encoding,
+        &ExportTraceServiceResponse { partial_success },
+    ))
+}
+
+async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Result<Response, Refusal> {
+    let encoding = encoding(&headers)?;
+    let body = body(&headers, raw, state.max_body)?;
+    let request: ExportMetricsServiceRequest = decode(encoding, &body)?;
+    let converted = convert::metrics::convert(&request).map_err(convert_failed)?;
+    let partial_success = (converted.rejected > 0).then(|| ExportMetricsPartialSuccess {
+        rejected_data_points: converted.rejected as i64,
+        error_message: rejection_message(&converted),
+    });
+    state.ingest.accept(converted);
+    Ok(respond(
+        encoding,
+        &ExportMetricsServiceResponse { partial_success },
+    ))
+}

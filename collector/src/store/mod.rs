@@ -1,0 +1,6 @@
+//! The store on disk: pending rows per partition, and Parquet files written
+//! atomically (temporary name, fsync, rename, fsync of the folder).
+
+pub mod writer;
+
+pub use writer::{WriteError, write_partition};

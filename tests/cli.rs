@@ -1,0 +1,143 @@
+//! The command line: quickstart from nothing, and bad input answered with one
+//! line and the documented exit code.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn quickstart_runs_from_a_clean_directory_and_leaves_a_readable_store() {
+    let dir = TempDir::new("quickstart");
+    let data = dir.path().join("store");
+    let output = loadlens()
+        .args([
+            "quickstart",
+            "--steps",
+            "1,4",
+            "--step-duration",
+            "1s",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "quickstart failed:\n{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout.contains("throughput_rps"),
+        "no step table:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("loadlens sql --data"),
+        "no next steps:\n{stdout}"
+    );
+
+    let steps = sql_json(
+        &data,
+        "SELECT concurrency, COUNT(*) AS n FROM requests GROUP BY concurrency ORDER BY concurrency",
+    );
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[0]["concurrency"], 1);
+    assert_eq!(steps[1]["concurrency"], 4);
+    assert!(
+        steps.iter().all(|s| s["n"].as_i64().unwrap() > 10),
+        "{steps:?}"
+    );
+    let runs = sql_json(&data, "SELECT model, scenario FROM runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["model"], "ladder");
+    assert_eq!(runs[0]["scenario"], "quickstart");
+}
+
+/// Runs loadlens with `args` and checks the exit code and a one-line message.
+fn fails_with(args: &[&str], code: i32, mentions: &str) {
+    let output = loadlens().args(args).output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?} printed more than one line: {err}"
+    );
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(
+        err.contains(mentions),
+        "{args:?} should mention {mentions:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    fails_with(&["frobnicate"], 2, "frobnicate");
+    fails_with(&["sql", "--colour", "SELECT 1"], 2, "--colour");
+    fails_with(
+        &["run", "--url", "http://127.0.0.1:1/", "--rate", "fast"],
+        2,
+        "fast",
+    );
+    fails_with(
+        &[
+            "run",
+            "--url",
+            "ftp://example.invalid/",
+            "--rate",
+            "5",
+            "--no-telemetry",
+        ],
+        2,
+        "scheme",
+    );
+    let missing = std::env::temp_dir().join("loadlens-no-such-store");
+    fails_with(
+        &["sql", "--data", missing.to_str().unwrap(), "SELECT 1"],
+        2,
+        "does not exist",
+    );
+}
+
+#[test]
+fn bad_sql_exits_2_and_says_what_is_wrong() {
+    let dir = TempDir::new("badsql");
+    let data = dir.path().to_str().unwrap();
+    fails_with(&["sql", "--data", data, "SELEC 1"], 2, "SELEC");
+    fails_with(
+        &["sql", "--data", data, "SELECT * FROM nope"],
+        2,
+        "requests",
+    );
+    fails_with(
+        &["sql", "--data", data, "SELECT percentile(1.0, 2.0)"],
+        2,
+        "between 0 and 1",
+    );
+    fails_with(&["sql", "--data", data, "CREATE TABLE t (x INT)"], 2, "not");
+}
+
+#[test]
+fn failures_at_run_time_exit_3() {
+    let dir = TempDir::new("runtime");
+    let data = dir.path().to_str().unwrap();
+    // Valid SQL whose execution fails.
+    fails_with(
+        &[
+            "sql",
+            "--data",
+            data,
+            "SELECT CAST(x AS INT) FROM (VALUES ('a')) AS t(x)",
+        ],
+        3,
+        "query failed",
+    );
+}
+
+#[test]
+fn empty_store_answers_queries_with_no_rows() {
+    let dir = TempDir::new("empty");
+    let rows = sql_json(dir.path(), "SELECT COUNT(*) AS n FROM requests");
+    assert_eq!(rows[0]["n"], 0);
+}
