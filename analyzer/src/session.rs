@@ -13,7 +13,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use schema::Table;
-use schema::layout::{DATE, NULL_PARTITION, PARTITION_COLUMNS, RUN_ID};
+use schema::layout::{DATE, PARTITION_COLUMNS, RUN_ID};
 
 use crate::AnalyzerError;
 use crate::functions;
@@ -165,6 +165,3 @@ fn register_table(
     ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
 }
-
-/// The partition value stored for "no run"; `NULLIF(run_id, NULL_RUN)` turns it into NULL.
-pub const NULL_RUN: &str = NULL_PARTITION;

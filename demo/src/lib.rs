@@ -69,7 +69,7 @@ pub enum DemoError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Export(#[from] exporter::export::ExportError),
+    Export(#[from] exporter::ExportError),
 }
 
 /// A running demo system.

@@ -11,7 +11,7 @@ pub mod attributes;
 pub mod export;
 pub mod trace_context;
 
-pub use export::{ExportStats, Exporter, ExporterConfig, SpanSink};
+pub use export::{ExportError, ExportStats, Exporter, ExporterConfig, SpanSink};
 pub use trace_context::{SpanId, TraceContext, TraceId};
 
 /// Re-exported so callers build spans with the same proto types the exporter sends.

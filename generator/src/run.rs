@@ -23,7 +23,7 @@ pub enum RunError {
     #[error("invalid load: {0}")]
     BadLoad(String),
     #[error(transparent)]
-    Export(#[from] exporter::export::ExportError),
+    Export(#[from] exporter::ExportError),
 }
 
 impl RunError {

@@ -91,6 +91,24 @@ fn temporality() -> Field {
     Field::new(col::TEMPORALITY, DataType::Utf8, true)
 }
 
+/// temporality, count, sum, min, max: what every histogram point carries, then `extra`.
+fn histogram_columns(extra: Vec<Field>) -> SchemaRef {
+    use DataType::*;
+    let mut fields = vec![
+        temporality(),
+        // Number of observations.
+        Field::new(col::COUNT, UInt64, false),
+        // Sum of observations, if recorded.
+        Field::new(col::SUM, Float64, true),
+        // Smallest observation, if recorded.
+        Field::new(col::MIN, Float64, true),
+        // Largest observation, if recorded.
+        Field::new(col::MAX, Float64, true),
+    ];
+    fields.extend(extra);
+    schema_of(fields)
+}
+
 fn schema_of(extra: Vec<Field>) -> SchemaRef {
     let mut fields = common();
     fields.extend(extra);
@@ -114,16 +132,7 @@ static NUMBER: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 static HISTOGRAM: LazyLock<SchemaRef> = LazyLock::new(|| {
     use DataType::*;
-    schema_of(vec![
-        temporality(),
-        // Number of observations.
-        Field::new(col::COUNT, UInt64, false),
-        // Sum of observations, if recorded.
-        Field::new(col::SUM, Float64, true),
-        // Smallest observation, if recorded.
-        Field::new(col::MIN, Float64, true),
-        // Largest observation, if recorded.
-        Field::new(col::MAX, Float64, true),
+    histogram_columns(vec![
         // Count per bucket; one more entry than `explicit_bounds`.
         Field::new(col::BUCKET_COUNTS, list_of_primitive(UInt64), false),
         // Upper bounds (inclusive) of all buckets but the last.
@@ -133,16 +142,7 @@ static HISTOGRAM: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 static EXP_HISTOGRAM: LazyLock<SchemaRef> = LazyLock::new(|| {
     use DataType::*;
-    schema_of(vec![
-        temporality(),
-        // Number of observations.
-        Field::new(col::COUNT, UInt64, false),
-        // Sum of observations, if recorded.
-        Field::new(col::SUM, Float64, true),
-        // Smallest observation, if recorded.
-        Field::new(col::MIN, Float64, true),
-        // Largest observation, if recorded.
-        Field::new(col::MAX, Float64, true),
+    histogram_columns(vec![
         // Resolution: bucket boundaries are powers of 2^(2^-scale).
         Field::new(col::SCALE, Int32, false),
         // Observations within `zero_threshold` of zero.

@@ -6,7 +6,7 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder, Int64Builder,
     ListBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Fields, SchemaRef};
+use arrow::datatypes::{Fields, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use schema::{Table, attr};
 
 use super::values::{AttrMapBuilder, append_attrs, attr_map_builder, find_str};
-use super::{Converted, Partitioned};
+use super::{Converted, Partitioned, append_non_empty, list_array, list_fields};
 
 /// Converts one export request. Points with no time or inconsistent buckets are
 /// rejected and counted.
@@ -49,8 +49,18 @@ pub fn convert(request: &ExportMetricsServiceRequest) -> Result<Converted, Arrow
                     find_str(attrs, attr::RUN_ID).or(run_id).map(str::to_string)
                 };
                 match &metric.data {
-                    Some(Data::Gauge(g)) => {
-                        for p in &g.data_points {
+                    Some(data @ (Data::Gauge(_) | Data::Sum(_))) => {
+                        let (points, metric_type, temporality, monotonic) = match data {
+                            Data::Sum(s) => (
+                                &s.data_points,
+                                "sum",
+                                temporality(s.aggregation_temporality),
+                                Some(s.is_monotonic),
+                            ),
+                            Data::Gauge(g) => (&g.data_points, "gauge", None, None),
+                            _ => unreachable!("matched above"),
+                        };
+                        for p in points {
                             if let Some(time) = check_time(p.time_unix_nano, metric, &mut out) {
                                 number
                                     .get(
@@ -58,26 +68,7 @@ pub fn convert(request: &ExportMetricsServiceRequest) -> Result<Converted, Arrow
                                         run(&p.attributes).as_deref(),
                                         NumberBuilder::default,
                                     )
-                                    .append(&ctx, p, "gauge", None, None);
-                            }
-                        }
-                    }
-                    Some(Data::Sum(s)) => {
-                        for p in &s.data_points {
-                            if let Some(time) = check_time(p.time_unix_nano, metric, &mut out) {
-                                number
-                                    .get(
-                                        time,
-                                        run(&p.attributes).as_deref(),
-                                        NumberBuilder::default,
-                                    )
-                                    .append(
-                                        &ctx,
-                                        p,
-                                        "sum",
-                                        temporality(s.aggregation_temporality),
-                                        Some(s.is_monotonic),
-                                    );
+                                    .append(&ctx, p, metric_type, temporality, monotonic);
                             }
                         }
                     }
@@ -230,11 +221,11 @@ impl Common {
             .append_option(find_str(ctx.resource_attrs, attr::SERVICE_NAME));
         self.environment
             .append_option(find_str(ctx.resource_attrs, attr::DEPLOYMENT_ENVIRONMENT));
-        non_empty(&mut self.scope_name, ctx.scope.0);
-        non_empty(&mut self.scope_version, ctx.scope.1);
+        append_non_empty(&mut self.scope_name, ctx.scope.0);
+        append_non_empty(&mut self.scope_version, ctx.scope.1);
         self.name.append_value(&ctx.metric.name);
-        non_empty(&mut self.description, &ctx.metric.description);
-        non_empty(&mut self.unit, &ctx.metric.unit);
+        append_non_empty(&mut self.description, &ctx.metric.description);
+        append_non_empty(&mut self.unit, &ctx.metric.unit);
         append_attrs(&mut self.attributes, attributes, |kv| {
             kv.key == attr::RUN_ID
         });
@@ -249,16 +240,7 @@ impl Common {
     }
 
     fn finish(mut self, schema: &SchemaRef) -> Result<Vec<ArrayRef>, ArrowError> {
-        let exemplar_fields = match schema
-            .field_with_name(schema::metrics::col::EXEMPLARS)?
-            .data_type()
-        {
-            DataType::List(item) => match item.data_type() {
-                DataType::Struct(fields) => fields.clone(),
-                _ => unreachable!("exemplars is a list of structs"),
-            },
-            _ => unreachable!("exemplars is a list"),
-        };
+        let exemplar_fields = list_fields(schema, schema::metrics::col::EXEMPLARS);
         Ok(vec![
             Arc::new(self.time.finish().with_timezone("UTC")),
             Arc::new(self.start_time.finish().with_timezone("UTC")),
@@ -323,8 +305,8 @@ impl ExemplarsBuilder {
     }
 
     fn finish(mut self, fields: Fields) -> Result<ArrayRef, ArrowError> {
-        let values = arrow::array::StructArray::try_new(
-            fields.clone(),
+        list_array(
+            fields,
             vec![
                 Arc::new(self.time.finish().with_timezone("UTC")),
                 Arc::new(self.value.finish()),
@@ -332,19 +314,8 @@ impl ExemplarsBuilder {
                 Arc::new(self.span_id.finish()),
                 Arc::new(self.attributes.finish()),
             ],
-            None,
-        )?;
-        let item = Arc::new(arrow::datatypes::Field::new(
-            "item",
-            DataType::Struct(fields),
-            true,
-        ));
-        Ok(Arc::new(arrow::array::ListArray::try_new(
-            item,
-            arrow::buffer::OffsetBuffer::new(self.offsets.into()),
-            Arc::new(values),
-            None,
-        )?))
+            self.offsets,
+        )
     }
 }
 
@@ -587,41 +558,17 @@ impl SummaryBuilder {
         let mut columns = self.common.finish(&schema)?;
         columns.push(Arc::new(self.count.finish()));
         columns.push(Arc::new(self.sum.finish()));
-        let DataType::List(item) = schema
-            .field_with_name(schema::metrics::col::QUANTILE_VALUES)?
-            .data_type()
-            .clone()
-        else {
-            unreachable!("quantile_values is a list")
-        };
-        let DataType::Struct(fields) = item.data_type().clone() else {
-            unreachable!("quantile_values holds structs")
-        };
-        let values = arrow::array::StructArray::try_new(
-            fields,
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        columns.push(list_array(
+            list_fields(&schema, schema::metrics::col::QUANTILE_VALUES),
             vec![
                 Arc::new(self.quantile.finish()),
                 Arc::new(self.value.finish()),
             ],
-            None,
-        )?;
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        columns.push(Arc::new(arrow::array::ListArray::try_new(
-            item,
-            arrow::buffer::OffsetBuffer::new(self.offsets.into()),
-            Arc::new(values),
-            None,
-        )?));
+            self.offsets,
+        )?);
         RecordBatch::try_new(schema, columns)
-    }
-}
-
-fn non_empty(builder: &mut StringBuilder, value: &str) {
-    if value.is_empty() {
-        builder.append_null();
-    } else {
-        builder.append_value(value);
     }
 }

@@ -6,7 +6,12 @@ pub mod spans;
 mod values;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, ListArray, StringBuilder, StructArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use schema::Table;
 
@@ -88,5 +93,41 @@ impl<B> Partitioned<B> {
             }
         }
         Ok(())
+    }
+}
+
+/// The struct fields of a `List<Struct>` column of a schema.
+pub(crate) fn list_fields(schema: &Schema, column: &str) -> Fields {
+    match schema.field_with_name(column).map(|f| f.data_type()) {
+        Ok(DataType::List(item)) => match item.data_type() {
+            DataType::Struct(fields) => fields.clone(),
+            _ => unreachable!("{column} is a list of structs"),
+        },
+        _ => unreachable!("{column} is a list"),
+    }
+}
+
+/// A `List<Struct>` column from the struct's child columns and per-row offsets.
+pub(crate) fn list_array(
+    fields: Fields,
+    columns: Vec<ArrayRef>,
+    offsets: Vec<i32>,
+) -> Result<ArrayRef, ArrowError> {
+    let values = StructArray::try_new(fields.clone(), columns, None)?;
+    let item = Arc::new(Field::new("item", DataType::Struct(fields), true));
+    Ok(Arc::new(ListArray::try_new(
+        item,
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(values),
+        None,
+    )?))
+}
+
+/// Appends a string, or NULL for an empty one (OTLP's "unset").
+pub(crate) fn append_non_empty(builder: &mut StringBuilder, value: &str) {
+    if value.is_empty() {
+        builder.append_null();
+    } else {
+        builder.append_value(value);
     }
 }

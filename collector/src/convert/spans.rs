@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, ListArray, StringBuilder,
-    StructArray, TimestampNanosecondBuilder, UInt32Builder,
+    ArrayRef, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampNanosecondBuilder, UInt32Builder,
 };
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Fields};
+use arrow::datatypes::Fields;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -17,7 +16,7 @@ use schema::spans::{PROMOTED, Promoted, promoted};
 use schema::{Table, attr};
 
 use super::values::{AttrMapBuilder, append_attrs, as_i64, attr_map_builder, find_str};
-use super::{Converted, Partitioned};
+use super::{Converted, Partitioned, append_non_empty, list_array, list_fields};
 
 /// Converts one export request. Spans with malformed ids are rejected and counted.
 pub fn convert(request: &ExportTraceServiceRequest) -> Result<Converted, ArrowError> {
@@ -339,36 +338,6 @@ impl SpansBuilder {
     }
 }
 
-/// The struct fields of a `List<Struct>` column.
-fn list_fields(schema: &arrow::datatypes::Schema, column: &str) -> Fields {
-    match schema.field_with_name(column).map(|f| f.data_type()) {
-        Ok(DataType::List(item)) => match item.data_type() {
-            DataType::Struct(fields) => fields.clone(),
-            _ => unreachable!("{column} is a list of structs"),
-        },
-        _ => unreachable!("{column} is a list"),
-    }
-}
-
-fn list_array(
-    fields: Fields,
-    columns: Vec<ArrayRef>,
-    offsets: Vec<i32>,
-) -> Result<ArrayRef, ArrowError> {
-    let values = StructArray::try_new(fields.clone(), columns, None)?;
-    let item = Arc::new(arrow::datatypes::Field::new(
-        "item",
-        DataType::Struct(fields),
-        true,
-    ));
-    Ok(Arc::new(ListArray::try_new(
-        item,
-        OffsetBuffer::new(offsets.into()),
-        Arc::new(values),
-        None,
-    )?))
-}
-
 struct EventsBuilder {
     offsets: Vec<i32>,
     time: TimestampNanosecondBuilder,
@@ -551,14 +520,6 @@ impl RunsBuilder {
                 .finish(),
         ));
         RecordBatch::try_new(schema::runs::schema(), columns)
-    }
-}
-
-fn append_non_empty(builder: &mut StringBuilder, value: &str) {
-    if value.is_empty() {
-        builder.append_null();
-    } else {
-        builder.append_value(value);
     }
 }
 

@@ -31,8 +31,8 @@ struct AppState {
 /// The OTLP/HTTP routes, limited to `max_body` bytes per request after decompression.
 pub fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
     Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
+        .route("/v1/traces", post(export::<Traces>))
+        .route("/v1/metrics", post(export::<Metrics>))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(AppState { ingest, max_body })
@@ -145,49 +145,75 @@ fn respond<T: Message + serde::Serialize>(encoding: Encoding, response: &T) -> R
     out
 }
 
-fn convert_failed(e: arrow::error::ArrowError) -> Refusal {
-    Refusal(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("cannot convert: {e}"),
-    )
+/// One OTLP signal on the HTTP receiver: how to convert its request and how to
+/// answer with the number of rejected items.
+trait Signal {
+    type Request: Message + Default + serde::de::DeserializeOwned;
+    type Response: Message + serde::Serialize;
+    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError>;
+    fn response(rejected: Option<(i64, String)>) -> Self::Response;
 }
 
-async fn traces(
+struct Traces;
+
+impl Signal for Traces {
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
+        convert::spans::convert(request)
+    }
+
+    fn response(rejected: Option<(i64, String)>) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: rejected.map(|(rejected_spans, error_message)| {
+                ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
+
+struct Metrics;
+
+impl Signal for Metrics {
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+
+    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
+        convert::metrics::convert(request)
+    }
+
+    fn response(rejected: Option<(i64, String)>) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: rejected.map(|(rejected_data_points, error_message)| {
+                ExportMetricsPartialSuccess {
+                    rejected_data_points,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
+
+async fn export<S: Signal>(
     State(state): State<AppState>,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<Response, Refusal> {
     let encoding = encoding(&headers)?;
     let body = body(&headers, raw, state.max_body)?;
-    let request: ExportTraceServiceRequest = decode(encoding, &body)?;
-    let converted: Converted = convert::spans::convert(&request).map_err(convert_failed)?;
-    let partial_success = (converted.rejected > 0).then(|| ExportTracePartialSuccess {
-        rejected_spans: converted.rejected as i64,
-        error_message: rejection_message(&converted),
-    });
+    let request: S::Request = decode(encoding, &body)?;
+    let converted = S::convert(&request).map_err(|e| {
+        Refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot convert: {e}"),
+        )
+    })?;
+    let rejected = (converted.rejected > 0)
+        .then(|| (converted.rejected as i64, rejection_message(&converted)));
     state.ingest.accept(converted);
-    Ok(respond(
-        encoding,
-        &ExportTraceServiceResponse { partial_success },
-    ))
-}
-
-async fn metrics(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Result<Response, Refusal> {
-    let encoding = encoding(&headers)?;
-    let body = body(&headers, raw, state.max_body)?;
-    let request: ExportMetricsServiceRequest = decode(encoding, &body)?;
-    let converted = convert::metrics::convert(&request).map_err(convert_failed)?;
-    let partial_success = (converted.rejected > 0).then(|| ExportMetricsPartialSuccess {
-        rejected_data_points: converted.rejected as i64,
-        error_message: rejection_message(&converted),
-    });
-    state.ingest.accept(converted);
-    Ok(respond(
-        encoding,
-        &ExportMetricsServiceResponse { partial_success },
-    ))
+    Ok(respond(encoding, &S::response(rejected)))
 }

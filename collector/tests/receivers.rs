@@ -1,0 +1,532 @@
+//! The receivers end to end: OTLP over gRPC and HTTP (protobuf, JSON, gzip) into
+//! Parquet files, read back with the Parquet reader.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{
+    Array, AsArray, FixedSizeBinaryArray, Int32Array, ListArray, MapArray, RecordBatch,
+    StringArray, UInt64Array,
+};
+use arrow::datatypes::{Float64Type, UInt64Type};
+use bytes::Bytes;
+use collector::{Collector, CollectorConfig};
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    summary_data_point::ValueAtQuantile,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::reader::FileReader;
+use parquet::file::serialized_reader::SerializedFileReader;
+use prost::Message;
+
+const T0: u64 = 1_795_435_200_000_000_000; // 2026-11-23T12:00:00Z
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn s(key: &str, value: &str) -> KeyValue {
+    kv(key, Value::StringValue(value.into()))
+}
+
+fn resource(service: &str, run: Option<&str>) -> Option<Resource> {
+    let mut attributes = vec![s("service.name", service), s("host.name", "box-1")];
+    if let Some(run) = run {
+        attributes.push(s("loadlens.run.id", run));
+    }
+    Some(Resource {
+        attributes,
+        ..Default::default()
+    })
+}
+
+fn span(trace: u8, span: u8, name: &str) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![span; 8],
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: T0,
+        end_time_unix_nano: T0 + 1_500_000,
+        ..Default::default()
+    }
+}
+
+fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource(service, None),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn metric(name: &str, data: Data) -> Metric {
+    Metric {
+        name: name.into(),
+        unit: "ms".into(),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn every_metric_type() -> ExportMetricsServiceRequest {
+    let attrs = vec![s("route", "/a")];
+    let number = |value| NumberDataPoint {
+        attributes: attrs.clone(),
+        time_unix_nano: T0,
+        start_time_unix_nano: T0 - 1_000_000_000,
+        value: Some(value),
+        ..Default::default()
+    };
+    let cumulative = AggregationTemporality::Cumulative as i32;
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource("svc", Some("run-m")),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    metric(
+                        "in_flight",
+                        Data::Gauge(Gauge {
+                            data_points: vec![number(number_data_point::Value::AsInt(7))],
+                        }),
+                    ),
+                    metric(
+                        "requests",
+                        Data::Sum(Sum {
+                            data_points: vec![number(number_data_point::Value::AsDouble(2.5))],
+                            aggregation_temporality: cumulative,
+                            is_monotonic: true,
+                        }),
+                    ),
+                    metric(
+                        "latency",
+                        Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                attributes: attrs.clone(),
+                                time_unix_nano: T0,
+                                count: 6,
+                                sum: Some(21.0),
+                                min: Some(0.5),
+                                max: Some(9.0),
+                                bucket_counts: vec![1, 2, 3],
+                                explicit_bounds: vec![1.0, 5.0],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: cumulative,
+                        }),
+                    ),
+                    metric(
+                        "latency_exp",
+                        Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                attributes: attrs.clone(),
+                                time_unix_nano: T0,
+                                count: 4,
+                                scale: 2,
+                                zero_count: 1,
+                                zero_threshold: 0.001,
+                                positive: Some(Buckets {
+                                    offset: -1,
+                                    bucket_counts: vec![1, 2],
+                                }),
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: AggregationTemporality::Delta as i32,
+                        }),
+                    ),
+                    metric(
+                        "latency_summary",
+                        Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                attributes: attrs.clone(),
+                                time_unix_nano: T0,
+                                count: 10,
+                                sum: 55.0,
+                                quantile_values: vec![
+                                    ValueAtQuantile {
+                                        quantile: 0.5,
+                                        value: 5.0,
+                                    },
+                                    ValueAtQuantile {
+                                        quantile: 0.99,
+                                        value: 9.9,
+                                    },
+                                ],
+                                ..Default::default()
+                            }],
+                        }),
+                    ),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+async fn post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    gzip: bool,
+    body: Vec<u8>,
+) -> (u16, String, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request =
+        hyper::Request::post(format!("http://{addr}{path}")).header("content-type", content_type);
+    if gzip {
+        request = request.header("content-encoding", "gzip");
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, body)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Every Parquet file below `dir`.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(parquet_files(&path));
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_table(root: &Path, table: &str) -> RecordBatch {
+    let files = parquet_files(&root.join(table));
+    assert!(!files.is_empty(), "no files for {table}");
+    let mut batches = Vec::new();
+    for path in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(reader.map(Result::unwrap));
+    }
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("{name} has another type"))
+}
+
+fn map_get(map: &MapArray, row: usize, key: &str) -> Option<String> {
+    let entries = map.value(row);
+    let keys = entries.column(0).as_string::<i32>();
+    let values = entries.column(1).as_string::<i32>();
+    (0..keys.len())
+        .find(|&i| keys.value(i) == key)
+        .map(|i| values.value(i).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_over_grpc_and_http_lands_in_parquet() {
+    let dir = std::env::temp_dir().join(format!("loadlens-receivers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = CollectorConfig::ephemeral(&dir);
+    config.max_http_body = 64 * 1024;
+    let collector = Collector::start(config).await.unwrap();
+    let endpoint = collector.grpc_endpoint();
+    let http = collector.http_addr();
+
+    // gRPC traces: one rich span and one with a malformed trace id.
+    let mut rich = span(1, 1, "GET /a");
+    rich.attributes = vec![
+        kv("http.response.status_code", Value::IntValue(200)),
+        s("http.request.method", "GET"),
+        s("custom.key", "v"),
+        kv("custom.flag", Value::BoolValue(true)),
+        s("loadlens.run.id", "run-t"),
+    ];
+    rich.events = vec![
+        Event {
+            time_unix_nano: T0 + 10,
+            name: "first".into(),
+            ..Default::default()
+        },
+        Event {
+            time_unix_nano: T0 + 20,
+            name: "second".into(),
+            attributes: vec![s("k", "v")],
+            ..Default::default()
+        },
+    ];
+    rich.links = vec![Link {
+        trace_id: vec![9; 16],
+        span_id: vec![9; 8],
+        ..Default::default()
+    }];
+    let mut bad = span(2, 2, "bad");
+    bad.trace_id = vec![1, 2, 3];
+    let mut client = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
+    let response = client
+        .export(traces("svc", vec![rich, bad]))
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = response.partial_success.expect("one span was rejected");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("trace_id"),
+        "{}",
+        partial.error_message
+    );
+
+    // gRPC metrics: every point type.
+    let mut metrics = MetricsServiceClient::connect(endpoint).await.unwrap();
+    let response = metrics
+        .export(every_metric_type())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.partial_success.is_none(), "{response:?}");
+
+    // HTTP protobuf, gzip protobuf and JSON, each answered in kind.
+    let body = traces("http-proto", vec![span(3, 3, "proto")]).encode_to_vec();
+    let (status, ct, reply) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        body.clone(),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/x-protobuf"));
+    assert!(
+        ExportTraceServiceResponse::decode(reply)
+            .unwrap()
+            .partial_success
+            .is_none()
+    );
+    let body = traces("http-gzip", vec![span(4, 4, "gzip")]).encode_to_vec();
+    let (status, _, _) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        true,
+        gzip(&body),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let json = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"http-json"}}}}]}},
+            "scopeSpans":[{{"spans":[{{"traceId":"{}","spanId":"{}","name":"json","kind":2,
+            "startTimeUnixNano":"{T0}","endTimeUnixNano":{}}}]}}]}}]}}"#,
+        "05".repeat(16),
+        "05".repeat(8),
+        T0 + 1000
+    );
+    let (status, ct, _) = post(
+        http,
+        "/v1/traces",
+        "application/json",
+        false,
+        json.into_bytes(),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+
+    // Refusals: wrong content type, malformed protobuf, a gzip bomb over the limit.
+    let (status, _, reply) = post(http, "/v1/traces", "text/plain", false, b"x".to_vec()).await;
+    assert_eq!(status, 415, "{reply:?}");
+    let (status, _, reply) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        vec![0xff; 7],
+    )
+    .await;
+    assert_eq!(status, 400, "{reply:?}");
+    assert!(String::from_utf8_lossy(&reply).contains("invalid protobuf"));
+    let bomb = gzip(&vec![0u8; 4 * 1024 * 1024]);
+    let (status, _, _) = post(http, "/v1/traces", "application/x-protobuf", true, bomb).await;
+    assert_eq!(status, 413);
+
+    let stats = &collector.ingest().stats;
+    let accepted = stats
+        .rows_accepted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let rejected = stats
+        .items_rejected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (accepted, rejected),
+        (4 + 5, 1),
+        "4 spans and 5 points accepted, 1 span rejected"
+    );
+    collector.shutdown().await.unwrap();
+
+    // Spans: every accepted span once, promoted columns, the rest in maps.
+    let spans = read_table(&dir, "spans");
+    assert_eq!(spans.num_rows(), 4);
+    let names = column::<StringArray>(&spans, "name");
+    let row = (0..spans.num_rows())
+        .find(|&i| names.value(i) == "GET /a")
+        .unwrap();
+    assert_eq!(
+        column::<Int32Array>(&spans, "http_response_status_code").value(row),
+        200
+    );
+    assert_eq!(
+        column::<StringArray>(&spans, "http_request_method").value(row),
+        "GET"
+    );
+    assert_eq!(
+        column::<StringArray>(&spans, "service_name").value(row),
+        "svc"
+    );
+    assert_eq!(column::<StringArray>(&spans, "kind").value(row), "SERVER");
+    let attributes = column::<MapArray>(&spans, "attributes");
+    assert_eq!(map_get(attributes, row, "custom.key").as_deref(), Some("v"));
+    assert_eq!(
+        map_get(attributes, row, "custom.flag").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        map_get(attributes, row, "http.response.status_code"),
+        None,
+        "promoted keys leave the map"
+    );
+    let resource = column::<MapArray>(&spans, "resource_attributes");
+    assert_eq!(
+        map_get(resource, row, "host.name").as_deref(),
+        Some("box-1")
+    );
+    assert_eq!(column::<ListArray>(&spans, "events").value(row).len(), 2);
+    assert_eq!(column::<ListArray>(&spans, "links").value(row).len(), 1);
+    assert_eq!(
+        column::<FixedSizeBinaryArray>(&spans, "trace_id").value(row),
+        &[1u8; 16]
+    );
+    for name in ["json", "gzip", "proto"] {
+        assert!(
+            (0..spans.num_rows()).any(|i| names.value(i) == name),
+            "{name} missing"
+        );
+    }
+    // The run's span is in its own partition.
+    assert!(dir.join("spans/date=2026-11-23/run_id=run-t").is_dir());
+    assert!(
+        dir.join("spans/date=2026-11-23/run_id=__HIVE_DEFAULT_PARTITION__")
+            .is_dir()
+    );
+
+    // Metrics: each point type in its own table, values intact.
+    let number = read_table(&dir, "metrics_number");
+    assert_eq!(number.num_rows(), 2);
+    let values = number
+        .column_by_name("value")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let mut got: Vec<f64> = values.iter().flatten().collect();
+    got.sort_by(f64::total_cmp);
+    assert_eq!(got, vec![2.5, 7.0]);
+    let histogram = read_table(&dir, "metrics_histogram");
+    let buckets = column::<ListArray>(&histogram, "bucket_counts").value(0);
+    assert_eq!(
+        buckets.as_primitive::<UInt64Type>().values().as_ref(),
+        &[1, 2, 3]
+    );
+    assert_eq!(column::<UInt64Array>(&histogram, "count").value(0), 6);
+    let exp = read_table(&dir, "metrics_exp_histogram");
+    assert_eq!(column::<Int32Array>(&exp, "scale").value(0), 2);
+    assert_eq!(column::<Int32Array>(&exp, "positive_offset").value(0), -1);
+    let summary = read_table(&dir, "metrics_summary");
+    let quantiles = column::<ListArray>(&summary, "quantile_values").value(0);
+    assert_eq!(quantiles.len(), 2);
+    assert!(
+        dir.join("metrics_number/date=2026-11-23/run_id=run-m")
+            .is_dir()
+    );
+
+    // Every file: zstd, schema version and time range in the metadata; spans
+    // carry a bloom filter on trace_id.
+    for path in parquet_files(&dir) {
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let meta = reader.metadata();
+        let kv: Vec<_> = meta.file_metadata().key_value_metadata().unwrap().to_vec();
+        let get = |key: &str| {
+            kv.iter()
+                .find(|k| k.key == key)
+                .and_then(|k| k.value.clone())
+        };
+        assert_eq!(
+            get("loadlens.schema_version").as_deref(),
+            Some("1"),
+            "{path:?}"
+        );
+        assert!(get("loadlens.min_time_unix_nano").is_some());
+        let group = meta.row_group(0);
+        assert!(
+            matches!(group.column(0).compression(), Compression::ZSTD(_)),
+            "{path:?}"
+        );
+        assert!(group.sorting_columns().is_some_and(|s| !s.is_empty()));
+        if path.to_string_lossy().contains("/spans/") {
+            let trace = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == "trace_id")
+                .unwrap();
+            assert!(
+                trace.bloom_filter_offset().is_some(),
+                "no bloom filter in {path:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
