@@ -141,3 +141,67 @@ fn empty_store_answers_queries_with_no_rows() {
     let rows = sql_json(dir.path(), "SELECT COUNT(*) AS n FROM requests");
     assert_eq!(rows[0]["n"], 0);
 }
+
+#[test]
+fn closed_model_keeps_n_requests_in_flight_and_prints_csv_and_tables() {
+    let api = free_addr();
+    let mut demo =
+        Service::spawn(loadlens().args(["demo", "--no-telemetry", "--api-addr", &api.to_string()]));
+    wait_for_port(api, demo.child());
+    let dir = TempDir::new("closed");
+    let summary_path = dir.path().join("summary.json");
+    let output = loadlens()
+        .args([
+            "run",
+            "--url",
+            &format!("http://{api}/api/orders"),
+            "--concurrency",
+            "3",
+        ])
+        .args([
+            "--duration",
+            "1s",
+            "--no-telemetry",
+            "--quiet",
+            "--summary-json",
+        ])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(demo.terminate());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["model"], "closed");
+    assert_eq!(summary["requests_failed"], 0);
+    let stage = &summary["stages"][0];
+    // Three workers, each waiting for its response: throughput × latency ≈ 3 (Little's law).
+    let in_flight = stage["throughput_rps"].as_f64().unwrap()
+        * stage["latency_ms"]["mean"].as_f64().unwrap()
+        / 1000.0;
+    assert!(
+        (2.6..=3.05).contains(&in_flight),
+        "measured concurrency {in_flight}: {summary}"
+    );
+
+    // The same store, three output formats.
+    let data = TempDir::new("formats");
+    let query = "SELECT 1 AS a, 'x' AS b";
+    let run = |format: &str| {
+        let out = loadlens()
+            .args(["sql", "--format", format, "--data"])
+            .arg(data.path())
+            .arg(query)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run("csv"), "a,b\n1,x\n");
+    assert_eq!(run("json").trim(), r#"[{"a":1,"b":"x"}]"#);
+    let table = run("table");
+    assert!(
+        table.contains("| a | b |") && table.contains("| 1 | x |"),
+        "{table}"
+    );
+}

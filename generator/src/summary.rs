@@ -50,6 +50,7 @@ pub struct StageSummary {
 /// Exact percentiles (linear interpolation between closest ranks) in ms.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Percentiles {
+    pub mean: f64,
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
@@ -61,7 +62,13 @@ impl Percentiles {
     pub fn from_nanos(values: &mut [i64]) -> Self {
         values.sort_unstable();
         let ms = |v: f64| v / 1e6;
+        let sum: i128 = values.iter().map(|&v| i128::from(v)).sum();
         Percentiles {
+            mean: if values.is_empty() {
+                0.0
+            } else {
+                ms(sum as f64 / values.len() as f64)
+            },
             p50: ms(quantile_sorted(values, 0.50)),
             p95: ms(quantile_sorted(values, 0.95)),
             p99: ms(quantile_sorted(values, 0.99)),
