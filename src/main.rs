@@ -59,6 +59,10 @@ enum Command {
         /// Longest accepted rows wait before they are written (e.g. 5s).
         #[arg(long, default_value = "5s", value_parser = generator::config::parse_duration)]
         flush_interval: Duration,
+        /// Acknowledge without fsync of the write-ahead log: faster, and acknowledged
+        /// data still survives a collector crash, but not an OS crash or power loss.
+        #[arg(long)]
+        no_fsync: bool,
     },
     /// Run SQL over the store.
     Sql {
@@ -244,11 +248,13 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             grpc_addr,
             http_addr,
             flush_interval,
+            no_fsync,
         } => {
             let mut config = collector::CollectorConfig::new(data);
             config.grpc_addr = grpc_addr;
             config.http_addr = http_addr;
             config.flush_interval = flush_interval;
+            config.wal_sync = !no_fsync;
             collector::run(config).await.map_err(|e| {
                 let usage = matches!(e, collector::CollectorError::Bind { .. });
                 Failure::by(usage, e)

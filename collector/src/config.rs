@@ -21,6 +21,10 @@ pub struct CollectorConfig {
     pub max_grpc_message: usize,
     /// Largest HTTP body accepted after decompression, in bytes.
     pub max_http_body: usize,
+    /// fdatasync the write-ahead log before acknowledging (the default). Off,
+    /// acknowledged data survives a collector crash but not an operating-system
+    /// crash or power loss.
+    pub wal_sync: bool,
 }
 
 impl CollectorConfig {
@@ -34,6 +38,7 @@ impl CollectorConfig {
             flush_rows: 200_000,
             max_grpc_message: 4 * 1024 * 1024,
             max_http_body: 20 * 1024 * 1024,
+            wal_sync: true,
         }
     }
 

@@ -1,28 +1,52 @@
-//! Accepted rows wait here, grouped by partition, until a flush writes them.
+//! From an acknowledged request to Parquet: every request is appended to the
+//! write-ahead log and fsynced (group commit, one thread) before its rows join
+//! the pending set and the client gets its answer; a flush writes the pending
+//! rows and only then deletes the log segments they came from.
+//!
+//! ```text
+//!  receiver ─(rows, OTLP bytes)─▶ WAL thread: append · fdatasync · pending += rows · ack
+//!  flusher  ─rotate─▶ WAL thread: new segment, take pending ─▶ Parquet (-w<segment>) ─▶ delete old segments
+//! ```
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 use arrow::record_batch::RecordBatch;
-use tokio::sync::Notify;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tokio::sync::{Notify, oneshot};
 
-use crate::convert::{Converted, PartitionKey};
+use crate::convert::{self, Converted, PartitionKey};
 use crate::store::{WriteError, write_partition};
+use crate::wal::{self, Signal, Wal, WalError};
 
-/// Pending rows and the totals of everything received.
-#[derive(Debug)]
-pub struct Ingest {
-    root: PathBuf,
-    flush_rows: usize,
-    pending: Mutex<BTreeMap<PartitionKey, Vec<RecordBatch>>>,
+type Pending = BTreeMap<PartitionKey, Vec<RecordBatch>>;
+
+/// Pending rows, shared by the WAL thread (which adds) and flushes (which take).
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Pending>,
     pending_rows: AtomicUsize,
-    /// Serializes flushes so files are never written twice for the same rows.
-    flushing: tokio::sync::Mutex<()>,
-    /// Woken when pending rows pass `flush_rows`.
-    pub(crate) full: Notify,
-    pub stats: IngestStats,
+    full: Notify,
+    stats: IngestStats,
+}
+
+impl Shared {
+    fn add(&self, batches: Vec<(PartitionKey, RecordBatch)>, flush_rows: usize) {
+        let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            for (key, batch) in batches {
+                pending.entry(key).or_default().push(batch);
+            }
+        }
+        if self.pending_rows.fetch_add(rows, Ordering::Relaxed) + rows >= flush_rows {
+            self.full.notify_one();
+        }
+    }
 }
 
 /// Totals since start.
@@ -33,6 +57,8 @@ pub struct IngestStats {
     pub rows_written: AtomicU64,
     pub files_written: AtomicU64,
     pub write_errors: AtomicU64,
+    pub wal_commits: AtomicU64,
+    pub rows_replayed: AtomicU64,
 }
 
 /// What one flush wrote.
@@ -42,76 +68,166 @@ pub struct FlushReport {
     pub rows: u64,
 }
 
+/// Why rows could not be made durable or written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("the write-ahead log has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Append {
+        signal: Signal,
+        payload: Vec<u8>,
+        converted: Converted,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Rotate {
+        reply: oneshot::Sender<Result<(u64, Pending), String>>,
+    },
+}
+
+/// The durable ingest path.
+#[derive(Debug)]
+pub struct Ingest {
+    root: PathBuf,
+    wal_dir: PathBuf,
+    shared: Arc<Shared>,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Serializes flushes so files are never written twice for the same rows.
+    flushing: tokio::sync::Mutex<()>,
+}
+
 impl Ingest {
-    pub fn new(root: PathBuf, flush_rows: usize) -> Self {
-        Ingest {
+    /// Opens the WAL below `root`, replays what an earlier process left, and
+    /// starts the WAL thread. `sync` false skips fdatasync (see the crate docs).
+    pub fn open(root: PathBuf, flush_rows: usize, sync: bool) -> Result<Self, IngestError> {
+        let (wal, segments) = Wal::open(&root, sync)?;
+        let shared = Arc::new(Shared::default());
+        replay(&root, &segments, &shared)?;
+        remove_temporary_files(&root);
+        let wal_dir = wal.dir().to_path_buf();
+        let (tx, rx) = mpsc::channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("loadlens-wal".into())
+            .spawn(move || wal_thread(wal, rx, thread_shared, flush_rows))
+            .map_err(|source| WalError {
+                path: wal_dir.clone(),
+                source,
+            })?;
+        Ok(Ingest {
             root,
-            flush_rows,
-            pending: Mutex::new(BTreeMap::new()),
-            pending_rows: AtomicUsize::new(0),
+            wal_dir,
+            shared,
+            commands: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
             flushing: tokio::sync::Mutex::new(()),
-            full: Notify::new(),
-            stats: IngestStats::default(),
-        }
+        })
     }
 
-    /// Takes the rows of one converted request.
-    pub fn accept(&self, converted: Converted) {
-        let rows = converted.rows();
-        self.stats
-            .items_rejected
-            .fetch_add(converted.rejected, Ordering::Relaxed);
-        if rows == 0 {
-            return;
-        }
-        {
-            let mut pending = self.pending.lock().expect("pending lock");
-            for (key, batch) in converted.batches {
-                pending.entry(key).or_default().push(batch);
-            }
-        }
-        self.stats
-            .rows_accepted
-            .fetch_add(rows as u64, Ordering::Relaxed);
-        if self.pending_rows.fetch_add(rows, Ordering::Relaxed) + rows >= self.flush_rows {
-            self.full.notify_one();
-        }
+    /// Totals since start.
+    pub fn stats(&self) -> &IngestStats {
+        &self.shared.stats
+    }
+
+    /// Resolves when pending rows pass the flush threshold.
+    pub async fn full(&self) {
+        self.shared.full.notified().await
     }
 
     /// Rows accepted but not yet in a Parquet file.
     pub fn pending_rows(&self) -> usize {
-        self.pending_rows.load(Ordering::Relaxed)
+        self.shared.pending_rows.load(Ordering::Relaxed)
     }
 
-    /// Writes every pending partition. A partition that fails to write is put
-    /// back, so its rows are tried again by the next flush.
-    pub async fn flush(&self) -> Result<FlushReport, WriteError> {
+    fn send(&self, command: Command) -> Result<(), IngestError> {
+        self.commands
+            .lock()
+            .expect("commands lock")
+            .as_ref()
+            .ok_or(IngestError::Stopped)?
+            .send(command)
+            .map_err(|_| IngestError::Stopped)
+    }
+
+    /// Makes a converted request durable; returns once it is fsynced and its
+    /// rows are pending. An error means nothing may be acknowledged.
+    pub async fn submit(
+        &self,
+        signal: Signal,
+        payload: Vec<u8>,
+        converted: Converted,
+    ) -> Result<(), String> {
+        self.shared
+            .stats
+            .items_rejected
+            .fetch_add(converted.rejected, Ordering::Relaxed);
+        if converted.rows() == 0 {
+            return Ok(());
+        }
+        let rows = converted.rows() as u64;
+        let (ack, acked) = oneshot::channel();
+        self.send(Command::Append {
+            signal,
+            payload,
+            converted,
+            ack,
+        })
+        .map_err(|e| e.to_string())?;
+        acked
+            .await
+            .map_err(|_| IngestError::Stopped.to_string())??;
+        self.shared
+            .stats
+            .rows_accepted
+            .fetch_add(rows, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes every pending partition, then deletes the WAL segments they came
+    /// from. A partition that fails to write is put back and retried by the next
+    /// flush; the segments stay until every partition is written.
+    pub async fn flush(&self) -> Result<FlushReport, IngestError> {
         let _guard = self.flushing.lock().await;
-        let taken = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        let (reply, replied) = oneshot::channel();
+        self.send(Command::Rotate { reply })?;
+        let (upto, taken) =
+            replied
+                .await
+                .map_err(|_| IngestError::Stopped)?
+                .map_err(|message| WalError {
+                    path: self.wal_dir.clone(),
+                    source: std::io::Error::other(message),
+                })?;
         let mut report = FlushReport::default();
         let mut first_error = None;
         for (key, batches) in taken {
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let root = self.root.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let written = write_partition(&root, &key, &batches);
+            let (key, batches, written) = tokio::task::spawn_blocking(move || {
+                let written = write_partition(&root, &key, &batches, upto);
                 (key, batches, written)
             })
             .await
             .expect("the Parquet writer does not panic");
-            match result {
-                (_, _, Ok(path)) => {
-                    self.pending_rows.fetch_sub(rows, Ordering::Relaxed);
-                    self.stats
-                        .rows_written
-                        .fetch_add(rows as u64, Ordering::Relaxed);
-                    self.stats.files_written.fetch_add(1, Ordering::Relaxed);
+            let stats = &self.shared.stats;
+            match written {
+                Ok(path) => {
+                    self.shared.pending_rows.fetch_sub(rows, Ordering::Relaxed);
+                    stats.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+                    stats.files_written.fetch_add(1, Ordering::Relaxed);
                     report.rows += rows as u64;
                     report.files.push(path);
                 }
-                (key, batches, Err(e)) => {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let mut pending = self.pending.lock().expect("pending lock");
+                Err(e) => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    let mut pending = self.shared.pending.lock().expect("pending lock");
                     let slot = pending.entry(key).or_default();
                     let newer = std::mem::replace(slot, batches);
                     slot.extend(newer);
@@ -119,9 +235,183 @@ impl Ingest {
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(report),
+        if let Some(e) = first_error {
+            return Err(e.into());
+        }
+        let dir = self.wal_dir.clone();
+        tokio::task::spawn_blocking(move || Wal::delete_upto(&dir, upto))
+            .await
+            .expect("deleting segments does not panic")?;
+        Ok(report)
+    }
+
+    /// Stops the WAL thread after everything sent so far is committed.
+    pub fn close(&self) {
+        self.commands.lock().expect("commands lock").take();
+        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
+            let _ = thread.join();
         }
     }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Group commit: take everything queued, append it, one fdatasync, then make
+/// the rows pending and acknowledge.
+fn wal_thread(
+    mut wal: Wal,
+    commands: mpsc::Receiver<Command>,
+    shared: Arc<Shared>,
+    flush_rows: usize,
+) {
+    let mut appended_in_segment = 0u64;
+    let mut waiting: Vec<(Converted, oneshot::Sender<Result<(), String>>)> = Vec::new();
+    let commit =
+        |wal: &mut Wal, waiting: &mut Vec<(Converted, oneshot::Sender<Result<(), String>>)>| {
+            if waiting.is_empty() {
+                return;
+            }
+            match wal.commit() {
+                Ok(()) => {
+                    shared.stats.wal_commits.fetch_add(1, Ordering::Relaxed);
+                    for (converted, ack) in waiting.drain(..) {
+                        shared.add(converted.batches, flush_rows);
+                        let _ = ack.send(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    for (_, ack) in waiting.drain(..) {
+                        let _ = ack.send(Err(e.to_string()));
+                    }
+                }
+            }
+        };
+    while let Ok(first) = commands.recv() {
+        let mut group = vec![first];
+        while group.len() < 4096 {
+            match commands.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        for command in group {
+            match command {
+                Command::Append {
+                    signal,
+                    payload,
+                    converted,
+                    ack,
+                } => match wal.append(signal, &payload) {
+                    Ok(()) => {
+                        appended_in_segment += 1;
+                        waiting.push((converted, ack));
+                    }
+                    Err(e) => {
+                        let _ = ack.send(Err(e.to_string()));
+                    }
+                },
+                Command::Rotate { reply } => {
+                    commit(&mut wal, &mut waiting);
+                    // Rows of every closed segment are pending now; take them
+                    // together with the rotation so a flush covers exactly them.
+                    let closed = if appended_in_segment > 0 {
+                        wal.rotate()
+                    } else {
+                        Ok(wal.sequence() - 1)
+                    };
+                    let result = closed.map_err(|e| e.to_string()).map(|closed| {
+                        appended_in_segment = 0;
+                        let taken =
+                            std::mem::take(&mut *shared.pending.lock().expect("pending lock"));
+                        (closed, taken)
+                    });
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        commit(&mut wal, &mut waiting);
+    }
+}
+
+/// Puts the rows of the segments an earlier process left back into pending,
+/// skipping partitions already written from those segments.
+fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(), IngestError> {
+    let mut written_upto: HashMap<PathBuf, u64> = HashMap::new();
+    for segment in segments {
+        let replayed = wal::read_segment(&segment.path)?;
+        if replayed.torn_bytes > 0 {
+            eprintln!(
+                "collector: {} ends with {} bytes of an unfinished record (never acknowledged); ignored",
+                segment.path.display(),
+                replayed.torn_bytes
+            );
+        }
+        for (signal, payload) in replayed.records {
+            let converted = match signal {
+                Signal::Traces => ExportTraceServiceRequest::decode(payload.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| convert::spans::convert(&r).map_err(|e| e.to_string())),
+                Signal::Metrics => ExportMetricsServiceRequest::decode(payload.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| convert::metrics::convert(&r).map_err(|e| e.to_string())),
+            };
+            let converted = match converted {
+                Ok(converted) => converted,
+                Err(e) => {
+                    eprintln!(
+                        "collector: cannot replay a record of {}: {e}",
+                        segment.path.display()
+                    );
+                    continue;
+                }
+            };
+            let mut keep = Vec::new();
+            for (key, batch) in converted.batches {
+                let dir = schema::layout::partition_dir_for_day(
+                    root,
+                    key.table,
+                    &key.date,
+                    key.run_id.as_deref(),
+                );
+                let upto = *written_upto
+                    .entry(dir.clone())
+                    .or_insert_with(|| crate::store::writer::highest_wal_segment(&dir));
+                if upto < segment.sequence {
+                    shared
+                        .stats
+                        .rows_replayed
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    keep.push((key, batch));
+                }
+            }
+            shared.add(keep, usize::MAX);
+        }
+    }
+    Ok(())
+}
+
+/// Removes `.part-*.tmp` files a crash left behind mid-write.
+fn remove_temporary_files(root: &Path) {
+    fn walk(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() {
+                if !name.starts_with('_') {
+                    walk(&path);
+                }
+            } else if name.starts_with(".part-") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    walk(root);
 }

@@ -396,7 +396,7 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     let (status, _, _) = post(http, "/v1/traces", "application/x-protobuf", true, bomb).await;
     assert_eq!(status, 413);
 
-    let stats = &collector.ingest().stats;
+    let stats = collector.ingest().stats();
     let accepted = stats
         .rows_accepted
         .load(std::sync::atomic::Ordering::Relaxed);

@@ -77,12 +77,22 @@ pub const PARTITION_COLUMNS: [&str; 2] = [DATE, RUN_ID];
 
 /// `<root>/<table>/date=<day>/run_id=<run>`: the folder a file of these rows goes in.
 pub fn partition_dir(root: &Path, table: Table, unix_nanos: i64, run_id: Option<&str>) -> PathBuf {
+    partition_dir_for_day(root, table, &utc_day(unix_nanos), run_id)
+}
+
+/// `<root>/<table>/date=<day>/run_id=<run>` for a day already formatted `YYYY-MM-DD`.
+pub fn partition_dir_for_day(
+    root: &Path,
+    table: Table,
+    day: &str,
+    run_id: Option<&str>,
+) -> PathBuf {
     let run = match run_id {
         Some(run) if !run.is_empty() => escape_partition_value(run),
         _ => NULL_PARTITION.to_string(),
     };
     root.join(table.name())
-        .join(format!("{DATE}={}", utc_day(unix_nanos)))
+        .join(format!("{DATE}={day}"))
         .join(format!("{RUN_ID}={run}"))
 }
 

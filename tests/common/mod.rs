@@ -87,6 +87,13 @@ impl Service {
         self.0.as_mut().unwrap()
     }
 
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill9(mut self) {
+        let mut child = self.0.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// SIGTERM, then wait (at most 30 s) and return whether it exited successfully.
     pub fn terminate(mut self) -> bool {
         let mut child = self.0.take().unwrap();

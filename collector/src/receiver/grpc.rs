@@ -14,12 +14,19 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use super::rejection_message;
 use crate::convert;
 use crate::ingest::Ingest;
+use crate::wal::Signal;
+
+/// Nothing was stored; the client should retry.
+fn not_persisted(message: String) -> Status {
+    Status::unavailable(format!("not stored, retry: {message}"))
+}
 
 #[derive(Debug, Clone)]
 pub struct Receiver {
@@ -58,7 +65,11 @@ impl TraceService for Receiver {
             rejected_spans: converted.rejected as i64,
             error_message: rejection_message(&converted),
         });
-        self.ingest.accept(converted);
+        let payload = request.get_ref().encode_to_vec();
+        self.ingest
+            .submit(Signal::Traces, payload, converted)
+            .await
+            .map_err(not_persisted)?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success,
         }))
@@ -77,7 +88,11 @@ impl MetricsService for Receiver {
             rejected_data_points: converted.rejected as i64,
             error_message: rejection_message(&converted),
         });
-        self.ingest.accept(converted);
+        let payload = request.get_ref().encode_to_vec();
+        self.ingest
+            .submit(Signal::Metrics, payload, converted)
+            .await
+            .map_err(not_persisted)?;
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success,
         }))

@@ -148,6 +148,7 @@ fn respond<T: Message + serde::Serialize>(encoding: Encoding, response: &T) -> R
 /// One OTLP signal on the HTTP receiver: how to convert its request and how to
 /// answer with the number of rejected items.
 trait Signal {
+    const WAL: crate::wal::Signal;
     type Request: Message + Default + serde::de::DeserializeOwned;
     type Response: Message + serde::Serialize;
     fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError>;
@@ -157,6 +158,7 @@ trait Signal {
 struct Traces;
 
 impl Signal for Traces {
+    const WAL: crate::wal::Signal = crate::wal::Signal::Traces;
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
 
@@ -179,6 +181,7 @@ impl Signal for Traces {
 struct Metrics;
 
 impl Signal for Metrics {
+    const WAL: crate::wal::Signal = crate::wal::Signal::Metrics;
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
 
@@ -214,6 +217,20 @@ async fn export<S: Signal>(
     })?;
     let rejected = (converted.rejected > 0)
         .then(|| (converted.rejected as i64, rejection_message(&converted)));
-    state.ingest.accept(converted);
+    // The WAL keeps protobuf: the body as received, or the JSON re-encoded.
+    let payload = match encoding {
+        Encoding::Protobuf => body.to_vec(),
+        Encoding::Json => request.encode_to_vec(),
+    };
+    state
+        .ingest
+        .submit(S::WAL, payload, converted)
+        .await
+        .map_err(|e| {
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not stored, retry: {e}"),
+            )
+        })?;
     Ok(respond(encoding, &S::response(rejected)))
 }

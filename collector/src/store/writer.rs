@@ -39,11 +39,15 @@ pub enum WriteError {
 /// reader can skip by statistics.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Writes the batches of one partition as one file and returns its path.
+/// Writes the batches of one partition as one file and returns its path. The
+/// file name records the last WAL segment whose rows it holds
+/// (`part-<min time>-w<segment>-<random>.parquet`), so a replay after a crash
+/// can tell which rows already reached Parquet.
 pub fn write_partition(
     root: &Path,
     key: &PartitionKey,
     batches: &[RecordBatch],
+    wal_segment: u64,
 ) -> Result<PathBuf, WriteError> {
     let table = key.table;
     let arrow_err = |source| WriteError::Arrow { table, source };
@@ -60,14 +64,16 @@ pub fn write_partition(
         .expect("time columns are ns timestamps");
     let (min_time, max_time) = (times.value(0), times.value(times.len() - 1));
 
-    let dir = schema::partition_dir(root, table, min_time, key.run_id.as_deref());
-    debug_assert!(dir.to_string_lossy().contains(&key.date));
+    let dir = schema::layout::partition_dir_for_day(root, table, &key.date, key.run_id.as_deref());
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| WriteError::Io { path, source }
     };
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let name = format!("part-{min_time:020}-{:016x}.parquet", rand::random::<u64>());
+    let name = format!(
+        "part-{min_time:020}-w{wal_segment:020}-{:016x}.parquet",
+        rand::random::<u64>()
+    );
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
 
@@ -131,4 +137,21 @@ fn properties(
             );
     }
     props.build()
+}
+
+/// The highest WAL segment recorded in the names of a partition's files (0 if none).
+pub fn highest_wal_segment(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+            rest.split('-')
+                .find_map(|part| part.strip_prefix('w')?.parse::<u64>().ok())
+        })
+        .max()
+        .unwrap_or(0)
 }
