@@ -1,0 +1,120 @@
+"""Send spans and every metric type the OpenTelemetry Python SDK makes to a
+loadlens collector, with the SDK's own OTLP exporter, and print what was sent.
+
+usage: otel_send.py grpc|http ENDPOINT SERVICE > expected.json
+"""
+
+import json
+import sys
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+
+def exporters(protocol, endpoint):
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint, insecure=True), OTLPMetricExporter(endpoint=endpoint, insecure=True)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return (
+        OTLPSpanExporter(endpoint=endpoint + "/v1/traces"),
+        OTLPMetricExporter(endpoint=endpoint + "/v1/metrics"),
+    )
+
+
+def main():
+    protocol, endpoint, service = sys.argv[1:4]
+    resource = Resource.create({"service.name": service, "deployment.environment.name": "production"})
+    span_exporter, metric_exporter = exporters(protocol, endpoint)
+
+    # Spans: collected in memory, then exported in one call whose result we check.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("interop", "1.2.3")
+    with tracer.start_as_current_span("GET /interop", kind=SpanKind.SERVER) as server:
+        server.set_attributes(
+            {
+                "http.request.method": "GET",
+                "http.response.status_code": 200,
+                "http.route": "/interop",
+                "custom.str": "x",
+                "custom.int": 42,
+                "custom.bool": True,
+                "custom.float": 0.25,
+                "custom.list": ["a", "b"],
+            }
+        )
+        server.add_event("cache.miss", {"key": "k1"})
+        other = tracer.start_span("linked")
+        other.end()
+        with tracer.start_as_current_span("child", links=[Link(other.get_span_context())]) as child:
+            child.set_status(Status(StatusCode.ERROR, "boom"))
+    spans = memory.get_finished_spans()
+    result = span_exporter.export(spans)
+    assert result == SpanExportResult.SUCCESS, f"span export failed: {result}"
+
+    # Metrics: every instrument, an exponential histogram through a view.
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(
+        resource=resource,
+        metric_readers=[reader],
+        views=[View(instrument_name="interop.latency_exp", aggregation=ExponentialBucketHistogramAggregation())],
+    )
+    meter = meters.get_meter("interop", "1.2.3")
+    counter = meter.create_counter("interop.requests", unit="1")
+    counter.add(5, {"route": "/a"})
+    counter.add(2, {"route": "/a"})
+    updown = meter.create_up_down_counter("interop.inflight")
+    updown.add(3)
+    updown.add(-1)
+    histogram = meter.create_histogram("interop.latency", unit="ms")
+    for value in (1.5, 7.0, 30.0):
+        histogram.record(value)
+    exp = meter.create_histogram("interop.latency_exp", unit="ms")
+    for value in (1.0, 2.0, 4.0, 8.0):
+        exp.record(value)
+    gauge = meter.create_gauge("interop.temperature")
+    gauge.set(21.5)
+    result = metric_exporter.export(reader.get_metrics_data())
+    assert result == MetricExportResult.SUCCESS, f"metric export failed: {result}"
+
+    expected = {
+        "service": service,
+        "spans": [
+            {
+                "trace_id": format(s.context.trace_id, "032x"),
+                "span_id": format(s.context.span_id, "016x"),
+                "parent": format(s.parent.span_id, "016x") if s.parent else None,
+                "name": s.name,
+                "kind": s.kind.name.upper(),
+                "status": s.status.status_code.name,
+                "events": len(s.events),
+                "links": len(s.links),
+            }
+            for s in spans
+        ],
+        "attributes": {"custom.str": "x", "custom.int": "42", "custom.bool": "true", "custom.float": "0.25", "custom.list": '["a","b"]'},
+        "metrics": {
+            "interop.requests": 7,
+            "interop.inflight": 2,
+            "interop.temperature": 21.5,
+            "interop.latency": {"count": 3, "sum": 38.5},
+            "interop.latency_exp": {"count": 4, "sum": 15.0},
+        },
+    }
+    print(json.dumps(expected))
+
+
+if __name__ == "__main__":
+    main()
