@@ -17,6 +17,8 @@ pub struct CollectorConfig {
     pub flush_interval: Duration,
     /// Pending rows that trigger an early flush.
     pub flush_rows: usize,
+    /// Memory pending rows may hold; above it requests get a retryable refusal.
+    pub max_pending_bytes: usize,
     /// Largest gRPC message accepted, in bytes.
     pub max_grpc_message: usize,
     /// Largest HTTP body accepted after decompression, in bytes.
@@ -36,6 +38,7 @@ impl CollectorConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             flush_interval: Duration::from_secs(5),
             flush_rows: 200_000,
+            max_pending_bytes: 512 * 1024 * 1024,
             max_grpc_message: 4 * 1024 * 1024,
             max_http_body: 20 * 1024 * 1024,
             wal_sync: true,

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::convert::{self, Converted, PartitionKey};
 use crate::store::{WriteError, write_partition};
+use crate::telemetry::PerSignal;
 use crate::wal::{self, Signal, Wal, WalError};
 
 type Pending = BTreeMap<PartitionKey, Vec<RecordBatch>>;
@@ -30,6 +31,9 @@ type Pending = BTreeMap<PartitionKey, Vec<RecordBatch>>;
 struct Shared {
     pending: Mutex<Pending>,
     pending_rows: AtomicUsize,
+    pending_bytes: AtomicUsize,
+    /// Pending memory that triggers an early flush (half the bound).
+    flush_bytes: AtomicUsize,
     full: Notify,
     stats: IngestStats,
 }
@@ -37,28 +41,50 @@ struct Shared {
 impl Shared {
     fn add(&self, batches: Vec<(PartitionKey, RecordBatch)>, flush_rows: usize) {
         let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        let bytes: usize = batches.iter().map(|(_, b)| b.get_array_memory_size()).sum();
+        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         {
             let mut pending = self.pending.lock().expect("pending lock");
             for (key, batch) in batches {
                 pending.entry(key).or_default().push(batch);
             }
         }
-        if self.pending_rows.fetch_add(rows, Ordering::Relaxed) + rows >= flush_rows {
+        let total_bytes = self.pending_bytes.load(Ordering::Relaxed);
+        if self.pending_rows.fetch_add(rows, Ordering::Relaxed) + rows >= flush_rows
+            || total_bytes >= self.flush_bytes.load(Ordering::Relaxed)
+        {
             self.full.notify_one();
         }
     }
 }
 
-/// Totals since start.
+/// Totals since start; rendered on `/metrics` under the names in [`crate::telemetry`].
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    pub rows_accepted: AtomicU64,
-    pub items_rejected: AtomicU64,
+    pub received: PerSignal,
+    pub accepted: PerSignal,
+    pub rejected: PerSignal,
+    pub refused_overloaded: PerSignal,
+    pub refused_not_stored: PerSignal,
     pub rows_written: AtomicU64,
     pub files_written: AtomicU64,
+    pub flushes: AtomicU64,
     pub write_errors: AtomicU64,
     pub wal_commits: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub wal_sync_nanos: AtomicU64,
     pub rows_replayed: AtomicU64,
+}
+
+/// Why a request was not acknowledged. Both are retryable.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(
+        "the collector holds {pending} bytes of pending rows (bound {limit}); retry after a flush"
+    )]
+    Overloaded { pending: usize, limit: usize },
+    #[error("not stored: {0}")]
+    NotStored(String),
 }
 
 /// What one flush wrote.
@@ -95,6 +121,7 @@ enum Command {
 #[derive(Debug)]
 pub struct Ingest {
     root: PathBuf,
+    max_pending_bytes: usize,
     wal_dir: PathBuf,
     shared: Arc<Shared>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
@@ -106,9 +133,17 @@ pub struct Ingest {
 impl Ingest {
     /// Opens the WAL below `root`, replays what an earlier process left, and
     /// starts the WAL thread. `sync` false skips fdatasync (see the crate docs).
-    pub fn open(root: PathBuf, flush_rows: usize, sync: bool) -> Result<Self, IngestError> {
+    pub fn open(
+        root: PathBuf,
+        flush_rows: usize,
+        max_pending_bytes: usize,
+        sync: bool,
+    ) -> Result<Self, IngestError> {
         let (wal, segments) = Wal::open(&root, sync)?;
         let shared = Arc::new(Shared::default());
+        shared
+            .flush_bytes
+            .store(max_pending_bytes / 2, Ordering::Relaxed);
         replay(&root, &segments, &shared)?;
         remove_temporary_files(&root);
         let wal_dir = wal.dir().to_path_buf();
@@ -123,6 +158,7 @@ impl Ingest {
             })?;
         Ok(Ingest {
             root,
+            max_pending_bytes,
             wal_dir,
             shared,
             commands: Mutex::new(Some(tx)),
@@ -146,6 +182,21 @@ impl Ingest {
         self.shared.pending_rows.load(Ordering::Relaxed)
     }
 
+    /// Memory held by pending rows.
+    pub fn pending_bytes(&self) -> usize {
+        self.shared.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The bound on pending memory above which requests are refused.
+    pub fn max_pending_bytes(&self) -> usize {
+        self.max_pending_bytes
+    }
+
+    /// Whether new requests would be refused now.
+    pub fn overloaded(&self) -> bool {
+        self.pending_bytes() >= self.max_pending_bytes
+    }
+
     fn send(&self, command: Command) -> Result<(), IngestError> {
         self.commands
             .lock()
@@ -163,31 +214,48 @@ impl Ingest {
         signal: Signal,
         payload: Vec<u8>,
         converted: Converted,
-    ) -> Result<(), String> {
-        self.shared
-            .stats
-            .items_rejected
-            .fetch_add(converted.rejected, Ordering::Relaxed);
-        if converted.rows() == 0 {
+    ) -> Result<(), SubmitError> {
+        let stats = &self.shared.stats;
+        let rows = converted.rows() as u64;
+        stats.received.add(signal, rows + converted.rejected);
+        // Memory is bounded: above the bound nothing new is taken until a flush
+        // frees it, and the client is told to retry.
+        let pending = self.pending_bytes();
+        if pending >= self.max_pending_bytes {
+            stats.refused_overloaded.add(signal, 1);
+            self.shared.full.notify_one();
+            return Err(SubmitError::Overloaded {
+                pending,
+                limit: self.max_pending_bytes,
+            });
+        }
+        stats.rejected.add(signal, converted.rejected);
+        if rows == 0 {
             return Ok(());
         }
-        let rows = converted.rows() as u64;
         let (ack, acked) = oneshot::channel();
-        self.send(Command::Append {
+        let sent = self.send(Command::Append {
             signal,
             payload,
             converted,
             ack,
-        })
-        .map_err(|e| e.to_string())?;
-        acked
-            .await
-            .map_err(|_| IngestError::Stopped.to_string())??;
-        self.shared
-            .stats
-            .rows_accepted
-            .fetch_add(rows, Ordering::Relaxed);
-        Ok(())
+        });
+        let result = match sent {
+            Ok(()) => acked
+                .await
+                .unwrap_or_else(|_| Err(IngestError::Stopped.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                stats.accepted.add(signal, rows);
+                Ok(())
+            }
+            Err(message) => {
+                stats.refused_not_stored.add(signal, 1);
+                Err(SubmitError::NotStored(message))
+            }
+        }
     }
 
     /// Writes every pending partition, then deletes the WAL segments they came
@@ -205,10 +273,12 @@ impl Ingest {
                     path: self.wal_dir.clone(),
                     source: std::io::Error::other(message),
                 })?;
+        self.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         let mut report = FlushReport::default();
         let mut first_error = None;
         for (key, batches) in taken {
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
             let root = self.root.clone();
             let (key, batches, written) = tokio::task::spawn_blocking(move || {
                 let written = write_partition(&root, &key, &batches, upto);
@@ -220,6 +290,9 @@ impl Ingest {
             match written {
                 Ok(path) => {
                     self.shared.pending_rows.fetch_sub(rows, Ordering::Relaxed);
+                    self.shared
+                        .pending_bytes
+                        .fetch_sub(bytes, Ordering::Relaxed);
                     stats.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
                     stats.files_written.fetch_add(1, Ordering::Relaxed);
                     report.rows += rows as u64;
@@ -243,6 +316,36 @@ impl Ingest {
             .await
             .expect("deleting segments does not panic")?;
         Ok(report)
+    }
+
+    /// The collector's metrics in the Prometheus text format.
+    pub fn exposition(&self) -> String {
+        use crate::telemetry::*;
+        let stats = &self.shared.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let mut out = Exposition::default();
+        out.per_signal(RECEIVED, &stats.received);
+        out.per_signal(ACCEPTED, &stats.accepted);
+        out.per_signal(REJECTED, &stats.rejected);
+        out.per_signal_and_reason(
+            REFUSED,
+            &[
+                ("overloaded", &stats.refused_overloaded),
+                ("not_stored", &stats.refused_not_stored),
+            ],
+        );
+        out.value(WAL_COMMITS, load(&stats.wal_commits));
+        out.value(WAL_BYTES, load(&stats.wal_bytes));
+        out.value(WAL_SYNC_SECONDS, load(&stats.wal_sync_nanos) / 1e9);
+        out.value(ROWS_REPLAYED, load(&stats.rows_replayed));
+        out.value(FLUSHES, load(&stats.flushes));
+        out.value(FLUSH_ERRORS, load(&stats.write_errors));
+        out.value(ROWS_WRITTEN, load(&stats.rows_written));
+        out.value(FILES_WRITTEN, load(&stats.files_written));
+        out.value(PENDING_ROWS, self.pending_rows() as f64);
+        out.value(PENDING_BYTES, self.pending_bytes() as f64);
+        out.value(PENDING_LIMIT_BYTES, self.max_pending_bytes as f64);
+        out.finish()
     }
 
     /// Stops the WAL thread after everything sent so far is committed.
@@ -308,6 +411,10 @@ fn wal_thread(
                 } => match wal.append(signal, &payload) {
                     Ok(()) => {
                         appended_in_segment += 1;
+                        shared
+                            .stats
+                            .wal_bytes
+                            .fetch_add(payload.len() as u64, Ordering::Relaxed);
                         waiting.push((converted, ack));
                     }
                     Err(e) => {
@@ -466,7 +573,7 @@ mod tests {
     #[test]
     fn replay_restores_rows_never_written() {
         let (root, _) = crashed_store("unwritten", None);
-        let ingest = Ingest::open(root.clone(), usize::MAX, true).unwrap();
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         assert_eq!(ingest.stats().rows_replayed.load(Ordering::Relaxed), 3);
         assert_eq!(ingest.pending_rows(), 3);
         drop(ingest);
@@ -477,7 +584,7 @@ mod tests {
     fn replay_skips_rows_already_in_parquet() {
         let (root, segment) = crashed_store("written", Some(1));
         assert_eq!(segment, 1);
-        let ingest = Ingest::open(root.clone(), usize::MAX, true).unwrap();
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         assert_eq!(ingest.stats().rows_replayed.load(Ordering::Relaxed), 0);
         assert_eq!(ingest.pending_rows(), 0);
         drop(ingest);
@@ -488,7 +595,7 @@ mod tests {
     fn a_file_from_an_older_segment_does_not_hide_newer_rows() {
         let (root, segment) = crashed_store("older", Some(0));
         assert_eq!(segment, 1);
-        let ingest = Ingest::open(root.clone(), usize::MAX, true).unwrap();
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         assert_eq!(ingest.stats().rows_replayed.load(Ordering::Relaxed), 3);
         drop(ingest);
         std::fs::remove_dir_all(&root).unwrap();
@@ -497,7 +604,7 @@ mod tests {
     #[tokio::test]
     async fn a_flush_after_replay_empties_the_log() {
         let (root, _) = crashed_store("flush", None);
-        let ingest = Ingest::open(root.clone(), usize::MAX, true).unwrap();
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         let report = ingest.flush().await.unwrap();
         assert_eq!(report.rows, 3);
         ingest.close();

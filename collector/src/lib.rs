@@ -19,6 +19,7 @@ pub mod convert;
 pub mod ingest;
 pub mod receiver;
 pub mod store;
+pub mod telemetry;
 pub mod wal;
 
 use std::net::SocketAddr;
@@ -86,6 +87,7 @@ impl Collector {
         let ingest = Arc::new(Ingest::open(
             config.data_dir.clone(),
             config.flush_rows,
+            config.max_pending_bytes,
             config.wal_sync,
         )?);
         let replayed = ingest.stats().rows_replayed.load(Ordering::Relaxed);
@@ -231,10 +233,14 @@ pub async fn run(config: CollectorConfig) -> Result<(), CollectorError> {
     eprintln!("loadlens collector: stopping; writing pending rows");
     let ingest_stats = collector.ingest.clone();
     let report = collector.shutdown().await?;
+    let stats = ingest_stats.stats();
+    let both =
+        |per: &telemetry::PerSignal| per.get(wal::Signal::Traces) + per.get(wal::Signal::Metrics);
     eprintln!(
-        "loadlens collector: stopped; {} rows accepted, {} rejected, {} rows in {} files at exit",
-        ingest_stats.stats().rows_accepted.load(Ordering::Relaxed),
-        ingest_stats.stats().items_rejected.load(Ordering::Relaxed),
+        "loadlens collector: stopped; {} items accepted, {} rejected, {} requests refused; {} rows in {} files at exit",
+        both(&stats.accepted),
+        both(&stats.rejected),
+        both(&stats.refused_overloaded) + both(&stats.refused_not_stored),
         report.rows,
         report.files.len()
     );

@@ -34,6 +34,7 @@ use parquet::basic::Compression;
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::SerializedFileReader;
 use prost::Message;
+use tonic_types::StatusExt;
 
 const T0: u64 = 1_795_435_200_000_000_000; // 2026-11-23T12:00:00Z
 
@@ -217,6 +218,23 @@ async fn post(
     (status, content_type, body)
 }
 
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let response = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry_after, body)
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(data).unwrap();
@@ -397,16 +415,16 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     assert_eq!(status, 413);
 
     let stats = collector.ingest().stats();
-    let accepted = stats
-        .rows_accepted
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let rejected = stats
-        .items_rejected
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        (accepted, rejected),
-        (4 + 5, 1),
-        "4 spans and 5 points accepted, 1 span rejected"
+    use collector::wal::Signal;
+    assert_eq!(stats.accepted.get(Signal::Traces), 4, "4 spans accepted");
+    assert_eq!(stats.rejected.get(Signal::Traces), 1, "1 span rejected");
+    assert_eq!(stats.accepted.get(Signal::Metrics), 5, "5 points accepted");
+    let (status, _, body) = get(http, "/metrics").await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("loadlens_collector_accepted_items_total{signal=\"traces\"} 4\n"),
+        "{text}"
     );
     collector.shutdown().await.unwrap();
 
@@ -529,4 +547,102 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Spans with distinct ids starting at `first`.
+fn many_spans(first: u32, count: u32) -> Vec<Span> {
+    (first..first + count)
+        .map(|i| {
+            let mut load = span(1, 1, "load");
+            load.trace_id = [i.to_be_bytes(), [1; 4], [2; 4], [3; 4]].concat();
+            load.span_id = [i.to_be_bytes(), [4; 4]].concat();
+            load.attributes = vec![s("payload", &"x".repeat(64))];
+            load
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_memory_bound_requests_are_refused_retryably_and_nothing_is_lost() {
+    let dir = std::env::temp_dir().join(format!("loadlens-overload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A file where the spans folder should be: every flush of spans fails, so
+    // pending memory can only grow until the bound.
+    std::fs::write(dir.join("spans"), b"in the way").unwrap();
+    let mut config = CollectorConfig::ephemeral(&dir);
+    config.max_pending_bytes = 256 * 1024;
+    config.flush_interval = std::time::Duration::from_millis(100);
+    let collector = Collector::start(config).await.unwrap();
+    let http = collector.http_addr();
+    let mut client = TraceServiceClient::connect(collector.grpc_endpoint())
+        .await
+        .unwrap();
+
+    let mut acked = 0u32;
+    let refusal = loop {
+        assert!(acked < 100_000, "never refused");
+        match client.export(traces("load", many_spans(acked, 500))).await {
+            Ok(_) => acked += 500,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(refusal.code(), tonic::Code::Unavailable, "{refusal:?}");
+    let retry = refusal
+        .get_details_retry_info()
+        .expect("RetryInfo in the status details");
+    assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(1)));
+    let body = traces("load", many_spans(1_000_000, 10)).encode_to_vec();
+    let (status, retry_after, _) = post_with_retry_after(http, body).await;
+    assert_eq!((status, retry_after.as_str()), (503, "1"));
+    assert_eq!(get(http, "/readyz").await.0, 503);
+    let (_, _, metrics) = get(http, "/metrics").await;
+    assert!(String::from_utf8_lossy(&metrics).contains(
+        "loadlens_collector_refused_requests_total{signal=\"traces\",reason=\"overloaded\"}"
+    ));
+    assert!(collector.ingest().pending_bytes() >= collector.ingest().max_pending_bytes());
+
+    // Clear the way: the retried flush writes what was held, and requests are taken again.
+    std::fs::remove_file(dir.join("spans")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while collector.ingest().overloaded() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pending rows never flushed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(http, "/readyz").await.0, 200);
+    client
+        .export(traces("load", many_spans(acked, 500)))
+        .await
+        .unwrap();
+    acked += 500;
+    collector.shutdown().await.unwrap();
+
+    let spans = read_table(&dir, "spans");
+    assert_eq!(
+        spans.num_rows() as u32,
+        acked,
+        "every acknowledged span, once"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn post_with_retry_after(addr: std::net::SocketAddr, body: Vec<u8>) -> (u16, String, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let request = hyper::Request::post(format!("http://{addr}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry_after, body)
 }

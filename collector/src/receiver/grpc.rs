@@ -1,6 +1,7 @@
 //! OTLP/gRPC: the TraceService and MetricsService `Export` calls.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -17,15 +18,25 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use super::rejection_message;
 use crate::convert;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, SubmitError};
 use crate::wal::Signal;
 
-/// Nothing was stored; the client should retry.
-fn not_persisted(message: String) -> Status {
-    Status::unavailable(format!("not stored, retry: {message}"))
+/// Nothing was stored: UNAVAILABLE, which OTLP clients retry, with a RetryInfo
+/// delay so they back off.
+fn not_persisted(error: SubmitError) -> Status {
+    let delay = match error {
+        SubmitError::Overloaded { .. } => Duration::from_secs(1),
+        SubmitError::NotStored(_) => Duration::from_millis(500),
+    };
+    Status::with_error_details(
+        tonic::Code::Unavailable,
+        error.to_string(),
+        ErrorDetails::with_retry_info(Some(delay)),
+    )
 }
 
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use prost::Message;
 
 use super::rejection_message;
 use crate::convert::{self, Converted};
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, SubmitError};
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -34,8 +34,34 @@ pub fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
         .route("/v1/traces", post(export::<Traces>))
         .route("/v1/metrics", post(export::<Metrics>))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(AppState { ingest, max_body })
+}
+
+/// Ready unless pending memory is at its bound (new data would be refused).
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.ingest.overloaded() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded: waiting for a flush\n",
+        )
+            .into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.ingest.exposition(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,15 +248,17 @@ async fn export<S: Signal>(
         Encoding::Protobuf => body.to_vec(),
         Encoding::Json => request.encode_to_vec(),
     };
-    state
-        .ingest
-        .submit(S::WAL, payload, converted)
-        .await
-        .map_err(|e| {
-            Refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not stored, retry: {e}"),
-            )
-        })?;
+    if let Err(e) = state.ingest.submit(S::WAL, payload, converted).await {
+        // 503 with Retry-After: OTLP clients retry and honour the delay.
+        let retry_after = match e {
+            SubmitError::Overloaded { .. } => "1",
+            SubmitError::NotStored(_) => "0",
+        };
+        let mut response = Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+        return Ok(response);
+    }
     Ok(respond(encoding, &S::response(rejected)))
 }

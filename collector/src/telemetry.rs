@@ -1,0 +1,185 @@
+//! The collector's own metrics: every name it exposes is declared here, once,
+//! and `/metrics` renders them in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::wal::Signal;
+
+/// A counter or gauge the collector exposes.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: &'static str,
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        help,
+        kind: "counter",
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        help,
+        kind: "gauge",
+    }
+}
+
+pub const RECEIVED: Metric = counter(
+    "loadlens_collector_received_items_total",
+    "Spans or metric data points received, by signal.",
+);
+pub const ACCEPTED: Metric = counter(
+    "loadlens_collector_accepted_items_total",
+    "Spans or data points made durable and acknowledged, by signal.",
+);
+pub const REJECTED: Metric = counter(
+    "loadlens_collector_rejected_items_total",
+    "Spans or data points rejected as invalid (partial success), by signal.",
+);
+pub const REFUSED: Metric = counter(
+    "loadlens_collector_refused_requests_total",
+    "Requests refused with a retryable answer, by signal and reason (overloaded, not_stored).",
+);
+pub const WAL_COMMITS: Metric = counter(
+    "loadlens_collector_wal_commits_total",
+    "Group commits of the write-ahead log (one fdatasync each).",
+);
+pub const WAL_BYTES: Metric = counter(
+    "loadlens_collector_wal_bytes_total",
+    "Bytes appended to the write-ahead log.",
+);
+pub const WAL_SYNC_SECONDS: Metric = counter(
+    "loadlens_collector_wal_sync_seconds_total",
+    "Time spent in fdatasync of the write-ahead log; divide by commits for the mean.",
+);
+pub const ROWS_REPLAYED: Metric = counter(
+    "loadlens_collector_replayed_rows_total",
+    "Rows recovered from the write-ahead log at start.",
+);
+pub const FLUSHES: Metric = counter(
+    "loadlens_collector_flushes_total",
+    "Flushes of pending rows to Parquet.",
+);
+pub const FLUSH_ERRORS: Metric = counter(
+    "loadlens_collector_flush_errors_total",
+    "Partitions that failed to write; their rows stay pending and are retried.",
+);
+pub const ROWS_WRITTEN: Metric = counter(
+    "loadlens_collector_written_rows_total",
+    "Rows written to Parquet.",
+);
+pub const FILES_WRITTEN: Metric = counter(
+    "loadlens_collector_written_files_total",
+    "Parquet files written.",
+);
+pub const PENDING_ROWS: Metric = gauge(
+    "loadlens_collector_pending_rows",
+    "Rows acknowledged and in the write-ahead log, not yet in Parquet.",
+);
+pub const PENDING_BYTES: Metric = gauge(
+    "loadlens_collector_pending_bytes",
+    "Memory held by pending rows; requests are refused above the configured bound.",
+);
+pub const PENDING_LIMIT_BYTES: Metric = gauge(
+    "loadlens_collector_pending_limit_bytes",
+    "The configured bound on pending memory.",
+);
+
+/// A counter per OTLP signal.
+#[derive(Debug, Default)]
+pub struct PerSignal {
+    traces: AtomicU64,
+    metrics: AtomicU64,
+}
+
+impl PerSignal {
+    pub fn add(&self, signal: Signal, n: u64) {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+        }
+        .fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, signal: Signal) -> u64 {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+        }
+        .load(Ordering::Relaxed)
+    }
+}
+
+/// Renders metrics in the Prometheus text exposition format.
+#[derive(Debug, Default)]
+pub struct Exposition(String);
+
+impl Exposition {
+    fn header(&mut self, metric: Metric) {
+        let _ = writeln!(self.0, "# HELP {} {}", metric.name, metric.help);
+        let _ = writeln!(self.0, "# TYPE {} {}", metric.name, metric.kind);
+    }
+
+    /// One unlabelled sample.
+    pub fn value(&mut self, metric: Metric, value: f64) {
+        self.header(metric);
+        let _ = writeln!(self.0, "{} {value}", metric.name);
+    }
+
+    /// One sample per signal.
+    pub fn per_signal(&mut self, metric: Metric, values: &PerSignal) {
+        self.header(metric);
+        for (label, signal) in [("traces", Signal::Traces), ("metrics", Signal::Metrics)] {
+            let _ = writeln!(
+                self.0,
+                "{}{{signal=\"{label}\"}} {}",
+                metric.name,
+                values.get(signal)
+            );
+        }
+    }
+
+    /// Samples labelled by signal and reason.
+    pub fn per_signal_and_reason(&mut self, metric: Metric, values: &[(&str, &PerSignal)]) {
+        self.header(metric);
+        for (reason, per_signal) in values {
+            for (label, signal) in [("traces", Signal::Traces), ("metrics", Signal::Metrics)] {
+                let _ = writeln!(
+                    self.0,
+                    "{}{{signal=\"{label}\",reason=\"{reason}\"}} {}",
+                    metric.name,
+                    per_signal.get(signal)
+                );
+            }
+        }
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_text_format() {
+        let per = PerSignal::default();
+        per.add(Signal::Traces, 3);
+        let mut out = Exposition::default();
+        out.per_signal(RECEIVED, &per);
+        out.value(PENDING_ROWS, 7.0);
+        let text = out.finish();
+        assert!(text.contains("# TYPE loadlens_collector_received_items_total counter\n"));
+        assert!(text.contains("loadlens_collector_received_items_total{signal=\"traces\"} 3\n"));
+        assert!(text.contains("loadlens_collector_received_items_total{signal=\"metrics\"} 0\n"));
+        assert!(text.contains("loadlens_collector_pending_rows 7\n"));
+    }
+}
