@@ -410,6 +410,53 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     .await;
     assert_eq!(status, 400, "{reply:?}");
     assert!(String::from_utf8_lossy(&reply).contains("invalid protobuf"));
+    let valid = traces("cut", vec![span(6, 6, "cut")]).encode_to_vec();
+    let (status, _, _) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        valid[..valid.len() - 3].to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "truncated protobuf");
+    let mut bad_utf8 = span(7, 7, "");
+    bad_utf8.name = "PLACEHOLDER".into();
+    let mut bytes = traces("utf8", vec![bad_utf8]).encode_to_vec();
+    let at = bytes.windows(11).position(|w| w == b"PLACEHOLDER").unwrap();
+    bytes[at] = 0xff;
+    let (status, _, reply) = post(http, "/v1/traces", "application/x-protobuf", false, bytes).await;
+    assert_eq!(status, 400, "invalid UTF-8: {reply:?}");
+    let mut short = span(8, 8, "short id");
+    short.span_id = vec![8; 4];
+    let (status, _, reply) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        traces("short", vec![short]).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let partial = ExportTraceServiceResponse::decode(reply)
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("span_id must be 8"),
+        "{}",
+        partial.error_message
+    );
+    let (status, _, _) = post(
+        http,
+        "/v1/traces",
+        "application/json",
+        false,
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "truncated JSON");
     let bomb = gzip(&vec![0u8; 4 * 1024 * 1024]);
     let (status, _, _) = post(http, "/v1/traces", "application/x-protobuf", true, bomb).await;
     assert_eq!(status, 413);
@@ -417,7 +464,7 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     let stats = collector.ingest().stats();
     use collector::wal::Signal;
     assert_eq!(stats.accepted.get(Signal::Traces), 4, "4 spans accepted");
-    assert_eq!(stats.rejected.get(Signal::Traces), 1, "1 span rejected");
+    assert_eq!(stats.rejected.get(Signal::Traces), 2, "2 spans rejected");
     assert_eq!(stats.accepted.get(Signal::Metrics), 5, "5 points accepted");
     let (status, _, body) = get(http, "/metrics").await;
     let text = String::from_utf8_lossy(&body);
