@@ -87,6 +87,14 @@ fn every_request_is_traced_stored_once_and_joined_by_the_target() {
     assert_eq!(summary["spans_exported"].as_u64().unwrap() as usize, sent);
     assert_eq!(summary["manifest_exported"], true);
 
+    // The collector's live RED metrics counted every request of the run.
+    let metrics = http_get(http, "/metrics");
+    let requests = format!(
+        "loadlens_run_requests_total{{run_id=\"e2e-run\",step=\"GET /api/orders\"}} {sent}\n"
+    );
+    assert!(metrics.contains(&requests), "{requests} not in:\n{metrics}");
+    assert!(metrics.contains("loadlens_run_latency_seconds_bucket{run_id=\"e2e-run\""));
+
     // A clean stop flushes the demo's queued spans and the collector's pending rows.
     assert!(demo.terminate(), "demo did not stop cleanly");
     assert!(collector.terminate(), "collector did not stop cleanly");

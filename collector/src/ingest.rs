@@ -36,6 +36,7 @@ struct Shared {
     flush_bytes: AtomicUsize,
     full: Notify,
     stats: IngestStats,
+    red: crate::red::Red,
 }
 
 impl Shared {
@@ -213,7 +214,7 @@ impl Ingest {
         &self,
         signal: Signal,
         payload: Vec<u8>,
-        converted: Converted,
+        mut converted: Converted,
     ) -> Result<(), SubmitError> {
         let stats = &self.shared.stats;
         let rows = converted.rows() as u64;
@@ -233,6 +234,7 @@ impl Ingest {
         if rows == 0 {
             return Ok(());
         }
+        let red = std::mem::take(&mut converted.red);
         let (ack, acked) = oneshot::channel();
         let sent = self.send(Command::Append {
             signal,
@@ -249,6 +251,8 @@ impl Ingest {
         match result {
             Ok(()) => {
                 stats.accepted.add(signal, rows);
+                // Counted once durable, so a refused request never shows twice.
+                self.shared.red.record(&red);
                 Ok(())
             }
             Err(message) => {
@@ -345,7 +349,9 @@ impl Ingest {
         out.value(PENDING_ROWS, self.pending_rows() as f64);
         out.value(PENDING_BYTES, self.pending_bytes() as f64);
         out.value(PENDING_LIMIT_BYTES, self.max_pending_bytes as f64);
-        out.finish()
+        let mut text = out.finish();
+        self.shared.red.render(&mut text);
+        text
     }
 
     /// Stops the WAL thread after everything sent so far is committed.

@@ -18,6 +18,7 @@ pub mod config;
 pub mod convert;
 pub mod ingest;
 pub mod receiver;
+pub mod red;
 pub mod store;
 pub mod telemetry;
 pub mod wal;

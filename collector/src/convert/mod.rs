@@ -32,6 +32,8 @@ pub struct Converted {
     /// Items (spans or data points) rejected, with the first reason.
     pub rejected: u64,
     pub first_error: Option<String>,
+    /// Generator requests among the spans, for the live RED metrics.
+    pub red: Vec<crate::red::Sample>,
 }
 
 impl Converted {

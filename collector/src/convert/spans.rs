@@ -40,6 +40,9 @@ pub fn convert(request: &ExportTraceServiceRequest) -> Result<Converted, ArrowEr
                     continue;
                 }
                 let run_id = find_str(&span.attributes, attr::RUN_ID).or(resource.run_id);
+                if let Some(sample) = crate::red::Sample::from_span(span, resource.run_id) {
+                    out.red.push(sample);
+                }
                 let start = span.start_time_unix_nano as i64;
                 if span.name == attr::RUN_SPAN_NAME && run_id.is_some() {
                     runs.get(start, run_id, RunsBuilder::default).append(span);
