@@ -71,10 +71,17 @@ struct Series {
     last_update: u64,
 }
 
+/// Series by (run, step), and a logical clock for least-recently-updated eviction.
+#[derive(Debug, Default)]
+struct Registry {
+    clock: u64,
+    series: HashMap<(String, String), Series>,
+}
+
 /// The RED series of all runs seen.
 #[derive(Debug, Default)]
 pub struct Red {
-    series: Mutex<(u64, HashMap<(String, String), Series>)>,
+    registry: Mutex<Registry>,
 }
 
 impl Red {
@@ -82,8 +89,8 @@ impl Red {
         if samples.is_empty() {
             return;
         }
-        let mut guard = self.series.lock().expect("red lock");
-        let (clock, series) = &mut *guard;
+        let mut guard = self.registry.lock().expect("red lock");
+        let Registry { clock, series } = &mut *guard;
         *clock += 1;
         for sample in samples {
             let entry = series
@@ -111,8 +118,8 @@ impl Red {
 
     /// The series in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let guard = self.series.lock().expect("red lock");
-        let mut series: Vec<_> = guard.1.iter().collect();
+        let guard = self.registry.lock().expect("red lock");
+        let mut series: Vec<_> = guard.series.iter().collect();
         series.sort_by(|a, b| a.0.cmp(b.0));
         let _ = writeln!(
             out,
