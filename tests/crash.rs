@@ -97,26 +97,6 @@ fn sender(
     })
 }
 
-fn start_collector(
-    data: &std::path::Path,
-    grpc: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-) -> Service {
-    let mut collector = Service::spawn(
-        loadlens()
-            .args(["collector", "--flush-interval", "150ms", "--data"])
-            .arg(data)
-            .args([
-                "--grpc-addr",
-                &grpc.to_string(),
-                "--http-addr",
-                &http.to_string(),
-            ]),
-    );
-    wait_for_port(grpc, collector.child());
-    collector
-}
-
 #[test]
 fn acknowledged_spans_survive_sigkill_exactly_once() {
     let dir = TempDir::new("crash");
@@ -128,7 +108,7 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     let mut next_id = 1u64;
     // Kill at different points of the flush cycle.
     for run_ms in [350u64, 520, 610, 275, 800] {
-        let collector = start_collector(&data, grpc, http);
+        let collector = start_collector(&data, grpc, http, &["--flush-interval", "150ms"]);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (endpoint, stop, sent, acked) =
@@ -141,7 +121,7 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
         next_id = thread.join().unwrap();
     }
     // A last start replays the log; a clean stop writes everything.
-    let collector = start_collector(&data, grpc, http);
+    let collector = start_collector(&data, grpc, http, &["--flush-interval", "150ms"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(collector.terminate(), "collector did not stop cleanly");
 

@@ -34,14 +34,7 @@ fn opentelemetry_sdk_exports_are_read_back_intact_by_duckdb_and_pyarrow() {
     let dir = TempDir::new("interop");
     let data = dir.path().join("store");
     let (grpc, http) = (free_addr(), free_addr());
-    let mut collector = Service::spawn(loadlens().args(["collector", "--data"]).arg(&data).args([
-        "--grpc-addr",
-        &grpc.to_string(),
-        "--http-addr",
-        &http.to_string(),
-    ]));
-    wait_for_port(grpc, collector.child());
-    wait_for_port(http, collector.child());
+    let collector = start_collector(&data, grpc, http, &[]);
 
     let mut expected = Vec::new();
     for (protocol, endpoint, service) in [

@@ -35,18 +35,7 @@ fn every_request_is_traced_stored_once_and_joined_by_the_target() {
     let grpc = free_addr();
     let http = free_addr();
     let api = free_addr();
-    let mut collector = Service::spawn(
-        loadlens()
-            .args(["collector", "--flush-interval", "1s", "--data"])
-            .arg(data.path())
-            .args([
-                "--grpc-addr",
-                &grpc.to_string(),
-                "--http-addr",
-                &http.to_string(),
-            ]),
-    );
-    wait_for_port(grpc, collector.child());
+    let collector = start_collector(data.path(), grpc, http, &["--flush-interval", "1s"]);
     let endpoint = format!("http://{grpc}");
     let mut demo = Service::spawn(loadlens().args([
         "demo",

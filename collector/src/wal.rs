@@ -79,12 +79,7 @@ impl Wal {
         let mut segments = Vec::new();
         for entry in fs::read_dir(&dir).map_err(err(&dir))? {
             let path = entry.map_err(err(&dir))?.path();
-            let sequence = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("wal-"))
-                .and_then(|n| n.strip_suffix(".log"))
-                .and_then(|n| n.parse::<u64>().ok());
+            let sequence = segment_sequence(&path);
             if let Some(sequence) = sequence {
                 segments.push(Segment { sequence, path });
             }
@@ -155,12 +150,7 @@ impl Wal {
     pub fn delete_upto(dir: &Path, upto: u64) -> Result<(), WalError> {
         for entry in fs::read_dir(dir).map_err(err(dir))? {
             let path = entry.map_err(err(dir))?.path();
-            let sequence = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("wal-"))
-                .and_then(|n| n.strip_suffix(".log"))
-                .and_then(|n| n.parse::<u64>().ok());
+            let sequence = segment_sequence(&path);
             if sequence.is_some_and(|s| s <= upto) {
                 fs::remove_file(&path).map_err(err(&path))?;
             }
@@ -210,6 +200,16 @@ pub fn read_segment(path: &Path) -> Result<Replayed, WalError> {
     }
     out.torn_bytes = (data.len() - at) as u64;
     Ok(out)
+}
+
+/// The number of a segment file named `wal-<number>.log`.
+fn segment_sequence(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("wal-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {

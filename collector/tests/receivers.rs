@@ -197,6 +197,18 @@ async fn post(
     gzip: bool,
     body: Vec<u8>,
 ) -> (u16, String, Bytes) {
+    send(addr, path, content_type, gzip, body, "content-type").await
+}
+
+/// POSTs a body; returns the status, the value of `header_to_read` and the body.
+async fn send(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    gzip: bool,
+    body: Vec<u8>,
+    header_to_read: &str,
+) -> (u16, String, Bytes) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut request =
@@ -209,13 +221,13 @@ async fn post(
         .await
         .unwrap();
     let status = response.status().as_u16();
-    let content_type = response
+    let header = response
         .headers()
-        .get("content-type")
+        .get(header_to_read)
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, body)
+    (status, header, body)
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Bytes) {
@@ -677,19 +689,13 @@ async fn at_the_memory_bound_requests_are_refused_retryably_and_nothing_is_lost(
 }
 
 async fn post_with_retry_after(addr: std::net::SocketAddr, body: Vec<u8>) -> (u16, String, Bytes) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let request = hyper::Request::post(format!("http://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, retry_after, body)
+    send(
+        addr,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        body,
+        "retry-after",
+    )
+    .await
 }

@@ -167,3 +167,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
     body.to_string()
 }
+
+/// Starts `loadlens collector` on the given ports and waits until it listens.
+pub fn start_collector(data: &Path, grpc: SocketAddr, http: SocketAddr, extra: &[&str]) -> Service {
+    let mut collector = Service::spawn(
+        loadlens()
+            .arg("collector")
+            .args(extra)
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--grpc-addr",
+                &grpc.to_string(),
+                "--http-addr",
+                &http.to_string(),
+            ]),
+    );
+    wait_for_port(grpc, collector.child());
+    wait_for_port(http, collector.child());
+    collector
+}
