@@ -27,33 +27,46 @@ use crate::wal::{self, Signal, Wal, WalError};
 type Pending = BTreeMap<PartitionKey, Vec<RecordBatch>>;
 
 /// Pending rows, shared by the WAL thread (which adds) and flushes (which take).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     pending: Mutex<Pending>,
     pending_rows: AtomicUsize,
     pending_bytes: AtomicUsize,
+    /// Pending rows that trigger an early flush.
+    flush_rows: usize,
     /// Pending memory that triggers an early flush (half the bound).
-    flush_bytes: AtomicUsize,
+    flush_bytes: usize,
     full: Notify,
     stats: IngestStats,
     red: crate::red::Red,
 }
 
 impl Shared {
-    fn add(&self, batches: Vec<(PartitionKey, RecordBatch)>, flush_rows: usize) {
+    fn new(flush_rows: usize, flush_bytes: usize) -> Self {
+        Shared {
+            pending: Mutex::default(),
+            pending_rows: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
+            flush_rows,
+            flush_bytes,
+            full: Notify::new(),
+            stats: IngestStats::default(),
+            red: crate::red::Red::default(),
+        }
+    }
+
+    fn add(&self, batches: Vec<(PartitionKey, RecordBatch)>) {
         let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
         let bytes: usize = batches.iter().map(|(_, b)| b.get_array_memory_size()).sum();
-        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         {
             let mut pending = self.pending.lock().expect("pending lock");
             for (key, batch) in batches {
                 pending.entry(key).or_default().push(batch);
             }
         }
-        let total_bytes = self.pending_bytes.load(Ordering::Relaxed);
-        if self.pending_rows.fetch_add(rows, Ordering::Relaxed) + rows >= flush_rows
-            || total_bytes >= self.flush_bytes.load(Ordering::Relaxed)
-        {
+        let total_rows = self.pending_rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        let total_bytes = self.pending_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total_rows >= self.flush_rows || total_bytes >= self.flush_bytes {
             self.full.notify_one();
         }
     }
@@ -88,6 +101,17 @@ pub enum SubmitError {
     NotStored(String),
 }
 
+impl SubmitError {
+    /// How long a client should wait before retrying.
+    pub fn retry_after(&self) -> std::time::Duration {
+        match self {
+            // A flush has to free memory first.
+            SubmitError::Overloaded { .. } => std::time::Duration::from_secs(1),
+            SubmitError::NotStored(_) => std::time::Duration::from_millis(500),
+        }
+    }
+}
+
 /// What one flush wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FlushReport {
@@ -114,7 +138,7 @@ enum Command {
         ack: oneshot::Sender<Result<(), String>>,
     },
     Rotate {
-        reply: oneshot::Sender<Result<(u64, Pending), String>>,
+        reply: oneshot::Sender<Result<(u64, Pending), WalError>>,
     },
 }
 
@@ -141,10 +165,7 @@ impl Ingest {
         sync: bool,
     ) -> Result<Self, IngestError> {
         let (wal, segments) = Wal::open(&root, sync)?;
-        let shared = Arc::new(Shared::default());
-        shared
-            .flush_bytes
-            .store(max_pending_bytes / 2, Ordering::Relaxed);
+        let shared = Arc::new(Shared::new(flush_rows, max_pending_bytes / 2));
         replay(&root, &segments, &shared)?;
         remove_temporary_files(&root);
         let wal_dir = wal.dir().to_path_buf();
@@ -152,7 +173,7 @@ impl Ingest {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("loadlens-wal".into())
-            .spawn(move || wal_thread(wal, rx, thread_shared, flush_rows))
+            .spawn(move || wal_thread(wal, rx, thread_shared))
             .map_err(|source| WalError {
                 path: wal_dir.clone(),
                 source,
@@ -269,14 +290,7 @@ impl Ingest {
         let _guard = self.flushing.lock().await;
         let (reply, replied) = oneshot::channel();
         self.send(Command::Rotate { reply })?;
-        let (upto, taken) =
-            replied
-                .await
-                .map_err(|_| IngestError::Stopped)?
-                .map_err(|message| WalError {
-                    path: self.wal_dir.clone(),
-                    source: std::io::Error::other(message),
-                })?;
+        let (upto, taken) = replied.await.map_err(|_| IngestError::Stopped)??;
         self.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         let mut report = FlushReport::default();
         let mut first_error = None;
@@ -371,12 +385,7 @@ impl Drop for Ingest {
 
 /// Group commit: take everything queued, append it, one fdatasync, then make
 /// the rows pending and acknowledge.
-fn wal_thread(
-    mut wal: Wal,
-    commands: mpsc::Receiver<Command>,
-    shared: Arc<Shared>,
-    flush_rows: usize,
-) {
+fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Shared>) {
     let mut appended_in_segment = 0u64;
     let mut waiting: Vec<(Converted, oneshot::Sender<Result<(), String>>)> = Vec::new();
     let commit =
@@ -384,11 +393,16 @@ fn wal_thread(
             if waiting.is_empty() {
                 return;
             }
+            let started = std::time::Instant::now();
             match wal.commit() {
                 Ok(()) => {
-                    shared.stats.wal_commits.fetch_add(1, Ordering::Relaxed);
+                    let stats = &shared.stats;
+                    stats.wal_commits.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .wal_sync_nanos
+                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     for (converted, ack) in waiting.drain(..) {
-                        shared.add(converted.batches, flush_rows);
+                        shared.add(converted.batches);
                         let _ = ack.send(Ok(()));
                     }
                 }
@@ -436,7 +450,7 @@ fn wal_thread(
                     } else {
                         Ok(wal.sequence() - 1)
                     };
-                    let result = closed.map_err(|e| e.to_string()).map(|closed| {
+                    let result = closed.map(|closed| {
                         appended_in_segment = 0;
                         let taken =
                             std::mem::take(&mut *shared.pending.lock().expect("pending lock"));
@@ -501,7 +515,7 @@ fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(),
                     keep.push((key, batch));
                 }
             }
-            shared.add(keep, usize::MAX);
+            shared.add(keep);
         }
     }
     Ok(())

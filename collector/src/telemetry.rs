@@ -135,28 +135,26 @@ impl Exposition {
     /// One sample per signal.
     pub fn per_signal(&mut self, metric: Metric, values: &PerSignal) {
         self.header(metric);
-        for (label, signal) in [("traces", Signal::Traces), ("metrics", Signal::Metrics)] {
-            let _ = writeln!(
-                self.0,
-                "{}{{signal=\"{label}\"}} {}",
-                metric.name,
-                values.get(signal)
-            );
-        }
+        self.signal_samples(metric, "", values);
     }
 
     /// Samples labelled by signal and reason.
     pub fn per_signal_and_reason(&mut self, metric: Metric, values: &[(&str, &PerSignal)]) {
         self.header(metric);
         for (reason, per_signal) in values {
-            for (label, signal) in [("traces", Signal::Traces), ("metrics", Signal::Metrics)] {
-                let _ = writeln!(
-                    self.0,
-                    "{}{{signal=\"{label}\",reason=\"{reason}\"}} {}",
-                    metric.name,
-                    per_signal.get(signal)
-                );
-            }
+            self.signal_samples(metric, &format!(",reason=\"{reason}\""), per_signal);
+        }
+    }
+
+    /// A sample per signal, with `more_labels` (`,key="value"`…) after the signal.
+    fn signal_samples(&mut self, metric: Metric, more_labels: &str, values: &PerSignal) {
+        for (label, signal) in [("traces", Signal::Traces), ("metrics", Signal::Metrics)] {
+            let _ = writeln!(
+                self.0,
+                "{}{{signal=\"{label}\"{more_labels}}} {}",
+                metric.name,
+                values.get(signal)
+            );
         }
     }
 

@@ -478,6 +478,14 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     assert_eq!(stats.accepted.get(Signal::Traces), 4, "4 spans accepted");
     assert_eq!(stats.rejected.get(Signal::Traces), 2, "2 spans rejected");
     assert_eq!(stats.accepted.get(Signal::Metrics), 5, "5 points accepted");
+    let commits = stats.wal_commits.load(std::sync::atomic::Ordering::Relaxed);
+    let synced = stats
+        .wal_sync_nanos
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        commits > 0 && synced > 0,
+        "fsync time recorded: {commits} commits, {synced} ns"
+    );
     let (status, _, body) = get(http, "/metrics").await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 200);

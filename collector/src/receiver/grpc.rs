@@ -1,43 +1,26 @@
 //! OTLP/gRPC: the TraceService and MetricsService `Export` calls.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::rejection_message;
-use crate::convert;
-use crate::ingest::{Ingest, SubmitError};
-use crate::wal::Signal;
-
-/// Nothing was stored: UNAVAILABLE, which OTLP clients retry, with a RetryInfo
-/// delay so they back off.
-fn not_persisted(error: SubmitError) -> Status {
-    let delay = match error {
-        SubmitError::Overloaded { .. } => Duration::from_secs(1),
-        SubmitError::NotStored(_) => Duration::from_millis(500),
-    };
-    Status::with_error_details(
-        tonic::Code::Unavailable,
-        error.to_string(),
-        ErrorDetails::with_retry_info(Some(delay)),
-    )
-}
+use super::{Export, ExportFailure, Metrics, Traces};
+use crate::ingest::Ingest;
 
 #[derive(Debug, Clone)]
 pub struct Receiver {
@@ -62,6 +45,22 @@ impl Receiver {
             .max_decoding_message_size(max_message);
         (traces, metrics)
     }
+
+    async fn export<E: Export>(&self, request: &E::Request) -> Result<E::Response, Status> {
+        // tonic has decoded the request already; the log keeps it re-encoded.
+        let payload = request.encode_to_vec();
+        super::export::<E>(&self.ingest, request, payload)
+            .await
+            .map_err(|failure| match failure {
+                ExportFailure::Convert(e) => Status::internal(format!("cannot convert: {e}")),
+                // UNAVAILABLE, which OTLP clients retry, with a RetryInfo delay.
+                ExportFailure::NotStored(e) => Status::with_error_details(
+                    tonic::Code::Unavailable,
+                    e.to_string(),
+                    ErrorDetails::with_retry_info(Some(e.retry_after())),
+                ),
+            })
+    }
 }
 
 #[tonic::async_trait]
@@ -70,20 +69,9 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let converted = convert::spans::convert(request.get_ref())
-            .map_err(|e| Status::internal(format!("cannot convert spans: {e}")))?;
-        let partial_success = (converted.rejected > 0).then(|| ExportTracePartialSuccess {
-            rejected_spans: converted.rejected as i64,
-            error_message: rejection_message(&converted),
-        });
-        let payload = request.get_ref().encode_to_vec();
-        self.ingest
-            .submit(Signal::Traces, payload, converted)
+        self.export::<Traces>(request.get_ref())
             .await
-            .map_err(not_persisted)?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success,
-        }))
+            .map(Response::new)
     }
 }
 
@@ -93,19 +81,8 @@ impl MetricsService for Receiver {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let converted = convert::metrics::convert(request.get_ref())
-            .map_err(|e| Status::internal(format!("cannot convert metrics: {e}")))?;
-        let partial_success = (converted.rejected > 0).then(|| ExportMetricsPartialSuccess {
-            rejected_data_points: converted.rejected as i64,
-            error_message: rejection_message(&converted),
-        });
-        let payload = request.get_ref().encode_to_vec();
-        self.ingest
-            .submit(Signal::Metrics, payload, converted)
+        self.export::<Metrics>(request.get_ref())
             .await
-            .map_err(not_persisted)?;
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success,
-        }))
+            .map(Response::new)
     }
 }

@@ -10,17 +10,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use prost::Message;
 
-use super::rejection_message;
-use crate::convert::{self, Converted};
-use crate::ingest::{Ingest, SubmitError};
+use super::{Export, ExportFailure, Metrics, Traces};
+use crate::ingest::Ingest;
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -171,94 +164,34 @@ fn respond<T: Message + serde::Serialize>(encoding: Encoding, response: &T) -> R
     out
 }
 
-/// One OTLP signal on the HTTP receiver: how to convert its request and how to
-/// answer with the number of rejected items.
-trait Signal {
-    const WAL: crate::wal::Signal;
-    type Request: Message + Default + serde::de::DeserializeOwned;
-    type Response: Message + serde::Serialize;
-    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError>;
-    fn response(rejected: Option<(i64, String)>) -> Self::Response;
-}
-
-struct Traces;
-
-impl Signal for Traces {
-    const WAL: crate::wal::Signal = crate::wal::Signal::Traces;
-    type Request = ExportTraceServiceRequest;
-    type Response = ExportTraceServiceResponse;
-
-    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
-        convert::spans::convert(request)
-    }
-
-    fn response(rejected: Option<(i64, String)>) -> Self::Response {
-        ExportTraceServiceResponse {
-            partial_success: rejected.map(|(rejected_spans, error_message)| {
-                ExportTracePartialSuccess {
-                    rejected_spans,
-                    error_message,
-                }
-            }),
-        }
-    }
-}
-
-struct Metrics;
-
-impl Signal for Metrics {
-    const WAL: crate::wal::Signal = crate::wal::Signal::Metrics;
-    type Request = ExportMetricsServiceRequest;
-    type Response = ExportMetricsServiceResponse;
-
-    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
-        convert::metrics::convert(request)
-    }
-
-    fn response(rejected: Option<(i64, String)>) -> Self::Response {
-        ExportMetricsServiceResponse {
-            partial_success: rejected.map(|(rejected_data_points, error_message)| {
-                ExportMetricsPartialSuccess {
-                    rejected_data_points,
-                    error_message,
-                }
-            }),
-        }
-    }
-}
-
-async fn export<S: Signal>(
+async fn export<E: Export>(
     State(state): State<AppState>,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<Response, Refusal> {
     let encoding = encoding(&headers)?;
     let body = body(&headers, raw, state.max_body)?;
-    let request: S::Request = decode(encoding, &body)?;
-    let converted = S::convert(&request).map_err(|e| {
-        Refusal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot convert: {e}"),
-        )
-    })?;
-    let rejected = (converted.rejected > 0)
-        .then(|| (converted.rejected as i64, rejection_message(&converted)));
-    // The WAL keeps protobuf: the body as received, or the JSON re-encoded.
+    let request: E::Request = decode(encoding, &body)?;
+    // The log keeps protobuf: the body as received, or the JSON re-encoded.
     let payload = match encoding {
         Encoding::Protobuf => body.to_vec(),
         Encoding::Json => request.encode_to_vec(),
     };
-    if let Err(e) = state.ingest.submit(S::WAL, payload, converted).await {
-        // 503 with Retry-After: OTLP clients retry and honour the delay.
-        let retry_after = match e {
-            SubmitError::Overloaded { .. } => "1",
-            SubmitError::NotStored(_) => "0",
-        };
-        let mut response = Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
-        return Ok(response);
+    match super::export::<E>(&state.ingest, &request, payload).await {
+        Ok(answer) => Ok(respond(encoding, &answer)),
+        Err(ExportFailure::Convert(e)) => Err(Refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot convert: {e}"),
+        )),
+        Err(ExportFailure::NotStored(e)) => {
+            // 503 with Retry-After (whole seconds): OTLP clients retry and honour it.
+            let seconds = e.retry_after().as_secs_f64().ceil() as u64;
+            let mut response =
+                Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            Ok(response)
+        }
     }
-    Ok(respond(encoding, &S::response(rejected)))
 }

@@ -1,13 +1,106 @@
-//! OTLP receivers: gRPC (4317) and HTTP (4318), both handing decoded requests to
-//! the converters and the accepted rows to [`crate::ingest::Ingest`].
+//! OTLP receivers: gRPC (4317) and HTTP (4318). Both decode a request their own
+//! way, then share [`export`]: convert to Arrow, make durable through
+//! [`crate::ingest::Ingest`], and answer with any partial success.
 
 pub mod grpc;
 pub mod http;
 
-use crate::convert::Converted;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use crate::convert::{self, Converted};
+use crate::ingest::{Ingest, SubmitError};
+use crate::wal::Signal;
+
+/// One OTLP signal: its request and response types, how its request becomes
+/// rows, and how its answer reports rejected items.
+pub(crate) trait Export {
+    const SIGNAL: Signal;
+    type Request: Message + Default + serde::de::DeserializeOwned;
+    type Response: Message + serde::Serialize;
+    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError>;
+    fn response(rejected: Option<(i64, String)>) -> Self::Response;
+}
+
+pub(crate) struct Traces;
+
+impl Export for Traces {
+    const SIGNAL: Signal = Signal::Traces;
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
+        convert::spans::convert(request)
+    }
+
+    fn response(rejected: Option<(i64, String)>) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: rejected.map(|(rejected_spans, error_message)| {
+                ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
+
+pub(crate) struct Metrics;
+
+impl Export for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+
+    fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
+        convert::metrics::convert(request)
+    }
+
+    fn response(rejected: Option<(i64, String)>) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: rejected.map(|(rejected_data_points, error_message)| {
+                ExportMetricsPartialSuccess {
+                    rejected_data_points,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
+
+/// Why an export was not acknowledged.
+#[derive(Debug)]
+pub(crate) enum ExportFailure {
+    /// The request could not be turned into rows (a bug, not the client's fault).
+    Convert(arrow::error::ArrowError),
+    /// Nothing was stored; the client should retry.
+    NotStored(SubmitError),
+}
+
+/// Converts a decoded request, makes it durable (`payload` is its protobuf
+/// encoding, kept in the write-ahead log) and builds the answer.
+pub(crate) async fn export<E: Export>(
+    ingest: &Ingest,
+    request: &E::Request,
+    payload: Vec<u8>,
+) -> Result<E::Response, ExportFailure> {
+    let converted = E::convert(request).map_err(ExportFailure::Convert)?;
+    let rejected = (converted.rejected > 0)
+        .then(|| (converted.rejected as i64, rejection_message(&converted)));
+    ingest
+        .submit(E::SIGNAL, payload, converted)
+        .await
+        .map_err(ExportFailure::NotStored)?;
+    Ok(E::response(rejected))
+}
 
 /// The partial-success message for a converted request, if anything was rejected.
-pub(crate) fn rejection_message(converted: &Converted) -> String {
+fn rejection_message(converted: &Converted) -> String {
     match &converted.first_error {
         Some(first) if converted.rejected > 1 => {
             format!("{} rejected; first: {first}", converted.rejected)
