@@ -9,9 +9,7 @@ use clap::{Parser, Subcommand};
 
 /// Exit codes, as documented in the README.
 mod exit {
-    /// A threshold, SLO or regression check failed.
-    #[allow(dead_code)]
-    pub const FAILED_CHECK: u8 = 1;
+    // 1 is reserved for failed threshold, SLO and regression checks (README).
     /// Bad input or usage.
     pub const USAGE: u8 = 2;
     /// A runtime error.
