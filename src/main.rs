@@ -44,24 +44,10 @@ enum Command {
     /// Send load to a URL and trace every request.
     Run(RunArgs),
     /// Receive OTLP (gRPC and HTTP) and write Parquet.
-    Collector {
-        /// Store directory (created if missing).
-        #[arg(long, default_value = "loadlens-data")]
-        data: PathBuf,
-        /// OTLP/gRPC listen address.
-        #[arg(long, default_value = "127.0.0.1:4317")]
-        grpc_addr: SocketAddr,
-        /// OTLP/HTTP listen address.
-        #[arg(long, default_value = "127.0.0.1:4318")]
-        http_addr: SocketAddr,
-        /// Longest accepted rows wait before they are written (e.g. 5s).
-        #[arg(long, default_value = "5s", value_parser = generator::config::parse_duration)]
-        flush_interval: Duration,
-        /// Acknowledge without fsync of the write-ahead log: faster, and acknowledged
-        /// data still survives a collector crash, but not an OS crash or power loss.
-        #[arg(long)]
-        no_fsync: bool,
-    },
+    ///
+    /// Settings come from defaults, then --config FILE, then LOADLENS_COLLECTOR_*
+    /// environment variables, then flags.
+    Collector(CollectorArgs),
     /// Run SQL over the store.
     Sql {
         /// Store directory.
@@ -241,20 +227,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Run(args) => run(args).await,
-        Command::Collector {
-            data,
-            grpc_addr,
-            http_addr,
-            flush_interval,
-            no_fsync,
-        } => {
-            let mut config = collector::CollectorConfig::new(data);
-            config.grpc_addr = grpc_addr;
-            config.http_addr = http_addr;
-            config.flush_interval = flush_interval;
-            config.wal_sync = !no_fsync;
+        Command::Collector(args) => {
+            let config = collector_config(args).map_err(|e| Failure::by(true, e))?;
             collector::run(config).await.map_err(|e| {
-                let usage = matches!(e, collector::CollectorError::Bind { .. });
+                let usage = e.is_usage();
                 Failure::by(usage, e)
             })
         }
@@ -336,4 +312,89 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// `loadlens collector` settings; each flag may also come from its environment
+/// variable or the YAML file (see `collector::config`).
+#[derive(Debug, clap::Args)]
+struct CollectorArgs {
+    /// YAML configuration file; unknown keys are refused.
+    #[arg(long, env = "LOADLENS_COLLECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Store directory, created if missing [default: loadlens-data].
+    #[arg(long, env = "LOADLENS_COLLECTOR_DATA")]
+    data: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "LOADLENS_COLLECTOR_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "LOADLENS_COLLECTOR_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Longest accepted rows wait before they are written [default: 5s].
+    #[arg(long, env = "LOADLENS_COLLECTOR_FLUSH_INTERVAL")]
+    flush_interval: Option<String>,
+    /// Memory that pending rows may hold before clients are asked to retry [default: 512MiB].
+    #[arg(long, env = "LOADLENS_COLLECTOR_MAX_PENDING_BYTES")]
+    max_pending_bytes: Option<String>,
+    /// How often small files are merged and duplicate spans removed; 0s turns it off [default: 1m].
+    #[arg(long, env = "LOADLENS_COLLECTOR_COMPACTION_INTERVAL")]
+    compaction_interval: Option<String>,
+    /// Acknowledge without fsync of the write-ahead log: faster, and acknowledged
+    /// data still survives a collector crash, but not an OS crash or power loss.
+    #[arg(long, env = "LOADLENS_COLLECTOR_NO_FSYNC")]
+    no_fsync: bool,
+    /// File holding the bearer token that OTLP requests must present
+    /// (or set LOADLENS_COLLECTOR_BEARER_TOKEN).
+    #[arg(long, env = "LOADLENS_COLLECTOR_BEARER_TOKEN_FILE")]
+    bearer_token_file: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, both receivers speak TLS only.
+    #[arg(long, env = "LOADLENS_COLLECTOR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "LOADLENS_COLLECTOR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// The environment variable that carries a bearer token (never a flag: flags show in `ps`).
+const COLLECTOR_TOKEN_ENV: &str = "LOADLENS_COLLECTOR_BEARER_TOKEN";
+
+fn collector_config(
+    args: CollectorArgs,
+) -> Result<collector::CollectorConfig, collector::config::ConfigError> {
+    use clap::CommandFactory;
+    use collector::config::{Settings, TlsFiles};
+    let command = Cli::command();
+    let known: Vec<String> = command
+        .find_subcommand("collector")
+        .into_iter()
+        .flat_map(|c| c.get_arguments())
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .chain([COLLECTOR_TOKEN_ENV.to_string()])
+        .collect();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    collector::config::check_environment(std::env::vars().map(|(k, _)| k), &known)?;
+
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let flags = Settings {
+        origin: "flags or environment".into(),
+        data: args.data,
+        grpc_addr: args.grpc_addr,
+        http_addr: args.http_addr,
+        flush_interval: args.flush_interval,
+        max_pending_bytes: args.max_pending_bytes.map(collector::config::Size::Text),
+        compaction_interval: args.compaction_interval,
+        wal_sync: args.no_fsync.then_some(false),
+        bearer_token: std::env::var(COLLECTOR_TOKEN_ENV).ok(),
+        bearer_token_file: args.bearer_token_file,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        ..Settings::default()
+    };
+    collector::CollectorConfig::from_settings(file.overlay(flags))
 }

@@ -1,8 +1,33 @@
-//! Collector settings.
+//! Collector settings, from defaults, a YAML file, environment variables and
+//! flags (later ones win).
+//!
+//! Every key of the file is optional and unknown keys are refused, so a typo is
+//! an error rather than a silently ignored setting:
+//!
+//! ```yaml
+//! data: /var/lib/loadlens
+//! grpc_addr: 0.0.0.0:4317
+//! http_addr: 0.0.0.0:4318
+//! flush_interval: 5s
+//! flush_rows: 200000
+//! max_pending_bytes: 512MiB
+//! max_grpc_message: 4MiB
+//! max_http_body: 20MiB
+//! wal_sync: true
+//! compaction_interval: 1m
+//! compaction_target_size: 128MiB
+//! bearer_token_file: /etc/loadlens/token
+//! tls:
+//!   cert: /etc/loadlens/tls.crt
+//!   key: /etc/loadlens/tls.key
+//! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use schema::units::{parse_bytes, parse_duration};
+use serde::Deserialize;
 
 /// Where to listen and where to write.
 #[derive(Debug, Clone)]
@@ -27,6 +52,25 @@ pub struct CollectorConfig {
     /// acknowledged data survives a collector crash but not an operating-system
     /// crash or power loss.
     pub wal_sync: bool,
+    /// How often small files are merged (and duplicates removed); `None` turns
+    /// background compaction off.
+    pub compaction_interval: Option<Duration>,
+    /// Compaction merges a partition's files until a file would exceed this size.
+    pub compaction_target_size: usize,
+    /// When set, OTLP requests must carry `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// When set, both receivers speak TLS only.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl CollectorConfig {
@@ -42,6 +86,10 @@ impl CollectorConfig {
             max_grpc_message: 4 * 1024 * 1024,
             max_http_body: 20 * 1024 * 1024,
             wal_sync: true,
+            compaction_interval: Some(Duration::from_secs(60)),
+            compaction_target_size: 128 * 1024 * 1024,
+            bearer_token: None,
+            tls: None,
         }
     }
 
@@ -52,5 +100,333 @@ impl CollectorConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Self::new(data_dir)
         }
+    }
+
+    /// Defaults, overlaid by `settings` (a file merged with flags and environment).
+    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        let origin = settings.origin.clone();
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            key,
+            message,
+        };
+        let mut config = CollectorConfig::new(settings.data.unwrap_or("loadlens-data".into()));
+        if let Some(addr) = settings.grpc_addr {
+            config.grpc_addr = addr;
+        }
+        if let Some(addr) = settings.http_addr {
+            config.http_addr = addr;
+        }
+        if let Some(text) = settings.flush_interval {
+            config.flush_interval =
+                parse_duration(&text).map_err(|m| invalid("flush_interval", m))?;
+            if config.flush_interval.is_zero() {
+                return Err(invalid("flush_interval", "must be more than 0s".into()));
+            }
+        }
+        if let Some(rows) = settings.flush_rows {
+            if rows == 0 {
+                return Err(invalid("flush_rows", "must be at least 1".into()));
+            }
+            config.flush_rows = rows;
+        }
+        let size = |key: &'static str, value: Option<Size>, into: &mut usize| {
+            if let Some(value) = value {
+                *into = value.bytes().map_err(|m| invalid(key, m))?;
+            }
+            Ok::<_, ConfigError>(())
+        };
+        size(
+            "max_pending_bytes",
+            settings.max_pending_bytes,
+            &mut config.max_pending_bytes,
+        )?;
+        size(
+            "max_grpc_message",
+            settings.max_grpc_message,
+            &mut config.max_grpc_message,
+        )?;
+        size(
+            "max_http_body",
+            settings.max_http_body,
+            &mut config.max_http_body,
+        )?;
+        size(
+            "compaction_target_size",
+            settings.compaction_target_size,
+            &mut config.compaction_target_size,
+        )?;
+        if let Some(sync) = settings.wal_sync {
+            config.wal_sync = sync;
+        }
+        if let Some(text) = settings.compaction_interval {
+            let interval = parse_duration(&text).map_err(|m| invalid("compaction_interval", m))?;
+            // `0s` turns compaction off.
+            config.compaction_interval = (!interval.is_zero()).then_some(interval);
+        }
+        config.bearer_token = match (settings.bearer_token, settings.bearer_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "bearer_token",
+                    "give bearer_token or bearer_token_file, not both".into(),
+                ));
+            }
+            (Some(token), None) => Some(token),
+            (None, Some(path)) => {
+                Some(read_token(&path).map_err(|m| invalid("bearer_token_file", m))?)
+            }
+            (None, None) => None,
+        };
+        if config.bearer_token.as_deref() == Some("") {
+            return Err(invalid("bearer_token", "is empty".into()));
+        }
+        config.tls = settings.tls;
+        Ok(config)
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text.trim().to_string())
+}
+
+/// A byte size written as a number or with a unit (`4MiB`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self) -> Result<usize, String> {
+        match self {
+            Size::Bytes(0) => Err("must be at least one byte".into()),
+            Size::Bytes(n) => usize::try_from(*n).map_err(|_| format!("{n} is too large")),
+            Size::Text(text) => parse_bytes(text),
+        }
+    }
+}
+
+/// Everything a configuration file may set; flags and environment variables
+/// fill the same struct, and [`Settings::overlay`] puts them on top of the file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where these settings came from, for error messages (not a key).
+    #[serde(skip)]
+    pub origin: String,
+    pub data: Option<PathBuf>,
+    pub grpc_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub flush_interval: Option<String>,
+    pub flush_rows: Option<usize>,
+    pub max_pending_bytes: Option<Size>,
+    pub max_grpc_message: Option<Size>,
+    pub max_http_body: Option<Size>,
+    pub wal_sync: Option<bool>,
+    pub compaction_interval: Option<String>,
+    pub compaction_target_size: Option<Size>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+}
+
+impl Settings {
+    /// Reads a YAML file; unknown keys and type errors name the file, line and column.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses YAML text; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+        // An empty file is a valid file with no settings.
+        if text.trim().is_empty() {
+            return Ok(Settings {
+                origin: origin.into(),
+                ..Settings::default()
+            });
+        }
+        let mut settings: Settings =
+            serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
+                origin: origin.into(),
+                location: e
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default(),
+                message: e.to_string(),
+            })?;
+        settings.origin = origin.into();
+        Ok(settings)
+    }
+
+    /// `self` with every key that `over` sets replaced by `over`'s value.
+    pub fn overlay(self, over: Settings) -> Settings {
+        let origin = match (self.origin.is_empty(), over.origin.is_empty()) {
+            (true, _) => over.origin,
+            (false, true) => self.origin,
+            (false, false) => format!("{} or {}", over.origin, self.origin),
+        };
+        let tls_over = over.tls.is_some();
+        // A token from one layer replaces a token file from another, and back.
+        let token_over = over.bearer_token.is_some() || over.bearer_token_file.is_some();
+        Settings {
+            origin,
+            data: over.data.or(self.data),
+            grpc_addr: over.grpc_addr.or(self.grpc_addr),
+            http_addr: over.http_addr.or(self.http_addr),
+            flush_interval: over.flush_interval.or(self.flush_interval),
+            flush_rows: over.flush_rows.or(self.flush_rows),
+            max_pending_bytes: over.max_pending_bytes.or(self.max_pending_bytes),
+            max_grpc_message: over.max_grpc_message.or(self.max_grpc_message),
+            max_http_body: over.max_http_body.or(self.max_http_body),
+            wal_sync: over.wal_sync.or(self.wal_sync),
+            compaction_interval: over.compaction_interval.or(self.compaction_interval),
+            compaction_target_size: over.compaction_target_size.or(self.compaction_target_size),
+            bearer_token: if token_over {
+                over.bearer_token
+            } else {
+                self.bearer_token
+            },
+            bearer_token_file: if token_over {
+                over.bearer_token_file
+            } else {
+                self.bearer_token_file
+            },
+            tls: if tls_over { over.tls } else { self.tls },
+        }
+    }
+}
+
+/// A configuration that cannot be used; each is a usage error (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}{location}: {message}")]
+    Parse {
+        origin: String,
+        location: String,
+        message: String,
+    },
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        message: String,
+    },
+    #[error(
+        "unknown environment variable {name}; the collector reads only {known} (unset it or fix its name)"
+    )]
+    UnknownEnvironment { name: String, known: String },
+}
+
+/// Refuses `LOADLENS_COLLECTOR_*` variables that are not in `known`, so a
+/// misspelt variable is not silently ignored.
+pub fn check_environment(
+    vars: impl IntoIterator<Item = String>,
+    known: &[&str],
+) -> Result<(), ConfigError> {
+    for name in vars {
+        if name.starts_with("LOADLENS_COLLECTOR_") && !known.contains(&name.as_str()) {
+            return Err(ConfigError::UnknownEnvironment {
+                name,
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses_and_applies() {
+        let settings = Settings::from_yaml(
+            "data: /srv/store\ngrpc_addr: 0.0.0.0:14317\nflush_interval: 250ms\nmax_pending_bytes: 64MiB\nmax_http_body: 1048576\nwal_sync: false\ncompaction_interval: 0s\nbearer_token: s3cret\ntls:\n  cert: a.pem\n  key: b.pem\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let config = CollectorConfig::from_settings(settings).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/store"));
+        assert_eq!(config.grpc_addr, "0.0.0.0:14317".parse().unwrap());
+        assert_eq!(config.http_addr, "127.0.0.1:4318".parse().unwrap());
+        assert_eq!(config.flush_interval, Duration::from_millis(250));
+        assert_eq!(config.max_pending_bytes, 64 << 20);
+        assert_eq!(config.max_http_body, 1 << 20);
+        assert!(!config.wal_sync);
+        assert_eq!(config.compaction_interval, None);
+        assert_eq!(config.bearer_token.as_deref(), Some("s3cret"));
+        assert_eq!(config.tls.unwrap().key, PathBuf::from("b.pem"));
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_column() {
+        let err = Settings::from_yaml("data: x\nflush_intervall: 5s\n", "c.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("c.yaml:2:1: "), "{text}");
+        assert!(text.contains("unknown field `flush_intervall`"), "{text}");
+        let err = Settings::from_yaml("tls:\n  cert: a\n  keys: b\n", "c.yaml").unwrap_err();
+        assert!(err.to_string().starts_with("c.yaml:3:3: "), "{err}");
+    }
+
+    #[test]
+    fn type_errors_and_bad_values_are_refused() {
+        let err = Settings::from_yaml("flush_rows: many\n", "c.yaml").unwrap_err();
+        assert!(err.to_string().starts_with("c.yaml:1:"), "{err}");
+        let settings = Settings::from_yaml("max_grpc_message: 4 mebibytes\n", "c.yaml").unwrap();
+        let err = CollectorConfig::from_settings(settings).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: max_grpc_message: invalid size unit 'mebibytes' in '4 mebibytes': use B, KiB, MiB, GiB, kB, MB or GB"
+        );
+        let settings = Settings::from_yaml("flush_interval: 0s\n", "c.yaml").unwrap();
+        assert!(CollectorConfig::from_settings(settings).is_err());
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let file = Settings::from_yaml(
+            "data: from-file\nflush_rows: 10\nbearer_token_file: t\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let flags = Settings {
+            origin: "flags".into(),
+            data: Some("from-flags".into()),
+            bearer_token: Some("env-token".into()),
+            ..Settings::default()
+        };
+        let merged = file.overlay(flags);
+        assert_eq!(merged.data, Some("from-flags".into()));
+        assert_eq!(merged.flush_rows, Some(10));
+        assert_eq!(merged.bearer_token.as_deref(), Some("env-token"));
+        assert_eq!(merged.bearer_token_file, None);
+        let config = CollectorConfig::from_settings(merged).unwrap();
+        assert_eq!(config.bearer_token.as_deref(), Some("env-token"));
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_refused() {
+        let known = ["LOADLENS_COLLECTOR_DATA"];
+        assert!(
+            check_environment(
+                ["LOADLENS_COLLECTOR_DATA".to_string(), "PATH".into()],
+                &known
+            )
+            .is_ok()
+        );
+        let err = check_environment(["LOADLENS_COLLECTOR_DAta".to_string()], &known).unwrap_err();
+        assert!(err.to_string().contains("LOADLENS_COLLECTOR_DAta"), "{err}");
     }
 }

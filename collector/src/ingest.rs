@@ -80,6 +80,7 @@ pub struct IngestStats {
     pub rejected: PerSignal,
     pub refused_overloaded: PerSignal,
     pub refused_not_stored: PerSignal,
+    pub refused_unauthenticated: PerSignal,
     pub rows_written: AtomicU64,
     pub files_written: AtomicU64,
     pub flushes: AtomicU64,
@@ -88,6 +89,11 @@ pub struct IngestStats {
     pub wal_bytes: AtomicU64,
     pub wal_sync_nanos: AtomicU64,
     pub rows_replayed: AtomicU64,
+    /// Spans dropped at flush or compaction as repeats of a (trace_id, span_id).
+    pub duplicates_removed: AtomicU64,
+    pub compactions: AtomicU64,
+    pub files_compacted: AtomicU64,
+    pub compaction_errors: AtomicU64,
 }
 
 /// Why a request was not acknowledged. Both are retryable.
@@ -166,6 +172,10 @@ impl Ingest {
     ) -> Result<Self, IngestError> {
         let (wal, segments) = Wal::open(&root, sync)?;
         let shared = Arc::new(Shared::new(flush_rows, max_pending_bytes / 2));
+        let interrupted = crate::store::compact::recover(&root)?;
+        if interrupted > 0 {
+            eprintln!("collector: finished {interrupted} compactions a crash interrupted");
+        }
         replay(&root, &segments, &shared)?;
         remove_temporary_files(&root);
         let wal_dir = wal.dir().to_path_buf();
@@ -306,15 +316,20 @@ impl Ingest {
             .expect("the Parquet writer does not panic");
             let stats = &self.shared.stats;
             match written {
-                Ok(path) => {
+                Ok(written) => {
                     self.shared.pending_rows.fetch_sub(rows, Ordering::Relaxed);
                     self.shared
                         .pending_bytes
                         .fetch_sub(bytes, Ordering::Relaxed);
-                    stats.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+                    stats
+                        .rows_written
+                        .fetch_add(written.rows as u64, Ordering::Relaxed);
+                    stats
+                        .duplicates_removed
+                        .fetch_add(written.duplicates as u64, Ordering::Relaxed);
                     stats.files_written.fetch_add(1, Ordering::Relaxed);
-                    report.rows += rows as u64;
-                    report.files.push(path);
+                    report.rows += written.rows as u64;
+                    report.files.push(written.path);
                 }
                 Err(e) => {
                     stats.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -336,6 +351,38 @@ impl Ingest {
         Ok(report)
     }
 
+    /// Merges small files and drops repeated spans (see [`crate::store::compact`]).
+    /// Runs beside flushes: it touches only files that already exist.
+    pub async fn compact(
+        &self,
+        target_size: usize,
+    ) -> Result<crate::store::compact::CompactionReport, IngestError> {
+        let root = self.root.clone();
+        let done =
+            tokio::task::spawn_blocking(move || crate::store::compact::compact(&root, target_size))
+                .await
+                .expect("compaction does not panic");
+        let stats = &self.shared.stats;
+        match done {
+            Ok(report) => {
+                stats
+                    .compactions
+                    .fetch_add(report.merges as u64, Ordering::Relaxed);
+                stats
+                    .files_compacted
+                    .fetch_add(report.files_in as u64, Ordering::Relaxed);
+                stats
+                    .duplicates_removed
+                    .fetch_add(report.duplicates as u64, Ordering::Relaxed);
+                Ok(report)
+            }
+            Err(e) => {
+                stats.compaction_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
     /// The collector's metrics in the Prometheus text format.
     pub fn exposition(&self) -> String {
         use crate::telemetry::*;
@@ -350,6 +397,7 @@ impl Ingest {
             &[
                 ("overloaded", &stats.refused_overloaded),
                 ("not_stored", &stats.refused_not_stored),
+                ("unauthenticated", &stats.refused_unauthenticated),
             ],
         );
         out.value(WAL_COMMITS, load(&stats.wal_commits));
@@ -360,6 +408,10 @@ impl Ingest {
         out.value(FLUSH_ERRORS, load(&stats.write_errors));
         out.value(ROWS_WRITTEN, load(&stats.rows_written));
         out.value(FILES_WRITTEN, load(&stats.files_written));
+        out.value(DUPLICATES_REMOVED, load(&stats.duplicates_removed));
+        out.value(COMPACTIONS, load(&stats.compactions));
+        out.value(FILES_COMPACTED, load(&stats.files_compacted));
+        out.value(COMPACTION_ERRORS, load(&stats.compaction_errors));
         out.value(PENDING_ROWS, self.pending_rows() as f64);
         out.value(PENDING_BYTES, self.pending_bytes() as f64);
         out.value(PENDING_LIMIT_BYTES, self.max_pending_bytes as f64);

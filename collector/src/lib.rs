@@ -21,6 +21,7 @@ pub mod receiver;
 pub mod red;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod wal;
 
 use std::net::SocketAddr;
@@ -58,6 +59,16 @@ pub enum CollectorError {
     },
     #[error(transparent)]
     Ingest(#[from] ingest::IngestError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+impl CollectorError {
+    /// Whether the fault is in how the collector was asked to run (exit 2)
+    /// rather than in running it (exit 3).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, CollectorError::Bind { .. } | CollectorError::Tls(_))
+    }
 }
 
 /// A running collector.
@@ -66,6 +77,7 @@ pub struct Collector {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     ingest: Arc<Ingest>,
+    compaction_target_size: usize,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Result<(), CollectorError>>,
 }
@@ -77,6 +89,8 @@ impl Collector {
             path: config.data_dir.clone(),
             source,
         })?;
+        let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
+        let token: Option<Arc<str>> = config.bearer_token.as_deref().map(Arc::from);
         let grpc_listener = bind(config.grpc_addr, "gRPC", "grpc-addr").await?;
         let http_listener = bind(config.http_addr, "HTTP", "http-addr").await?;
         let grpc_addr = grpc_listener
@@ -99,11 +113,21 @@ impl Collector {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
-        let (traces, metrics) =
-            receiver::grpc::Receiver::new(ingest.clone()).services(config.max_grpc_message);
+        let (traces, metrics) = receiver::grpc::Receiver::new(ingest.clone(), token.clone())
+            .services(config.max_grpc_message);
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            grpc_server =
+                grpc_server
+                    .tls_config(tls.grpc())
+                    .map_err(|e| CollectorError::Server {
+                        protocol: "gRPC",
+                        message: format!("TLS: {e}"),
+                    })?;
+        }
         let mut grpc_stop = stopped.clone();
         tasks.spawn(async move {
-            tonic::transport::Server::builder()
+            grpc_server
                 .add_service(traces)
                 .add_service(metrics)
                 .serve_with_incoming_shutdown(
@@ -120,22 +144,27 @@ impl Collector {
                 })
         });
 
-        let router = receiver::http::router(ingest.clone(), config.max_http_body);
+        let router = receiver::http::router(ingest.clone(), config.max_http_body, token);
         let mut http_stop = stopped.clone();
         tasks.spawn(async move {
-            axum::serve(http_listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(|e| CollectorError::Server {
-                    protocol: "HTTP",
-                    message: e.to_string(),
-                })
+            let served = match tls {
+                Some(tls) => tls.serve_http(http_listener, router, http_stop).await,
+                None => {
+                    axum::serve(http_listener, router)
+                        .with_graceful_shutdown(async move {
+                            let _ = http_stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                }
+            };
+            served.map_err(|e| CollectorError::Server {
+                protocol: "HTTP",
+                message: e.to_string(),
+            })
         });
 
         let flusher = ingest.clone();
-        let mut flush_stop = stopped;
+        let mut flush_stop = stopped.clone();
         let interval = config.flush_interval;
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -153,10 +182,32 @@ impl Collector {
             }
         });
 
+        if let Some(every) = config.compaction_interval {
+            let compactor = ingest.clone();
+            let mut compact_stop = stopped;
+            let target = config.compaction_target_size;
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = async { let _ = compact_stop.wait_for(|s| *s).await; } => return Ok(()),
+                    }
+                    if let Err(e) = compactor.compact(target).await {
+                        // Inputs stay as they were; the next pass tries again.
+                        eprintln!("collector: compaction failed, will retry: {e}");
+                    }
+                }
+            });
+        }
+
         Ok(Collector {
             grpc_addr,
             http_addr,
             ingest,
+            compaction_target_size: config.compaction_target_size,
             stop,
             tasks,
         })
@@ -180,6 +231,11 @@ impl Collector {
     /// Writes everything pending now.
     pub async fn flush(&self) -> Result<FlushReport, CollectorError> {
         Ok(self.ingest.flush().await?)
+    }
+
+    /// Runs one compaction pass now.
+    pub async fn compact(&self) -> Result<store::compact::CompactionReport, CollectorError> {
+        Ok(self.ingest.compact(self.compaction_target_size).await?)
     }
 
     /// The ingest state (counters, pending rows).

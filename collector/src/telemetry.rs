@@ -78,6 +78,22 @@ pub const FILES_WRITTEN: Metric = counter(
     "loadlens_collector_written_files_total",
     "Parquet files written.",
 );
+pub const DUPLICATES_REMOVED: Metric = counter(
+    "loadlens_collector_duplicate_spans_removed_total",
+    "Spans dropped at flush or compaction because their (trace_id, span_id) was already stored (client retries).",
+);
+pub const COMPACTIONS: Metric = counter(
+    "loadlens_collector_compactions_total",
+    "Groups of small Parquet files merged into one.",
+);
+pub const FILES_COMPACTED: Metric = counter(
+    "loadlens_collector_compacted_files_total",
+    "Parquet files replaced by compaction.",
+);
+pub const COMPACTION_ERRORS: Metric = counter(
+    "loadlens_collector_compaction_errors_total",
+    "Compactions that failed; their input files are left as they were.",
+);
 pub const PENDING_ROWS: Metric = gauge(
     "loadlens_collector_pending_rows",
     "Rows acknowledged and in the write-ahead log, not yet in Parquet.",

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod runs;
 pub mod spans;
 mod types;
+pub mod units;
 
 pub use layout::{NULL_PARTITION, Table, partition_dir};
 pub use types::{attribute_map, timestamp_ns};

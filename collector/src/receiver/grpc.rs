@@ -25,11 +25,13 @@ use crate::ingest::Ingest;
 #[derive(Debug, Clone)]
 pub struct Receiver {
     ingest: Arc<Ingest>,
+    /// When set, requests must carry `authorization: Bearer <token>`.
+    token: Option<Arc<str>>,
 }
 
 impl Receiver {
-    pub fn new(ingest: Arc<Ingest>) -> Self {
-        Receiver { ingest }
+    pub fn new(ingest: Arc<Ingest>, token: Option<Arc<str>>) -> Self {
+        Receiver { ingest, token }
     }
 
     /// The two services, limited to `max_message` bytes per request.
@@ -46,7 +48,22 @@ impl Receiver {
         (traces, metrics)
     }
 
-    async fn export<E: Export>(&self, request: &E::Request) -> Result<E::Response, Status> {
+    async fn export<E: Export>(
+        &self,
+        request: &Request<E::Request>,
+    ) -> Result<E::Response, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        if !super::authorized(self.token.as_deref(), header) {
+            self.ingest
+                .stats()
+                .refused_unauthenticated
+                .add(E::SIGNAL, 1);
+            return Err(Status::unauthenticated(super::UNAUTHENTICATED));
+        }
+        let request = request.get_ref();
         // tonic has decoded the request already; the log keeps it re-encoded.
         let payload = request.encode_to_vec();
         super::export::<E>(&self.ingest, request, payload)
@@ -69,9 +86,7 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.export::<Traces>(request.get_ref())
-            .await
-            .map(Response::new)
+        self.export::<Traces>(&request).await.map(Response::new)
     }
 }
 
@@ -81,8 +96,6 @@ impl MetricsService for Receiver {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.export::<Metrics>(request.get_ref())
-            .await
-            .map(Response::new)
+        self.export::<Metrics>(&request).await.map(Response::new)
     }
 }

@@ -19,10 +19,14 @@ use crate::ingest::Ingest;
 struct AppState {
     ingest: Arc<Ingest>,
     max_body: usize,
+    /// When set, OTLP requests must carry `Authorization: Bearer <token>`.
+    token: Option<Arc<str>>,
 }
 
-/// The OTLP/HTTP routes, limited to `max_body` bytes per request after decompression.
-pub fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
+/// The OTLP/HTTP routes, limited to `max_body` bytes per request after
+/// decompression. With a `token`, the OTLP routes require it as a bearer token;
+/// `/healthz`, `/readyz` and `/metrics` stay open for probes and Prometheus.
+pub fn router(ingest: Arc<Ingest>, max_body: usize, token: Option<Arc<str>>) -> Router {
     Router::new()
         .route("/v1/traces", post(export::<Traces>))
         .route("/v1/metrics", post(export::<Metrics>))
@@ -30,7 +34,11 @@ pub fn router(ingest: Arc<Ingest>, max_body: usize) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(AppState { ingest, max_body })
+        .with_state(AppState {
+            ingest,
+            max_body,
+            token,
+        })
 }
 
 /// Ready unless pending memory is at its bound (new data would be refused).
@@ -169,6 +177,20 @@ async fn export<E: Export>(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<Response, Refusal> {
+    let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !super::authorized(state.token.as_deref(), header) {
+        state
+            .ingest
+            .stats()
+            .refused_unauthenticated
+            .add(E::SIGNAL, 1);
+        let mut response =
+            Refusal(StatusCode::UNAUTHORIZED, super::UNAUTHENTICATED.into()).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Ok(response);
+    }
     let encoding = encoding(&headers)?;
     let body = body(&headers, raw, state.max_body)?;
     let request: E::Request = decode(encoding, &body)?;

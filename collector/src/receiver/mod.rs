@@ -73,6 +73,34 @@ impl Export for Metrics {
     }
 }
 
+/// Whether an `Authorization` header value carries the expected bearer token.
+/// With no token configured every request is allowed. The comparison takes the
+/// same time wherever the tokens differ, so timing does not reveal a prefix.
+pub(crate) fn authorized(expected: Option<&str>, header: Option<&[u8]>) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let Some(header) = header else {
+        return false;
+    };
+    let Some(scheme) = header.get(..7) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    let given = header[7..].trim_ascii();
+    let expected = expected.as_bytes();
+    let mut difference = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        difference |= usize::from(given.get(i).copied().unwrap_or(0) ^ e);
+    }
+    difference == 0
+}
+
+/// The answer to a request without the right bearer token.
+pub(crate) const UNAUTHENTICATED: &str = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>' with the collector's token";
+
 /// Why an export was not acknowledged.
 #[derive(Debug)]
 pub(crate) enum ExportFailure {
@@ -107,5 +135,22 @@ fn rejection_message(converted: &Converted) -> String {
         }
         Some(first) => first.clone(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorized;
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(authorized(None, None));
+        assert!(authorized(Some("t0k"), Some(b"Bearer t0k")));
+        assert!(authorized(Some("t0k"), Some(b"bearer  t0k ")));
+        assert!(!authorized(Some("t0k"), None));
+        assert!(!authorized(Some("t0k"), Some(b"Bearer t0")));
+        assert!(!authorized(Some("t0k"), Some(b"Bearer t0kk")));
+        assert!(!authorized(Some("t0k"), Some(b"Basic t0k")));
+        assert!(!authorized(Some("t0k"), Some(b"Bearer")));
     }
 }

@@ -1,6 +1,7 @@
 //! The store on disk: pending rows per partition, and Parquet files written
 //! atomically (temporary name, fsync, rename, fsync of the folder).
 
+pub mod compact;
 pub mod writer;
 
 pub use writer::{WriteError, write_partition};

@@ -6,8 +6,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, TimestampNanosecondArray};
-use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use arrow::array::{Array, BooleanArray, FixedSizeBinaryArray, TimestampNanosecondArray};
+use arrow::compute::{
+    SortOptions, concat_batches, filter_record_batch, sort_to_indices, take_record_batch,
+};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -35,9 +37,21 @@ pub enum WriteError {
     },
 }
 
+/// Parquet key-value metadata key naming the files a compacted file replaced.
+pub const COMPACTED_FROM_KEY: &str = "loadlens.compacted_from";
+
 /// Rows per row group: large enough for good compression, small enough that a
 /// reader can skip by statistics.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// What one written file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub path: PathBuf,
+    pub rows: usize,
+    /// Spans dropped because another row had the same (trace_id, span_id).
+    pub duplicates: usize,
+}
 
 /// Writes the batches of one partition as one file and returns its path. The
 /// file name records the last WAL segment whose rows it holds
@@ -48,11 +62,52 @@ pub fn write_partition(
     key: &PartitionKey,
     batches: &[RecordBatch],
     wal_segment: u64,
-) -> Result<PathBuf, WriteError> {
-    let table = key.table;
+) -> Result<Written, WriteError> {
+    let dir =
+        schema::layout::partition_dir_for_day(root, key.table, &key.date, key.run_id.as_deref());
+    let io_err = |source| WriteError::Io {
+        path: dir.clone(),
+        source,
+    };
+    fs::create_dir_all(&dir).map_err(io_err)?;
+    let prepared = prepare(key.table, batches)?;
+    let name = file_name(prepared.min_time, wal_segment);
+    write_file(&dir, &name, key.table, &prepared, &[])?;
+    Ok(Written {
+        path: dir.join(name),
+        rows: prepared.batch.num_rows(),
+        duplicates: prepared.duplicates,
+    })
+}
+
+/// `part-<min time>-w<segment>-<random>.parquet`.
+pub(crate) fn file_name(min_time: i64, wal_segment: u64) -> String {
+    format!(
+        "part-{min_time:020}-w{wal_segment:020}-{:016x}.parquet",
+        rand::random::<u64>()
+    )
+}
+
+/// Rows ready to write: one batch sorted by time, duplicates removed.
+pub(crate) struct Prepared {
+    pub batch: RecordBatch,
+    pub time_index: usize,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub duplicates: usize,
+}
+
+/// Concatenates, sorts by time and, for spans, keeps one row per
+/// (trace_id, span_id): client retries resend spans already accepted.
+pub(crate) fn prepare(table: Table, batches: &[RecordBatch]) -> Result<Prepared, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
     let batch = concat_batches(&schema, batches).map_err(arrow_err)?;
+    let (batch, duplicates) = if table == Table::Spans {
+        without_duplicate_spans(batch).map_err(arrow_err)?
+    } else {
+        (batch, 0)
+    };
     let time_index = schema.index_of(table.time_column()).map_err(arrow_err)?;
     let order = sort_to_indices(batch.column(time_index), Some(SortOptions::default()), None)
         .map_err(arrow_err)?;
@@ -62,30 +117,75 @@ pub fn write_partition(
         .as_any()
         .downcast_ref::<TimestampNanosecondArray>()
         .expect("time columns are ns timestamps");
-    let (min_time, max_time) = (times.value(0), times.value(times.len() - 1));
+    let (min_time, max_time) = match times.len() {
+        0 => (0, 0),
+        n => (times.value(0), times.value(n - 1)),
+    };
+    Ok(Prepared {
+        batch,
+        time_index,
+        min_time,
+        max_time,
+        duplicates,
+    })
+}
 
-    let dir = schema::layout::partition_dir_for_day(root, table, &key.date, key.run_id.as_deref());
+/// Keeps the first row of each (trace_id, span_id).
+fn without_duplicate_spans(
+    batch: RecordBatch,
+) -> Result<(RecordBatch, usize), arrow::error::ArrowError> {
+    let ids = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+            .cloned()
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no {name} column")))
+    };
+    let (traces, spans) = (
+        ids(schema::spans::col::TRACE_ID)?,
+        ids(schema::spans::col::SPAN_ID)?,
+    );
+    let mut seen = std::collections::HashSet::with_capacity(batch.num_rows());
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            let mut key = [0u8; 24];
+            key[..16].copy_from_slice(traces.value(row));
+            key[16..].copy_from_slice(spans.value(row));
+            Some(seen.insert(key))
+        })
+        .collect();
+    let duplicates = batch.num_rows() - seen.len();
+    if duplicates == 0 {
+        return Ok((batch, 0));
+    }
+    Ok((filter_record_batch(&batch, &keep)?, duplicates))
+}
+
+/// Writes `prepared` as `dir/name`: temporary name, fsync, rename, fsync of
+/// the folder. `compacted_from` names the files it replaces (metadata only).
+pub(crate) fn write_file(
+    dir: &Path,
+    name: &str,
+    table: Table,
+    prepared: &Prepared,
+    compacted_from: &[String],
+) -> Result<(), WriteError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| WriteError::Io { path, source }
     };
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let name = format!(
-        "part-{min_time:020}-w{wal_segment:020}-{:016x}.parquet",
-        rand::random::<u64>()
-    );
     let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(&name);
-
+    let path = dir.join(name);
+    let batch = &prepared.batch;
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let mut writer = ArrowWriter::try_new(
         file,
         Arc::new(batch.schema().as_ref().clone()),
-        Some(properties(table, time_index, &batch, min_time, max_time)),
+        Some(properties(table, prepared, compacted_from)),
     )
     .map_err(|source| WriteError::Parquet { table, source })?;
     writer
-        .write(&batch)
+        .write(batch)
         .map_err(|source| WriteError::Parquet { table, source })?;
     let file = writer
         .into_inner()
@@ -93,29 +193,38 @@ pub fn write_partition(
     file.sync_all().map_err(io_err(&tmp))?;
     drop(file);
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir))?;
-    Ok(path)
+    sync_dir(dir)
 }
 
-fn properties(
-    table: Table,
-    time_index: usize,
-    batch: &RecordBatch,
-    min_time: i64,
-    max_time: i64,
-) -> WriterProperties {
-    let metadata = vec![
+/// fsync of a folder, so renames and deletions in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), WriteError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| WriteError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> WriterProperties {
+    let batch = &prepared.batch;
+    let mut metadata = vec![
         KeyValue::new(
             schema::SCHEMA_VERSION_KEY.into(),
             schema::SCHEMA_VERSION.to_string(),
         ),
         KeyValue::new(schema::TABLE_KEY.into(), table.name().to_string()),
-        KeyValue::new(schema::MIN_TIME_KEY.into(), min_time.to_string()),
-        KeyValue::new(schema::MAX_TIME_KEY.into(), max_time.to_string()),
+        KeyValue::new(schema::MIN_TIME_KEY.into(), prepared.min_time.to_string()),
+        KeyValue::new(schema::MAX_TIME_KEY.into(), prepared.max_time.to_string()),
         KeyValue::new(schema::ROW_COUNT_KEY.into(), batch.num_rows().to_string()),
     ];
+    if !compacted_from.is_empty() {
+        metadata.push(KeyValue::new(
+            COMPACTED_FROM_KEY.into(),
+            compacted_from.join(","),
+        ));
+    }
+    let time_index = prepared.time_index;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
