@@ -1,0 +1,420 @@
+//! Collector throughput: spans per CPU-second end to end (OTLP/gRPC protobuf,
+//! batches of 512 spans with 10 attributes each, into the fsynced write-ahead
+//! log and then Parquet) against the rate at which the same payloads are only
+//! decoded. Figures go to BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync]
+//! ```
+//!
+//! The collector runs in a child process so that its CPU time and peak memory
+//! are its own; this process is the OTLP client. "Per core" means per second
+//! of CPU time the collector process used (all its threads), read from
+//! `/proc/<pid>/stat`, so the figure does not depend on how many cores the
+//! client left free.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+const BATCH: usize = 512;
+const ROLE: &str = "LOADLENS_BENCH_ROLE";
+/// 2026-11-23T00:00:00Z, so every span lands in one day's partition.
+const T0: u64 = 1_795_392_000_000_000_000;
+
+struct Options {
+    spans: usize,
+    in_flight: usize,
+    fsync: bool,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        spans: 2_000_000,
+        in_flight: 4,
+        fsync: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> usize {
+            args.next()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or_else(|| panic!("{name} takes a number"))
+        };
+        match arg.as_str() {
+            "--spans" => options.spans = number("--spans"),
+            "--in-flight" => options.in_flight = number("--in-flight").max(1),
+            "--no-fsync" => options.fsync = false,
+            // `cargo bench` passes --bench; anything else is a mistake.
+            "--bench" => {}
+            other => panic!("unknown argument {other}; see the comment at the top of this file"),
+        }
+    }
+    options
+}
+
+fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("collector") {
+        serve();
+        return;
+    }
+    let options = options();
+    let batches = options.spans.div_ceil(BATCH);
+    let spans = batches * BATCH;
+    println!(
+        "collector throughput: {spans} spans in {batches} batches of {BATCH}, 10 attributes each, fsync {}",
+        if options.fsync { "on" } else { "off" }
+    );
+
+    let templates: Vec<ExportTraceServiceRequest> = (0..16).map(template).collect();
+    let decode = decode_only(&templates, batches);
+    println!(
+        "decode only      : {:>10.0} spans per CPU-second (prost, one thread)",
+        decode
+    );
+    let convert = decode_and_convert(&templates, batches.min(2000));
+    println!(
+        "decode + convert : {:>10.0} spans per CPU-second (to Arrow, one thread, no I/O)",
+        convert
+    );
+
+    let end_to_end = end_to_end(&templates, batches, &options);
+    println!(
+        "end to end       : {:>10.0} spans per collector CPU-second; {:.0} spans/s wall; {:.2} CPU-seconds over {:.2} s",
+        end_to_end.spans as f64 / end_to_end.cpu_seconds,
+        end_to_end.spans as f64 / end_to_end.wall.as_secs_f64(),
+        end_to_end.cpu_seconds,
+        end_to_end.wall.as_secs_f64()
+    );
+    println!(
+        "ratio            : {:.2} of the decode-only rate",
+        end_to_end.spans as f64 / end_to_end.cpu_seconds / decode
+    );
+    println!(
+        "on disk          : {:.1} bytes per span ({} rows in {} Parquet files, {} bytes)",
+        end_to_end.parquet_bytes as f64 / end_to_end.rows as f64,
+        end_to_end.rows,
+        end_to_end.files,
+        end_to_end.parquet_bytes
+    );
+    println!(
+        "collector memory : {:.0} MiB peak RSS",
+        end_to_end.peak_rss_kib as f64 / 1024.0
+    );
+    assert_eq!(
+        end_to_end.rows, spans as u64,
+        "the collector stored a different number of spans than were acknowledged"
+    );
+}
+
+fn string(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One request of 512 generator-like CLIENT spans with 10 attributes each.
+fn template(seed: usize) -> ExportTraceServiceRequest {
+    let routes = [
+        "/api/items",
+        "/api/items/{id}",
+        "/api/cart",
+        "/api/checkout",
+    ];
+    let spans = (0..BATCH)
+        .map(|i| {
+            let n = (seed * BATCH + i) as u64;
+            let start = T0 + n * 1_000_000;
+            let latency = 2_000_000 + (n * 7919 % 40_000_000);
+            let route = routes[(n % 4) as usize];
+            let status = if n.is_multiple_of(97) { 503 } else { 200 };
+            Span {
+                trace_id: ids(n, 16),
+                span_id: ids(n, 8),
+                name: format!("GET {route}"),
+                kind: 3,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + latency,
+                attributes: vec![
+                    string("http.request.method", "GET"),
+                    string(
+                        "url.full",
+                        format!("http://shop.internal:8080{route}?q={n}"),
+                    ),
+                    string("http.route", route),
+                    int("http.response.status_code", status),
+                    string("server.address", "shop.internal"),
+                    int("server.port", 8080),
+                    string("loadlens.step", "4"),
+                    int("loadlens.request.id", n as i64),
+                    int("loadlens.intended_start_unix_nano", start as i64),
+                    int("http.response.body.size", 1024 + (n % 512) as i64),
+                ],
+                status: Some(Status {
+                    code: if status == 200 { 0 } else { 2 },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    string("service.name", "loadlens-generator"),
+                    string("loadlens.run.id", "bench"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "loadlens.generator".into(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Ids unique per span and never all zero.
+fn ids(n: u64, len: usize) -> Vec<u8> {
+    let mut id = vec![0u8; len];
+    id[..8].copy_from_slice(&(n + 1).to_be_bytes());
+    if len == 16 {
+        id[8..].copy_from_slice(&0x6c6f_6164_6c65_6e73u64.to_be_bytes());
+    }
+    id
+}
+
+/// Makes batch `k` unique: shifts every id by whole batches.
+fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
+    let offset = (k / 16 * 16 * BATCH) as u64;
+    for span in &mut request.resource_spans[0].scope_spans[0].spans {
+        for id in [&mut span.trace_id, &mut span.span_id] {
+            let n = u64::from_be_bytes(id[..8].try_into().unwrap());
+            id[..8].copy_from_slice(&(n + offset).to_be_bytes());
+        }
+    }
+}
+
+/// CPU seconds used so far by the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds(Path::new("/proc/thread-self/stat"))
+}
+
+/// utime + stime from a `/proc/.../stat` file, in seconds (USER_HZ is 100 on Linux).
+fn cpu_seconds(stat: &Path) -> f64 {
+    let text = std::fs::read_to_string(stat).expect("read /proc stat");
+    // The command name may contain spaces; fields resume after its ')'.
+    let rest = &text[text.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+fn decode_only(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
+    let payloads: Vec<Vec<u8>> = templates.iter().map(|t| t.encode_to_vec()).collect();
+    let start = thread_cpu_seconds();
+    let mut spans = 0usize;
+    for k in 0..batches {
+        let request = ExportTraceServiceRequest::decode(payloads[k % payloads.len()].as_slice())
+            .expect("decodes");
+        spans += request.resource_spans[0].scope_spans[0].spans.len();
+        std::hint::black_box(request);
+    }
+    spans as f64 / (thread_cpu_seconds() - start)
+}
+
+fn decode_and_convert(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
+    let payloads: Vec<Vec<u8>> = templates.iter().map(|t| t.encode_to_vec()).collect();
+    let start = thread_cpu_seconds();
+    let mut rows = 0usize;
+    for k in 0..batches {
+        let request = ExportTraceServiceRequest::decode(payloads[k % payloads.len()].as_slice())
+            .expect("decodes");
+        let converted = collector::convert::spans::convert(&request).expect("converts");
+        rows += converted.rows();
+    }
+    rows as f64 / (thread_cpu_seconds() - start)
+}
+
+struct EndToEnd {
+    spans: usize,
+    wall: Duration,
+    cpu_seconds: f64,
+    rows: u64,
+    files: usize,
+    parquet_bytes: u64,
+    peak_rss_kib: u64,
+}
+
+fn end_to_end(
+    templates: &[ExportTraceServiceRequest],
+    batches: usize,
+    options: &Options,
+) -> EndToEnd {
+    let data = std::env::temp_dir().join(format!("loadlens-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "collector")
+        .env("LOADLENS_BENCH_DATA", &data)
+        .env(
+            "LOADLENS_BENCH_FSYNC",
+            if options.fsync { "1" } else { "0" },
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the collector process");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().expect("collector says ready").unwrap();
+    let endpoint = format!("http://{}", ready.strip_prefix("ready ").unwrap());
+    let pid = child.id();
+    let cpu_before = cpu_seconds(&PathBuf::from(format!("/proc/{pid}/stat")));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        let client = TraceServiceClient::connect(endpoint)
+            .await
+            .expect("connect")
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        // Each worker keeps one request in flight and takes the next batch number.
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..options.in_flight {
+            let mut client = client.clone();
+            let next = next.clone();
+            let templates = templates.to_vec();
+            workers.spawn(async move {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= batches {
+                        break;
+                    }
+                    let mut request = templates[k % templates.len()].clone();
+                    stamp(&mut request, k);
+                    let answer = client.export(request).await.expect("export acknowledged");
+                    assert!(answer.into_inner().partial_success.is_none());
+                }
+            });
+        }
+        while let Some(joined) = workers.join_next().await {
+            joined.expect("client task");
+        }
+    });
+    // Everything is acknowledged; closing stdin asks the collector to flush and report.
+    drop(child.stdin.take());
+    let report = lines.next().expect("collector report").unwrap();
+    let wall = started.elapsed();
+    child.wait().unwrap();
+    let field = |name: &str| -> u64 {
+        report
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+    };
+    let cpu_after = field("cpu_centis") as f64 / 100.0;
+    let (files, parquet_bytes) = parquet_files(&data.join("spans"));
+    let _ = std::fs::remove_dir_all(&data);
+    EndToEnd {
+        spans: batches * BATCH,
+        wall,
+        cpu_seconds: cpu_after - cpu_before,
+        rows: field("rows"),
+        files,
+        parquet_bytes,
+        peak_rss_kib: field("rss_kib"),
+    }
+}
+
+fn parquet_files(dir: &Path) -> (usize, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files += 1;
+                bytes += entry.metadata().unwrap().len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+/// The collector side: start, say where, serve until stdin closes, flush, report.
+fn serve() {
+    let data = PathBuf::from(std::env::var("LOADLENS_BENCH_DATA").unwrap());
+    let mut config = collector::CollectorConfig::ephemeral(&data);
+    config.wal_sync = std::env::var("LOADLENS_BENCH_FSYNC").as_deref() != Ok("0");
+    config.max_grpc_message = 64 << 20;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let collector = collector::Collector::start(config).await.expect("start");
+        println!("ready {}", collector.grpc_addr());
+        std::io::stdout().flush().unwrap();
+        // Wait for the driver to close stdin, off the async threads.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+        })
+        .await
+        .unwrap();
+        let ingest_rows = collector.ingest().stats();
+        let before = ingest_rows
+            .rows_written
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let report = collector.shutdown().await.expect("flush at shutdown");
+        let cpu = cpu_seconds(Path::new("/proc/self/stat"));
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        println!(
+            "done rows={} cpu_centis={} rss_kib={rss_kib}",
+            before + report.rows,
+            (cpu * 100.0).round() as u64
+        );
+    });
+}
