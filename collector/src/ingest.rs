@@ -32,6 +32,8 @@ struct Shared {
     pending: Mutex<Pending>,
     pending_rows: AtomicUsize,
     pending_bytes: AtomicUsize,
+    /// Estimated memory of requests being converted or waiting for the WAL.
+    in_flight_bytes: AtomicUsize,
     /// Pending rows that trigger an early flush.
     flush_rows: usize,
     /// Pending memory that triggers an early flush (half the bound).
@@ -47,6 +49,7 @@ impl Shared {
             pending: Mutex::default(),
             pending_rows: AtomicUsize::new(0),
             pending_bytes: AtomicUsize::new(0),
+            in_flight_bytes: AtomicUsize::new(0),
             flush_rows,
             flush_bytes,
             full: Notify::new(),
@@ -69,6 +72,25 @@ impl Shared {
         if total_rows >= self.flush_rows || total_bytes >= self.flush_bytes {
             self.full.notify_one();
         }
+    }
+}
+
+/// How many times its protobuf size a request is estimated to take in memory
+/// once decoded and converted.
+const IN_MEMORY_FACTOR: usize = 4;
+
+/// A request's share of the memory bound, released when dropped.
+#[derive(Debug)]
+pub struct Admission {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.shared
+            .in_flight_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -100,7 +122,7 @@ pub struct IngestStats {
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error(
-        "the collector holds {pending} bytes of pending rows (bound {limit}); retry after a flush"
+        "the collector holds {pending} bytes of pending rows and requests (bound {limit}); retry after a flush"
     )]
     Overloaded { pending: usize, limit: usize },
     #[error("not stored: {0}")]
@@ -226,7 +248,43 @@ impl Ingest {
 
     /// Whether new requests would be refused now.
     pub fn overloaded(&self) -> bool {
-        self.pending_bytes() >= self.max_pending_bytes
+        self.pending_bytes() + self.in_flight_bytes() >= self.max_pending_bytes
+    }
+
+    /// Estimated memory of requests admitted but not yet pending.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.shared.in_flight_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Admits a request of `encoded` bytes before it is converted, or refuses
+    /// it when pending rows and requests already in flight would pass the
+    /// memory bound. Without this, requests arriving faster than the WAL
+    /// takes them would queue in memory without limit. The returned guard
+    /// releases the reservation when the request is answered.
+    pub fn admit(&self, signal: Signal, encoded: usize) -> Result<Admission, SubmitError> {
+        // A decoded request and its Arrow rows take a few times its protobuf size.
+        let estimate = encoded.saturating_mul(IN_MEMORY_FACTOR);
+        let in_flight = self
+            .shared
+            .in_flight_bytes
+            .fetch_add(estimate, Ordering::Relaxed);
+        let admission = Admission {
+            shared: self.shared.clone(),
+            bytes: estimate,
+        };
+        let pending = self.pending_bytes();
+        // One request is always admitted when nothing else is in flight, so an
+        // oversized request cannot be refused for ever.
+        if in_flight > 0 && pending + in_flight + estimate > self.max_pending_bytes {
+            let stats = &self.shared.stats;
+            stats.refused_overloaded.add(signal, 1);
+            self.shared.full.notify_one();
+            return Err(SubmitError::Overloaded {
+                pending: pending + in_flight,
+                limit: self.max_pending_bytes,
+            });
+        }
+        Ok(admission)
     }
 
     fn send(&self, command: Command) -> Result<(), IngestError> {
@@ -415,6 +473,7 @@ impl Ingest {
         out.value(PENDING_ROWS, self.pending_rows() as f64);
         out.value(PENDING_BYTES, self.pending_bytes() as f64);
         out.value(PENDING_LIMIT_BYTES, self.max_pending_bytes as f64);
+        out.value(IN_FLIGHT_BYTES, self.in_flight_bytes() as f64);
         let mut text = out.finish();
         self.shared.red.render(&mut text);
         text

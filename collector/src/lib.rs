@@ -115,7 +115,15 @@ impl Collector {
 
         let (traces, metrics) = receiver::grpc::Receiver::new(ingest.clone(), token.clone())
             .services(config.max_grpc_message);
-        let mut grpc_server = tonic::transport::Server::builder();
+        // HTTP/2's default 64 KiB flow-control window lets a client have only a
+        // fraction of one OTLP batch in transit per connection, so requests
+        // queue in the transport instead of reaching admission control. A
+        // window of one full message per stream (two per connection) lets
+        // them arrive; the memory this may buffer is stated in the README.
+        let window = u32::try_from(config.max_grpc_message).unwrap_or(u32::MAX);
+        let mut grpc_server = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(window))
+            .initial_connection_window_size(Some(window.saturating_mul(2)));
         if let Some(tls) = &tls {
             grpc_server =
                 grpc_server

@@ -102,6 +102,10 @@ pub const PENDING_BYTES: Metric = gauge(
     "loadlens_collector_pending_bytes",
     "Memory held by pending rows; requests are refused above the configured bound.",
 );
+pub const IN_FLIGHT_BYTES: Metric = gauge(
+    "loadlens_collector_in_flight_bytes",
+    "Estimated memory of requests admitted and not yet pending (counted against the bound).",
+);
 pub const PENDING_LIMIT_BYTES: Metric = gauge(
     "loadlens_collector_pending_limit_bytes",
     "The configured bound on pending memory.",

@@ -178,6 +178,11 @@ pub fn read_segment(path: &Path) -> Result<Replayed, WalError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
         .map_err(err(path))?;
+    Ok(parse_segment(&data))
+}
+
+/// The records of a segment's bytes, up to the first torn or corrupt one.
+pub fn parse_segment(data: &[u8]) -> Replayed {
     let mut out = Replayed::default();
     let mut at = 0usize;
     while at < data.len() {
@@ -199,7 +204,7 @@ pub fn read_segment(path: &Path) -> Result<Replayed, WalError> {
         }
     }
     out.torn_bytes = (data.len() - at) as u64;
-    Ok(out)
+    out
 }
 
 /// The number of a segment file named `wal-<number>.log`.

@@ -217,3 +217,39 @@ async fn export<E: Export>(
         }
     }
 }
+
+/// Runs a body through the receiver's decoding exactly as `POST /v1/traces`
+/// (`metrics` false) or `/v1/metrics` would, up to the rows it would store:
+/// Content-Type and Content-Encoding checks, gunzip with the size limit,
+/// protobuf or JSON decoding, conversion to Arrow. Returns the row count or
+/// the refusal's status and text. For the fuzz targets in `fuzz/`.
+pub fn decode_like_export(
+    metrics: bool,
+    content_type: &str,
+    gzip: bool,
+    data: &[u8],
+    max_body: usize,
+) -> Result<usize, (u16, String)> {
+    fn run<E: Export>(headers: &HeaderMap, raw: Bytes, max_body: usize) -> Result<usize, Refusal> {
+        let encoding = encoding(headers)?;
+        let body = body(headers, raw, max_body)?;
+        let request: E::Request = decode(encoding, &body)?;
+        let converted = E::convert(&request)
+            .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(converted.rows())
+    }
+    let mut headers = HeaderMap::new();
+    let content_type =
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("invalid"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    let raw = Bytes::copy_from_slice(data);
+    let result = if metrics {
+        run::<Metrics>(&headers, raw, max_body)
+    } else {
+        run::<Traces>(&headers, raw, max_body)
+    };
+    result.map_err(|Refusal(status, text)| (status.as_u16(), text))
+}

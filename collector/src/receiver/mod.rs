@@ -117,6 +117,9 @@ pub(crate) async fn export<E: Export>(
     request: &E::Request,
     payload: Vec<u8>,
 ) -> Result<E::Response, ExportFailure> {
+    let _admission = ingest
+        .admit(E::SIGNAL, payload.len())
+        .map_err(ExportFailure::NotStored)?;
     let converted = E::convert(request).map_err(ExportFailure::Convert)?;
     let rejected = (converted.rejected > 0)
         .then(|| (converted.rejected as i64, rejection_message(&converted)));

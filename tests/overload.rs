@@ -1,0 +1,371 @@
+//! Overload: offered twice the rate the collector sustains, it keeps its
+//! memory near the configured bound, answers the excess with retryable
+//! refusals (UNAVAILABLE + RetryInfo), and stores every acknowledged span.
+//!
+//! First the sustainable rate is measured: sixteen concurrent requests at a
+//! time, each followed at once by the next, and the acknowledged spans per
+//! second is that rate. Then batches are offered at twice that rate as an open
+//! loop (one every interval, answered or not) while the test samples the
+//! collector's RSS.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use tonic_types::StatusExt;
+
+const BATCH: u64 = 512;
+/// The bound on pending memory given to the collector.
+const PENDING_BOUND: u64 = 24 << 20;
+
+fn batch(first_id: u64) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let text = |key: &str, value: String| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
+        ..Default::default()
+    };
+    let spans = (first_id..first_id + BATCH)
+        .map(|id| Span {
+            trace_id: [id.to_be_bytes(), [9; 8]].concat(),
+            span_id: (id + 1).to_be_bytes().to_vec(),
+            name: "GET /overload".into(),
+            kind: 3,
+            start_time_unix_nano: now,
+            end_time_unix_nano: now + 2_000_000,
+            attributes: vec![
+                text(
+                    "url.full",
+                    format!("http://target.internal/overload?id={id}"),
+                ),
+                text("http.route", "/overload".into()),
+                text("user_agent.original", "loadlens-overload-test/1".into()),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    next_batch: AtomicU64,
+    acked_spans: AtomicU64,
+    refused: AtomicU64,
+    refused_with_retry_info: AtomicU64,
+}
+
+/// Pre-encoded batches with the span ids patched in place, so the client
+/// spends next to no CPU and the collector is what limits the rate.
+struct Encoded {
+    bytes: Vec<u8>,
+    /// Where each span's trace id and span id start.
+    id_offsets: Vec<(usize, usize)>,
+}
+
+impl Encoded {
+    fn new() -> Self {
+        let bytes = batch(0).encode_to_vec();
+        let find = |needle: &[u8]| -> usize {
+            bytes
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .expect("id in the encoding")
+        };
+        let id_offsets = (0..BATCH)
+            .map(|id| {
+                // Field 1 (trace_id, 16 bytes) and field 2 (span_id, 8 bytes) of a Span.
+                let trace = find(&[&[0x0a, 16][..], &id.to_be_bytes(), &[9; 8]].concat());
+                let span = find(&[&[0x12, 8][..], &(id + 1).to_be_bytes()].concat());
+                (trace + 2, span + 2)
+            })
+            .collect();
+        Encoded { bytes, id_offsets }
+    }
+
+    fn with_first_id(&self, first: u64) -> bytes::Bytes {
+        let mut bytes = self.bytes.clone();
+        for (i, (trace, span)) in self.id_offsets.iter().enumerate() {
+            let id = first + i as u64;
+            bytes[*trace..*trace + 8].copy_from_slice(&id.to_be_bytes());
+            bytes[*span..*span + 8].copy_from_slice(&(id + 1).to_be_bytes());
+        }
+        bytes.into()
+    }
+}
+
+/// Sends already-encoded request bytes; decodes the OTLP response.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+type Client = tonic::client::Grpc<tonic::transport::Channel>;
+
+async fn connect(endpoint: &str) -> Client {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the collector");
+    tonic::client::Grpc::new(channel)
+}
+
+/// Sends one batch and records the answer.
+async fn export(mut client: Client, encoded: Arc<Encoded>, counts: Arc<Counts>) {
+    let first = counts.next_batch.fetch_add(1, Ordering::Relaxed) * BATCH;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    client.ready().await.expect("channel ready");
+    let answer = client
+        .unary(
+            tonic::Request::new(encoded.with_first_id(first)),
+            path,
+            RawCodec,
+        )
+        .await;
+    match answer {
+        Ok(answer) => {
+            assert!(answer.into_inner().partial_success.is_none());
+            counts.acked_spans.fetch_add(BATCH, Ordering::Relaxed);
+        }
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+            counts.refused.fetch_add(1, Ordering::Relaxed);
+            if status.get_details_retry_info().is_some() {
+                counts
+                    .refused_with_retry_info
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Connections the client opens, as several exporters would.
+const CONNECTIONS: usize = 8;
+
+async fn connections(endpoint: &str) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        clients.push(connect(endpoint).await);
+    }
+    clients
+}
+
+/// Closed loop: `streams` senders, each sending its next batch when the last is answered.
+async fn flat_out(endpoint: &str, streams: usize, counts: Arc<Counts>, until: Instant) {
+    let clients = connections(endpoint).await;
+    let encoded = Arc::new(Encoded::new());
+    let senders: Vec<_> = (0..streams)
+        .map(|i| {
+            let client = clients[i % CONNECTIONS].clone();
+            let (encoded, counts) = (encoded.clone(), counts.clone());
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    export(client.clone(), encoded.clone(), counts.clone()).await;
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+}
+
+/// Open loop: one batch every `every`, whether or not earlier ones were
+/// answered (at most `MAX_IN_FLIGHT` at once). Returns batches not sent
+/// because that many were already in flight.
+async fn paced(endpoint: &str, every: Duration, counts: Arc<Counts>, until: Instant) -> u64 {
+    const MAX_IN_FLIGHT: usize = 256;
+    let clients = connections(endpoint).await;
+    let encoded = Arc::new(Encoded::new());
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut skipped = 0;
+    while Instant::now() < until {
+        tick.tick().await;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let client =
+            clients[counts.next_batch.load(Ordering::Relaxed) as usize % clients.len()].clone();
+        let (encoded, counts) = (encoded.clone(), counts.clone());
+        tokio::spawn(async move {
+            export(client, encoded, counts).await;
+            drop(slot);
+        });
+    }
+    let _ = slots.acquire_many(MAX_IN_FLIGHT as u32).await;
+    skipped
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn at_twice_the_sustainable_rate_memory_stays_bounded_and_refusals_are_retryable() {
+    let dir = TempDir::new("overload");
+    let (grpc, http) = (free_addr(), free_addr());
+    let bound = PENDING_BOUND.to_string();
+    let mut collector = start_collector(
+        dir.path(),
+        grpc,
+        http,
+        &["--max-pending-bytes", &bound, "--flush-interval", "1s"],
+    );
+    let pid = collector.child().id();
+    let idle_kib = rss_kib(pid);
+    let endpoint = format!("http://{grpc}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // 1. The sustainable rate: what the collector acknowledges when pushed by
+    // more concurrent requests than it can take.
+    let calibration = Arc::new(Counts::default());
+    let started = Instant::now();
+    let until = started + Duration::from_secs(5);
+    runtime.block_on(flat_out(&endpoint, 16, calibration.clone(), until));
+    let sustainable =
+        calibration.acked_spans.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    assert!(sustainable > 0.0, "nothing was acknowledged");
+
+    // 2. Twice that, as an open loop, while RSS is sampled.
+    let offered = 2.0 * sustainable;
+    let every = Duration::from_secs_f64(BATCH as f64 / offered);
+    let overload = Arc::new(Counts {
+        next_batch: AtomicU64::new(calibration.next_batch.load(Ordering::Relaxed)),
+        ..Counts::default()
+    });
+    let peak_kib = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(8);
+    let skipped = runtime.block_on(async {
+        let peak = peak_kib.clone();
+        let sampler = tokio::spawn(async move {
+            while Instant::now() < until {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let skipped = paced(&endpoint, every, overload.clone(), until).await;
+        sampler.await.unwrap();
+        skipped
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent_batches = overload.next_batch.load(Ordering::Relaxed)
+        - calibration.next_batch.load(Ordering::Relaxed);
+    let refused = overload.refused.load(Ordering::Relaxed);
+    let peak_kib = peak_kib.load(Ordering::Relaxed);
+    eprintln!(
+        "sustainable {sustainable:.0} spans/s ({} requests refused while measuring it); \
+         offered {:.0} spans/s; acknowledged {:.0} spans/s; {refused} of {sent_batches} requests refused, \
+         {skipped} not sent (256 in flight); RSS idle {} MiB, peak {} MiB (pending bound {} MiB)",
+        calibration.refused.load(Ordering::Relaxed),
+        (sent_batches * BATCH) as f64 / elapsed,
+        overload.acked_spans.load(Ordering::Relaxed) as f64 / elapsed,
+        idle_kib / 1024,
+        peak_kib / 1024,
+        PENDING_BOUND >> 20
+    );
+    assert!(
+        refused > 0,
+        "at twice the sustainable rate some requests must be refused"
+    );
+    assert_eq!(
+        overload.refused_with_retry_info.load(Ordering::Relaxed),
+        refused,
+        "every refusal carries RetryInfo"
+    );
+    // The bound the README states: pending rows and admitted requests share
+    // PENDING_BOUND; as much again for rows being written and the allocator's
+    // slack; plus what each connection's HTTP/2 window (2 x the 4 MiB message
+    // limit) may buffer before admission.
+    let windows_kib = CONNECTIONS as u64 * 2 * 4 * 1024;
+    let limit_kib = idle_kib + 3 * (PENDING_BOUND >> 10) + windows_kib;
+    assert!(
+        peak_kib <= limit_kib,
+        "peak RSS {peak_kib} KiB passed {limit_kib} KiB (idle {idle_kib} KiB + 3 x bound + windows)"
+    );
+
+    // 3. Every acknowledged span is stored, once.
+    assert!(collector.terminate(), "the collector stops cleanly");
+    let acked = calibration.acked_spans.load(Ordering::Relaxed)
+        + overload.acked_spans.load(Ordering::Relaxed);
+    let rows = sql_json(
+        dir.path(),
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT span_id) AS distinct_ids FROM spans",
+    );
+    assert_eq!(rows[0]["n"], serde_json::json!(acked));
+    assert_eq!(rows[0]["distinct_ids"], serde_json::json!(acked));
+}
