@@ -196,14 +196,32 @@ fn clap_failure(e: clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let rendered = e.to_string();
-    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("error: invalid arguments");
+    // The message, and any lines it continues onto ("...not provided:" then
+    // the arguments), up to clap's usage block.
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take_while(|l| !l.starts_with("Usage:"))
+        .collect();
     let tip = lines
+        .iter()
         .find(|l| l.starts_with("tip:"))
         .map(|t| format!(" ({t})"))
         .unwrap_or_default();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("error: {first}{tip}; run 'loadlens --help' for usage");
+    let message = lines
+        .iter()
+        .filter(|l| !l.starts_with("tip:"))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let message = if message.is_empty() {
+        "invalid arguments"
+    } else {
+        message
+    };
+    eprintln!("error: {message}{tip}; run 'loadlens --help' for usage");
     ExitCode::from(exit::USAGE)
 }
 

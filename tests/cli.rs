@@ -101,6 +101,37 @@ fn usage_errors_exit_2_with_one_line() {
 }
 
 #[test]
+fn collector_configuration_mistakes_exit_2_and_say_where() {
+    let dir = TempDir::new("collector-config");
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(&config, "data: ./store\nflush_intervall: 5s\n").unwrap();
+    let config = config.to_str().unwrap();
+    fails_with(
+        &["collector", "--config", config],
+        2,
+        "collector.yaml:2:1: unknown field `flush_intervall`",
+    );
+    fails_with(
+        &["collector", "--flush-interval", "5 fortnights"],
+        2,
+        "flush_interval: invalid duration unit 'fortnights'",
+    );
+    fails_with(&["collector", "--tls-cert", "c.pem"], 2, "--tls-key");
+    let output = loadlens()
+        .args(["collector", "--data"])
+        .arg(dir.path().join("store"))
+        .env("LOADLENS_COLLECTOR_FLUSH_INTERVALL", "5s")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unknown environment variable LOADLENS_COLLECTOR_FLUSH_INTERVALL"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn bad_sql_exits_2_and_says_what_is_wrong() {
     let dir = TempDir::new("badsql");
     let data = dir.path().to_str().unwrap();

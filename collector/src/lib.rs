@@ -305,7 +305,9 @@ pub async fn run(config: CollectorConfig) -> Result<(), CollectorError> {
         "loadlens collector: stopped; {} items accepted, {} rejected, {} requests refused; {} rows in {} files at exit",
         both(&stats.accepted),
         both(&stats.rejected),
-        both(&stats.refused_overloaded) + both(&stats.refused_not_stored),
+        both(&stats.refused_overloaded)
+            + both(&stats.refused_not_stored)
+            + both(&stats.refused_unauthenticated),
         report.rows,
         report.files.len()
     );
