@@ -257,10 +257,11 @@ impl Ingest {
     }
 
     /// Admits a request of `encoded` bytes before it is converted, or refuses
-    /// it when pending rows and requests already in flight would pass the
-    /// memory bound. Without this, requests arriving faster than the WAL
-    /// takes them would queue in memory without limit. The returned guard
-    /// releases the reservation when the request is answered.
+    /// it (cheaply: nothing is converted) when the memory bound is reached:
+    /// pending rows alone at the bound, or pending rows plus the requests
+    /// already in flight past it. Without the second part, requests arriving
+    /// faster than the WAL takes them would queue in memory without limit.
+    /// The returned guard releases the reservation when the request is answered.
     pub fn admit(&self, signal: Signal, encoded: usize) -> Result<Admission, SubmitError> {
         // A decoded request and its Arrow rows take a few times its protobuf size.
         let estimate = encoded.saturating_mul(IN_MEMORY_FACTOR);
@@ -273,11 +274,12 @@ impl Ingest {
             bytes: estimate,
         };
         let pending = self.pending_bytes();
-        // One request is always admitted when nothing else is in flight, so an
-        // oversized request cannot be refused for ever.
-        if in_flight > 0 && pending + in_flight + estimate > self.max_pending_bytes {
-            let stats = &self.shared.stats;
-            stats.refused_overloaded.add(signal, 1);
+        // A request alone in flight is admitted below the bound, however
+        // large, so an oversized request is not refused for ever.
+        let full = pending >= self.max_pending_bytes
+            || (in_flight > 0 && pending + in_flight + estimate > self.max_pending_bytes);
+        if full {
+            self.shared.stats.refused_overloaded.add(signal, 1);
             self.shared.full.notify_one();
             return Err(SubmitError::Overloaded {
                 pending: pending + in_flight,
@@ -298,7 +300,8 @@ impl Ingest {
     }
 
     /// Makes a converted request durable; returns once it is fsynced and its
-    /// rows are pending. An error means nothing may be acknowledged.
+    /// rows are pending. Call it holding the request's [`Ingest::admit`]
+    /// guard. An error means nothing may be acknowledged.
     pub async fn submit(
         &self,
         signal: Signal,
@@ -308,17 +311,6 @@ impl Ingest {
         let stats = &self.shared.stats;
         let rows = converted.rows() as u64;
         stats.received.add(signal, rows + converted.rejected);
-        // Memory is bounded: above the bound nothing new is taken until a flush
-        // frees it, and the client is told to retry.
-        let pending = self.pending_bytes();
-        if pending >= self.max_pending_bytes {
-            stats.refused_overloaded.add(signal, 1);
-            self.shared.full.notify_one();
-            return Err(SubmitError::Overloaded {
-                pending,
-                limit: self.max_pending_bytes,
-            });
-        }
         stats.rejected.add(signal, converted.rejected);
         if rows == 0 {
             return Ok(());

@@ -32,7 +32,7 @@ const fn gauge(name: &'static str, help: &'static str) -> Metric {
 
 pub const RECEIVED: Metric = counter(
     "loadlens_collector_received_items_total",
-    "Spans or metric data points received, by signal.",
+    "Spans or metric data points in requests admitted under the memory bound, by signal.",
 );
 pub const ACCEPTED: Metric = counter(
     "loadlens_collector_accepted_items_total",

@@ -191,9 +191,7 @@ async fn export<E: Export>(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Ok(response);
     }
-    let encoding = encoding(&headers)?;
-    let body = body(&headers, raw, state.max_body)?;
-    let request: E::Request = decode(encoding, &body)?;
+    let (encoding, body, request) = decode_request::<E>(&headers, raw, state.max_body)?;
     // The log keeps protobuf: the body as received, or the JSON re-encoded.
     let payload = match encoding {
         Encoding::Protobuf => body.to_vec(),
@@ -218,11 +216,23 @@ async fn export<E: Export>(
     }
 }
 
+/// Content-Type and Content-Encoding checks, gunzip within `max_body`, then
+/// protobuf or JSON decoding: every step between the bytes and the request.
+fn decode_request<E: Export>(
+    headers: &HeaderMap,
+    raw: Bytes,
+    max_body: usize,
+) -> Result<(Encoding, Bytes, E::Request), Refusal> {
+    let encoding = encoding(headers)?;
+    let body = body(headers, raw, max_body)?;
+    let request = decode(encoding, &body)?;
+    Ok((encoding, body, request))
+}
+
 /// Runs a body through the receiver's decoding exactly as `POST /v1/traces`
 /// (`metrics` false) or `/v1/metrics` would, up to the rows it would store:
-/// Content-Type and Content-Encoding checks, gunzip with the size limit,
-/// protobuf or JSON decoding, conversion to Arrow. Returns the row count or
-/// the refusal's status and text. For the fuzz targets in `fuzz/`.
+/// [`decode_request`], then conversion to Arrow. Returns the row count or the
+/// refusal's status and text. For the fuzz targets in `fuzz/`.
 pub fn decode_like_export(
     metrics: bool,
     content_type: &str,
@@ -231,9 +241,7 @@ pub fn decode_like_export(
     max_body: usize,
 ) -> Result<usize, (u16, String)> {
     fn run<E: Export>(headers: &HeaderMap, raw: Bytes, max_body: usize) -> Result<usize, Refusal> {
-        let encoding = encoding(headers)?;
-        let body = body(headers, raw, max_body)?;
-        let request: E::Request = decode(encoding, &body)?;
+        let (_, _, request) = decode_request::<E>(headers, raw, max_body)?;
         let converted = E::convert(&request)
             .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(converted.rows())

@@ -136,32 +136,33 @@ struct Input {
     rows: usize,
 }
 
+/// Runs of consecutive small files to merge, each of two or more files.
 fn groups(dir: &Path, target_size: usize) -> Result<Vec<Vec<Input>>, WriteError> {
     let mut groups = Vec::new();
     let mut group: Vec<Input> = Vec::new();
     let (mut bytes, mut rows) = (0usize, 0usize);
-    let parts = files(dir, |name| {
-        name.starts_with("part-") && name.ends_with(".parquet")
-    });
-    for path in parts {
+    let mut close = |group: &mut Vec<Input>| {
+        if group.len() > 1 {
+            groups.push(std::mem::take(group));
+        }
+        group.clear();
+    };
+    for path in files(dir, |n| n.starts_with("part-") && n.ends_with(".parquet")) {
         let size = fs::metadata(&path).map_err(io_err(&path))?.len() as usize;
+        // A large file is never merged, and ends the run before it.
         let file_rows = if size < target_size / 2 {
             row_count(&path)?
         } else {
             usize::MAX
         };
-        let fits = size < target_size / 2
-            && bytes + size <= target_size
-            && rows.saturating_add(file_rows) <= MAX_MERGE_ROWS;
-        if !fits {
-            if group.len() > 1 {
-                groups.push(std::mem::take(&mut group));
-            }
-            group.clear();
+        if file_rows > MAX_MERGE_ROWS {
+            close(&mut group);
             (bytes, rows) = (0, 0);
-            if size >= target_size / 2 || file_rows > MAX_MERGE_ROWS {
-                continue;
-            }
+            continue;
+        }
+        if bytes + size > target_size || rows + file_rows > MAX_MERGE_ROWS {
+            close(&mut group);
+            (bytes, rows) = (0, 0);
         }
         bytes += size;
         rows += file_rows;
@@ -170,9 +171,7 @@ fn groups(dir: &Path, target_size: usize) -> Result<Vec<Vec<Input>>, WriteError>
             rows: file_rows,
         });
     }
-    if group.len() > 1 {
-        groups.push(group);
-    }
+    close(&mut group);
     Ok(groups)
 }
 
@@ -191,8 +190,7 @@ fn row_count(path: &Path) -> Result<usize, WriteError> {
 /// The WAL segment in a data file's name (`part-<time>-w<segment>-<random>`).
 fn segment(path: &Path) -> u64 {
     path.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.split('-').find_map(|p| p.strip_prefix('w')?.parse().ok()))
+        .and_then(|n| writer::wal_segment_in_name(n.to_str()?))
         .unwrap_or(0)
 }
 

@@ -255,12 +255,14 @@ pub fn highest_wal_segment(dir: &Path) -> u64 {
     };
     entries
         .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-            rest.split('-')
-                .find_map(|part| part.strip_prefix('w')?.parse::<u64>().ok())
-        })
+        .filter_map(|entry| wal_segment_in_name(entry.file_name().to_str()?))
         .max()
         .unwrap_or(0)
+}
+
+/// The WAL segment a data file's name records (see [`file_name`]).
+pub(crate) fn wal_segment_in_name(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    rest.split('-')
+        .find_map(|part| part.strip_prefix('w')?.parse::<u64>().ok())
 }
