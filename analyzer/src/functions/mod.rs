@@ -1,10 +1,15 @@
 //! loadlens SQL functions, registered on every session.
 
+mod args;
 pub mod percentile;
+pub mod time_bucket;
+pub mod trace_id_hex;
 
 use datafusion::prelude::SessionContext;
 
 /// Registers every loadlens function on a session.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(percentile::udaf());
+    ctx.register_udf(time_bucket::udf());
+    ctx.register_udf(trace_id_hex::udf());
 }
