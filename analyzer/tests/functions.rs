@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryArray, RecordBatch, StringArray,
-    TimestampNanosecondArray,
+    Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, Int32Array, ListArray,
+    RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, TimeUnit, UInt64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -18,6 +18,19 @@ fn session() -> SessionContext {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
     analyzer::functions::register(&ctx);
     ctx
+}
+
+fn register(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+    ctx.register_table(name, Arc::new(table)).unwrap();
+}
+
+fn u64_lists(rows: Vec<Vec<u64>>) -> ArrayRef {
+    Arc::new(ListArray::from_iter_primitive::<UInt64Type, _, _>(
+        rows.into_iter()
+            .map(|row| Some(row.into_iter().map(Some).collect::<Vec<_>>())),
+    ))
 }
 
 /// Runs `sql` and returns its single column, concatenated over batches.
@@ -43,6 +56,14 @@ async fn texts(ctx: &SessionContext, sql: &str) -> Vec<String> {
         .collect()
 }
 
+async fn floats(ctx: &SessionContext, sql: &str) -> Vec<Option<f64>> {
+    column(ctx, sql)
+        .await
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect()
+}
+
 /// The error of `sql`, which must fail while planning: either `ctx.sql`
 /// refuses it or the failure is a planning error.
 async fn planning_error(ctx: &SessionContext, sql: &str) -> String {
@@ -58,6 +79,15 @@ async fn planning_error(ctx: &SessionContext, sql: &str) -> String {
         "{sql}: not a planning error: {error:?}"
     );
     error.to_string()
+}
+
+/// An error raised while running `sql` (planning succeeded).
+async fn execution_error(ctx: &SessionContext, sql: &str) -> String {
+    let frame = ctx.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    match frame.collect().await {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// `spans(ts, trace_id, span_id)` typed as the store types them.
@@ -197,4 +227,131 @@ async fn trace_id_hex_formats_ids() {
     let number = planning_error(&ctx, "SELECT trace_id_hex(42)").await;
     assert!(number.contains("binary bytes"), "{number}");
     assert!(number.contains("got Int64"), "{number}");
+}
+
+#[tokio::test]
+async fn histogram_quantile_matches_prometheus_per_row() {
+    let ctx = session();
+    // (-inf,1]:2, (1,2]:2, (2,4]:4, (4,+inf):0: rank 6 is half of (2,4].
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT histogram_quantile([1.0, 2.0, 4.0], [2, 2, 4, 0], 0.75)"
+        )
+        .await,
+        [Some(3.0)]
+    );
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT histogram_quantile(b, c, q) FROM (VALUES
+                ([1.0, 2.0, 4.0], [2, 2, 4, 0], 0.5),  -- rank 4 on the (1,2] boundary
+                ([1.0, 2.0], [1, 1, 2], 0.9),          -- +Inf bucket: highest bound
+                ([1.0], [0, 0], 0.5),                  -- no observations
+                ([1.0], [1, 1], NULL),
+                ([1.0], [1, 1], 1.5)
+             ) AS t(b, c, q)"
+        )
+        .await,
+        [Some(2.0), Some(2.0), None, None, Some(f64::INFINITY)]
+    );
+    let mismatch = execution_error(
+        &ctx,
+        "SELECT histogram_quantile(b, c, 0.5) FROM (VALUES ([1.0, 2.0], [1, 2])) AS t(b, c)",
+    )
+    .await;
+    assert!(
+        mismatch.contains("2 bucket counts for 2 bounds"),
+        "{mismatch}"
+    );
+    assert!(mismatch.contains("needs 3"), "{mismatch}");
+}
+
+#[tokio::test]
+async fn histogram_quantile_refuses_bad_arguments_when_planning() {
+    let ctx = session();
+    let text_q = planning_error(&ctx, "SELECT histogram_quantile([1.0], [1, 1], 'p99')").await;
+    assert!(text_q.contains("the quantile, such as 0.99"), "{text_q}");
+    assert!(text_q.contains("got Utf8"), "{text_q}");
+    let promql_order = planning_error(&ctx, "SELECT histogram_quantile(0.99, [1.0], [1, 1])").await;
+    assert!(promql_order.contains("quantile last"), "{promql_order}");
+    let not_a_list = planning_error(&ctx, "SELECT histogram_quantile(1.0, 2.0, 0.5)").await;
+    assert!(
+        not_a_list.contains("bounds must be a list of numbers"),
+        "{not_a_list}"
+    );
+}
+
+#[tokio::test]
+async fn exp_histogram_quantile_matches_prometheus_per_row() {
+    let ctx = session();
+    register(
+        &ctx,
+        "metrics_exp_histogram",
+        vec![
+            ("scale", Arc::new(Int32Array::from(vec![0, 0])) as ArrayRef),
+            (
+                "zero_threshold",
+                Arc::new(Float64Array::from(vec![0.0, 1.0])),
+            ),
+            ("zero_count", Arc::new(UInt64Array::from(vec![0, 2]))),
+            ("positive_offset", Arc::new(Int32Array::from(vec![0, 0]))),
+            (
+                "positive_bucket_counts",
+                u64_lists(vec![vec![1, 1, 2], vec![2]]),
+            ),
+            ("negative_offset", Arc::new(Int32Array::from(vec![0, 0]))),
+            ("negative_bucket_counts", u64_lists(vec![vec![], vec![2]])),
+        ],
+    );
+    let p = |q: f64| {
+        format!(
+            "SELECT exp_histogram_quantile(scale, zero_threshold, zero_count, positive_offset,
+                    positive_bucket_counts, negative_offset, negative_bucket_counts, {q})
+             FROM metrics_exp_histogram"
+        )
+    };
+    // Row 1: (1,2]:1, (2,4]:1, (4,8]:2. Row 2: [-2,-1):2, [-1,1]:2, (1,2]:2.
+    // q = 0.5 walks down with rank 2: the bottom of (4,8], and 1 of 2 into the
+    // zero bucket from above, 0.
+    assert_eq!(floats(&ctx, &p(0.5)).await, [Some(4.0), Some(0.0)]);
+    // q = 0.75, rank 1 from the top: half of (4,8] on a log scale, 2^2.5; and
+    // 1.5 of 2 into (1,2] from above, 2^0.25.
+    let got = floats(&ctx, &p(0.75)).await;
+    let expected = [2f64.powf(2.5), 2f64.powf(0.25)];
+    for (got, expected) in got.iter().zip(expected) {
+        let got = got.unwrap();
+        assert!(
+            (got - expected).abs() <= 1e-15 * expected,
+            "{got} != {expected}"
+        );
+    }
+    // Literals, an empty list literal included.
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT exp_histogram_quantile(-1, 0.0, 0, 1, [4], 0, [], 0.5)"
+        )
+        .await,
+        [Some(8.0)]
+    );
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT exp_histogram_quantile(0, 0.0, 0, 0, [0, 0], 0, [], 0.5)"
+        )
+        .await,
+        [None]
+    );
+    let arity = planning_error(&ctx, "SELECT exp_histogram_quantile(0, [1], 0.5)").await;
+    assert!(arity.contains("takes eight arguments"), "{arity}");
+    let scale = planning_error(
+        &ctx,
+        "SELECT exp_histogram_quantile('fine', 0.0, 0, 0, [1], 0, [], 0.5)",
+    )
+    .await;
+    assert!(
+        scale.contains("scale must be an integer, got Utf8"),
+        "{scale}"
+    );
 }

@@ -1,7 +1,10 @@
 //! Argument checks and readers shared by the loadlens functions.
 
-use arrow::array::ArrayRef;
-use datafusion::common::{Result, ScalarValue};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, ListArray};
+use arrow::datatypes::{DataType, Field, Float64Type};
+use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{ColumnarValue, DocSection};
 
 /// The section every loadlens function is documented under.
@@ -10,6 +13,76 @@ pub(crate) const DOC_SECTION: DocSection = DocSection {
     label: "loadlens functions",
     description: None,
 };
+
+/// `List<Float64>` with nullable items, the type list arguments are coerced to.
+pub(crate) fn float_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
+}
+
+/// The item type of a List, LargeList or FixedSizeList.
+pub(crate) fn list_item(data_type: &DataType) -> Option<&DataType> {
+    match data_type {
+        DataType::List(field) | DataType::LargeList(field) | DataType::FixedSizeList(field, _) => {
+            Some(field.data_type())
+        }
+        _ => None,
+    }
+}
+
+/// Checks that `argument` of `function` is a list of numbers; the type to cast it to.
+pub(crate) fn coerce_float_list(
+    function: &str,
+    argument: &str,
+    data_type: &DataType,
+) -> Result<DataType> {
+    match list_item(data_type) {
+        Some(item) if item.is_numeric() || item.is_null() => Ok(float_list()),
+        _ if data_type.is_null() => Ok(float_list()),
+        _ => plan_err!(
+            "{function}'s {argument} must be a list of numbers such as [0.1, 0.5, 1.0], got {data_type}"
+        ),
+    }
+}
+
+/// Checks that `argument` of `function` is a number; the type to cast it to.
+pub(crate) fn coerce_float(
+    function: &str,
+    argument: &str,
+    data_type: &DataType,
+) -> Result<DataType> {
+    if data_type.is_numeric() || data_type.is_null() {
+        Ok(DataType::Float64)
+    } else {
+        plan_err!("{function}'s {argument} must be a number, got {data_type}")
+    }
+}
+
+/// Checks that `argument` of `function` is an integer; the type to cast it to.
+pub(crate) fn coerce_int32(
+    function: &str,
+    argument: &str,
+    data_type: &DataType,
+) -> Result<DataType> {
+    if data_type.is_integer() || data_type.is_null() {
+        Ok(DataType::Int32)
+    } else {
+        plan_err!("{function}'s {argument} must be an integer, got {data_type}")
+    }
+}
+
+/// Row `row` of a `List<Float64>`; `None` if the row or any of its items is NULL.
+pub(crate) fn float_list_row(list: &ListArray, row: usize) -> Option<&[f64]> {
+    if list.is_null(row) {
+        return None;
+    }
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+    let values = list.values().as_primitive::<Float64Type>();
+    if values.null_count() > 0 && (start..end).any(|i| values.is_null(i)) {
+        return None;
+    }
+    Some(&values.values()[start..end])
+}
 
 /// Whether every argument is a constant, so the result is one too.
 pub(crate) fn all_scalar(args: &[ColumnarValue]) -> bool {

@@ -1,6 +1,8 @@
 //! loadlens SQL functions, registered on every session.
 
 mod args;
+pub mod exp_histogram_quantile;
+pub mod histogram_quantile;
 pub mod percentile;
 pub mod time_bucket;
 pub mod trace_id_hex;
@@ -12,4 +14,6 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(percentile::udaf());
     ctx.register_udf(time_bucket::udf());
     ctx.register_udf(trace_id_hex::udf());
+    ctx.register_udf(histogram_quantile::udf());
+    ctx.register_udf(exp_histogram_quantile::udf());
 }
