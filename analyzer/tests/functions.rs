@@ -33,6 +33,13 @@ fn u64_lists(rows: Vec<Vec<u64>>) -> ArrayRef {
     ))
 }
 
+fn f64_lists(rows: Vec<Vec<f64>>) -> ArrayRef {
+    Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
+        rows.into_iter()
+            .map(|row| Some(row.into_iter().map(Some).collect::<Vec<_>>())),
+    ))
+}
+
 /// Runs `sql` and returns its single column, concatenated over batches.
 async fn column(ctx: &SessionContext, sql: &str) -> ArrayRef {
     let batches = ctx
@@ -283,6 +290,78 @@ async fn histogram_quantile_refuses_bad_arguments_when_planning() {
 }
 
 #[tokio::test]
+async fn bucket_sum_adds_histograms_of_a_group() {
+    let ctx = session();
+    register(
+        &ctx,
+        "metrics_histogram",
+        vec![
+            (
+                "service_name",
+                Arc::new(StringArray::from(vec!["a", "b", "a"])) as ArrayRef,
+            ),
+            (
+                "explicit_bounds",
+                f64_lists(vec![
+                    vec![1.0, 2.0, 4.0],
+                    vec![1.0, 2.0],
+                    vec![1.0, 2.0, 4.0],
+                ]),
+            ),
+            (
+                "bucket_counts",
+                u64_lists(vec![vec![1, 0, 2, 0], vec![1, 1, 2], vec![1, 2, 2, 0]]),
+            ),
+        ],
+    );
+    assert_eq!(
+        texts(
+            &ctx,
+            "SELECT bucket_sum(bucket_counts) FROM metrics_histogram
+             GROUP BY service_name ORDER BY service_name"
+        )
+        .await,
+        ["[2, 2, 4, 0]", "[1, 1, 2]"]
+    );
+    let sums = column(
+        &ctx,
+        "SELECT bucket_sum(bucket_counts) FROM metrics_histogram WHERE service_name = 'a'",
+    )
+    .await;
+    assert_eq!(
+        sums.data_type(),
+        &DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, true)))
+    );
+    // a: [2, 2, 4, 0] → rank 6 is half of (2,4]; b: rank 3.6 is in +Inf → 2.
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT histogram_quantile(explicit_bounds, bucket_sum(bucket_counts), 0.75)
+             FROM metrics_histogram GROUP BY service_name, explicit_bounds ORDER BY service_name"
+        )
+        .await,
+        [Some(3.0), Some(2.0)]
+    );
+    let mixed = execution_error(
+        &ctx,
+        "SELECT bucket_sum(bucket_counts) FROM metrics_histogram",
+    )
+    .await;
+    assert!(mixed.contains("different numbers of buckets"), "{mixed}");
+    assert!(mixed.contains("GROUP BY"), "{mixed}");
+    assert_eq!(
+        texts(
+            &ctx,
+            "SELECT bucket_sum(c) FROM (VALUES ([1, -2]), (NULL), ([10, 20])) AS t(c)"
+        )
+        .await,
+        ["[11, 18]"]
+    );
+    let text = planning_error(&ctx, "SELECT bucket_sum('1,2')").await;
+    assert!(text.contains("list of numbers"), "{text}");
+}
+
+#[tokio::test]
 async fn exp_histogram_quantile_matches_prometheus_per_row() {
     let ctx = session();
     register(
@@ -354,4 +433,75 @@ async fn exp_histogram_quantile_matches_prometheus_per_row() {
         scale.contains("scale must be an integer, got Utf8"),
         "{scale}"
     );
+}
+
+#[tokio::test]
+async fn percentile_sketch_is_within_one_percent_and_merges() {
+    let ctx = session();
+    // 1 is answered as (1 − α)·γ^0 = 0.99 exactly; the median of 1, 1, 3 is 1.
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT percentile_sketch(x, 0.5) FROM (VALUES (1.0), (3.0), (1.0)) AS t(x)"
+        )
+        .await,
+        [Some(0.99)]
+    );
+    // Evens and odds of 1..=10000, aggregated from partial states: the lower
+    // rank 0.9 values are 9000 and 8999.
+    let got = floats(
+        &ctx,
+        "SELECT percentile_sketch(CAST(value AS DOUBLE), 0.9) FROM generate_series(1, 10000)
+         GROUP BY value % 2 ORDER BY value % 2",
+    )
+    .await;
+    for (got, exact) in got.iter().zip([9000.0, 8999.0]) {
+        let got = got.unwrap();
+        assert!((got - exact).abs() / exact <= 0.01, "{got} vs {exact}");
+    }
+    assert_eq!(
+        floats(
+            &ctx,
+            "SELECT percentile_sketch(x, 0.5) FROM (VALUES (CAST(NULL AS DOUBLE))) AS t(x)"
+        )
+        .await,
+        [None]
+    );
+    let bad_q = planning_error(&ctx, "SELECT percentile_sketch(1.0, 1.5)").await;
+    assert!(bad_q.contains("between 0 and 1"), "{bad_q}");
+    let text = planning_error(&ctx, "SELECT percentile_sketch('slow', 0.5)").await;
+    assert!(text.contains("needs a numeric column, got Utf8"), "{text}");
+}
+
+#[tokio::test]
+async fn every_function_is_documented_with_an_example() {
+    let ctx = session();
+    let state = ctx.state();
+    let scalar = [
+        "time_bucket",
+        "trace_id_hex",
+        "histogram_quantile",
+        "exp_histogram_quantile",
+    ];
+    let aggregate = ["percentile", "percentile_sketch", "bucket_sum"];
+    let docs = scalar
+        .iter()
+        .map(|name| {
+            (
+                name,
+                state.scalar_functions()[*name].documentation().cloned(),
+            )
+        })
+        .chain(aggregate.iter().map(|name| {
+            (
+                name,
+                state.aggregate_functions()[*name].documentation().cloned(),
+            )
+        }));
+    for (name, doc) in docs {
+        let doc = doc.unwrap_or_else(|| panic!("{name} has no documentation"));
+        assert_eq!(doc.doc_section.label, "loadlens functions", "{name}");
+        let example = doc.sql_example.unwrap_or_default();
+        assert!(example.contains(&format!("{name}(")), "{name}: {example}");
+    }
 }

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListArray};
-use arrow::datatypes::{DataType, Field, Float64Type};
+use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, ListArray, PrimitiveArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use arrow::record_batch::RecordBatch;
 use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{ColumnarValue, DocSection};
 
 /// The section every loadlens function is documented under.
@@ -70,6 +73,32 @@ pub(crate) fn coerce_int32(
     }
 }
 
+/// The quantile argument of an aggregate: a literal between 0 and 1, checked
+/// when the plan is built.
+pub(crate) fn literal_quantile(function: &str, args: &AccumulatorArgs) -> Result<f64> {
+    // A constant evaluates on an empty batch; a column reference does not.
+    let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
+    let q = args.exprs.get(1).and_then(|e| match e.evaluate(&empty) {
+        Ok(ColumnarValue::Scalar(value)) => Some(value),
+        _ => None,
+    });
+    let q = match q {
+        Some(ScalarValue::Float64(Some(q))) => q,
+        Some(other) => {
+            return plan_err!(
+                "{function}'s quantile must be a number between 0 and 1, got {other}"
+            );
+        }
+        None => return plan_err!("{function}'s quantile must be a literal such as 0.99"),
+    };
+    if !(0.0..=1.0).contains(&q) {
+        return plan_err!(
+            "{function}'s quantile must be between 0 and 1, got {q}; write 0.99 for p99"
+        );
+    }
+    Ok(q)
+}
+
 /// Row `row` of a `List<Float64>`; `None` if the row or any of its items is NULL.
 pub(crate) fn float_list_row(list: &ListArray, row: usize) -> Option<&[f64]> {
     if list.is_null(row) {
@@ -98,4 +127,14 @@ pub(crate) fn columnar(result: ArrayRef, all_scalar: bool) -> Result<ColumnarVal
     } else {
         Ok(ColumnarValue::Array(result))
     }
+}
+
+/// A one-row `List<T>` scalar holding `values` (items nullable, named "item").
+pub(crate) fn list_scalar<T: ArrowPrimitiveType>(values: PrimitiveArray<T>) -> ScalarValue {
+    ScalarValue::List(Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(T::DATA_TYPE, true)),
+        OffsetBuffer::from_lengths([values.len()]),
+        Arc::new(values),
+        None,
+    )))
 }

@@ -1,9 +1,11 @@
 //! loadlens SQL functions, registered on every session.
 
 mod args;
+pub mod bucket_sum;
 pub mod exp_histogram_quantile;
 pub mod histogram_quantile;
 pub mod percentile;
+pub mod percentile_sketch;
 pub mod time_bucket;
 pub mod trace_id_hex;
 
@@ -12,6 +14,8 @@ use datafusion::prelude::SessionContext;
 /// Registers every loadlens function on a session.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(percentile::udaf());
+    ctx.register_udaf(percentile_sketch::udaf());
+    ctx.register_udaf(bucket_sum::udaf());
     ctx.register_udf(time_bucket::udf());
     ctx.register_udf(trace_id_hex::udf());
     ctx.register_udf(histogram_quantile::udf());

@@ -9,18 +9,16 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::Schema;
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use arrow::record_batch::RecordBatch;
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, DocSection, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
+
+use super::args::{DOC_SECTION, list_scalar, literal_quantile};
 
 /// The function, ready to register.
 pub fn udaf() -> AggregateUDF {
@@ -48,11 +46,7 @@ impl Default for Percentile {
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
-        DocSection {
-            include: true,
-            label: "loadlens functions",
-            description: None,
-        },
+        DOC_SECTION,
         "The exact q-quantile of the values, interpolating linearly between the two \
          closest ranks (numpy's default method, Hyndman & Fan type 7). Keeps every \
          value of a group in memory.",
@@ -104,28 +98,8 @@ impl AggregateUDFImpl for Percentile {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        // A constant evaluates on an empty batch; a column reference does not.
-        let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
-        let q = args.exprs.get(1).and_then(|e| match e.evaluate(&empty) {
-            Ok(ColumnarValue::Scalar(value)) => Some(value),
-            _ => None,
-        });
-        let q = match q {
-            Some(ScalarValue::Float64(Some(q))) => q,
-            Some(other) => {
-                return plan_err!(
-                    "percentile's quantile must be a number between 0 and 1, got {other}"
-                );
-            }
-            None => return plan_err!("percentile's quantile must be a literal such as 0.99"),
-        };
-        if !(0.0..=1.0).contains(&q) {
-            return plan_err!(
-                "percentile's quantile must be between 0 and 1, got {q}; write 0.99 for p99"
-            );
-        }
         Ok(Box::new(PercentileAccumulator {
-            q,
+            q: literal_quantile(self.name(), &args)?,
             values: Vec::new(),
         }))
     }
@@ -160,13 +134,7 @@ impl Accumulator for PercentileAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let values = Float64Array::from(std::mem::take(&mut self.values));
-        let list = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Float64, true)),
-            OffsetBuffer::from_lengths([values.len()]),
-            Arc::new(values),
-            None,
-        );
-        Ok(vec![ScalarValue::List(Arc::new(list))])
+        Ok(vec![list_scalar(values)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
