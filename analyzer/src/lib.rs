@@ -9,6 +9,7 @@
 pub mod error;
 pub mod functions;
 pub mod output;
+pub mod pruning;
 pub mod session;
 
 pub use error::AnalyzerError;

@@ -6,17 +6,23 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::prelude::{SessionConfig, SessionContext};
-use schema::Table;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use schema::layout::{DATE, PARTITION_COLUMNS, RUN_ID};
+use schema::{NULL_PARTITION, Table};
+use std::num::NonZeroUsize;
 
 use crate::AnalyzerError;
 use crate::functions;
+use crate::pruning::DayPruned;
 
 /// A store opened for queries.
 pub struct Store {
@@ -61,9 +67,51 @@ pub const VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Memory queries may use before spilling to disk or failing, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            memory_limit: default_memory_limit(),
+        }
+    }
+}
+
+/// Half of the machine's memory, or 2 GiB where that cannot be read.
+pub fn default_memory_limit() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+        });
+    total_kib.map_or(2 << 30, |kib| kib * 1024 / 2)
+}
+
+/// The schema that holds the Parquet tables as they are on disk; the public
+/// tables are views over it that turn the null partition back into NULL.
+pub const FILES_SCHEMA: &str = "store";
+
 impl Store {
-    /// Opens the store at `root`. Missing tables are empty; the folder must exist.
+    /// Opens the store at `root` with the default options.
     pub async fn open(root: &Path) -> Result<Store, AnalyzerError> {
+        Store::open_with(root, &Options::default()).await
+    }
+
+    /// Opens the store at `root`. Missing tables are empty; the folder must exist.
+    pub async fn open_with(root: &Path, options: &Options) -> Result<Store, AnalyzerError> {
         if !root.exists() {
             return Err(AnalyzerError::NoDataDir(root.to_path_buf()));
         }
@@ -73,29 +121,62 @@ impl Store {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let ctx = SessionContext::new_with_config(config);
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(options.memory_limit),
+            NonZeroUsize::new(3).expect("3 is not zero"),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .map_err(|e| AnalyzerError::Execution(e.to_string()))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         functions::register(&ctx);
+        let setup = |e| AnalyzerError::from_datafusion(e, &[]);
+        ctx.catalog("datafusion")
+            .expect("the default catalog exists")
+            .register_schema(FILES_SCHEMA, Arc::new(MemorySchemaProvider::new()))
+            .map_err(setup)?;
         for table in Table::ALL {
-            register_table(&ctx, root, table)
-                .map_err(|e| AnalyzerError::from_datafusion(e, &[]))?;
+            register_table(&ctx, root, table).map_err(setup)?;
         }
         let store = Store {
             ctx,
             root: root.to_path_buf(),
         };
-        for (name, sql) in VIEWS {
+        for table in Table::ALL {
+            let name = table.name();
             store
-                .ctx
-                .sql(&format!("CREATE VIEW {name} AS {sql}"))
-                .await
-                .map_err(|e| AnalyzerError::Execution(format!("cannot create view {name}: {e}")))?;
+                .create_view(
+                    name,
+                    &format!(
+                        "SELECT * EXCEPT ({RUN_ID}), NULLIF({RUN_ID}, '{NULL_PARTITION}') AS {RUN_ID} \
+                         FROM {FILES_SCHEMA}.{name}"
+                    ),
+                )
+                .await?;
+        }
+        for (name, sql) in VIEWS {
+            store.create_view(name, sql).await?;
         }
         Ok(store)
+    }
+
+    async fn create_view(&self, name: &str, sql: &str) -> Result<(), AnalyzerError> {
+        self.ctx
+            .sql(&format!("CREATE VIEW {name} AS {sql}"))
+            .await
+            .map(drop)
+            .map_err(|e| AnalyzerError::Execution(format!("cannot create view {name}: {e}")))
     }
 
     /// The session, for callers that build on it.
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The store's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The names of the tables and views.
@@ -105,23 +186,32 @@ impl Store {
         names
     }
 
+    /// Plans one SQL statement; only queries (SELECT, EXPLAIN, SHOW) are allowed.
+    pub async fn plan(&self, sql: &str) -> Result<DataFrame, AnalyzerError> {
+        let tables = self.table_names();
+        self.ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(|e| AnalyzerError::from_datafusion(e, &tables))
+    }
+
     /// Runs one SQL statement and collects its result. Only queries are allowed.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, AnalyzerError> {
-        let options = datafusion::execution::context::SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let tables = self.table_names();
-        let frame = self
-            .ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(|e| AnalyzerError::from_datafusion(e, &tables))?;
-        frame
+        self.plan(sql)
+            .await?
             .collect()
             .await
             .map_err(|e| AnalyzerError::from_datafusion(e, &tables))
     }
+}
+
+/// What `loadlens sql` and `loadlens serve` let a statement do: read.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// The table schema: the file schema plus the partition columns.
@@ -149,9 +239,10 @@ fn register_table(
     if !dir.is_dir() {
         // Nothing written yet: an empty table with the right columns, so queries still plan.
         let empty = MemTable::try_new(table_schema(table), vec![vec![]])?;
-        ctx.register_table(table.name(), Arc::new(empty))?;
+        ctx.register_table(format!("{FILES_SCHEMA}.{}", table.name()), Arc::new(empty))?;
         return Ok(());
     }
+    let name = format!("{FILES_SCHEMA}.{}", table.name());
     let url = ListingTableUrl::parse(format!("{}/", dir.canonicalize()?.display()))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
@@ -162,6 +253,7 @@ fn register_table(
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(table.file_schema());
-    ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
+    let files = Arc::new(ListingTable::try_new(config)?);
+    ctx.register_table(name, Arc::new(DayPruned::new(files, table.time_column())))?;
     Ok(())
 }

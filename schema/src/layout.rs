@@ -12,16 +12,18 @@ pub enum Table {
     MetricsExpHistogram,
     MetricsSummary,
     Runs,
+    Ledger,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Spans,
         Table::MetricsNumber,
         Table::MetricsHistogram,
         Table::MetricsExpHistogram,
         Table::MetricsSummary,
         Table::Runs,
+        Table::Ledger,
     ];
 
     /// The folder name and the SQL table name.
@@ -33,6 +35,7 @@ impl Table {
             Table::MetricsExpHistogram => "metrics_exp_histogram",
             Table::MetricsSummary => "metrics_summary",
             Table::Runs => "runs",
+            Table::Ledger => "ledger",
         }
     }
 
@@ -45,6 +48,7 @@ impl Table {
             Table::MetricsExpHistogram => crate::metrics::exp_histogram_schema(),
             Table::MetricsSummary => crate::metrics::summary_schema(),
             Table::Runs => crate::runs::schema(),
+            Table::Ledger => crate::ledger::schema(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Table {
         match self {
             Table::Spans => crate::spans::col::START_TIME,
             Table::Runs => crate::runs::col::STARTED_AT,
+            Table::Ledger => crate::ledger::col::INTENDED_START,
             _ => crate::metrics::col::TIME,
         }
     }

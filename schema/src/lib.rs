@@ -14,6 +14,7 @@
 
 pub mod attr;
 pub mod layout;
+pub mod ledger;
 pub mod metrics;
 pub mod runs;
 pub mod spans;
