@@ -1,5 +1,6 @@
 //! The `loadlens` command: parses arguments and calls the crates.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 /// Exit codes, as documented in the README.
+mod shell;
+
 mod exit {
     // 1 is reserved for failed threshold, SLO and regression checks (README).
     /// Bad input or usage.
@@ -25,6 +28,31 @@ mod exit {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct SqlArgs {
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// The query (or use -f; with neither, a shell, or the query from a pipe).
+    query: Option<String>,
+    /// Read the query from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "query")]
+    file: Option<PathBuf>,
+    /// A value for a parameter of the query (:'name' or :name), e.g. --param run=abc.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = analyzer::params::parse_param)]
+    params: Vec<(String, String)>,
+    /// Output format: table, csv, json or parquet.
+    #[arg(long, default_value = "table")]
+    format: analyzer::Format,
+    /// Write the result to this file instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Memory queries may use before spilling to disk, then failing (e.g. 4GiB).
+    /// Default: half of the machine's memory.
+    #[arg(long, value_parser = schema::units::parse_bytes)]
+    memory_limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,20 +76,8 @@ enum Command {
     /// Settings come from defaults, then --config FILE, then LOADLENS_COLLECTOR_*
     /// environment variables, then flags.
     Collector(CollectorArgs),
-    /// Run SQL over the store.
-    Sql {
-        /// Store directory.
-        #[arg(long, default_value = "loadlens-data")]
-        data: PathBuf,
-        /// The query (or use -f).
-        query: Option<String>,
-        /// Read the query from a file.
-        #[arg(short = 'f', long = "file", conflicts_with = "query")]
-        file: Option<PathBuf>,
-        /// Output format: table, csv or json.
-        #[arg(long, default_value = "table")]
-        format: analyzer::Format,
-    },
+    /// Run SQL over the store; with no query, an interactive shell.
+    Sql(SqlArgs),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -252,29 +268,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 Failure::by(usage, e)
             })
         }
-        Command::Sql {
-            data,
-            query,
-            file,
-            format,
-        } => {
-            let query = match (query, file) {
-                (Some(query), None) => query,
-                (None, Some(file)) => std::fs::read_to_string(&file).map_err(|e| {
-                    Failure::usage(format!("cannot read SQL file '{}': {e}", file.display()))
-                })?,
-                _ => {
-                    return Err(Failure::usage(
-                        "give a query, e.g. loadlens sql \"SELECT COUNT(*) FROM requests\", or -f FILE.sql",
-                    ));
-                }
-            };
-            let output = analyzer::sql(&data, &query, format)
-                .await
-                .map_err(|e| Failure::by(e.is_usage(), e))?;
-            print!("{output}");
-            Ok(())
-        }
+        Command::Sql(args) => sql(args).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -415,4 +409,53 @@ fn collector_config(
         ..Settings::default()
     };
     collector::CollectorConfig::from_settings(file.overlay(flags))
+}
+
+async fn sql(args: SqlArgs) -> Result<(), Failure> {
+    use std::io::{IsTerminal, Read, Write};
+
+    let params: BTreeMap<String, String> = args.params.into_iter().collect();
+    let mut options = analyzer::session::Options::default();
+    if let Some(limit) = args.memory_limit {
+        options.memory_limit = limit;
+    }
+    let query = match (args.query, args.file) {
+        (Some(query), None) => query,
+        (None, Some(file)) => std::fs::read_to_string(&file).map_err(|e| {
+            Failure::usage(format!("cannot read SQL file '{}': {e}", file.display()))
+        })?,
+        _ if std::io::stdin().is_terminal() => {
+            let store = analyzer::Store::open_with(&args.data, &options)
+                .await
+                .map_err(|e| Failure::by(e.is_usage(), e))?;
+            return shell::run(store, &params, args.format)
+                .await
+                .map_err(|e| Failure::by(e.is_usage(), e));
+        }
+        _ => {
+            let mut query = String::new();
+            std::io::stdin().read_to_string(&mut query).map_err(|e| {
+                Failure::usage(format!("cannot read the query from standard input: {e}"))
+            })?;
+            query
+        }
+    };
+    if args.format == analyzer::Format::Parquet
+        && args.output.is_none()
+        && std::io::stdout().is_terminal()
+    {
+        return Err(Failure::usage(
+            "--format parquet writes binary data; pass -o FILE.parquet or redirect standard output",
+        ));
+    }
+    let bytes = analyzer::sql(&args.data, &options, &query, &params, args.format)
+        .await
+        .map_err(|e| Failure::by(e.is_usage(), e))?;
+    match &args.output {
+        Some(path) => std::fs::write(path, &bytes)
+            .map_err(|e| Failure::runtime(format!("cannot write '{}': {e}", path.display()))),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| Failure::runtime(format!("cannot write the result: {e}"))),
+    }
 }

@@ -15,6 +15,11 @@ pub enum AnalyzerError {
     /// The statement is wrong: syntax, unknown table or column, bad arguments.
     #[error("{0}")]
     Query(String),
+    /// The query needed more memory than the limit, even after spilling to disk.
+    #[error(
+        "the query needs more memory than --memory-limit allows, even spilling to disk ({0}); narrow it with a WHERE on run_id or time, or raise --memory-limit"
+    )]
+    MemoryLimit(String),
     /// The statement is fine but running it failed.
     #[error("query failed: {0}")]
     Execution(String),
@@ -30,7 +35,9 @@ impl AnalyzerError {
     pub fn is_usage(&self) -> bool {
         !matches!(
             self,
-            AnalyzerError::Execution(_) | AnalyzerError::Output { .. }
+            AnalyzerError::Execution(_)
+                | AnalyzerError::Output { .. }
+                | AnalyzerError::MemoryLimit(_)
         )
     }
 
@@ -48,6 +55,9 @@ impl AnalyzerError {
                     String::new()
                 };
                 AnalyzerError::Query(format!("invalid SQL: {message}{hint}"))
+            }
+            DataFusionError::ResourcesExhausted(message) => {
+                AnalyzerError::MemoryLimit(message.clone())
             }
             DataFusionError::NotImplemented(message) => {
                 AnalyzerError::Query(format!("not supported: {message}"))

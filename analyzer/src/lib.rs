@@ -9,6 +9,7 @@
 pub mod error;
 pub mod functions;
 pub mod output;
+pub mod params;
 pub mod pruning;
 pub mod session;
 
@@ -16,11 +17,26 @@ pub use error::AnalyzerError;
 pub use output::Format;
 pub use session::Store;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-/// `loadlens sql`: runs one statement over the store and renders the result.
-pub async fn sql(data_dir: &Path, query: &str, format: Format) -> Result<String, AnalyzerError> {
-    let store = Store::open(data_dir).await?;
-    let batches = store.query(query).await?;
-    output::render(&batches, format)
+/// `loadlens sql`: substitutes the parameters, runs one statement over the
+/// store and renders the result.
+pub async fn sql(
+    data_dir: &Path,
+    options: &session::Options,
+    query: &str,
+    params: &BTreeMap<String, String>,
+    format: Format,
+) -> Result<Vec<u8>, AnalyzerError> {
+    let query = params::substitute(query, params)?;
+    let store = Store::open_with(data_dir, options).await?;
+    let frame = store.plan(&query).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame
+        .collect()
+        .await
+        .map_err(|e| AnalyzerError::from_datafusion(e, &store.table_names()))?;
+    output::render(&batches, schema, format)
 }

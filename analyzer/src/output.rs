@@ -1,6 +1,10 @@
-//! Query results as a text table, CSV or JSON.
+//! Query results as a text table, CSV, JSON or Parquet.
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 
 use crate::AnalyzerError;
 
@@ -13,6 +17,8 @@ pub enum Format {
     Csv,
     /// A JSON array of objects, one per row.
     Json,
+    /// A Parquet file (zstd), for other tools to read.
+    Parquet,
 }
 
 impl std::str::FromStr for Format {
@@ -23,12 +29,30 @@ impl std::str::FromStr for Format {
             "table" => Ok(Format::Table),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format '{other}': use table, csv or json")),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(format!(
+                "unknown format '{other}': use table, csv, json or parquet"
+            )),
         }
     }
 }
 
-pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, AnalyzerError> {
+/// A result as an aligned text table.
+pub fn table(batches: &[RecordBatch]) -> Result<String, AnalyzerError> {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .map(|t| t.to_string() + "\n")
+        .map_err(|e| AnalyzerError::Output {
+            format: "a table",
+            message: e.to_string(),
+        })
+}
+
+/// Renders a result; `schema` is used when there are no batches.
+pub fn render(
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    format: Format,
+) -> Result<Vec<u8>, AnalyzerError> {
     let failed = |format: &'static str| {
         move |e: arrow::error::ArrowError| AnalyzerError::Output {
             format,
@@ -36,10 +60,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, Analyze
         }
     };
     match format {
-        Format::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)
-            .map_err(failed("a table"))?
-            .to_string()
-            + "\n"),
+        Format::Table => table(batches).map(String::into_bytes),
         Format::Csv => {
             let mut out = Vec::new();
             {
@@ -50,7 +71,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, Analyze
                     writer.write(batch).map_err(failed("CSV"))?;
                 }
             }
-            Ok(String::from_utf8_lossy(&out).into_owned())
+            Ok(out)
         }
         Format::Json => {
             let mut out = Vec::new();
@@ -64,7 +85,24 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, Analyze
                 out.extend_from_slice(b"[]");
             }
             out.push(b'\n');
-            Ok(String::from_utf8_lossy(&out).into_owned())
+            Ok(out)
+        }
+        Format::Parquet => {
+            let parquet_failed = |e: parquet::errors::ParquetError| AnalyzerError::Output {
+                format: "Parquet",
+                message: e.to_string(),
+            };
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let mut out = Vec::new();
+            let mut writer =
+                ArrowWriter::try_new(&mut out, schema, Some(properties)).map_err(parquet_failed)?;
+            for batch in batches {
+                writer.write(batch).map_err(parquet_failed)?;
+            }
+            writer.close().map_err(parquet_failed)?;
+            Ok(out)
         }
     }
 }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use analyzer::{Format, Store};
+use analyzer::Store;
 use collector::{Collector, CollectorConfig};
 use demo::{Demo, DemoConfig};
 use generator::{LoadModel, RunConfig};
@@ -104,8 +104,8 @@ pub async fn run(config: QuickstartConfig) -> Result<String, QuickstartError> {
         "\nrun {} — per step, from SQL over the store (latency from intended start):\n",
         summary.run_id
     ));
-    out.push_str(&analyzer::output::render(&steps, Format::Table)?);
-    out.push_str(&analyzer::output::render(&traces, Format::Table)?);
+    out.push_str(&analyzer::output::table(&steps)?);
+    out.push_str(&analyzer::output::table(&traces)?);
     out.push_str(&format!(
         "\nstore: {} ({}), quickstart took {:.1} s\n",
         data.display(),

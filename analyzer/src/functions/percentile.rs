@@ -150,20 +150,32 @@ impl Accumulator for PercentileAccumulator {
 }
 
 /// numpy's `quantile(values, q, method="linear")`, NaN-free input assumed;
-/// sorts `values` in place. `None` for no values.
+/// reorders `values`. `None` for no values.
+///
+/// The rank is computed with numpy's own floating-point steps
+/// (`n·q + (α + q·(1 − α − β)) − 1` with α = β = 1, then floor and clip), so the
+/// result is bit-for-bit numpy's, not merely close. Only the two neighbouring
+/// order statistics are found (a selection, O(n)), not a full sort.
 pub fn quantile_linear(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
-    values.sort_unstable_by(f64::total_cmp);
     let n = values.len();
-    // numpy: virtual index (n - 1) * q, neighbours floor and floor + 1 clipped.
-    let virtual_index = (n - 1) as f64 * q;
+    // With α = β = 1, numpy's α + q·(1 − α − β) is 1 + (−q), which IEEE
+    // arithmetic rounds exactly as 1 − q.
+    let virtual_index = n as f64 * q + (1.0 - q) - 1.0;
     let below = virtual_index.floor();
     let gamma = virtual_index - below;
-    let lo = (below as usize).min(n - 1);
-    let hi = (lo + 1).min(n - 1);
-    Some(lerp(values[lo], values[hi], gamma))
+    let lo = (below.max(0.0) as usize).min(n - 1);
+    let hi = (below + 1.0).clamp(0.0, (n - 1) as f64) as usize;
+    let (_, &mut a, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let b = if hi == lo {
+        a
+    } else {
+        // The next order statistic is the smallest value above position lo.
+        above.iter().copied().min_by(f64::total_cmp).unwrap_or(a)
+    };
+    Some(lerp(a, b, gamma))
 }
 
 /// numpy's `_lerp`: a + (b - a)·t, computed from the upper end when t ≥ 0.5 so
