@@ -638,3 +638,94 @@ fn parquet_output_is_readable_parquet() {
     assert_eq!(rows, fixtures::ENDPOINTS.len());
     let _ = std::fs::remove_file(out);
 }
+
+/// The files `EXPLAIN` says a query reads.
+fn files_read(query: &str) -> Vec<String> {
+    let output = loadlens()
+        .args(["sql", "--format", "csv", "--data"])
+        .arg(&fixture().dir)
+        .arg(format!("EXPLAIN {query}"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    let mut files: Vec<String> = plan
+        .split(|c: char| c == '[' || c == ']' || c == ',' || c.is_whitespace())
+        .filter(|part| part.ends_with(".parquet") || part.contains(".parquet:"))
+        .map(|part| part.split(".parquet").next().unwrap().to_string())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+#[test]
+fn filters_on_run_and_time_prune_partitions_in_the_plan() {
+    // SUM, not COUNT(*): DataFusion answers a bare count from file statistics
+    // without a scan, and the plan would list no files.
+    let all = files_read("SELECT SUM(duration_ns) FROM spans");
+    assert!(all.iter().any(|f| f.contains("date=2026-03-01")));
+    assert!(
+        all.iter()
+            .any(|f| f.contains("run_id=__HIVE_DEFAULT_PARTITION__"))
+    );
+    assert!(all.iter().any(|f| f.contains("run_id=fixture-run")));
+
+    // A run: only that run's folder.
+    let run = files_read("SELECT SUM(duration_ns) FROM spans WHERE run_id = 'fixture-run'");
+    assert!(!run.is_empty());
+    assert!(
+        run.iter().all(|f| f.contains("/run_id=fixture-run/")),
+        "{run:?}"
+    );
+
+    // A time range: only the days it covers, though the filter never names `date`.
+    for filter in [
+        "start_time >= TIMESTAMP '2026-03-02T00:00:00Z'",
+        "start_time BETWEEN '2026-03-02T09:00:00Z' AND '2026-03-02T12:00:00Z'",
+    ] {
+        let day = files_read(&format!(
+            "SELECT SUM(duration_ns) FROM spans WHERE {filter}"
+        ));
+        assert!(!day.is_empty(), "{filter}");
+        assert!(
+            day.iter().all(|f| f.contains("/date=2026-03-02/")),
+            "{filter}: {day:?}"
+        );
+    }
+    let production = files_read(
+        "SELECT SUM(duration_ns) FROM server_spans WHERE start_time < TIMESTAMP '2026-03-02T00:00:00Z' AND run_id IS NULL",
+    );
+    assert!(!production.is_empty());
+    assert!(
+        production
+            .iter()
+            .all(|f| f.contains("/date=2026-03-01/run_id=__HIVE_DEFAULT_PARTITION__/")),
+        "{production:?}"
+    );
+}
+
+#[test]
+fn bad_sql_says_where_and_an_unknown_table_lists_the_tables() {
+    let run = |query: &str| {
+        let output = loadlens()
+            .args(["sql", "--data"])
+            .arg(&fixture().dir)
+            .arg(query)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{query}");
+        stderr(&output)
+    };
+    let syntax = run("SELECT step FROM requests\nWHERE step = = 1");
+    assert!(syntax.contains("Line: 2, Column: 14"), "{syntax}");
+    let column = run("SELECT step FROM requests\nWHERE no_such_column > 1");
+    assert!(column.contains("line 2, column 7"), "{column}");
+    let table = run("SELECT * FROM request");
+    assert!(
+        table.contains("not found")
+            && table.contains("tables: spans,")
+            && table.contains("requests"),
+        "{table}"
+    );
+}

@@ -43,6 +43,13 @@ impl AnalyzerError {
 
     /// Sorts a DataFusion error into a query mistake or an execution failure.
     pub fn from_datafusion(e: DataFusionError, tables: &[String]) -> Self {
+        // With span collection on, planning errors know where in the statement they are.
+        let position = e.diagnostic().and_then(|d| d.span).map(|span| {
+            format!(
+                " (at line {}, column {})",
+                span.start.line, span.start.column
+            )
+        });
         let root = e.find_root();
         match root {
             DataFusionError::SQL(..)
@@ -54,7 +61,11 @@ impl AnalyzerError {
                 } else {
                     String::new()
                 };
-                AnalyzerError::Query(format!("invalid SQL: {message}{hint}"))
+                // Parser errors already name the line and column.
+                let position = position
+                    .filter(|_| !message.contains(" at Line: "))
+                    .unwrap_or_default();
+                AnalyzerError::Query(format!("invalid SQL: {message}{position}{hint}"))
             }
             DataFusionError::ResourcesExhausted(message) => {
                 AnalyzerError::MemoryLimit(message.clone())

@@ -82,9 +82,16 @@ enum Side {
 /// The `date` filters implied by one filter on the time column.
 fn day_bounds(filter: &Expr, time_column: &str) -> Vec<Expr> {
     let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == time_column);
-    let bound = |side: Side, value: &Expr| -> Vec<Expr> {
+    // `strict`: the bound itself is excluded (< or >), so a range ending exactly
+    // at midnight does not reach into the next day.
+    let bound = |side: Side, value: &Expr, strict: bool| -> Vec<Expr> {
         let Some(nanos) = timestamp_nanos(value) else {
             return Vec::new();
+        };
+        let nanos = match (side, strict) {
+            (Side::Lower, true) => nanos.saturating_add(1),
+            (Side::Upper, true) => nanos.saturating_sub(1),
+            _ => nanos,
         };
         let day = utc_day(nanos);
         match side {
@@ -117,7 +124,7 @@ fn day_bounds(filter: &Expr, time_column: &str) -> Vec<Expr> {
             } else {
                 return Vec::new();
             };
-            bound(side, value)
+            bound(side, value, matches!(op, Operator::Lt | Operator::Gt))
         }
         Expr::Between(Between {
             expr,
@@ -125,8 +132,8 @@ fn day_bounds(filter: &Expr, time_column: &str) -> Vec<Expr> {
             low,
             high,
         }) if is_time(expr) => {
-            let mut out = bound(Side::Lower, low);
-            out.extend(bound(Side::Upper, high));
+            let mut out = bound(Side::Lower, low, false);
+            out.extend(bound(Side::Upper, high, false));
             out
         }
         _ => Vec::new(),
@@ -189,6 +196,20 @@ mod tests {
                 col(DATE).gt_eq(lit("1970-01-01")),
                 col(DATE).lt_eq(lit("1970-01-01"))
             ]
+        );
+    }
+
+    #[test]
+    fn a_strict_bound_at_midnight_excludes_that_day() {
+        let before = col("start_time").lt(ts(2 * DAY));
+        assert_eq!(
+            day_bounds(&before, "start_time"),
+            vec![col(DATE).lt_eq(lit("1970-01-02"))]
+        );
+        let through = col("start_time").lt_eq(ts(2 * DAY));
+        assert_eq!(
+            day_bounds(&through, "start_time"),
+            vec![col(DATE).lt_eq(lit("1970-01-03"))]
         );
     }
 

@@ -118,9 +118,11 @@ impl Store {
         if !root.is_dir() {
             return Err(AnalyzerError::NotADirectory(root.to_path_buf()));
         }
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // Keep token positions so planning errors can say where they are.
+        config.options_mut().sql_parser.collect_spans = true;
         let pool = TrackConsumersPool::new(
             FairSpillPool::new(options.memory_limit),
             NonZeroUsize::new(3).expect("3 is not zero"),
