@@ -1,11 +1,14 @@
 //! `loadlens serve`: the store over the Postgres wire protocol (psql, Grafana's
-//! PostgreSQL data source, any Postgres driver), read-only.
+//! PostgreSQL data source, any Postgres driver) and an HTTP JSON API, read-only,
+//! from one process and one DataFusion session.
 //!
 //! ```text
 //!  <data>/ ─▶ Store (tables, views, loadlens functions) + pg_catalog
-//!               └─▶ pg: pgwire ─▶ read_only guard ─▶ datafusion-postgres ─▶ psql, Grafana, drivers
+//!               ├─▶ pg: pgwire ─▶ read_only guard ─▶ datafusion-postgres ─▶ psql, Grafana, drivers
+//!               └─▶ http: axum ─▶ /api/runs · /api/runs/{id}/summary · /api/query
 //! ```
 
+pub mod http;
 pub mod pg;
 pub mod read_only;
 
@@ -34,6 +37,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Postgres wire protocol listen address.
     pub pg_addr: SocketAddr,
+    /// HTTP API listen address.
+    pub http_addr: SocketAddr,
     /// How the store is opened (memory limit).
     pub options: Options,
     /// The one password clients must give (any user name); none: no authentication.
@@ -61,6 +66,8 @@ pub enum ServeError {
     EmptyPassword(String),
     #[error("cannot set up pg_catalog: {0}")]
     Catalog(String),
+    #[error("the HTTP API stopped: {0}")]
+    Http(std::io::Error),
 }
 
 impl ServeError {
@@ -72,7 +79,7 @@ impl ServeError {
             | ServeError::PasswordFile { .. }
             | ServeError::TwoPasswords
             | ServeError::EmptyPassword(_) => true,
-            ServeError::Catalog(_) => false,
+            ServeError::Catalog(_) | ServeError::Http(_) => false,
         }
     }
 }
@@ -107,22 +114,38 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let store = open(&config.data_dir, &config.options).await?;
     let pg_listener = bind(config.pg_addr, "Postgres", "--pg-addr").await?;
+    let http_listener = bind(config.http_addr, "HTTP", "--http-addr").await?;
     let pg_addr = pg_listener.local_addr().unwrap_or(config.pg_addr);
+    let http_addr = http_listener.local_addr().unwrap_or(config.http_addr);
 
+    let store = Arc::new(store);
     let pg = pg::PgServer::new(
         Arc::new(store.context().clone()),
         config.password.as_deref(),
         config.tls.clone(),
     );
-    eprint!("{}", banner(&config, pg_addr));
+    let router = http::router(store, config.password.as_deref().map(Arc::from));
+    eprint!("{}", banner(&config, pg_addr, http_addr));
 
     let (stop_tx, stop) = watch::channel(false);
-    let pg_task = tokio::spawn(pg.serve(pg_listener, stop));
+    let pg_task = tokio::spawn(pg.serve(pg_listener, stop.clone()));
+    let mut http_stop = stop.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
     shutdown.await;
     let _ = stop_tx.send(true);
     let _ = pg_task.await;
+    let http = http_task.await;
     eprintln!("loadlens serve: stopped");
-    Ok(())
+    match http {
+        Ok(result) => result.map_err(ServeError::Http),
+        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
 }
 
 /// Opens the store with the `pg_catalog` schema and functions that Postgres
@@ -150,7 +173,7 @@ async fn bind(
 }
 
 /// What the user reads on start: the addresses and how to connect.
-fn banner(config: &ServeConfig, pg: SocketAddr) -> String {
+fn banner(config: &ServeConfig, pg: SocketAddr, http: SocketAddr) -> String {
     let ssl = if config.tls.is_some() {
         " sslmode=require"
     } else {
@@ -164,7 +187,8 @@ fn banner(config: &ServeConfig, pg: SocketAddr) -> String {
     format!(
         "loadlens serve: store '{data}', read-only\n\
          \x20 postgres  {pg}{tls}{password}\n\
-         \x20           psql \"host={host} port={port} user=loadlens dbname=loadlens{ssl}\" -c 'SELECT * FROM runs'\n",
+         \x20           psql \"host={host} port={port} user=loadlens dbname=loadlens{ssl}\" -c 'SELECT * FROM runs'\n\
+         \x20 http      http://{http}/api/runs  ·  POST http://{http}/api/query\n",
         data = config.data_dir.display(),
         tls = if config.tls.is_some() { " (TLS)" } else { "" },
         host = pg.ip(),
