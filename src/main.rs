@@ -78,6 +78,12 @@ enum Command {
     Collector(CollectorArgs),
     /// Run SQL over the store; with no query, an interactive shell.
     Sql(SqlArgs),
+    /// Serve the store, read-only, over the Postgres wire protocol (psql,
+    /// Grafana) and an HTTP JSON API.
+    ///
+    /// The Postgres password, if any, comes from --pg-password-file or
+    /// LOADLENS_SERVE_PG_PASSWORD; any user and database name is accepted.
+    Serve(ServeArgs),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -140,6 +146,32 @@ struct RunArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Postgres wire protocol listen address.
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pg_addr: SocketAddr,
+    /// HTTP API listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Memory queries may use before spilling or failing (e.g. 2GiB) [default: half of RAM].
+    #[arg(long, value_parser = schema::units::parse_bytes)]
+    memory_limit: Option<usize>,
+    /// File holding the password clients must give (SCRAM-SHA-256; the HTTP
+    /// API then wants it as a bearer token).
+    #[arg(long)]
+    pg_password_file: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, the Postgres endpoint offers TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// An error on its way to the user: one line and an exit code.
@@ -269,6 +301,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             })
         }
         Command::Sql(args) => sql(args).await,
+        Command::Serve(args) => serve(args).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -283,6 +316,40 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::by(matches!(e, demo::DemoError::Bind { .. }), e))
         }
     }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    use analyzer::serve;
+    let failed = |e: serve::ServeError| Failure::by(e.is_usage(), e);
+    let password = serve::password(
+        args.pg_password_file.as_deref(),
+        std::env::var(serve::PASSWORD_ENV).ok(),
+    )
+    .map_err(failed)?;
+    let tls = match args.tls_cert.zip(args.tls_key) {
+        Some((cert, key)) => {
+            let files = collector::config::TlsFiles { cert, key };
+            let config = collector::tls::server_config(&files, &[serve::pg::ALPN])
+                .map_err(Failure::usage)?;
+            Some(std::sync::Arc::new(config))
+        }
+        None => None,
+    };
+    let mut options = analyzer::session::Options::default();
+    if let Some(limit) = args.memory_limit {
+        options.memory_limit = limit;
+    }
+    let config = serve::ServeConfig {
+        data_dir: args.data,
+        pg_addr: args.pg_addr,
+        http_addr: args.http_addr,
+        options,
+        password,
+        tls,
+    };
+    serve::run(config, collector::shutdown_signal())
+        .await
+        .map_err(failed)
 }
 
 async fn run(args: RunArgs) -> Result<(), Failure> {

@@ -4,6 +4,7 @@
 //!  <data>/<table>/date=…/run_id=…/*.parquet ─▶ session (tables, views, functions)
 //!                                                  │
 //!                      loadlens sql ◀── output (table · csv · json) ◀── SQL
+//!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
 //! ```
 
 pub mod error;
@@ -11,6 +12,7 @@ pub mod functions;
 pub mod output;
 pub mod params;
 pub mod pruning;
+pub mod serve;
 pub mod session;
 
 pub use error::AnalyzerError;

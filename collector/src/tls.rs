@@ -41,48 +41,73 @@ pub struct TlsError {
     message: String,
 }
 
+/// Reads and checks the PEM files and builds a rustls (ring) server
+/// configuration that offers the `alpn` protocols. `loadlens serve` uses it
+/// for its Postgres endpoint.
+pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<ServerConfig, TlsError> {
+    let (cert_pem, key_pem) = read_pem(files)?;
+    build_config(files, &cert_pem, &key_pem, alpn)
+}
+
+fn error(what: &'static str, path: &std::path::Path, message: String) -> TlsError {
+    TlsError {
+        what,
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+fn read_pem(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let cert_pem =
+        std::fs::read(&files.cert).map_err(|e| error("certificate", &files.cert, e.to_string()))?;
+    let key_pem = std::fs::read(&files.key).map_err(|e| error("key", &files.key, e.to_string()))?;
+    Ok((cert_pem, key_pem))
+}
+
+fn build_config(
+    files: &TlsFiles,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    alpn: &[&[u8]],
+) -> Result<ServerConfig, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error("certificate", &files.cert, format!("not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(error(
+            "certificate",
+            &files.cert,
+            "holds no CERTIFICATE block".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        error(
+            "key",
+            &files.key,
+            format!("no PKCS#8, PKCS#1 or SEC1 private key: {e}"),
+        )
+    })?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+    .map_err(|e| {
+        error(
+            "certificate",
+            &files.cert,
+            format!("does not fit the key: {e}"),
+        )
+    })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 impl Tls {
     /// Reads and checks the PEM files.
     pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
-        let error = |what, path: &std::path::Path, message: String| TlsError {
-            what,
-            path: path.to_path_buf(),
-            message,
-        };
-        let cert_pem = std::fs::read(&files.cert)
-            .map_err(|e| error("certificate", &files.cert, e.to_string()))?;
-        let key_pem =
-            std::fs::read(&files.key).map_err(|e| error("key", &files.key, e.to_string()))?;
-        let certs = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error("certificate", &files.cert, format!("not PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(error(
-                "certificate",
-                &files.cert,
-                "holds no CERTIFICATE block".into(),
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            error(
-                "key",
-                &files.key,
-                format!("no PKCS#8, PKCS#1 or SEC1 private key: {e}"),
-            )
-        })?;
-        let mut config = ServerConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| {
-            error(
-                "certificate",
-                &files.cert,
-                format!("does not fit the key: {e}"),
-            )
-        })?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let (cert_pem, key_pem) = read_pem(files)?;
+        let config = build_config(files, &cert_pem, &key_pem, &[b"h2", b"http/1.1"])?;
         Ok(Tls {
             cert_pem,
             key_pem,
