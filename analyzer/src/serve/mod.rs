@@ -31,7 +31,6 @@ use crate::{AnalyzerError, Store};
 pub const PASSWORD_ENV: &str = "LOADLENS_SERVE_PG_PASSWORD";
 
 /// What `loadlens serve` needs.
-#[derive(Debug)]
 pub struct ServeConfig {
     /// The store's root folder.
     pub data_dir: PathBuf,
@@ -45,6 +44,19 @@ pub struct ServeConfig {
     pub password: Option<String>,
     /// TLS for the Postgres endpoint; build it with [`pg::ALPN`] as its ALPN protocol.
     pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("pg_addr", &self.pg_addr)
+            .field("http_addr", &self.http_addr)
+            .field("options", &self.options)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,5 +241,22 @@ mod tests {
             Err(ServeError::PasswordFile { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let config = ServeConfig {
+            data_dir: PathBuf::from("store"),
+            pg_addr: "127.0.0.1:5433".parse().unwrap(),
+            http_addr: "127.0.0.1:8080".parse().unwrap(),
+            options: Options::default(),
+            password: Some("hunter2".to_string()),
+            tls: None,
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("password"),
+            "{shown}"
+        );
     }
 }
