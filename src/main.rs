@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 mod shell;
 
 mod exit {
-    // 1 is reserved for failed threshold, SLO and regression checks (README).
+    /// A threshold, SLO or regression check failed.
+    pub const FAILED: u8 = 1;
     /// Bad input or usage.
     pub const USAGE: u8 = 2;
     /// A runtime error.
@@ -103,47 +104,63 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Target URL (http://host:port/path).
-    #[arg(long)]
-    url: String,
-    /// Open model: requests per second.
-    #[arg(
-        long,
-        conflicts_with = "concurrency",
-        required_unless_present = "concurrency"
-    )]
+    /// Scenario file (YAML); without one, give --url and --rate or --concurrency.
+    scenario_file: Option<PathBuf>,
+    /// Target URL for a run without a scenario file (http:// or https://).
+    #[arg(long, conflicts_with = "scenario_file", required_unless_present = "scenario_file")]
+    url: Option<String>,
+    /// Constant arrival rate: requests per second.
+    #[arg(long, conflicts_with_all = ["concurrency", "scenario_file"])]
     rate: Option<f64>,
-    /// Closed model: concurrent workers.
-    #[arg(long)]
+    /// Closed model: concurrent virtual users.
+    #[arg(long, conflicts_with = "scenario_file")]
     concurrency: Option<usize>,
     /// How long to send load (e.g. 30s, 2m).
     #[arg(long, default_value = "10s", value_parser = generator::config::parse_duration)]
     duration: Duration,
+    /// Warm-up before measuring (its requests are tagged and left out of the summary).
+    #[arg(long, value_parser = generator::config::parse_duration)]
+    warmup: Option<Duration>,
+    /// HTTP method (without a scenario file).
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Most requests in flight at once (open model).
+    #[arg(long, default_value_t = generator::plan::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Per-request timeout (e.g. 10s), without a scenario file.
+    #[arg(long, default_value = "10s", value_parser = generator::config::parse_duration)]
+    timeout: Duration,
+    /// Take the i-th of n shares of the load (0-based), e.g. --shard 2/8.
+    #[arg(long, value_parser = generator::config::parse_shard, default_value = "0/1")]
+    shard: (u32, u32),
+    /// Start at this time (RFC 3339 UTC or Unix seconds), so shards start together.
+    #[arg(long, value_parser = generator::config::parse_start_at)]
+    start_at: Option<std::time::SystemTime>,
     /// OTLP/gRPC endpoint of the collector.
     #[arg(long, default_value = "http://127.0.0.1:4317")]
     collector: String,
-    /// Do not export spans (no collector needed).
+    /// Do not export spans (no collector needed); also writes no ledger.
     #[arg(long)]
     no_telemetry: bool,
     /// Do not send traceparent to the target.
     #[arg(long)]
     no_propagate: bool,
-    /// Most requests in flight at once (open model).
-    #[arg(long, default_value_t = 10_000)]
-    max_in_flight: usize,
-    /// Per-request timeout (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = generator::config::parse_duration)]
-    timeout: Duration,
-    /// Run id (default: generated, time-ordered).
+    /// Store the run's ledger is written into.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Do not write the ledger.
+    #[arg(long)]
+    no_ledger: bool,
+    /// Run id (default: generated, time-ordered); give shards of one run the same id.
     #[arg(long)]
     run_id: Option<String>,
-    /// Scenario name recorded with the run.
-    #[arg(long, default_value = "quick")]
-    scenario: String,
-    /// Write the run summary as JSON to this file.
+    /// Scenario name recorded with the run (default: the file's `name`, or "quick").
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Write the run summary as JSON to this file (schema: generator/summary.schema.json).
     #[arg(long)]
     summary_json: Option<PathBuf>,
-    /// No progress lines on stderr.
+    /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
 }
@@ -353,28 +370,50 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 }
 
 async fn run(args: RunArgs) -> Result<(), Failure> {
-    let model = match (args.rate, args.concurrency) {
-        (Some(rate), None) => generator::LoadModel::Open {
-            rate,
-            duration: args.duration,
-        },
-        (None, Some(concurrency)) => generator::LoadModel::Closed {
-            concurrency,
-            duration: args.duration,
-        },
-        _ => return Err(Failure::usage("give either --rate or --concurrency")),
+    let mut plan = match (&args.scenario_file, &args.url) {
+        (Some(path), _) => {
+            let file = generator::ScenarioFile::read(path).map_err(Failure::usage)?;
+            generator::Plan::compile(&file, args.shard).map_err(Failure::usage)?
+        }
+        (None, Some(url)) => {
+            let model = match (args.rate, args.concurrency) {
+                (Some(rate), None) => generator::LoadModel::Open {
+                    rate,
+                    duration: args.duration,
+                },
+                (None, Some(concurrency)) => generator::LoadModel::Closed {
+                    concurrency,
+                    duration: args.duration,
+                },
+                _ => return Err(Failure::usage("give either --rate or --concurrency")),
+            };
+            model.validate().map_err(Failure::usage)?;
+            if args.max_in_flight == 0 {
+                return Err(Failure::usage("--max-in-flight must be at least 1"));
+            }
+            let load = model.plan(args.max_in_flight, args.warmup);
+            let mut plan =
+                generator::Plan::quick(url, &args.method, load).map_err(Failure::usage)?;
+            plan.http.timeout = args.timeout;
+            plan.http.connect_timeout = args.timeout;
+            plan
+        }
+        (None, None) => return Err(Failure::usage("give a scenario file or --url")),
     };
-    let mut config = generator::RunConfig::new(args.url, model);
+    if let Some(name) = args.scenario {
+        plan.name = name;
+    }
+    let mut config = generator::RunConfig::new();
     if let Some(run_id) = args.run_id {
         config.run_id = run_id;
     }
-    config.scenario = args.scenario;
     config.collector = (!args.no_telemetry).then_some(args.collector);
     config.propagate = !args.no_propagate;
-    config.max_in_flight = args.max_in_flight;
-    config.timeout = args.timeout;
+    config.shard = args.shard;
+    config.start_at = args.start_at;
     config.progress = !args.quiet;
-    let summary = generator::run(config)
+    config.ledger = (!args.no_telemetry && !args.no_ledger).then_some(args.data);
+    let summary = generator::run(plan, config)
         .await
         .map_err(|e| Failure::by(e.is_usage(), e))?;
     print!("{}", summary.render());
@@ -389,6 +428,21 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
             "warning: {} request spans were dropped on the way to the collector",
             summary.spans_dropped
         );
+    }
+    if let Some(error) = summary.ledger.as_ref().and_then(|l| l.error.as_ref()) {
+        return Err(Failure::runtime(format!("the ledger could not be written: {error}")));
+    }
+    if !summary.thresholds_passed {
+        let failed: Vec<&str> = summary
+            .thresholds
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| v.threshold.as_str())
+            .collect();
+        return Err(Failure {
+            code: exit::FAILED,
+            message: format!("thresholds failed: {}", failed.join("; ")),
+        });
     }
     Ok(())
 }

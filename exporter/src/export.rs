@@ -92,9 +92,16 @@ pub struct SpanSink {
 impl SpanSink {
     /// Queues a span; never waits. A full queue drops the span and counts it.
     pub fn send(&self, span: Span) {
-        if self.tx.try_send(span).is_err() {
+        self.offer(span);
+    }
+
+    /// Like [`send`](Self::send), and says whether the span was queued.
+    pub fn offer(&self, span: Span) -> bool {
+        let queued = self.tx.try_send(span).is_ok();
+        if !queued {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     /// Totals so far.

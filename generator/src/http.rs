@@ -1,28 +1,155 @@
-//! HTTP/1.1 requests with keep-alive, timed at send, first byte and end, and
-//! failures sorted into the error taxonomy.
+//! HTTP/1.1 and HTTP/2 (TLS via rustls with ALPN, or h2c with prior
+//! knowledge) over a keep-alive pool; each request timed at send, first byte
+//! and end, and each failure sorted into the error taxonomy.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// A keep-alive connection pool shared by all workers.
-pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+use crate::plan::HttpSettings;
+use crate::scenario::HttpVersion;
 
-/// A pool sized for load generation: idle connections are kept, never capped low.
-pub fn client(timeout: Duration) -> HttpClient {
+/// A keep-alive connection pool shared by all virtual users.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds the pool: idle connections are kept, never capped low.
+pub fn client(settings: &HttpSettings) -> Result<HttpClient, String> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(timeout));
-    Client::builder(TokioExecutor::new())
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.enforce_http(false);
+    let tls = tls_config(settings)?;
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let https = match settings.version {
+        HttpVersion::Auto => builder.enable_http1().enable_http2().wrap_connector(connector),
+        HttpVersion::Http1 => builder.enable_http1().wrap_connector(connector),
+        HttpVersion::Http2 => builder.enable_http2().wrap_connector(connector),
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client
         .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
+        .pool_idle_timeout(Duration::from_secs(90));
+    if settings.version == HttpVersion::Http2 {
+        // Over http:// this is h2c with prior knowledge; over TLS ALPN agrees on h2.
+        client.http2_only(true);
+    }
+    Ok(client.build(https))
+}
+
+fn tls_config(settings: &HttpSettings) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let mut config = if settings.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &settings.ca_file {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    // hyper-rustls sets ALPN from the enabled versions; keep sessions for resumption.
+    config.resumption = rustls::client::Resumption::default();
+    Ok(config)
+}
+
+/// `insecure_skip_verify`: every certificate is accepted; signatures are still checked.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Checks that a URL is one we can send to: `http://` or `https://` with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL '{url}': {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(format!(
+                "invalid URL '{url}': scheme '{other}' is not supported; use http:// or https://"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "invalid URL '{url}': it has no scheme; write it as http://host:port/path"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("invalid URL '{url}': it has no host"));
+    }
+    Ok(())
 }
 
 /// What happened to one request.
@@ -38,8 +165,16 @@ pub struct Outcome {
     pub status: Option<u16>,
     /// The error class, if the request failed.
     pub error: Option<ErrorType>,
+    /// Response headers, if a response arrived.
+    pub headers: HeaderMap,
+    /// The response body, when asked to keep it.
+    pub body: Option<Bytes>,
     /// Response body bytes read.
     pub bytes_received: u64,
+    /// Request body bytes sent.
+    pub bytes_sent: u64,
+    /// The protocol the response came in.
+    pub version: Option<http::Version>,
 }
 
 /// The error taxonomy; its `as_str` is the span's `error.type`.
@@ -48,11 +183,19 @@ pub enum ErrorType {
     Dns,
     ConnectRefused,
     Connect,
+    Tls,
     Timeout,
     ConnectionReset,
     Io,
     Http4xx,
     Http5xx,
+    CheckFailed,
+    /// A value a step needed was missing (extraction found nothing, a unique feeder ran out).
+    MissingValue,
+    /// The rendered request was invalid (a template made a bad URL or header).
+    InvalidRequest,
+    /// No token could be had from the token provider.
+    Auth,
 }
 
 impl ErrorType {
@@ -61,85 +204,103 @@ impl ErrorType {
             ErrorType::Dns => "dns",
             ErrorType::ConnectRefused => "connect_refused",
             ErrorType::Connect => "connect",
+            ErrorType::Tls => "tls",
             ErrorType::Timeout => "timeout",
             ErrorType::ConnectionReset => "connection_reset",
             ErrorType::Io => "io",
             ErrorType::Http4xx => "http_4xx",
             ErrorType::Http5xx => "http_5xx",
+            ErrorType::CheckFailed => "check_failed",
+            ErrorType::MissingValue => "missing_value",
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::Auth => "auth",
         }
     }
 }
 
-/// Sends one request and reads the whole response.
+impl Outcome {
+    /// An outcome for a request that failed before it could be sent.
+    pub fn not_sent(at: Instant, error: ErrorType) -> Outcome {
+        Outcome {
+            sent_at: at,
+            first_byte_at: None,
+            end: at,
+            status: None,
+            error: Some(error),
+            headers: HeaderMap::new(),
+            body: None,
+            bytes_received: 0,
+            bytes_sent: 0,
+            version: None,
+        }
+    }
+}
+
+/// Sends one request and reads the whole response; keeps the body if `keep_body`.
 pub async fn send(
     client: &HttpClient,
-    method: &http::Method,
-    uri: &http::Uri,
-    traceparent: Option<&str>,
+    request: Request<Full<Bytes>>,
     timeout: Duration,
+    keep_body: bool,
 ) -> Outcome {
+    let bytes_sent = hyper::body::Body::size_hint(request.body()).exact().unwrap_or(0);
     let sent_at = Instant::now();
-    let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
-    if let Some(tp) = traceparent {
-        builder = builder.header("traceparent", tp);
-    }
-    let request = match builder.body(Empty::new()) {
-        Ok(request) => request,
-        Err(_) => return failed(sent_at, None, ErrorType::Io),
-    };
     let deadline = sent_at + timeout;
+    let fail = |first_byte_at, error| {
+        let mut outcome = Outcome::not_sent(sent_at, error);
+        outcome.first_byte_at = first_byte_at;
+        outcome.end = Instant::now();
+        outcome.bytes_sent = bytes_sent;
+        outcome
+    };
     let response = match tokio::time::timeout_at(deadline.into(), client.request(request)).await {
-        Err(_) => return failed(sent_at, None, ErrorType::Timeout),
-        Ok(Err(e)) => return failed(sent_at, None, classify(&e)),
+        Err(_) => return fail(None, ErrorType::Timeout),
+        Ok(Err(e)) => return fail(None, classify(&e)),
         Ok(Ok(response)) => response,
     };
     let first_byte_at = Instant::now();
-    let status = response.status();
-    let mut body = response.into_body();
+    let (parts, mut body) = response.into_parts();
+    let mut kept = keep_body.then(Vec::new);
     let mut bytes_received = 0u64;
     loop {
         match tokio::time::timeout_at(deadline.into(), body.frame()).await {
-            Err(_) => return failed(sent_at, Some(first_byte_at), ErrorType::Timeout),
+            Err(_) => return fail(Some(first_byte_at), ErrorType::Timeout),
             Ok(None) => break,
             Ok(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     bytes_received += data.len() as u64;
+                    if let Some(kept) = &mut kept {
+                        kept.extend_from_slice(data);
+                    }
                 }
             }
             Ok(Some(Err(e))) => {
-                let kind = io_kind(&e).map_or(ErrorType::Io, classify_io);
-                return failed(sent_at, Some(first_byte_at), kind);
+                let kind = classify_chain(&e).unwrap_or(ErrorType::Io);
+                return fail(Some(first_byte_at), kind);
             }
         }
     }
-    let error = match status.as_u16() {
-        400..=499 => Some(ErrorType::Http4xx),
-        500..=599 => Some(ErrorType::Http5xx),
-        _ => None,
-    };
+    let status = parts.status.as_u16();
     Outcome {
         sent_at,
         first_byte_at: Some(first_byte_at),
         end: Instant::now(),
-        status: Some(status.as_u16()),
-        error,
+        status: Some(status),
+        error: match status {
+            400..=499 => Some(ErrorType::Http4xx),
+            500..=599 => Some(ErrorType::Http5xx),
+            _ => None,
+        },
+        headers: parts.headers,
+        body: kept.map(Bytes::from),
         bytes_received,
-    }
-}
-
-fn failed(sent_at: Instant, first_byte_at: Option<Instant>, error: ErrorType) -> Outcome {
-    Outcome {
-        sent_at,
-        first_byte_at,
-        end: Instant::now(),
-        status: None,
-        error: Some(error),
-        bytes_received: 0,
+        bytes_sent,
+        version: Some(parts.version),
     }
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> ErrorType {
-    let io = io_kind(e);
+    let found = classify_chain(e);
     if e.is_connect() {
         let mut dns = false;
         let mut source = e.source();
@@ -147,14 +308,40 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ErrorType {
             dns |= err.to_string().contains("dns error");
             source = err.source();
         }
-        return match io {
+        return match found {
             _ if dns => ErrorType::Dns,
-            Some(std::io::ErrorKind::ConnectionRefused) => ErrorType::ConnectRefused,
-            Some(std::io::ErrorKind::TimedOut) => ErrorType::Timeout,
-            _ => ErrorType::Connect,
+            Some(kind) => kind,
+            None => ErrorType::Connect,
         };
     }
-    io.map_or(ErrorType::Io, classify_io)
+    found.unwrap_or(ErrorType::Io)
+}
+
+/// The most specific class an error chain reveals: TLS, or an I/O kind.
+fn classify_chain(e: &(dyn std::error::Error + 'static)) -> Option<ErrorType> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return Some(ErrorType::Tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // tokio-rustls wraps handshake failures in an io::Error.
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return Some(ErrorType::Tls);
+            }
+            return Some(classify_io(io.kind()));
+        }
+        if let Some(hyper_err) = err.downcast_ref::<hyper::Error>()
+            && (hyper_err.is_incomplete_message() || hyper_err.is_closed())
+        {
+            return Some(ErrorType::ConnectionReset);
+        }
+        current = err.source();
+    }
+    None
 }
 
 fn classify_io(kind: std::io::ErrorKind) -> ErrorType {
@@ -169,19 +356,16 @@ fn classify_io(kind: std::io::ErrorKind) -> ErrorType {
     }
 }
 
-/// The io::ErrorKind at the bottom of an error chain, if any.
-fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        if let Some(hyper_err) = err.downcast_ref::<hyper::Error>()
-            && (hyper_err.is_incomplete_message() || hyper_err.is_closed())
-        {
-            return Some(std::io::ErrorKind::ConnectionReset);
-        }
-        current = err.source();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_need_a_supported_scheme_and_a_host() {
+        assert!(check_url("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_url("https://example.com").is_ok());
+        assert!(check_url("ftp://h/").unwrap_err().contains("http:// or https://"));
+        assert!(check_url("localhost:80").unwrap_err().contains("no scheme"));
+        assert!(check_url("http:///x").is_err());
     }
-    None
 }

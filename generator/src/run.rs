@@ -1,25 +1,29 @@
-//! One generator run: stages in order, progress while it goes, the manifest at the end.
+//! One generator run: stages in order, a monitor for progress and
+//! abort-on-fail thresholds, then the summary, the ledger and the manifest.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use exporter::attributes::{int, string};
 use exporter::proto_trace::{Span, span::SpanKind};
 use exporter::{ExportStats, Exporter, ExporterConfig};
 use schema::attr;
 
-use crate::config::{LoadModel, RunConfig};
-use crate::schedule::{self, Shape, Stage, Target};
+use crate::auth::{Fetch, TokenProvider};
+use crate::config::RunConfig;
+use crate::engine::Engine;
+use crate::ledger::{LedgerReport, LedgerWriter, Names};
+use crate::plan::{Plan, Shape, TokenSource};
 use crate::span::new_context;
-use crate::summary::{RunSummary, StageStats};
+use crate::summary::{
+    AuthSummary, LedgerSummary, Percentiles, RunSummary, StageSummary, StepSummary, rate,
+};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("invalid target URL '{url}': {reason}")]
-    BadUrl { url: String, reason: String },
     #[error("invalid load: {0}")]
     BadLoad(String),
     #[error(transparent)]
@@ -29,21 +33,19 @@ pub enum RunError {
 impl RunError {
     /// Whether the error is the user's input (exit 2) rather than the environment (exit 3).
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            RunError::BadUrl { .. } | RunError::BadLoad(_) | RunError::Export(_)
-        )
+        matches!(self, RunError::BadLoad(_) | RunError::Export(_))
     }
 }
 
-/// Runs the load and returns its summary.
-pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
-    let uri = parse_url(&config.url)?;
-    let method: ::http::Method = config
-        .method
-        .parse()
-        .map_err(|_| RunError::BadLoad(format!("unknown HTTP method '{}'", config.method)))?;
-    let stages = stages(&config)?;
+/// Runs the plan and returns its summary.
+pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> {
+    let (shard, shards) = config.shard;
+    if shards == 0 || shard >= shards {
+        return Err(RunError::BadLoad(format!(
+            "shard {shard}/{shards}: the index must be below the count"
+        )));
+    }
+    let client = crate::http::client(&plan.http).map_err(RunError::BadLoad)?;
     let resource = vec![
         string(attr::SERVICE_NAME, "loadlens-generator"),
         string(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
@@ -61,204 +63,312 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         Some(endpoint) => Some(Exporter::start(exporter_config(endpoint))?),
         None => None,
     };
-    let target = Arc::new(Target::new(
-        crate::http::client(config.timeout),
-        method,
-        uri,
-        config.url.clone(),
-        config.run_id.clone(),
-        config.scenario.clone(),
-        config.shard,
-        config.timeout,
-        config.propagate,
-        exporter.as_ref().map(Exporter::sink),
-    ));
+    let (ledger_sink, ledger_writer) = match &config.ledger {
+        Some(root) => {
+            let names = Names {
+                steps: plan.requests.iter().map(|r| r.name.clone()).collect(),
+                stages: plan.load.stages.iter().map(|s| s.name.clone()).collect(),
+            };
+            let (sink, writer) =
+                LedgerWriter::start(root.clone(), config.run_id.clone(), shard, names);
+            (Some(sink), Some(writer))
+        }
+        None => (None, None),
+    };
+    let stages = plan.load.stages.clone();
+    let max_in_flight = plan.load.max_in_flight.min(MAX_PERMITS);
+    let seed = plan.load.seed.unwrap_or_else(rand::random);
+    let model = format!("{:?}", plan.load.model).to_lowercase();
+    let manifest_config = manifest_config(&plan, &config);
+    let auth_settings = plan
+        .auth
+        .as_ref()
+        .map(|a| (a.refresh_before, default_ttl(&a.source)));
+    let engine = Arc::new_cyclic(|weak: &Weak<Engine>| {
+        let auth = auth_settings.map(|(refresh_before, ttl)| {
+            let weak = weak.clone();
+            let fetch: Fetch = Arc::new(move || {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    match weak.upgrade() {
+                        Some(engine) => engine.fetch_token().await,
+                        None => Err("the run has ended".into()),
+                    }
+                })
+            });
+            TokenProvider::new(fetch, ttl, refresh_before)
+        });
+        Engine::new(
+            plan,
+            client,
+            exporter.as_ref().map(Exporter::sink),
+            ledger_sink,
+            auth,
+            config.run_id.clone(),
+            config.shard,
+            config.propagate,
+        )
+    });
 
-    let started = target.clock.now();
-    let mut summaries = Vec::new();
-    let mut errors_by_type = BTreeMap::new();
+    if let Some(at) = config.start_at {
+        if let Ok(wait) = at.duration_since(SystemTime::now()) {
+            if config.progress {
+                eprintln!("  waiting {:.1} s for the start time", wait.as_secs_f64());
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let interrupt = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                engine.abort("interrupted (Ctrl-C); finishing requests in flight".into());
+                // A second Ctrl-C stops at once.
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let started = engine.clock.now();
+    let (stage_tx, stage_rx) = tokio::sync::watch::channel((0usize, Instant::now()));
+    let monitor = tokio::spawn(monitor(engine.clone(), stage_rx, config.progress));
     let mut stage_records = Vec::new();
-    for stage in stages {
-        let stage_start = target.clock.now();
-        let progress = config
-            .progress
-            .then(|| tokio::spawn(progress(target.clone(), stage.clone())));
-        let (stats, elapsed): (StageStats, Duration) =
-            schedule::run_stage(target.clone(), stage.clone()).await;
-        if let Some(progress) = progress {
-            progress.abort();
+    for (index, stage) in stages.iter().enumerate() {
+        if engine.aborted() {
+            break;
         }
-        for (error, count) in &stats.errors_by_type {
-            *errors_by_type
-                .entry(error.as_str().to_string())
-                .or_insert(0) += count;
-        }
-        let summary = stats.summarize(
-            stage.name.clone(),
-            stage.shape.target(),
-            elapsed.as_secs_f64(),
-        );
-        if config.progress {
-            eprintln!(
-                "  {:<8} done: {} requests, {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-                summary.stage,
-                summary.requests,
-                summary.throughput_rps,
-                summary.latency_ms.p50,
-                summary.latency_ms.p99,
-                summary.errors
-            );
-        }
+        let _ = stage_tx.send((index, Instant::now()));
+        let stage_start = engine.clock.now();
+        let elapsed = crate::load::run_stage(&engine, index, stage, max_in_flight, seed).await;
+        engine.recorder.stage_seconds(index, elapsed.as_secs_f64());
         stage_records.push(serde_json::json!({
             "name": stage.name,
+            "warmup": stage.warmup,
             "start_unix_nanos": stage_start,
-            "end_unix_nanos": target.clock.now(),
+            "end_unix_nanos": engine.clock.now(),
             "target": stage.shape.target(),
         }));
-        summaries.push(summary);
+        if config.progress {
+            let (p50, p99, requests, errors) = engine.recorder.stage_brief(index);
+            eprintln!(
+                "{}  {:<10} done: {requests} requests, {:.1} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors",
+                if std::io::stderr().is_terminal() { "\r\x1b[K" } else { "" },
+                stage.name,
+                rate(requests, elapsed.as_secs_f64()),
+            );
+        }
     }
-    let ended = target.clock.now();
+    let ended = engine.clock.now();
+    monitor.abort();
+    let _ = monitor.await;
+    interrupt.abort();
+    let _ = interrupt.await;
 
+    let aborted = engine.abort_reason();
     let spans = match exporter {
         Some(exporter) => exporter.shutdown().await,
         None => ExportStats::default(),
     };
-    let counters = &target.counters;
-    let sent = counters.sent.load(Ordering::Relaxed);
-    let failed = counters.failed.load(Ordering::Relaxed);
-    let mut summary = RunSummary {
+    let ledger: Option<LedgerReport> = match ledger_writer {
+        Some(writer) => Some(writer.finish().await),
+        None => None,
+    };
+    let (plan, counters, auth) = (&engine.plan, &engine.counters, &engine.auth);
+    let (run, stage_totals) = engine.recorder.finish();
+    let thresholds: Vec<_> = plan.thresholds.iter().map(|t| t.verdict(&run)).collect();
+    let summary = RunSummary {
         run_id: config.run_id.clone(),
-        scenario: config.scenario.clone(),
-        model: config.model.name().to_string(),
+        scenario: plan.name.clone(),
+        model,
+        shard,
+        shard_count: shards,
         started_at_unix_nanos: started,
         ended_at_unix_nanos: ended,
-        requests_sent: sent,
-        requests_ok: sent - failed,
-        requests_failed: failed,
-        requests_dropped: counters.dropped.load(Ordering::Relaxed),
+        duration_s: run.seconds,
+        requests_sent: counters.sent.load(Ordering::Relaxed),
+        requests: run.requests,
+        requests_ok: run.requests - run.errors,
+        requests_failed: run.errors,
+        success_rate: if run.requests > 0 {
+            (run.requests - run.errors) as f64 / run.requests as f64
+        } else {
+            1.0
+        },
+        throughput_rps: rate(run.requests, run.seconds),
+        latency_ms: Percentiles::of(&run.latency),
+        service_time_ms: Percentiles::of(&run.service),
+        errors_by_type: run
+            .errors_by_type
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        requests_dropped: run.dropped,
+        iterations_late: run.late,
+        warmup_requests: stages
+            .iter()
+            .zip(&stage_totals)
+            .filter(|(s, _)| s.warmup)
+            .map(|(_, t)| t.requests)
+            .sum(),
+        checks: run.checks,
+        checks_failed: run.checks_failed,
         spans_exported: spans.exported,
         spans_dropped: spans.dropped,
+        spans_sampled_out: counters.sampled_out.load(Ordering::Relaxed),
         manifest_exported: false,
-        errors_by_type,
-        stages: summaries,
+        auth: auth.as_ref().map(|a| AuthSummary {
+            refreshes: a.refreshes(),
+            failures: a.failures(),
+            retries: counters.auth_retries.load(Ordering::Relaxed),
+        }),
+        ledger: ledger.map(|l| LedgerSummary {
+            rows: l.rows,
+            files: l.files.len(),
+            error: l.error,
+        }),
+        stages: stages
+            .iter()
+            .zip(&stage_totals)
+            .take(stage_records.len())
+            .map(|(s, t)| StageSummary::of(s.name.clone(), s.warmup, s.shape.target(), t))
+            .collect(),
+        steps: plan
+            .requests
+            .iter()
+            .zip(&run.steps)
+            .map(|(r, t)| StepSummary {
+                step: r.name.clone(),
+                requests: t.requests,
+                errors: t.errors,
+                latency_ms: Percentiles::of(&t.latency),
+                service_time_ms: Percentiles::of(&t.service),
+            })
+            .collect(),
+        thresholds_passed: thresholds.iter().all(|v| v.passed),
+        thresholds,
+        aborted,
     };
+    let mut summary = summary;
     if let Some(endpoint) = &config.collector {
         let manifest = Exporter::start(exporter_config(endpoint))?;
-        manifest
-            .sink()
-            .send(run_span(&config, &summary, &stage_records));
+        manifest.sink().send(run_span(
+            &config,
+            &summary,
+            &manifest_config,
+            &stage_records,
+        ));
         summary.manifest_exported = manifest.shutdown().await.exported == 1;
     }
     Ok(summary)
 }
 
-fn parse_url(url: &str) -> Result<::http::Uri, RunError> {
-    let bad = |reason: &str| RunError::BadUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let uri: ::http::Uri = url
-        .parse()
-        .map_err(|e: ::http::uri::InvalidUri| bad(&e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => {
-            return Err(bad(&format!(
-                "scheme '{other}' is not supported yet; use http://"
-            )));
-        }
-        None => return Err(bad("it has no scheme; write it as http://host:port/path")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
-    Ok(uri)
-}
-
-fn stages(config: &RunConfig) -> Result<Vec<Stage>, RunError> {
-    let bad = |msg: String| Err(RunError::BadLoad(msg));
-    match &config.model {
-        LoadModel::Open { rate, duration } => {
-            if !(rate.is_finite() && *rate > 0.0) {
-                return bad(format!(
-                    "--rate must be a positive number of requests per second, not {rate}"
-                ));
-            }
-            if config.max_in_flight == 0 {
-                return bad("the in-flight bound must be at least 1".into());
-            }
-            Ok(vec![Stage {
-                name: "main".into(),
-                shape: Shape::Open {
-                    rate: *rate,
-                    max_in_flight: config.max_in_flight.min(MAX_PERMITS),
-                },
-                duration: *duration,
-            }])
-        }
-        LoadModel::Closed {
-            concurrency,
-            duration,
-        } => {
-            if *concurrency == 0 {
-                return bad("--concurrency must be at least 1".into());
-            }
-            Ok(vec![Stage {
-                name: "main".into(),
-                shape: Shape::Closed {
-                    concurrency: *concurrency,
-                },
-                duration: *duration,
-            }])
-        }
-        LoadModel::Ladder {
-            steps,
-            step_duration,
-        } => {
-            if steps.is_empty() || steps.contains(&0) {
-                return bad("ladder steps must be concurrency levels of at least 1".into());
-            }
-            Ok(steps
-                .iter()
-                .map(|&concurrency| Stage {
-                    name: format!("c={concurrency}"),
-                    shape: Shape::Closed { concurrency },
-                    duration: *step_duration,
-                })
-                .collect())
-        }
-    }
-}
-
 /// The semaphore's permit limit, kept well inside `u32` for `acquire_many`.
 const MAX_PERMITS: usize = 1 << 20;
 
-/// Prints one line a second while a stage runs.
-async fn progress(target: Arc<Target>, stage: Stage) {
-    let start = Instant::now();
-    let base = target.counters.sent.load(Ordering::Relaxed);
-    let base_failed = target.counters.failed.load(Ordering::Relaxed);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let elapsed = start.elapsed().as_secs_f64();
-        let sent = target.counters.sent.load(Ordering::Relaxed) - base;
-        let failed = target.counters.failed.load(Ordering::Relaxed) - base_failed;
-        eprintln!(
-            "  {:<8} {:>5.1}s/{:.0}s  {:>8} requests  {:>9.1} req/s  {} errors",
-            stage.name,
-            elapsed,
-            stage.duration.as_secs_f64(),
-            sent,
-            sent as f64 / elapsed,
-            failed
-        );
+fn default_ttl(source: &TokenSource) -> Duration {
+    match source {
+        TokenSource::Login { ttl, .. } => *ttl,
+        TokenSource::OAuth2(_) => Duration::from_secs(300),
     }
 }
 
+/// Once a second: abort-on-fail thresholds, and progress on stderr (a
+/// redrawn line on a terminal, a plain line every 5 s otherwise).
+async fn monitor(
+    engine: Arc<Engine>,
+    stage: tokio::sync::watch::Receiver<(usize, Instant)>,
+    progress: bool,
+) {
+    let tty = std::io::stderr().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut last_sent = engine.counters.sent.load(Ordering::Relaxed);
+    let mut ticks = 0u64;
+    loop {
+        tick.tick().await;
+        ticks += 1;
+        let (index, start) = *stage.borrow();
+        let stage = &engine.plan.load.stages[index];
+        let elapsed = start.elapsed();
+        let measured = if stage.warmup { 0.0 } else { elapsed.as_secs_f64() };
+        let aborting: Vec<_> = engine
+            .plan
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail)
+            .collect();
+        if !aborting.is_empty() {
+            let totals = engine.recorder.run_snapshot(measured);
+            if let Some(failed) = aborting.iter().find(|t| t.fails_now(&totals)) {
+                engine.abort(format!("threshold '{}' failed (abort_on_fail)", failed.source));
+            }
+        }
+        if !progress || (!tty && ticks % 5 != 0) {
+            continue;
+        }
+        let sent = engine.counters.sent.load(Ordering::Relaxed);
+        let per_second = (sent - last_sent) as f64 / if tty { 1.0 } else { 5.0 };
+        last_sent = sent;
+        let (p50, p99, requests, errors) = engine.recorder.stage_brief(index);
+        let remaining = stage.duration.saturating_sub(elapsed).as_secs_f64();
+        let target = match stage.shape {
+            Shape::Closed { vus, .. } => format!("{vus} VUs"),
+            shape => format!("{:.0}/s", shape.target()),
+        };
+        let line = format!(
+            "  {:<10} {:>6.1}s ({:.0}s left) target {target}  {per_second:>9.1} req/s  p50 {p50:.2} ms  p99 {p99:.2} ms  {requests} requests  {errors} errors  {} in flight",
+            stage.name,
+            elapsed.as_secs_f64(),
+            remaining,
+            engine.counters.in_flight.load(Ordering::Relaxed),
+        );
+        if tty {
+            eprint!("\r\x1b[K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// The resolved configuration recorded in the manifest.
+fn manifest_config(plan: &Plan, config: &RunConfig) -> serde_json::Value {
+    serde_json::json!({
+        "run": config,
+        "scenario": plan.name,
+        "model": format!("{:?}", plan.load.model).to_lowercase(),
+        "max_in_flight": plan.load.max_in_flight,
+        "seed": plan.load.seed,
+        "stages": plan.load.stages.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "warmup": s.warmup,
+            "duration_s": s.duration.as_secs_f64(),
+            "shape": format!("{:?}", s.shape),
+        })).collect::<Vec<_>>(),
+        "requests": plan.requests.iter().map(|r| serde_json::json!({
+            "name": r.name,
+            "method": r.method.as_str(),
+            "checks": r.checks.len(),
+            "extract": r.extract.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "mix": plan.choices.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        "http": {
+            "version": plan.http.version,
+            "timeout_s": plan.http.timeout.as_secs_f64(),
+            "connect_timeout_s": plan.http.connect_timeout.as_secs_f64(),
+        },
+        "thresholds": plan.thresholds.iter().map(|t| t.source.clone()).collect::<Vec<_>>(),
+        "sampling": plan.sampling.ratio,
+    })
+}
+
 /// The `loadlens.run` span: the run manifest, covering the whole run.
-fn run_span(config: &RunConfig, summary: &RunSummary, stages: &[serde_json::Value]) -> Span {
+fn run_span(
+    config: &RunConfig,
+    summary: &RunSummary,
+    resolved: &serde_json::Value,
+    stages: &[serde_json::Value],
+) -> Span {
     let ctx = new_context();
     Span {
         trace_id: ctx.trace_id.0.to_vec(),
@@ -269,11 +379,11 @@ fn run_span(config: &RunConfig, summary: &RunSummary, stages: &[serde_json::Valu
         end_time_unix_nano: summary.ended_at_unix_nanos as u64,
         attributes: vec![
             string(attr::RUN_ID, config.run_id.clone()),
-            string(attr::SCENARIO, config.scenario.clone()),
+            string(attr::SCENARIO, summary.scenario.clone()),
             int(attr::SHARD, i64::from(config.shard.0)),
-            string(attr::run::MODEL, config.model.name()),
-            string(attr::run::CONFIG, to_json(config)),
-            string(attr::run::STAGES, to_json(stages)),
+            string(attr::run::MODEL, summary.model.clone()),
+            string(attr::run::CONFIG, resolved.to_string()),
+            string(attr::run::STAGES, serde_json::Value::from(stages.to_vec()).to_string()),
             int(attr::run::SHARD_COUNT, i64::from(config.shard.1)),
             int(attr::run::REQUESTS_SENT, summary.requests_sent as i64),
             int(attr::run::REQUESTS_OK, summary.requests_ok as i64),
@@ -285,8 +395,4 @@ fn run_span(config: &RunConfig, summary: &RunSummary, stages: &[serde_json::Valu
         ],
         ..Default::default()
     }
-}
-
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }

@@ -25,6 +25,10 @@ pub struct RequestMeta<'a> {
     pub request_id: i64,
     pub concurrency: i64,
     pub intended_start_unix_nanos: i64,
+    /// Whether a 401 made the request fetch a new token and go again.
+    pub auth_retried: bool,
+    /// The flow the request is a step of, if any.
+    pub flow: Option<&'a str>,
 }
 
 /// A new trace context for a request: fresh trace id and span id, sampled.
@@ -57,6 +61,24 @@ pub fn client_span(meta: &RequestMeta<'_>, outcome: &Outcome, clock: &Clock) -> 
         int(attr::SENT_AT, sent_at),
         int(attr::HTTP_RESPONSE_BODY_SIZE, outcome.bytes_received as i64),
     ];
+    if outcome.bytes_sent > 0 {
+        attributes.push(int(attr::HTTP_REQUEST_BODY_SIZE, outcome.bytes_sent as i64));
+    }
+    if let Some(version) = outcome.version {
+        let version = match version {
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_3 => "3",
+            http::Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        };
+        attributes.push(string(attr::NETWORK_PROTOCOL_VERSION, version));
+    }
+    if let Some(flow) = meta.flow {
+        attributes.push(string(attr::FLOW, flow));
+    }
+    if meta.auth_retried {
+        attributes.push(exporter::attributes::bool(attr::AUTH_RETRIED, true));
+    }
     if let Some(first_byte) = outcome.first_byte_at {
         attributes.push(int(attr::FIRST_BYTE_AT, clock.unix_nanos(first_byte)));
     }

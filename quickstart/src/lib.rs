@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use analyzer::Store;
 use collector::{Collector, CollectorConfig};
 use demo::{Demo, DemoConfig};
-use generator::{LoadModel, RunConfig};
+use generator::plan::DEFAULT_MAX_IN_FLIGHT;
+use generator::{LoadModel, Plan, RunConfig};
 
 /// What the quickstart runs.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub enum QuickstartError {
     Analyzer(#[from] analyzer::AnalyzerError),
     #[error("the run lost telemetry: {0}")]
     Lost(String),
+    #[error("invalid load: {0}")]
+    Load(String),
 }
 
 /// Runs the pipeline and prints progress to stderr; returns the summary text.
@@ -66,22 +69,24 @@ pub async fn run(config: QuickstartConfig) -> Result<String, QuickstartError> {
         collector.grpc_addr(),
         demo.api_addr()
     );
-    let mut run = RunConfig::new(
-        demo.api_url(),
-        LoadModel::Ladder {
-            steps: config.steps.clone(),
-            step_duration: config.step_duration,
-        },
-    );
-    run.scenario = "quickstart".into();
+    let ladder = LoadModel::Ladder {
+        steps: config.steps.clone(),
+        step_duration: config.step_duration,
+    };
+    ladder.validate().map_err(QuickstartError::Load)?;
+    let mut plan = Plan::quick(&demo.api_url(), "GET", ladder.plan(DEFAULT_MAX_IN_FLIGHT, None))
+        .map_err(QuickstartError::Load)?;
+    plan.name = "quickstart".into();
+    let mut run = RunConfig::new();
     run.collector = Some(collector.grpc_endpoint());
+    run.ledger = Some(data.clone());
     eprintln!(
         "  run {}: concurrency ladder {:?}, {:.0} s per step",
         run.run_id,
         config.steps,
         config.step_duration.as_secs_f64()
     );
-    let summary = generator::run(run).await?;
+    let summary = generator::run(plan, run).await?;
     let demo_spans = demo.shutdown().await;
     let flushed = collector.shutdown().await?;
     eprintln!(

@@ -22,6 +22,8 @@ pub const DB_SYSTEM: &str = "db.system.name";
 pub const RPC_SYSTEM: &str = "rpc.system";
 pub const RPC_SERVICE: &str = "rpc.service";
 pub const RPC_METHOD: &str = "rpc.method";
+/// `network.protocol.version`: `1.1` or `2` for HTTP.
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
 
 /// The load run a span, metric point or manifest belongs to.
 pub const RUN_ID: &str = "loadlens.run.id";
@@ -45,6 +47,10 @@ pub const SENT_AT: &str = "loadlens.sent_at";
 pub const FIRST_BYTE_AT: &str = "loadlens.first_byte_at";
 /// Target concurrency of the stage (closed model and ladder) or target rate (open model).
 pub const CONCURRENCY: &str = "loadlens.concurrency";
+/// True on a request that got a 401, fetched a new token and went again.
+pub const AUTH_RETRIED: &str = "loadlens.auth_retried";
+/// The flow (sequence of requests) the request belongs to, when it is part of one.
+pub const FLOW: &str = "loadlens.flow";
 /// Name of the span the generator emits once per run, carrying the run manifest.
 pub const RUN_SPAN_NAME: &str = "loadlens.run";
 /// Instrumentation scope name of spans emitted by the generator.

@@ -1,0 +1,569 @@
+//! One iteration: pick a request or flow from the mix, render each step,
+//! send it (with a token, and once more after a 401), check and extract,
+//! then record the step three ways: the live totals, its span, its ledger row.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use exporter::SpanSink;
+use http::{HeaderValue, Request, Uri};
+use http_body_util::Full;
+
+use crate::auth::{Fetched, TokenProvider};
+use crate::clock::Clock;
+use crate::http::{self as client, ErrorType, HttpClient, Outcome};
+use crate::ledger::{LedgerRow, LedgerSink};
+use crate::plan::{Plan, RequestPlan, TokenSource};
+use crate::scenario::check::Response;
+use crate::scenario::feeder::Row;
+use crate::scenario::template::Values;
+use crate::span::{self, RequestMeta};
+use crate::stats::{Recorded, Recorder};
+
+/// What every iteration of a run shares.
+#[derive(Debug)]
+pub struct Engine {
+    pub plan: Plan,
+    pub client: HttpClient,
+    pub clock: Clock,
+    pub sink: Option<SpanSink>,
+    pub ledger: Option<LedgerSink>,
+    pub recorder: Recorder,
+    pub auth: Option<Arc<TokenProvider>>,
+    pub run_id: String,
+    pub shard: (u32, u32),
+    pub propagate: bool,
+    /// Stage names, by index.
+    pub stages: Vec<String>,
+    /// Target of each stage (rate or concurrency), by index.
+    pub targets: Vec<f64>,
+    /// Parsed URLs of requests whose URL has no template.
+    fixed_uris: Vec<Option<Uri>>,
+    next_sequence: AtomicU64,
+    pub counters: Counters,
+    abort: AtomicBool,
+    abort_reason: std::sync::Mutex<Option<String>>,
+}
+
+/// Live totals read by progress lines, metrics and the summary.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests started.
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    /// Iterations in flight.
+    pub in_flight: AtomicI64,
+    /// Request spans not exported because sampling left them out.
+    pub sampled_out: AtomicU64,
+    /// Requests retried once after a 401.
+    pub auth_retries: AtomicU64,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        plan: Plan,
+        client: HttpClient,
+        sink: Option<SpanSink>,
+        ledger: Option<LedgerSink>,
+        auth: Option<Arc<TokenProvider>>,
+        run_id: String,
+        shard: (u32, u32),
+        propagate: bool,
+    ) -> Engine {
+        let stages: Vec<String> = plan.load.stages.iter().map(|s| s.name.clone()).collect();
+        let targets = plan.load.stages.iter().map(|s| s.shape.target()).collect();
+        let warmup = plan.load.stages.iter().map(|s| s.warmup).collect();
+        let fixed_uris = plan
+            .requests
+            .iter()
+            .map(|r| r.url.as_literal().and_then(|u| u.parse().ok()))
+            .collect();
+        Engine {
+            recorder: Recorder::new(plan.requests.len(), warmup),
+            plan,
+            client,
+            clock: Clock::new(),
+            sink,
+            ledger,
+            auth,
+            run_id,
+            shard,
+            propagate,
+            stages,
+            targets,
+            fixed_uris,
+            next_sequence: AtomicU64::new(0),
+            counters: Counters::default(),
+            abort: AtomicBool::new(false),
+            abort_reason: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A request id unique within the run across shards: sequence × shards + shard.
+    fn next_request_id(&self) -> i64 {
+        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        (sequence * u64::from(self.shard.1) + u64::from(self.shard.0)) as i64
+    }
+
+    /// Stops scheduling new iterations (in-flight ones finish).
+    pub fn abort(&self, reason: String) {
+        let mut slot = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        self.abort.store(true, Ordering::Relaxed);
+    }
+
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    pub fn abort_reason(&self) -> Option<String> {
+        self.abort_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// An arrival the in-flight bound refused: counted, and in the ledger.
+    pub async fn dropped(&self, stage: usize, vu: u64, intended: Instant) {
+        let choice = self.plan.pick(rand::random());
+        self.recorder.arrival(stage, true, false);
+        if let Some(ledger) = &self.ledger {
+            let trace = span::new_context();
+            ledger
+                .write(LedgerRow {
+                    intended_start: self.clock.unix_nanos(intended),
+                    sent_at: None,
+                    end_time: None,
+                    request_id: self.next_request_id(),
+                    step: choice.steps[0] as u32,
+                    stage: stage as u32,
+                    vu: vu as i64,
+                    status: None,
+                    error_type: Some("dropped"),
+                    trace_id: trace.trace_id.0,
+                    span_id: trace.parent_id.0,
+                    span_exported: false,
+                })
+                .await;
+        }
+    }
+
+    /// Runs one iteration that was due at `intended`: a request, or a flow's
+    /// steps in order until one fails.
+    pub async fn iteration(&self, stage: usize, vu: u64, intended: Instant) {
+        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let choice = self.plan.pick(rand::random());
+        let flow = (choice.steps.len() > 1).then_some(choice.name.as_str());
+        let mut values = IterationValues {
+            plan: &self.plan,
+            rows: vec![None; self.plan.feeders.len()],
+            vars: HashMap::new(),
+            exhausted: None,
+        };
+        let mut due = intended;
+        for &step in &choice.steps {
+            let ok = self.step(stage, vu, step, flow, due, &mut values).await;
+            if let Some(feeder) = values.exhausted.take() {
+                self.abort(format!(
+                    "feeder '{feeder}' has handed out every row (mode: unique)"
+                ));
+            }
+            if !ok {
+                break;
+            }
+            // The next step of a flow is due as soon as this one ends.
+            due = Instant::now();
+        }
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sends one step; returns whether it succeeded.
+    async fn step(
+        &self,
+        stage: usize,
+        vu: u64,
+        step: usize,
+        flow: Option<&str>,
+        intended: Instant,
+        values: &mut IterationValues<'_>,
+    ) -> bool {
+        let request = &self.plan.requests[step];
+        let mut trace = span::new_context();
+        let sampling = self.plan.sampling;
+        trace.sampled = sampling.ratio >= 1.0 || rand::random::<f64>() < sampling.ratio;
+        let request_id = self.next_request_id();
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+
+        let mut token = None;
+        let mut outcome = None;
+        if let Some(auth) = &self.auth {
+            match auth.get().await {
+                Ok(t) => token = Some(t),
+                Err(_) => outcome = Some(Outcome::not_sent(Instant::now(), ErrorType::Auth)),
+            }
+        }
+        let mut url = String::new();
+        let mut outcome = match outcome {
+            Some(outcome) => outcome,
+            None => self.send(step, values, token.as_deref(), &trace, &mut url).await,
+        };
+        let mut auth_retried = false;
+        if outcome.status == Some(401)
+            && let (Some(auth), Some(stale)) = (&self.auth, &token)
+        {
+            auth_retried = true;
+            self.counters.auth_retries.fetch_add(1, Ordering::Relaxed);
+            let first_sent = outcome.sent_at;
+            outcome = match auth.renew(stale).await {
+                Ok(fresh) => {
+                    url.clear();
+                    self.send(step, values, Some(&fresh), &trace, &mut url).await
+                }
+                Err(_) => Outcome::not_sent(Instant::now(), ErrorType::Auth),
+            };
+            // The request, as its user sees it, began with the first attempt.
+            outcome.sent_at = first_sent;
+        }
+
+        let (checks, checks_failed) = self.check_and_extract(request, &mut outcome, values);
+        if outcome.error.is_some() {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let latency = outcome.end.saturating_duration_since(intended);
+        let service = outcome.end.saturating_duration_since(outcome.sent_at);
+        self.recorder.record(Recorded {
+            stage,
+            step,
+            latency_ns: latency.as_nanos() as u64,
+            service_ns: service.as_nanos() as u64,
+            error: outcome.error.map(ErrorType::as_str),
+            checks,
+            checks_failed,
+        });
+
+        let keep = trace.sampled
+            || outcome.error.is_some()
+            || latency >= sampling.keep_slower_than;
+        let mut exported = false;
+        if let Some(sink) = &self.sink {
+            if keep {
+                let uri: Option<Uri> = url.parse().ok();
+                let meta = RequestMeta {
+                    trace,
+                    method: request.method.as_str(),
+                    url: &url,
+                    host: uri.as_ref().and_then(Uri::host).unwrap_or_default(),
+                    port: uri.as_ref().map_or(80, port_of),
+                    run_id: &self.run_id,
+                    scenario: &self.plan.name,
+                    step: &request.name,
+                    stage: &self.stages[stage],
+                    shard: self.shard.0,
+                    vu,
+                    request_id,
+                    concurrency: self.targets[stage] as i64,
+                    intended_start_unix_nanos: self.clock.unix_nanos(intended),
+                    auth_retried,
+                    flow,
+                };
+                exported = sink.offer(span::client_span(&meta, &outcome, &self.clock));
+            } else {
+                self.counters.sampled_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger
+                .write(LedgerRow {
+                    intended_start: self.clock.unix_nanos(intended),
+                    sent_at: Some(self.clock.unix_nanos(outcome.sent_at)),
+                    end_time: Some(self.clock.unix_nanos(outcome.end)),
+                    request_id,
+                    step: step as u32,
+                    stage: stage as u32,
+                    vu: vu as i64,
+                    status: outcome.status,
+                    error_type: outcome.error.map(ErrorType::as_str),
+                    trace_id: trace.trace_id.0,
+                    span_id: trace.parent_id.0,
+                    span_exported: exported,
+                })
+                .await;
+        }
+        outcome.error.is_none()
+    }
+
+    /// Renders and sends one request; `url` receives the rendered URL.
+    async fn send(
+        &self,
+        step: usize,
+        values: &mut IterationValues<'_>,
+        token: Option<&str>,
+        trace: &exporter::TraceContext,
+        url: &mut String,
+    ) -> Outcome {
+        let keep_body = self.plan.requests[step].keep_body;
+        match self.build(step, values, token, trace, url) {
+            Ok(http_request) => {
+                client::send(&self.client, http_request, self.plan.http.timeout, keep_body).await
+            }
+            Err(error) => Outcome::not_sent(Instant::now(), error),
+        }
+    }
+
+    fn build(
+        &self,
+        step: usize,
+        values: &mut IterationValues<'_>,
+        token: Option<&str>,
+        trace: &exporter::TraceContext,
+        url: &mut String,
+    ) -> Result<Request<Full<Bytes>>, ErrorType> {
+        let request = &self.plan.requests[step];
+        request
+            .url
+            .render(values, url)
+            .map_err(|_| ErrorType::MissingValue)?;
+        let uri = match &self.fixed_uris[step] {
+            Some(uri) => uri.clone(),
+            None => url.parse().map_err(|_| ErrorType::InvalidRequest)?,
+        };
+        let mut builder = Request::builder().method(request.method.clone()).uri(uri);
+        for (name, template) in &request.headers {
+            let value = match template.as_literal() {
+                Some(v) => HeaderValue::from_str(v),
+                None => HeaderValue::from_str(
+                    &template
+                        .to_string(values)
+                        .map_err(|_| ErrorType::MissingValue)?,
+                ),
+            }
+            .map_err(|_| ErrorType::InvalidRequest)?;
+            builder = builder.header(name, value);
+        }
+        if let (Some(token), Some(auth)) = (token, &self.plan.auth) {
+            let value = HeaderValue::from_str(&format!("{}{token}", auth.prefix))
+                .map_err(|_| ErrorType::Auth)?;
+            builder = builder.header(&auth.header, value);
+        }
+        if self.propagate {
+            builder = builder.header("traceparent", trace.to_traceparent());
+        }
+        let body = match &request.body {
+            Some(template) => Bytes::from(
+                template
+                    .to_string(values)
+                    .map_err(|_| ErrorType::MissingValue)?,
+            ),
+            None => Bytes::new(),
+        };
+        builder
+            .body(Full::new(body))
+            .map_err(|_| ErrorType::InvalidRequest)
+    }
+
+    /// Fetches a token for the token provider: the OAuth2 token request, or
+    /// the scenario's login request (sent without a token, not counted as load).
+    pub async fn fetch_token(&self) -> Fetched {
+        let auth = self.plan.auth.as_ref().ok_or("the scenario has no auth")?;
+        let (outcome, name) = match &auth.source {
+            TokenSource::OAuth2(spec) => {
+                let mut form = format!(
+                    "grant_type=client_credentials&client_id={}&client_secret={}",
+                    form_encode(&spec.client_id),
+                    form_encode(&spec.client_secret)
+                );
+                if let Some(scope) = &spec.scope {
+                    form.push_str(&format!("&scope={}", form_encode(scope)));
+                }
+                let request = Request::post(&spec.token_url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("accept", "application/json")
+                    .body(Full::new(Bytes::from(form)))
+                    .map_err(|e| format!("token request: {e}"))?;
+                let outcome =
+                    client::send(&self.client, request, self.plan.http.timeout, true).await;
+                (outcome, spec.token_url.clone())
+            }
+            TokenSource::Login { request, .. } => {
+                let mut values = IterationValues {
+                    plan: &self.plan,
+                    rows: vec![None; self.plan.feeders.len()],
+                    vars: HashMap::new(),
+                    exhausted: None,
+                };
+                let trace = span::new_context();
+                let mut url = String::new();
+                let outcome = match self.build(*request, &mut values, None, &trace, &mut url) {
+                    Ok(http_request) => {
+                        client::send(&self.client, http_request, self.plan.http.timeout, true)
+                            .await
+                    }
+                    Err(error) => Outcome::not_sent(Instant::now(), error),
+                };
+                (outcome, format!("login request '{}'", self.plan.requests[*request].name))
+            }
+        };
+        let status = match (outcome.status, outcome.error) {
+            (Some(status @ 200..=299), _) => status,
+            (Some(status), _) => return Err(format!("{name} answered HTTP {status}")),
+            (None, error) => {
+                return Err(format!(
+                    "{name} failed: {}",
+                    error.map_or("no response", ErrorType::as_str)
+                ));
+            }
+        };
+        let body = outcome.body.unwrap_or_default();
+        let response = Response {
+            status,
+            headers: &outcome.headers,
+            body: &body,
+        };
+        let seconds = |text: &str| {
+            text.trim_matches('"')
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        };
+        match &auth.source {
+            TokenSource::OAuth2(_) => {
+                let json: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| format!("{name}: the token response is not JSON: {e}"))?;
+                let token = json["access_token"]
+                    .as_str()
+                    .ok_or_else(|| format!("{name}: the token response has no access_token"))?;
+                let ttl = match &json["expires_in"] {
+                    serde_json::Value::Number(n) => n.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()),
+                    serde_json::Value::String(s) => seconds(s),
+                    _ => None,
+                };
+                Ok((token.to_string(), ttl))
+            }
+            TokenSource::Login {
+                token, expires_in, ..
+            } => {
+                let value = token
+                    .extract(&response)
+                    .ok_or_else(|| format!("{name}: the token was not found in the response"))?;
+                let ttl = expires_in
+                    .as_ref()
+                    .and_then(|e| e.extract(&response))
+                    .and_then(|text| seconds(&text));
+                Ok((value, ttl))
+            }
+        }
+    }
+
+    /// Runs the checks (a failure makes the outcome `check_failed`) and the
+    /// extractors (a value not found makes it `missing_value`); returns
+    /// (checks run, checks failed).
+    fn check_and_extract(
+        &self,
+        request: &RequestPlan,
+        outcome: &mut Outcome,
+        values: &mut IterationValues<'_>,
+    ) -> (u32, u32) {
+        let Some(status) = outcome.status else {
+            return (0, 0);
+        };
+        let empty = Bytes::new();
+        let response = Response {
+            status,
+            headers: &outcome.headers,
+            body: outcome.body.as_ref().unwrap_or(&empty),
+        };
+        let failed = request
+            .checks
+            .iter()
+            .filter(|c| !c.passes(&response))
+            .count() as u32;
+        let mut missing = false;
+        for (name, extractor) in &request.extract {
+            match extractor.extract(&response) {
+                Some(value) => {
+                    values.vars.insert(name.clone(), value);
+                }
+                None => missing = true,
+            }
+        }
+        // A check that passes on a 4xx/5xx (expecting the error) clears it.
+        let status_checked = request
+            .checks
+            .iter()
+            .any(|c| matches!(c, crate::scenario::check::Check::Status(_)));
+        if status_checked && failed == 0 {
+            outcome.error = None;
+        }
+        if outcome.error.is_none() {
+            if failed > 0 {
+                outcome.error = Some(ErrorType::CheckFailed);
+            } else if missing {
+                outcome.error = Some(ErrorType::MissingValue);
+            }
+        }
+        (request.checks.len() as u32, failed)
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+fn port_of(uri: &Uri) -> u16 {
+    uri.port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        })
+}
+
+/// Template values of one iteration: one row per feeder (taken on first use)
+/// and the values extracted so far.
+struct IterationValues<'a> {
+    plan: &'a Plan,
+    rows: Vec<Option<Row>>,
+    vars: HashMap<String, String>,
+    /// A unique feeder that ran out.
+    exhausted: Option<String>,
+}
+
+impl Values for IterationValues<'_> {
+    fn feeder(&mut self, feeder: usize, column: usize) -> Result<&str, String> {
+        if self.rows[feeder].is_none() {
+            let source = &self.plan.feeders[feeder];
+            match source.next_row() {
+                Some(row) => self.rows[feeder] = Some(row),
+                None => {
+                    self.exhausted = Some(source.name.clone());
+                    return Err(format!("feeder '{}' has no rows left", source.name));
+                }
+            }
+        }
+        Ok(self.rows[feeder]
+            .as_ref()
+            .and_then(|row| row.get(column))
+            .map_or("", String::as_str))
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}

@@ -1,0 +1,200 @@
+//! The load models: when each iteration of a stage is due, and how many run
+//! at once. Open models schedule arrivals on the clock whatever the target
+//! does; a shard takes every n-th arrival of the whole run's schedule, so n
+//! shards together send exactly what one process would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use tokio::sync::Semaphore;
+
+use crate::engine::Engine;
+use crate::plan::{Shape, Stage};
+use crate::stats::LATE_AFTER;
+
+/// Offsets from the stage start of this shard's arrivals, in order.
+pub fn arrivals(
+    shape: Shape,
+    duration: Duration,
+    shard: (u32, u32),
+    seed: u64,
+) -> Box<dyn Iterator<Item = Duration> + Send> {
+    let (index, count) = (u64::from(shard.0), u64::from(shard.1.max(1)));
+    let limit = duration.as_secs_f64();
+    // The g-th arrival of the whole run, for g = index, index + count, …
+    let global = move |k: u64| k * count + index;
+    match shape {
+        Shape::Constant { rate } => Box::new(
+            (0u64..)
+                .map(move |k| global(k) as f64 / rate)
+                .take_while(move |&t| t < limit)
+                .map(Duration::from_secs_f64),
+        ),
+        Shape::Ramp { from, to } => {
+            // Arrivals so far N(t) = from·t + (to − from)·t²/(2D); the g-th
+            // arrival is at N(t) = g, solved in a form stable for any sign.
+            let a = (to - from) / (2.0 * limit);
+            Box::new(
+                (0u64..)
+                    .map(move |k| {
+                        let g = global(k) as f64;
+                        if g == 0.0 {
+                            return 0.0;
+                        }
+                        let disc = from * from + 4.0 * a * g;
+                        if disc < 0.0 {
+                            return f64::INFINITY;
+                        }
+                        let denominator = from + disc.sqrt();
+                        if denominator > 0.0 {
+                            2.0 * g / denominator
+                        } else {
+                            f64::INFINITY
+                        }
+                    })
+                    .take_while(move |&t| t < limit)
+                    .map(Duration::from_secs_f64),
+            )
+        }
+        Shape::Poisson { rate } => {
+            // Each shard is an independent Poisson process at rate / n; their
+            // superposition is a Poisson process at the full rate.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (index << 32));
+            let shard_rate = rate / count as f64;
+            let mut t = 0.0;
+            Box::new(
+                std::iter::from_fn(move || {
+                    let u: f64 = rng.random();
+                    t += -(1.0 - u).ln() / shard_rate;
+                    Some(t)
+                })
+                .take_while(move |&t| t < limit)
+                .map(Duration::from_secs_f64),
+            )
+        }
+        Shape::Closed { .. } => Box::new(std::iter::empty()),
+    }
+}
+
+/// Virtual users of a closed stage this shard runs, as global VU numbers.
+pub fn shard_vus(vus: usize, shard: (u32, u32)) -> impl Iterator<Item = u64> {
+    let (index, count) = (u64::from(shard.0), u64::from(shard.1.max(1)));
+    (0..vus as u64).filter(move |vu| vu % count == index)
+}
+
+/// Runs stage `index` to its end (or an abort); returns how long it took.
+pub async fn run_stage(
+    engine: &Arc<Engine>,
+    index: usize,
+    stage: &Stage,
+    max_in_flight: usize,
+    seed: u64,
+) -> Duration {
+    let start = Instant::now();
+    let end = start + stage.duration;
+    match stage.shape {
+        Shape::Closed { vus, think } => {
+            let mut workers = tokio::task::JoinSet::new();
+            for vu in shard_vus(vus, engine.shard) {
+                let engine = engine.clone();
+                workers.spawn(async move {
+                    while Instant::now() < end && !engine.aborted() {
+                        engine.iteration(index, vu, Instant::now()).await;
+                        if !think.is_zero() {
+                            tokio::time::sleep(think).await;
+                        }
+                    }
+                });
+            }
+            while workers.join_next().await.is_some() {}
+        }
+        shape => {
+            let permits = Arc::new(Semaphore::new(max_in_flight));
+            let schedule = arrivals(shape, stage.duration, engine.shard, seed);
+            for (slot, offset) in schedule.enumerate() {
+                let intended = start + offset;
+                if Instant::now() < intended {
+                    tokio::time::sleep_until(intended.into()).await;
+                }
+                if engine.aborted() {
+                    break;
+                }
+                let vu = slot as u64;
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    engine.dropped(index, vu, intended).await;
+                    continue;
+                };
+                let late = Instant::now().saturating_duration_since(intended) > LATE_AFTER;
+                engine.recorder.arrival(index, false, late);
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    engine.iteration(index, vu, intended).await;
+                    drop(permit);
+                });
+            }
+            // Wait for every iteration still in flight.
+            let _ = permits.acquire_many(max_in_flight as u32).await;
+        }
+    }
+    start.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(shape: Shape, d: f64, shard: (u32, u32)) -> Vec<f64> {
+        arrivals(shape, Duration::from_secs_f64(d), shard, 7)
+            .map(|t| t.as_secs_f64())
+            .collect()
+    }
+
+    #[test]
+    fn constant_rate_shards_interleave_into_the_single_schedule() {
+        let shape = Shape::Constant { rate: 100.0 };
+        let one = secs(shape, 1.0, (0, 1));
+        assert_eq!(one.len(), 100);
+        let mut merged: Vec<f64> = (0..4).flat_map(|i| secs(shape, 1.0, (i, 4))).collect();
+        merged.sort_by(f64::total_cmp);
+        assert_eq!(merged, one);
+        // 3 shards of a rate that does not divide evenly still add up.
+        let total: usize = (0..3).map(|i| secs(Shape::Constant { rate: 10.0 }, 1.0, (i, 3)).len()).sum();
+        assert_eq!(total, 10);
+    }
+
+    #[test]
+    fn a_ramp_sends_the_area_under_its_rate() {
+        // 0 → 100/s over 10 s: 500 arrivals, denser at the end.
+        let t = secs(Shape::Ramp { from: 0.0, to: 100.0 }, 10.0, (0, 1));
+        assert_eq!(t.len(), 500);
+        let first_half = t.iter().filter(|&&x| x < 5.0).count();
+        assert_eq!(first_half, 125);
+        // 100 → 0/s: 500 as well, denser at the start.
+        let t = secs(Shape::Ramp { from: 100.0, to: 100.0 }, 2.0, (0, 1));
+        assert_eq!(t.len(), 200);
+        let t = secs(Shape::Ramp { from: 100.0, to: 0.0 }, 10.0, (0, 1));
+        assert!((499..=500).contains(&t.len()), "{}", t.len());
+        assert!(t.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn poisson_arrivals_average_the_rate() {
+        let t = secs(Shape::Poisson { rate: 1000.0 }, 20.0, (0, 1));
+        // 20,000 expected; the standard deviation is √20,000 ≈ 141.
+        assert!((19_400..=20_600).contains(&t.len()), "{}", t.len());
+        let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        // Exponential gaps: standard deviation equals the mean.
+        assert!((var.sqrt() / mean - 1.0).abs() < 0.05, "{mean} {var}");
+    }
+
+    #[test]
+    fn shards_split_virtual_users_without_overlap() {
+        let all: Vec<u64> = shard_vus(10, (0, 1)).collect();
+        let mut merged: Vec<u64> = (0..3).flat_map(|i| shard_vus(10, (i, 3))).collect();
+        merged.sort();
+        assert_eq!(merged, all);
+    }
+}
