@@ -11,10 +11,12 @@
 
 pub mod attributes;
 pub mod export;
+pub mod metrics;
 pub mod trace_context;
 pub mod transport;
 
 pub use export::{ExportError, ExportStats, Exporter, ExporterConfig, SpanSink};
+pub use metrics::ExpHistogram;
 pub use trace_context::{SpanId, TraceContext, TraceId};
 pub use transport::{Protocol, UnknownProtocol};
 
