@@ -297,6 +297,23 @@ impl Signal for Traces {
     }
 }
 
+/// The resource every request carries.
+pub(crate) fn resource(attributes: &[KeyValue]) -> Resource {
+    Resource {
+        attributes: attributes.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// The instrumentation scope from its name and version.
+pub(crate) fn scope((name, version): &(String, String)) -> InstrumentationScope {
+    InstrumentationScope {
+        name: name.clone(),
+        version: version.clone(),
+        ..Default::default()
+    }
+}
+
 async fn export_batch(
     config: &ExporterConfig,
     transport: &Transport<Traces>,
@@ -306,16 +323,9 @@ async fn export_batch(
     let count = spans.len() as u64;
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: config.resource.clone(),
-                ..Default::default()
-            }),
+            resource: Some(resource(&config.resource)),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: config.scope.0.clone(),
-                    version: config.scope.1.clone(),
-                    ..Default::default()
-                }),
+                scope: Some(scope(&config.scope)),
                 spans,
                 schema_url: String::new(),
             }],

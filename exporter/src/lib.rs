@@ -8,6 +8,10 @@
 //!                          │ full: dropped_queue_full     │ retryable: wait RetryInfo / Retry-After, else backoff
 //!                                                         │ failed: dropped_export_failed, partial: dropped_rejected
 //! ```
+//!
+//! Metrics take a shorter path: the caller builds cumulative `Metric`s (see
+//! [`metrics`], with [`ExpHistogram`] for latency) and awaits
+//! [`MetricsExporter::export`], which retries the same way.
 
 pub mod attributes;
 pub mod export;
@@ -16,7 +20,7 @@ pub mod trace_context;
 pub mod transport;
 
 pub use export::{ExportError, ExportStats, Exporter, ExporterConfig, SpanSink};
-pub use metrics::ExpHistogram;
+pub use metrics::{ExpHistogram, MetricsConfig, MetricsExporter, MetricsStats};
 pub use trace_context::{SpanId, TraceContext, TraceId};
 pub use transport::{Protocol, UnknownProtocol};
 

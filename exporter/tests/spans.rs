@@ -53,14 +53,6 @@ fn unavailable_retry_after(delay: Duration) -> Failure {
     ))
 }
 
-/// The gap between the first (refused) request and the retry, as the server saw it.
-fn wait_before_retry(fake: &Fake) -> Duration {
-    let calls = fake.calls();
-    assert_eq!(calls.len(), 2, "one refusal, one accepted retry");
-    assert!(!calls[0].accepted && calls[1].accepted);
-    calls[1].at - calls[0].at
-}
-
 #[tokio::test]
 async fn grpc_retry_waits_as_long_as_retry_info_asks() {
     let fake = Fake::new([unavailable_retry_after(Duration::from_millis(300))]);
@@ -71,7 +63,7 @@ async fn grpc_retry_waits_as_long_as_retry_info_asks() {
     assert_eq!(stats.retries, 1);
     assert_eq!(stats.dropped, 0);
     assert_eq!(fake.spans_accepted() as u64, SPANS);
-    let waited = wait_before_retry(&fake);
+    let waited = fake.wait_before_retry();
     assert!(
         waited >= Duration::from_millis(300),
         "retried after {waited:?}"
@@ -89,7 +81,7 @@ async fn grpc_server_delay_is_capped() {
         .expect("an hour-long RetryInfo is capped at max_retry_delay");
 
     assert_eq!((stats.exported, stats.retries), (SPANS, 1));
-    assert!(wait_before_retry(&fake) >= Duration::from_millis(50));
+    assert!(fake.wait_before_retry() >= Duration::from_millis(50));
 }
 
 #[tokio::test]
@@ -132,7 +124,7 @@ async fn http_retry_waits_as_long_as_retry_after_asks() {
     assert_eq!(stats.retries, 1);
     assert_eq!(stats.dropped, 0);
     assert_eq!(fake.spans_accepted() as u64, SPANS);
-    let waited = wait_before_retry(&fake);
+    let waited = fake.wait_before_retry();
     assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
 }
 

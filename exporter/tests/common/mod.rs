@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -59,6 +59,15 @@ impl Fake {
     /// Every request so far, in arrival order.
     pub fn calls(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
         self.calls.lock().unwrap()
+    }
+
+    /// The gap between the first (refused) request and the retry, as the
+    /// server saw it: a lower bound of the client's wait.
+    pub fn wait_before_retry(&self) -> Duration {
+        let calls = self.calls();
+        assert_eq!(calls.len(), 2, "one refusal, one accepted retry");
+        assert!(!calls[0].accepted && calls[1].accepted);
+        calls[1].at - calls[0].at
     }
 
     /// Spans in accepted requests.
