@@ -90,6 +90,7 @@ impl ExporterConfig {
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The gRPC endpoint is not a valid URI.
     #[error(
         "invalid OTLP endpoint '{endpoint}': {source}; give a URL such as http://127.0.0.1:4317"
     )]

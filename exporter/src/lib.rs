@@ -26,3 +26,6 @@ pub use transport::{Protocol, UnknownProtocol};
 
 /// Re-exported so callers build spans with the same proto types the exporter sends.
 pub use opentelemetry_proto::tonic::trace::v1 as proto_trace;
+
+/// The metric proto types, as `proto_trace` is for spans (also `metrics::proto`).
+pub use opentelemetry_proto::tonic::metrics::v1 as proto_metrics;
