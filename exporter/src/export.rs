@@ -1,23 +1,31 @@
-//! Batching OTLP/gRPC span export with a bounded queue and explicit drop counts.
+//! Batching OTLP span export with a bounded queue, retries and counters that
+//! say why each lost span was lost.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::transport::{Protocol, RetryPolicy, Signal, Transport};
 
 /// Where and how to export.
 #[derive(Debug, Clone)]
 pub struct ExporterConfig {
-    /// OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`.
+    /// Collector URL: `http://127.0.0.1:4317` for gRPC; for OTLP/HTTP the base
+    /// URL, e.g. `http://127.0.0.1:4318`, to which `/v1/traces` is appended.
     pub endpoint: String,
+    /// gRPC (the default) or HTTP/protobuf.
+    pub protocol: Protocol,
     /// Resource attributes sent with every batch (`service.name` ...).
     pub resource: Vec<KeyValue>,
     /// Instrumentation scope name and version.
@@ -28,20 +36,53 @@ pub struct ExporterConfig {
     pub queue_capacity: usize,
     /// Longest a span waits in a partial batch.
     pub flush_interval: Duration,
-    /// Attempts per batch before its spans count as dropped.
+    /// Attempts per batch, the first included, before its spans count as dropped.
     pub max_attempts: u32,
+    /// Longest one attempt may take, connecting included.
+    pub timeout: Duration,
+    /// Backoff ceiling before the first retry; it doubles with each retry, and
+    /// the wait is drawn at random from its upper half.
+    pub initial_backoff: Duration,
+    /// Largest backoff ceiling.
+    pub max_backoff: Duration,
+    /// Largest wait honoured when the collector names one (gRPC `RetryInfo`,
+    /// HTTP `Retry-After`); longer requests are cut to this.
+    pub max_retry_delay: Duration,
 }
 
 impl ExporterConfig {
+    /// Defaults: OTLP/gRPC, batches of 512, a queue of 65,536 spans, flush every
+    /// 200 ms, 5 attempts, 10 s per attempt, backoff 50 ms doubling to 2 s, and
+    /// server-requested waits up to 30 s.
     pub fn new(endpoint: impl Into<String>, resource: Vec<KeyValue>) -> Self {
         ExporterConfig {
             endpoint: endpoint.into(),
+            protocol: Protocol::Grpc,
             resource,
             scope: ("loadlens".into(), env!("CARGO_PKG_VERSION").into()),
             batch_size: 512,
             queue_capacity: 1 << 16,
             flush_interval: Duration::from_millis(200),
             max_attempts: 5,
+            timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            max_retry_delay: Duration::from_secs(30),
+        }
+    }
+
+    /// The same settings over another transport.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            max_server_delay: self.max_retry_delay,
         }
     }
 }
@@ -49,6 +90,7 @@ impl ExporterConfig {
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The gRPC endpoint is not a valid URI.
     #[error(
         "invalid OTLP endpoint '{endpoint}': {source}; give a URL such as http://127.0.0.1:4317"
     )]
@@ -56,28 +98,56 @@ pub enum ExportError {
         endpoint: String,
         source: tonic::transport::Error,
     },
+    /// The OTLP/HTTP endpoint is not a plain `http://` URL.
+    #[error(
+        "invalid OTLP/HTTP endpoint '{endpoint}': {reason}; give a URL such as http://127.0.0.1:4318"
+    )]
+    HttpEndpoint { endpoint: String, reason: String },
 }
 
 /// Totals of one exporter's life.
+///
+/// `dropped == dropped_queue_full + dropped_export_failed + dropped_rejected`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExportStats {
     /// Spans the collector accepted.
     pub exported: u64,
-    /// Spans lost: queue full, export failed after retries, or rejected by the collector.
+    /// Spans lost, for any of the three reasons below.
     pub dropped: u64,
+    /// Spans refused by [`SpanSink::send`]: the queue was full (export slower
+    /// than span production) or the exporter had stopped.
+    pub dropped_queue_full: u64,
+    /// Spans in batches that failed: a non-retryable answer, or retryable
+    /// failures until the attempts ran out.
+    pub dropped_export_failed: u64,
+    /// Spans the collector refused in a partial success (`rejected_spans`).
+    pub dropped_rejected: u64,
+    /// Export attempts beyond the first of each batch.
+    pub retries: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
     exported: AtomicU64,
-    dropped: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_export_failed: AtomicU64,
+    dropped_rejected: AtomicU64,
+    retries: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Counters {
     fn snapshot(&self) -> ExportStats {
+        let dropped_queue_full = self.dropped_queue_full.load(Ordering::Relaxed);
+        let dropped_export_failed = self.dropped_export_failed.load(Ordering::Relaxed);
+        let dropped_rejected = self.dropped_rejected.load(Ordering::Relaxed);
         ExportStats {
             exported: self.exported.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            dropped: dropped_queue_full + dropped_export_failed + dropped_rejected,
+            dropped_queue_full,
+            dropped_export_failed,
+            dropped_rejected,
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -99,7 +169,9 @@ impl SpanSink {
     pub fn offer(&self, span: Span) -> bool {
         let queued = self.tx.try_send(span).is_ok();
         if !queued {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
         }
         queued
     }
@@ -107,6 +179,16 @@ impl SpanSink {
     /// Totals so far.
     pub fn stats(&self) -> ExportStats {
         self.counters.snapshot()
+    }
+
+    /// Why the most recent failed batch failed (e.g. `gRPC Unavailable: ...`,
+    /// `POST http://...: HTTP 400 Bad Request`), for a run summary.
+    pub fn last_error(&self) -> Option<String> {
+        self.counters
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -121,18 +203,11 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the export task. Connects lazily, so the collector may start later.
     pub fn start(config: ExporterConfig) -> Result<Exporter, ExportError> {
-        let channel = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|source| ExportError::Endpoint {
-                endpoint: config.endpoint.clone(),
-                source,
-            })?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
+        let transport = Transport::new(&config.endpoint, config.protocol, config.timeout)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (close, closed) = tokio::sync::oneshot::channel();
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(config, channel, rx, closed, counters.clone()));
+        let task = tokio::spawn(run(config, transport, rx, closed, counters.clone()));
         Ok(Exporter {
             sink: SpanSink { tx, counters },
             close,
@@ -157,12 +232,11 @@ impl Exporter {
 
 async fn run(
     config: ExporterConfig,
-    channel: Channel,
+    transport: Transport<Traces>,
     mut rx: mpsc::Receiver<Span>,
     mut closed: tokio::sync::oneshot::Receiver<()>,
     counters: Arc<Counters>,
 ) {
-    let mut client = TraceServiceClient::new(channel);
     let batch_size = config.batch_size.max(1);
     let mut batch = Vec::with_capacity(batch_size);
     let mut tick = tokio::time::interval(config.flush_interval);
@@ -176,12 +250,12 @@ async fn run(
                     break;
                 }
                 if batch.len() >= batch_size {
-                    export_batch(&config, &mut client, std::mem::take(&mut batch), &counters).await;
+                    export_batch(&config, &transport, std::mem::take(&mut batch), &counters).await;
                 }
             }
             _ = tick.tick() => {
                 if !batch.is_empty() {
-                    export_batch(&config, &mut client, std::mem::take(&mut batch), &counters).await;
+                    export_batch(&config, &transport, std::mem::take(&mut batch), &counters).await;
                 }
             }
             _ = &mut closed => {
@@ -193,7 +267,7 @@ async fn run(
                         break;
                     }
                     if batch.len() >= batch_size {
-                        export_batch(&config, &mut client, std::mem::take(&mut batch), &counters).await;
+                        export_batch(&config, &transport, std::mem::take(&mut batch), &counters).await;
                     }
                 }
                 break;
@@ -201,71 +275,95 @@ async fn run(
         }
     }
     if !batch.is_empty() {
-        export_batch(&config, &mut client, batch, &counters).await;
+        export_batch(&config, &transport, batch, &counters).await;
+    }
+}
+
+/// The trace signal: `TraceService/Export` and `/v1/traces`.
+pub(crate) struct Traces;
+
+impl Signal for Traces {
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    const HTTP_PATH: &'static str = "/v1/traces";
+
+    async fn grpc_export(
+        channel: Channel,
+        request: ExportTraceServiceRequest,
+    ) -> Result<ExportTraceServiceResponse, tonic::Status> {
+        TraceServiceClient::new(channel)
+            .export(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    fn rejected(response: &ExportTraceServiceResponse) -> u64 {
+        response
+            .partial_success
+            .as_ref()
+            .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0))
+    }
+}
+
+/// The resource every request carries.
+pub(crate) fn resource(attributes: &[KeyValue]) -> Resource {
+    Resource {
+        attributes: attributes.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// The instrumentation scope from its name and version.
+pub(crate) fn scope((name, version): &(String, String)) -> InstrumentationScope {
+    InstrumentationScope {
+        name: name.clone(),
+        version: version.clone(),
+        ..Default::default()
     }
 }
 
 async fn export_batch(
     config: &ExporterConfig,
-    client: &mut TraceServiceClient<Channel>,
+    transport: &Transport<Traces>,
     spans: Vec<Span>,
     counters: &Counters,
 ) {
     let count = spans.len() as u64;
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: config.resource.clone(),
-                ..Default::default()
-            }),
+            resource: Some(resource(&config.resource)),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: config.scope.0.clone(),
-                    version: config.scope.1.clone(),
-                    ..Default::default()
-                }),
+                scope: Some(scope(&config.scope)),
                 spans,
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
         }],
     };
-    let mut backoff = Duration::from_millis(50);
-    for attempt in 1..=config.max_attempts.max(1) {
-        match client.export(request.clone()).await {
-            Ok(response) => {
-                let rejected = response
-                    .into_inner()
-                    .partial_success
-                    .map_or(0, |p| p.rejected_spans.max(0) as u64)
-                    .min(count);
-                counters
-                    .exported
-                    .fetch_add(count - rejected, Ordering::Relaxed);
-                counters.dropped.fetch_add(rejected, Ordering::Relaxed);
-                return;
-            }
-            Err(status) if attempt < config.max_attempts && retryable(status.code()) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(_) => break,
+    let delivery = transport
+        .export_with_retries(&request, &config.retry_policy())
+        .await;
+    counters
+        .retries
+        .fetch_add(u64::from(delivery.retries), Ordering::Relaxed);
+    match delivery.result {
+        Ok(rejected) => {
+            let rejected = rejected.min(count);
+            counters
+                .exported
+                .fetch_add(count - rejected, Ordering::Relaxed);
+            counters
+                .dropped_rejected
+                .fetch_add(rejected, Ordering::Relaxed);
+        }
+        Err(failure) => {
+            counters
+                .dropped_export_failed
+                .fetch_add(count, Ordering::Relaxed);
+            *counters
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.message);
         }
     }
-    counters.dropped.fetch_add(count, Ordering::Relaxed);
-}
-
-/// The gRPC codes the OTLP specification lists as retryable.
-fn retryable(code: tonic::Code) -> bool {
-    use tonic::Code::*;
-    matches!(
-        code,
-        Cancelled
-            | DeadlineExceeded
-            | Aborted
-            | OutOfRange
-            | Unavailable
-            | DataLoss
-            | ResourceExhausted
-    )
 }
