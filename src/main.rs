@@ -127,6 +127,10 @@ struct RunArgs {
     /// Most requests in flight at once (open model).
     #[arg(long, default_value_t = generator::plan::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// Most requests on the wire at once (like wrk -c); others wait, which counts
+    /// as latency but not as service time. Default: no limit.
+    #[arg(long, conflicts_with = "scenario_file")]
+    connections: Option<usize>,
     /// Per-request timeout (e.g. 10s), without a scenario file.
     #[arg(long, default_value = "10s", value_parser = generator::config::parse_duration)]
     timeout: Duration,
@@ -396,6 +400,10 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
                 generator::Plan::quick(url, &args.method, load).map_err(Failure::usage)?;
             plan.http.timeout = args.timeout;
             plan.http.connect_timeout = args.timeout;
+            if args.connections == Some(0) {
+                return Err(Failure::usage("--connections must be at least 1"));
+            }
+            plan.http.connections = args.connections;
             plan
         }
         (None, None) => return Err(Failure::usage("give a scenario file or --url")),

@@ -60,6 +60,8 @@ fn every_request_is_traced_stored_once_and_joined_by_the_target() {
             &endpoint,
             "--run-id",
             "e2e-run",
+            "--data",
+            data.path().to_str().unwrap(),
             "--quiet",
             "--summary-json",
         ])
@@ -194,5 +196,26 @@ fn every_request_is_traced_stored_once_and_joined_by_the_target() {
     );
     assert_eq!(runs.len(), 1);
     assert_eq!(i64_of(&runs[0], "requests_sent") as usize, sent);
-    assert_eq!(runs[0]["model"], "open");
+    assert_eq!(runs[0]["model"], "constant");
+
+    // Reconciliation: the generator's ledger, written straight into the store,
+    // has one row per request, and every row's span is in `spans` exactly once.
+    let reconciled = sql_json(
+        data.path(),
+        "SELECT COUNT(*) AS ledger_rows,
+                SUM(CASE WHEN l.span_exported THEN 1 ELSE 0 END) AS handed_over,
+                COUNT(s.span_id) AS joined,
+                COUNT(DISTINCT l.request_id) AS distinct_ids
+         FROM ledger l
+         LEFT JOIN (SELECT trace_id, span_id FROM spans WHERE run_id = 'e2e-run' AND kind = 'CLIENT') s
+           ON l.trace_id = s.trace_id AND l.span_id = s.span_id
+         WHERE l.run_id = 'e2e-run'",
+    );
+    for column in ["ledger_rows", "handed_over", "joined", "distinct_ids"] {
+        assert_eq!(
+            i64_of(&reconciled[0], column) as usize,
+            sent,
+            "{column}: {reconciled:?}"
+        );
+    }
 }

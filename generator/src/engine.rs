@@ -42,6 +42,8 @@ pub struct Engine {
     pub targets: Vec<f64>,
     /// Parsed URLs of requests whose URL has no template.
     fixed_uris: Vec<Option<Uri>>,
+    /// The connection limit, if any.
+    connections: Option<Arc<tokio::sync::Semaphore>>,
     next_sequence: AtomicU64,
     pub counters: Counters,
     abort: AtomicBool,
@@ -82,7 +84,12 @@ impl Engine {
             .iter()
             .map(|r| r.url.as_literal().and_then(|u| u.parse().ok()))
             .collect();
+        let connections = plan
+            .http
+            .connections
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         Engine {
+            connections,
             recorder: Recorder::new(plan.requests.len(), warmup),
             plan,
             client,
@@ -130,13 +137,14 @@ impl Engine {
     }
 
     /// An arrival the in-flight bound refused: counted, and in the ledger.
-    pub async fn dropped(&self, stage: usize, vu: u64, intended: Instant) {
+    /// Called from the arrival thread, outside the runtime.
+    pub fn dropped(&self, stage: usize, vu: u64, intended: Instant) {
         let choice = self.plan.pick(rand::random());
         self.recorder.arrival(stage, true, false);
         if let Some(ledger) = &self.ledger {
             let trace = span::new_context();
             ledger
-                .write(LedgerRow {
+                .write_blocking(LedgerRow {
                     intended_start: self.clock.unix_nanos(intended),
                     sent_at: None,
                     end_time: None,
@@ -149,8 +157,7 @@ impl Engine {
                     trace_id: trace.trace_id.0,
                     span_id: trace.parent_id.0,
                     span_exported: false,
-                })
-                .await;
+                });
         }
     }
 
@@ -310,6 +317,12 @@ impl Engine {
         let keep_body = self.plan.requests[step].keep_body;
         match self.build(step, values, token, trace, url) {
             Ok(http_request) => {
+                // Waiting for a connection is latency, not service time: the
+                // send time is taken once the request has one.
+                let _connection = match &self.connections {
+                    Some(limit) => limit.clone().acquire_owned().await.ok(),
+                    None => None,
+                };
                 client::send(&self.client, http_request, self.plan.http.timeout, keep_body).await
             }
             Err(error) => Outcome::not_sent(Instant::now(), error),

@@ -58,6 +58,11 @@ impl LedgerSink {
         // Fails only after `finish`, when no request is in flight any more.
         let _ = self.tx.send(Message::Row(row)).await;
     }
+
+    /// Queues a row from a thread outside the async runtime.
+    pub fn write_blocking(&self, row: LedgerRow) {
+        let _ = self.tx.blocking_send(Message::Row(row));
+    }
 }
 
 /// Totals of the written ledger.

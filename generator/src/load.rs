@@ -110,34 +110,60 @@ pub async fn run_stage(
             while workers.join_next().await.is_some() {}
         }
         shape => {
+            // Arrivals are dispatched by a thread of their own: tokio's timer
+            // has millisecond resolution, a thread's sleep is an order of
+            // magnitude finer, and every microsecond of dispatch lateness
+            // would count as latency.
             let permits = Arc::new(Semaphore::new(max_in_flight));
             let schedule = arrivals(shape, stage.duration, engine.shard, seed);
-            for (slot, offset) in schedule.enumerate() {
-                let intended = start + offset;
-                if Instant::now() < intended {
-                    tokio::time::sleep_until(intended.into()).await;
-                }
-                if engine.aborted() {
-                    break;
-                }
-                let vu = slot as u64;
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    engine.dropped(index, vu, intended).await;
-                    continue;
-                };
-                let late = Instant::now().saturating_duration_since(intended) > LATE_AFTER;
-                engine.recorder.arrival(index, false, late);
-                let engine = engine.clone();
-                tokio::spawn(async move {
-                    engine.iteration(index, vu, intended).await;
-                    drop(permit);
-                });
-            }
+            let runtime = tokio::runtime::Handle::current();
+            let dispatcher = {
+                let (engine, permits) = (engine.clone(), permits.clone());
+                std::thread::Builder::new()
+                    .name("loadlens-arrivals".into())
+                    .spawn(move || dispatch(&engine, &runtime, index, start, schedule, &permits))
+                    .expect("spawn the arrival thread")
+            };
+            let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
             // Wait for every iteration still in flight.
             let _ = permits.acquire_many(max_in_flight as u32).await;
         }
     }
     start.elapsed()
+}
+
+/// Starts each arrival of `schedule` on the runtime at its time, or counts it
+/// dropped when `max_in_flight` iterations are already running.
+fn dispatch(
+    engine: &Arc<Engine>,
+    runtime: &tokio::runtime::Handle,
+    index: usize,
+    start: Instant,
+    schedule: Box<dyn Iterator<Item = Duration> + Send>,
+    permits: &Arc<Semaphore>,
+) {
+    for (slot, offset) in schedule.enumerate() {
+        let intended = start + offset;
+        let now = Instant::now();
+        if now < intended {
+            std::thread::sleep(intended - now);
+        }
+        if engine.aborted() {
+            break;
+        }
+        let vu = slot as u64;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            engine.dropped(index, vu, intended);
+            continue;
+        };
+        let late = Instant::now().saturating_duration_since(intended) > LATE_AFTER;
+        engine.recorder.arrival(index, false, late);
+        let engine = engine.clone();
+        runtime.spawn(async move {
+            engine.iteration(index, vu, intended).await;
+            drop(permit);
+        });
+    }
 }
 
 #[cfg(test)]

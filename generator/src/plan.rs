@@ -63,6 +63,8 @@ pub struct HttpSettings {
     pub connect_timeout: Duration,
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// Most requests on the wire at once.
+    pub connections: Option<usize>,
 }
 
 impl Default for HttpSettings {
@@ -73,6 +75,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(10),
             ca_file: None,
             insecure_skip_verify: false,
+            connections: None,
         }
     }
 }
@@ -352,6 +355,15 @@ impl Plan {
                 .unwrap_or(Duration::from_secs(10)),
             ca_file: s.http.ca_file.as_deref().map(|f| file.resolve(f)),
             insecure_skip_verify: s.http.insecure_skip_verify,
+            connections: match s.http.connections {
+                Some(0) => {
+                    return Err(err(
+                        &["http", "connections"],
+                        "connections must be at least 1".into(),
+                    ));
+                }
+                other => other,
+            },
         };
 
         let auth = s

@@ -100,6 +100,11 @@ pub struct HttpSpec {
     /// Accept any server certificate (testing only).
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Most requests on the wire at once (like wrk's connections); more wait
+    /// in the generator, which counts as latency but not as service time.
+    /// Default: no limit besides `max_in_flight`.
+    #[serde(default)]
+    pub connections: Option<usize>,
 }
 
 /// Which HTTP version to speak.
