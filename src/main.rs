@@ -107,7 +107,11 @@ struct RunArgs {
     /// Scenario file (YAML); without one, give --url and --rate or --concurrency.
     scenario_file: Option<PathBuf>,
     /// Target URL for a run without a scenario file (http:// or https://).
-    #[arg(long, conflicts_with = "scenario_file", required_unless_present = "scenario_file")]
+    #[arg(
+        long,
+        conflicts_with = "scenario_file",
+        required_unless_present = "scenario_file"
+    )]
     url: Option<String>,
     /// Constant arrival rate: requests per second.
     #[arg(long, conflicts_with_all = ["concurrency", "scenario_file"])]
@@ -149,9 +153,10 @@ struct RunArgs {
     /// Do not send traceparent to the target.
     #[arg(long)]
     no_propagate: bool,
-    /// Store the run's ledger is written into.
-    #[arg(long, default_value = "loadlens-data")]
-    data: PathBuf,
+    /// Store the run's ledger is written into [default: loadlens-data, or no
+    /// ledger with --no-telemetry unless given].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Do not write the ledger.
     #[arg(long)]
     no_ledger: bool,
@@ -420,7 +425,11 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
     config.shard = args.shard;
     config.start_at = args.start_at;
     config.progress = !args.quiet;
-    config.ledger = (!args.no_telemetry && !args.no_ledger).then_some(args.data);
+    config.ledger = match (args.no_ledger, args.data, args.no_telemetry) {
+        (true, _, _) | (false, None, true) => None,
+        (false, Some(data), _) => Some(data),
+        (false, None, false) => Some(PathBuf::from("loadlens-data")),
+    };
     let summary = generator::run(plan, config)
         .await
         .map_err(|e| Failure::by(e.is_usage(), e))?;
@@ -438,7 +447,9 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
         );
     }
     if let Some(error) = summary.ledger.as_ref().and_then(|l| l.error.as_ref()) {
-        return Err(Failure::runtime(format!("the ledger could not be written: {error}")));
+        return Err(Failure::runtime(format!(
+            "the ledger could not be written: {error}"
+        )));
     }
     if !summary.thresholds_passed {
         let failed: Vec<&str> = summary

@@ -67,7 +67,10 @@ impl TokenProvider {
     }
 
     fn snapshot(&self) -> Option<Token> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn margin(&self, token: &Token) -> Duration {

@@ -163,11 +163,8 @@ pub fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 
 /// Parses `--start-at`: RFC 3339 UTC (`2026-11-23T10:00:00Z`) or Unix seconds.
 pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
-    let bad = || {
-        format!(
-            "invalid start time '{text}': give Unix seconds or UTC as 2026-11-23T10:00:00Z"
-        )
-    };
+    let bad =
+        || format!("invalid start time '{text}': give Unix seconds or UTC as 2026-11-23T10:00:00Z");
     if let Ok(secs) = text.trim().parse::<f64>() {
         return Duration::try_from_secs_f64(secs)
             .map(|d| UNIX_EPOCH + d)
@@ -175,9 +172,17 @@ pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
     }
     let t = text.trim().strip_suffix('Z').ok_or_else(bad)?;
     let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let h: Vec<i64> = hms.split(':').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
     if d.len() != 3 || h.len() != 3 {
         return Err(bad());
     }
@@ -228,7 +233,10 @@ mod tests {
         let t = parse_start_at("2026-11-23T10:00:00.5Z").unwrap();
         let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
         assert_eq!(secs, 1_795_428_000.5);
-        assert_eq!(parse_start_at("1795428000").unwrap(), UNIX_EPOCH + Duration::from_secs(1_795_428_000));
+        assert_eq!(
+            parse_start_at("1795428000").unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_795_428_000)
+        );
         assert!(parse_start_at("tomorrow").unwrap_err().contains("UTC"));
     }
 

@@ -143,21 +143,20 @@ impl Engine {
         self.recorder.arrival(stage, true, false);
         if let Some(ledger) = &self.ledger {
             let trace = span::new_context();
-            ledger
-                .write_blocking(LedgerRow {
-                    intended_start: self.clock.unix_nanos(intended),
-                    sent_at: None,
-                    end_time: None,
-                    request_id: self.next_request_id(),
-                    step: choice.steps[0] as u32,
-                    stage: stage as u32,
-                    vu: vu as i64,
-                    status: None,
-                    error_type: Some("dropped"),
-                    trace_id: trace.trace_id.0,
-                    span_id: trace.parent_id.0,
-                    span_exported: false,
-                });
+            ledger.write_blocking(LedgerRow {
+                intended_start: self.clock.unix_nanos(intended),
+                sent_at: None,
+                end_time: None,
+                request_id: self.next_request_id(),
+                step: choice.steps[0] as u32,
+                stage: stage as u32,
+                vu: vu as i64,
+                status: None,
+                error_type: Some("dropped"),
+                trace_id: trace.trace_id.0,
+                span_id: trace.parent_id.0,
+                span_exported: false,
+            });
         }
     }
 
@@ -218,7 +217,10 @@ impl Engine {
         let mut url = String::new();
         let mut outcome = match outcome {
             Some(outcome) => outcome,
-            None => self.send(step, values, token.as_deref(), &trace, &mut url).await,
+            None => {
+                self.send(step, values, token.as_deref(), &trace, &mut url)
+                    .await
+            }
         };
         let mut auth_retried = false;
         if outcome.status == Some(401)
@@ -230,7 +232,8 @@ impl Engine {
             outcome = match auth.renew(stale).await {
                 Ok(fresh) => {
                     url.clear();
-                    self.send(step, values, Some(&fresh), &trace, &mut url).await
+                    self.send(step, values, Some(&fresh), &trace, &mut url)
+                        .await
                 }
                 Err(_) => Outcome::not_sent(Instant::now(), ErrorType::Auth),
             };
@@ -254,9 +257,7 @@ impl Engine {
             checks_failed,
         });
 
-        let keep = trace.sampled
-            || outcome.error.is_some()
-            || latency >= sampling.keep_slower_than;
+        let keep = trace.sampled || outcome.error.is_some() || latency >= sampling.keep_slower_than;
         let mut exported = false;
         if let Some(sink) = &self.sink {
             if keep {
@@ -323,7 +324,13 @@ impl Engine {
                     Some(limit) => limit.clone().acquire_owned().await.ok(),
                     None => None,
                 };
-                client::send(&self.client, http_request, self.plan.http.timeout, keep_body).await
+                client::send(
+                    &self.client,
+                    http_request,
+                    self.plan.http.timeout,
+                    keep_body,
+                )
+                .await
             }
             Err(error) => Outcome::not_sent(Instant::now(), error),
         }
@@ -414,12 +421,14 @@ impl Engine {
                 let mut url = String::new();
                 let outcome = match self.build(*request, &mut values, None, &trace, &mut url) {
                     Ok(http_request) => {
-                        client::send(&self.client, http_request, self.plan.http.timeout, true)
-                            .await
+                        client::send(&self.client, http_request, self.plan.http.timeout, true).await
                     }
                     Err(error) => Outcome::not_sent(Instant::now(), error),
                 };
-                (outcome, format!("login request '{}'", self.plan.requests[*request].name))
+                (
+                    outcome,
+                    format!("login request '{}'", self.plan.requests[*request].name),
+                )
             }
         };
         let status = match (outcome.status, outcome.error) {
@@ -452,7 +461,9 @@ impl Engine {
                     .as_str()
                     .ok_or_else(|| format!("{name}: the token response has no access_token"))?;
                 let ttl = match &json["expires_in"] {
-                    serde_json::Value::Number(n) => n.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()),
+                    serde_json::Value::Number(n) => {
+                        n.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    }
                     serde_json::Value::String(s) => seconds(s),
                     _ => None,
                 };

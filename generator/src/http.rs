@@ -31,7 +31,10 @@ pub fn client(settings: &HttpSettings) -> Result<HttpClient, String> {
         .with_tls_config(tls)
         .https_or_http();
     let https = match settings.version {
-        HttpVersion::Auto => builder.enable_http1().enable_http2().wrap_connector(connector),
+        HttpVersion::Auto => builder
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector),
         HttpVersion::Http1 => builder.enable_http1().wrap_connector(connector),
         HttpVersion::Http2 => builder.enable_http2().wrap_connector(connector),
     };
@@ -65,8 +68,7 @@ fn tls_config(settings: &HttpSettings) -> Result<rustls::ClientConfig, String> {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
             for cert in certs {
-                let cert =
-                    cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
                 roots
                     .add(cert)
                     .map_err(|e| format!("CA file {}: {e}", path.display()))?;
@@ -243,7 +245,9 @@ pub async fn send(
     timeout: Duration,
     keep_body: bool,
 ) -> Outcome {
-    let bytes_sent = hyper::body::Body::size_hint(request.body()).exact().unwrap_or(0);
+    let bytes_sent = hyper::body::Body::size_hint(request.body())
+        .exact()
+        .unwrap_or(0);
     let sent_at = Instant::now();
     let deadline = sent_at + timeout;
     let fail = |first_byte_at, error| {
@@ -364,7 +368,11 @@ mod tests {
     fn urls_need_a_supported_scheme_and_a_host() {
         assert!(check_url("http://127.0.0.1:8080/x").is_ok());
         assert!(check_url("https://example.com").is_ok());
-        assert!(check_url("ftp://h/").unwrap_err().contains("http:// or https://"));
+        assert!(
+            check_url("ftp://h/")
+                .unwrap_err()
+                .contains("http:// or https://")
+        );
         assert!(check_url("localhost:80").unwrap_err().contains("no scheme"));
         assert!(check_url("http:///x").is_err());
     }

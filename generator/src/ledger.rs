@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampNanosecondBuilder,
+    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampNanosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
 use collector::convert::PartitionKey;
@@ -108,10 +108,7 @@ impl LedgerWriter {
                 report
             })
             .expect("spawn the ledger writer thread");
-        (
-            LedgerSink { tx: tx.clone() },
-            LedgerWriter { thread, tx },
-        )
+        (LedgerSink { tx: tx.clone() }, LedgerWriter { thread, tx })
     }
 
     /// Writes every row queued so far and stops; call it when no request is in flight.
@@ -150,8 +147,9 @@ fn flush(
                 .iter()
                 .position(|r| schema::layout::utc_day(r.intended_start) != day)
                 .unwrap_or(rows.len() - start);
-        let result = batch(&rows[start..end], shard, names).map_err(|e| e.to_string()).and_then(
-            |batch| {
+        let result = batch(&rows[start..end], shard, names)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| {
                 let key = PartitionKey {
                     table: Table::Ledger,
                     date: day.clone(),
@@ -159,8 +157,7 @@ fn flush(
                 };
                 collector::store::write_partition(root, &key, &[batch], 0)
                     .map_err(|e| e.to_string())
-            },
-        );
+            });
         match result {
             Ok(written) => {
                 report.rows += written.rows as u64;
@@ -176,7 +173,11 @@ fn flush(
     rows.clear();
 }
 
-fn batch(rows: &[LedgerRow], shard: u32, names: &Names) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn batch(
+    rows: &[LedgerRow],
+    shard: u32,
+    names: &Names,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = rows.len();
     let mut intended = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut sent = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -260,7 +261,12 @@ mod tests {
         assert_eq!(report.error, None);
         assert_eq!(report.rows, 10);
         assert_eq!(report.files.len(), 2, "{:?}", report.files);
-        assert!(report.files.iter().all(|f| f.to_string_lossy().contains("run_id=r1")));
+        assert!(
+            report
+                .files
+                .iter()
+                .all(|f| f.to_string_lossy().contains("run_id=r1"))
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -204,9 +204,12 @@ impl Plan {
         let base = s.base_url.as_deref().map(|b| b.trim_end_matches('/'));
         let mut requests = Vec::new();
         for (name, spec) in &s.requests {
-            let at = |key: &'static str| [&"requests"[..], name, key];
+            let at = |key: &'static str| ["requests", name, key];
             let method: Method = spec.method.to_ascii_uppercase().parse().map_err(|_| {
-                err(&at("method"), format!("'{}' is not an HTTP method", spec.method))
+                err(
+                    &at("method"),
+                    format!("'{}' is not an HTTP method", spec.method),
+                )
             })?;
             let url = match (spec.url.starts_with('/'), base) {
                 (true, Some(base)) => format!("{base}{}", spec.url),
@@ -228,7 +231,7 @@ impl Plan {
                 let header = HeaderName::from_bytes(key.as_bytes())
                     .map_err(|_| err(&at("headers"), format!("'{key}' is not a header name")))?;
                 let value = Template::parse(value, &feeder_columns, &vars)
-                    .map_err(|m| err(&[&"requests"[..], name, "headers", key], m))?;
+                    .map_err(|m| err(&["requests", name, "headers", key], m))?;
                 // A request's own header replaces the scenario-wide one.
                 headers.retain(|(h, _)| *h != header);
                 headers.push((header, value));
@@ -251,7 +254,7 @@ impl Plan {
                 .map(|(var, e)| {
                     Extractor::compile(e)
                         .map(|x| (var.clone(), x))
-                        .map_err(|m| err(&[&"requests"[..], name, "extract", var], m))
+                        .map_err(|m| err(&["requests", name, "extract", var], m))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let keep_body =
@@ -522,29 +525,53 @@ fn load_plan(file: &ScenarioFile) -> Result<LoadPlan, ScenarioError> {
     let spec = &file.scenario.load;
     let err = |key: &str, m: String| file.error(&["load", key], m);
     let need_duration = || {
-        spec.duration
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| err("model", format!("the {:?} model needs a duration", spec.model).to_lowercase()))
+        spec.duration.filter(|d| !d.is_zero()).ok_or_else(|| {
+            err(
+                "model",
+                format!("the {:?} model needs a duration", spec.model).to_lowercase(),
+            )
+        })
     };
     let need_rate = || match spec.rate {
         Some(r) if r.is_finite() && r > 0.0 => Ok(r),
-        Some(r) => Err(err("rate", format!("rate must be a positive number of iterations per second, not {r}"))),
-        None => Err(err("model", format!("the {:?} model needs a rate", spec.model).to_lowercase())),
+        Some(r) => Err(err(
+            "rate",
+            format!("rate must be a positive number of iterations per second, not {r}"),
+        )),
+        None => Err(err(
+            "model",
+            format!("the {:?} model needs a rate", spec.model).to_lowercase(),
+        )),
     };
     let think = spec.think_time.unwrap_or_default();
     let stages = match spec.model {
-        ModelName::Constant => vec![stage("main", Shape::Constant { rate: need_rate()? }, need_duration()?)],
-        ModelName::Poisson => vec![stage("main", Shape::Poisson { rate: need_rate()? }, need_duration()?)],
+        ModelName::Constant => vec![stage(
+            "main",
+            Shape::Constant { rate: need_rate()? },
+            need_duration()?,
+        )],
+        ModelName::Poisson => vec![stage(
+            "main",
+            Shape::Poisson { rate: need_rate()? },
+            need_duration()?,
+        )],
         ModelName::Closed => {
             let vus = spec
                 .vus
                 .filter(|&v| v > 0)
                 .ok_or_else(|| err("model", "the closed model needs vus (at least 1)".into()))?;
-            vec![stage("main", Shape::Closed { vus, think }, need_duration()?)]
+            vec![stage(
+                "main",
+                Shape::Closed { vus, think },
+                need_duration()?,
+            )]
         }
         ModelName::Ladder => {
             if spec.steps.is_empty() || spec.steps.contains(&0) {
-                return Err(err("steps", "ladder steps are concurrency levels of at least 1".into()));
+                return Err(err(
+                    "steps",
+                    "ladder steps are concurrency levels of at least 1".into(),
+                ));
             }
             let step_duration = spec
                 .step_duration
@@ -552,20 +579,33 @@ fn load_plan(file: &ScenarioFile) -> Result<LoadPlan, ScenarioError> {
                 .ok_or_else(|| err("model", "the ladder model needs step_duration".into()))?;
             spec.steps
                 .iter()
-                .map(|&vus| stage(&format!("c={vus}"), Shape::Closed { vus, think }, step_duration))
+                .map(|&vus| {
+                    stage(
+                        &format!("c={vus}"),
+                        Shape::Closed { vus, think },
+                        step_duration,
+                    )
+                })
                 .collect()
         }
         ModelName::Ramping => {
             if spec.stages.is_empty() {
-                return Err(err("model", "the ramping model needs stages: [{duration, target}, …]".into()));
+                return Err(err(
+                    "model",
+                    "the ramping model needs stages: [{duration, target}, …]".into(),
+                ));
             }
             let mut from = spec.start_rate.unwrap_or(0.0);
             let mut stages = Vec::new();
             for (i, s) in spec.stages.iter().enumerate() {
-                if !(s.target.is_finite() && s.target >= 0.0) || !(from.is_finite() && from >= 0.0) {
+                if !(s.target.is_finite() && s.target >= 0.0 && from.is_finite() && from >= 0.0) {
                     return Err(err("stages", format!("stage {}: rates must be ≥ 0", i + 1)));
                 }
-                stages.push(stage(&format!("stage-{}", i + 1), Shape::Ramp { from, to: s.target }, s.duration));
+                stages.push(stage(
+                    &format!("stage-{}", i + 1),
+                    Shape::Ramp { from, to: s.target },
+                    s.duration,
+                ));
                 from = s.target;
             }
             stages
@@ -582,7 +622,12 @@ fn load_plan(file: &ScenarioFile) -> Result<LoadPlan, ScenarioError> {
         stages.insert(0, first);
     }
     let max_in_flight = match spec.max_in_flight {
-        Some(0) => return Err(err("max_in_flight", "max_in_flight must be at least 1".into())),
+        Some(0) => {
+            return Err(err(
+                "max_in_flight",
+                "max_in_flight must be at least 1".into(),
+            ));
+        }
         Some(n) => n,
         None => DEFAULT_MAX_IN_FLIGHT,
     };
@@ -610,7 +655,8 @@ mod tests {
     use std::path::Path;
 
     fn compile(text: &str) -> Result<Plan, String> {
-        let file = ScenarioFile::parse(Path::new("s.yaml"), text.to_string()).map_err(|e| e.to_string())?;
+        let file = ScenarioFile::parse(Path::new("s.yaml"), text.to_string())
+            .map_err(|e| e.to_string())?;
         Plan::compile(&file, (0, 1)).map_err(|e| e.to_string())
     }
 
@@ -653,14 +699,20 @@ load:
     #[test]
     fn mistakes_are_named_with_their_place() {
         let err = compile(&BASE.replace("buy: [login, items]", "buy: [login, itemz]")).unwrap_err();
-        assert!(err.starts_with("s.yaml:12:3: flow 'buy': 'itemz' is not a request"), "{err}");
+        assert!(
+            err.starts_with("s.yaml:12:3: flow 'buy': 'itemz' is not a request"),
+            "{err}"
+        );
         let err = compile(&BASE.replace("Bearer {{token}}", "Bearer {{tokn}}")).unwrap_err();
         assert!(err.starts_with("s.yaml:10:"), "{err}");
         assert!(err.contains("'{{tokn}}' is not a template value"), "{err}");
         let err = compile(&BASE.replace("  items: 3", "  itemz: 3")).unwrap_err();
         assert!(err.starts_with("s.yaml:15:3:"), "{err}");
         let err = compile(&BASE.replace("rate: 10", "rate: -1")).unwrap_err();
-        assert!(err.contains("load") || err.starts_with("s.yaml:18:"), "{err}");
+        assert!(
+            err.contains("load") || err.starts_with("s.yaml:18:"),
+            "{err}"
+        );
         let err = compile(&BASE.replace("model: constant", "model: closed")).unwrap_err();
         assert!(err.contains("needs vus"), "{err}");
     }
@@ -676,7 +728,19 @@ load:
         assert_eq!(stages.len(), 3);
         assert!(stages[0].warmup);
         assert_eq!(stages[0].name, WARMUP);
-        assert_eq!(stages[1].shape, Shape::Ramp { from: 0.0, to: 50.0 });
-        assert_eq!(stages[2].shape, Shape::Ramp { from: 50.0, to: 10.0 });
+        assert_eq!(
+            stages[1].shape,
+            Shape::Ramp {
+                from: 0.0,
+                to: 50.0
+            }
+        );
+        assert_eq!(
+            stages[2].shape,
+            Shape::Ramp {
+                from: 50.0,
+                to: 10.0
+            }
+        );
     }
 }

@@ -110,13 +110,14 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
         )
     });
 
-    if let Some(at) = config.start_at {
-        if let Ok(wait) = at.duration_since(SystemTime::now()) {
-            if config.progress {
-                eprintln!("  waiting {:.1} s for the start time", wait.as_secs_f64());
-            }
-            tokio::time::sleep(wait).await;
+    if let Some(wait) = config
+        .start_at
+        .and_then(|at| at.duration_since(SystemTime::now()).ok())
+    {
+        if config.progress {
+            eprintln!("  waiting {:.1} s for the start time", wait.as_secs_f64());
         }
+        tokio::time::sleep(wait).await;
     }
     let interrupt = {
         let engine = engine.clone();
@@ -153,7 +154,11 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
             let (p50, p99, requests, errors) = engine.recorder.stage_brief(index);
             eprintln!(
                 "{}  {:<10} done: {requests} requests, {:.1} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors",
-                if std::io::stderr().is_terminal() { "\r\x1b[K" } else { "" },
+                if std::io::stderr().is_terminal() {
+                    "\r\x1b[K"
+                } else {
+                    ""
+                },
                 stage.name,
                 rate(requests, elapsed.as_secs_f64()),
             );
@@ -291,7 +296,11 @@ async fn monitor(
         let (index, start) = *stage.borrow();
         let stage = &engine.plan.load.stages[index];
         let elapsed = start.elapsed();
-        let measured = if stage.warmup { 0.0 } else { elapsed.as_secs_f64() };
+        let measured = if stage.warmup {
+            0.0
+        } else {
+            elapsed.as_secs_f64()
+        };
         let aborting: Vec<_> = engine
             .plan
             .thresholds
@@ -301,10 +310,13 @@ async fn monitor(
         if !aborting.is_empty() {
             let totals = engine.recorder.run_snapshot(measured);
             if let Some(failed) = aborting.iter().find(|t| t.fails_now(&totals)) {
-                engine.abort(format!("threshold '{}' failed (abort_on_fail)", failed.source));
+                engine.abort(format!(
+                    "threshold '{}' failed (abort_on_fail)",
+                    failed.source
+                ));
             }
         }
-        if !progress || (!tty && ticks % 5 != 0) {
+        if !progress || (!tty && !ticks.is_multiple_of(5)) {
             continue;
         }
         let sent = engine.counters.sent.load(Ordering::Relaxed);
@@ -383,7 +395,10 @@ fn run_span(
             int(attr::SHARD, i64::from(config.shard.0)),
             string(attr::run::MODEL, summary.model.clone()),
             string(attr::run::CONFIG, resolved.to_string()),
-            string(attr::run::STAGES, serde_json::Value::from(stages.to_vec()).to_string()),
+            string(
+                attr::run::STAGES,
+                serde_json::Value::from(stages.to_vec()).to_string(),
+            ),
             int(attr::run::SHARD_COUNT, i64::from(config.shard.1)),
             int(attr::run::REQUESTS_SENT, summary.requests_sent as i64),
             int(attr::run::REQUESTS_OK, summary.requests_ok as i64),

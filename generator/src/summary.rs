@@ -196,7 +196,10 @@ impl RunSummary {
             self.duration_s
         ));
         if self.warmup_requests > 0 {
-            out.push_str(&format!("  (+{} warm-up, not counted)", self.warmup_requests));
+            out.push_str(&format!(
+                "  (+{} warm-up, not counted)",
+                self.warmup_requests
+            ));
         }
         out.push('\n');
         if self.requests_dropped > 0 || self.iterations_late > 0 {
@@ -211,7 +214,10 @@ impl RunSummary {
             "  {:<26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
             "ms", "p50", "p90", "p95", "p99", "p99.9", "max"
         ));
-        for (name, p) in [("latency (from intended)", l), ("service time (from send)", s)] {
+        for (name, p) in [
+            ("latency (from intended)", l),
+            ("service time (from send)", s),
+        ] {
             out.push_str(&format!(
                 "  {:<26} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
                 name, p.p50, p.p90, p.p95, p.p99, p.p99_9, p.max

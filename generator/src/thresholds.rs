@@ -88,9 +88,10 @@ impl Threshold {
             None => (metric.trim(), None),
             Some((name, tag)) => {
                 let tag = tag.trim_end_matches('}').trim();
-                let step_name = tag.strip_prefix("step:").map(str::trim).ok_or_else(|| {
-                    format!("'{metric}': the only filter is {{step:NAME}}")
-                })?;
+                let step_name = tag
+                    .strip_prefix("step:")
+                    .map(str::trim)
+                    .ok_or_else(|| format!("'{metric}': the only filter is {{step:NAME}}"))?;
                 let index = requests
                     .iter()
                     .position(|r| r.name == step_name)
@@ -121,9 +122,7 @@ impl Threshold {
         }
         let (agg, op, value) = expression(expr)?;
         let allowed = match metric_kind {
-            Metric::HttpReqDuration | Metric::ServiceTime => {
-                !matches!(agg, Agg::Rate | Agg::Count)
-            }
+            Metric::HttpReqDuration | Metric::ServiceTime => !matches!(agg, Agg::Rate | Agg::Count),
             _ => matches!(agg, Agg::Rate | Agg::Count),
         };
         if !allowed {
@@ -172,19 +171,16 @@ impl Threshold {
         match (self.metric, self.agg) {
             (Metric::Errors, Agg::Rate) => ratio(errors, requests),
             (Metric::Errors, Agg::Count) => Some(errors as f64),
-            (Metric::Checks, Agg::Rate) => ratio(
-                totals.checks - totals.checks_failed,
-                totals.checks,
-            ),
+            (Metric::Checks, Agg::Rate) => {
+                ratio(totals.checks - totals.checks_failed, totals.checks)
+            }
             (Metric::Checks, Agg::Count) => Some(totals.checks_failed as f64),
             (Metric::HttpReqs, Agg::Count) => Some(requests as f64),
             (Metric::HttpReqs, Agg::Rate) => {
                 (totals.seconds > 0.0).then(|| requests as f64 / totals.seconds)
             }
             (Metric::DroppedIterations, Agg::Count) => Some(totals.dropped as f64),
-            (Metric::DroppedIterations, Agg::Rate) => {
-                ratio(totals.dropped, totals.arrivals)
-            }
+            (Metric::DroppedIterations, Agg::Rate) => ratio(totals.dropped, totals.arrivals),
             _ => None,
         }
     }
@@ -295,17 +291,43 @@ mod tests {
 
     #[test]
     fn nothing_measured_fails_the_gate() {
-        let v = parse("errors", "rate<0.01").unwrap().verdict(&Totals::default());
+        let v = parse("errors", "rate<0.01")
+            .unwrap()
+            .verdict(&Totals::default());
         assert!(!v.passed);
     }
 
     #[test]
     fn mistakes_say_how_to_write_it() {
-        assert!(parse("latency", "p(99)<1").unwrap_err().contains("unknown threshold metric"));
-        assert!(parse("errors", "p(99)<1").unwrap_err().contains("does not apply"));
-        assert!(parse("http_req_duration", "p(99)").unwrap_err().contains("no comparison"));
-        assert!(parse("http_req_duration", "p(101)<3").unwrap_err().contains("0 to 100"));
-        assert!(parse("http_req_duration", "mean<3").unwrap_err().contains("unknown aggregation"));
-        assert!(parse("http_req_duration{step:x}", "p(99)<3").unwrap_err().contains("not a request"));
+        assert!(
+            parse("latency", "p(99)<1")
+                .unwrap_err()
+                .contains("unknown threshold metric")
+        );
+        assert!(
+            parse("errors", "p(99)<1")
+                .unwrap_err()
+                .contains("does not apply")
+        );
+        assert!(
+            parse("http_req_duration", "p(99)")
+                .unwrap_err()
+                .contains("no comparison")
+        );
+        assert!(
+            parse("http_req_duration", "p(101)<3")
+                .unwrap_err()
+                .contains("0 to 100")
+        );
+        assert!(
+            parse("http_req_duration", "mean<3")
+                .unwrap_err()
+                .contains("unknown aggregation")
+        );
+        assert!(
+            parse("http_req_duration{step:x}", "p(99)<3")
+                .unwrap_err()
+                .contains("not a request")
+        );
     }
 }

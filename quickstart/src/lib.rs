@@ -74,8 +74,12 @@ pub async fn run(config: QuickstartConfig) -> Result<String, QuickstartError> {
         step_duration: config.step_duration,
     };
     ladder.validate().map_err(QuickstartError::Load)?;
-    let mut plan = Plan::quick(&demo.api_url(), "GET", ladder.plan(DEFAULT_MAX_IN_FLIGHT, None))
-        .map_err(QuickstartError::Load)?;
+    let mut plan = Plan::quick(
+        &demo.api_url(),
+        "GET",
+        ladder.plan(DEFAULT_MAX_IN_FLIGHT, None),
+    )
+    .map_err(QuickstartError::Load)?;
     plan.name = "quickstart".into();
     let mut run = RunConfig::new();
     run.collector = Some(collector.grpc_endpoint());

@@ -241,8 +241,16 @@ mod tests {
         let r = response(&headers, r#"{"items": [{"id": 7}]}"#);
         assert!(check("status: [200, 204]").unwrap().passes(&r));
         assert!(!check("status: 201").unwrap().passes(&r));
-        assert!(check("{header: content-type, contains: json}").unwrap().passes(&r));
-        assert!(!check("{header: content-type, equals: json}").unwrap().passes(&r));
+        assert!(
+            check("{header: content-type, contains: json}")
+                .unwrap()
+                .passes(&r)
+        );
+        assert!(
+            !check("{header: content-type, equals: json}")
+                .unwrap()
+                .passes(&r)
+        );
         assert!(!check("header: x-missing").unwrap().passes(&r));
         assert!(check("body_contains: items").unwrap().passes(&r));
         assert!(check("matches: '\"id\": \\d+'").unwrap().passes(&r));
@@ -251,10 +259,22 @@ mod tests {
 
     #[test]
     fn checks_that_say_two_things_or_nothing_are_refused() {
-        assert!(check("{status: 200, body_contains: x}").unwrap_err().contains("one thing"));
-        assert!(check("{header: a, equals: x, contains: y}").unwrap_err().contains("only one"));
+        assert!(
+            check("{status: 200, body_contains: x}")
+                .unwrap_err()
+                .contains("one thing")
+        );
+        assert!(
+            check("{header: a, equals: x, contains: y}")
+                .unwrap_err()
+                .contains("only one")
+        );
         assert!(check("equals: x").unwrap_err().contains("needs status"));
-        assert!(check("matches: '('").unwrap_err().contains("invalid regular expression"));
+        assert!(
+            check("matches: '('")
+                .unwrap_err()
+                .contains("invalid regular expression")
+        );
         let _ = OneOrMany::One(1u16).to_vec();
     }
 
@@ -262,13 +282,25 @@ mod tests {
     fn extractors_take_json_paths_regex_groups_and_headers() {
         let mut headers = HeaderMap::new();
         headers.insert("x-token", "abc".parse().unwrap());
-        let r = response(&headers, r#"{"items": [{"id": 7, "name": "a b"}], "ok": true}"#);
+        let r = response(
+            &headers,
+            r#"{"items": [{"id": 7, "name": "a b"}], "ok": true}"#,
+        );
         let get = |spec: ExtractSpec| Extractor::compile(&spec).unwrap().extract(&r);
-        assert_eq!(get(ExtractSpec::json("$.items[0].id")).as_deref(), Some("7"));
-        assert_eq!(get(ExtractSpec::json("$['items'][0].name")).as_deref(), Some("a b"));
+        assert_eq!(
+            get(ExtractSpec::json("$.items[0].id")).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            get(ExtractSpec::json("$['items'][0].name")).as_deref(),
+            Some("a b")
+        );
         assert_eq!(get(ExtractSpec::json("$.ok")).as_deref(), Some("true"));
         assert_eq!(get(ExtractSpec::json("$.items[3].id")), None);
-        assert_eq!(get(ExtractSpec::regex(r#""id": (\d+)"#)).as_deref(), Some("7"));
+        assert_eq!(
+            get(ExtractSpec::regex(r#""id": (\d+)"#)).as_deref(),
+            Some("7")
+        );
         assert_eq!(get(ExtractSpec::header("x-token")).as_deref(), Some("abc"));
     }
 
@@ -284,7 +316,11 @@ mod tests {
             ]
         );
         assert!(json_path("a.b").unwrap_err().contains("must start with $"));
-        assert!(json_path("$.a[x]").unwrap_err().contains("index or a quoted key"));
+        assert!(
+            json_path("$.a[x]")
+                .unwrap_err()
+                .contains("index or a quoted key")
+        );
         assert!(json_path("$.a[1").unwrap_err().contains("without ']'"));
     }
 }

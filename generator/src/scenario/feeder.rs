@@ -114,9 +114,7 @@ fn parse_csv(text: &str) -> Result<Parsed, String> {
 
 fn parse_json(text: &str) -> Result<Parsed, String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let items = value
-        .as_array()
-        .ok_or("expected a JSON array of objects")?;
+    let items = value.as_array().ok_or("expected a JSON array of objects")?;
     let mut columns: Vec<String> = Vec::new();
     for item in items {
         let object = item.as_object().ok_or("expected a JSON array of objects")?;
@@ -148,10 +146,8 @@ mod tests {
     use super::*;
 
     fn write(name: &str, text: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "loadlens-feeder-{}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("loadlens-feeder-{}-{name}", std::process::id()));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -175,7 +171,10 @@ mod tests {
 
     #[test]
     fn sequential_wraps_and_json_objects_become_rows() {
-        let path = write("s.json", r#"[{"id": 1, "name": "a"}, {"id": 2, "tags": ["x"]}]"#);
+        let path = write(
+            "s.json",
+            r#"[{"id": 1, "name": "a"}, {"id": 2, "tags": ["x"]}]"#,
+        );
         let f = Feeder::load("s", &path, FeederMode::Sequential, (0, 1)).unwrap();
         assert_eq!(f.columns, ["id", "name", "tags"]);
         let rows: Vec<Row> = (0..3).map(|_| f.next_row().unwrap()).collect();

@@ -76,9 +76,7 @@ fn inline_key(line: &str, key: &str) -> Option<usize> {
     while let Some(pos) = line[from..].find(key) {
         let at = from + pos;
         let before = line[..at].trim_end();
-        if (before.ends_with('{') || before.ends_with(','))
-            && starts_with_key(&line[at..], key)
-        {
+        if (before.ends_with('{') || before.ends_with(',')) && starts_with_key(&line[at..], key) {
             return Some(at);
         }
         from = at + key.len();
@@ -106,7 +104,10 @@ flows:
     fn finds_block_keys_by_path() {
         assert_eq!(key(TEXT, &["requests"]), Some((2, 1)));
         assert_eq!(key(TEXT, &["requests", "home", "url"]), Some((4, 5)));
-        assert_eq!(key(TEXT, &["requests", "home", "checks", "status"]), Some((6, 9)));
+        assert_eq!(
+            key(TEXT, &["requests", "home", "checks", "status"]),
+            Some((6, 9))
+        );
         assert_eq!(key(TEXT, &["flows", "buy"]), Some((9, 3)));
     }
 

@@ -111,7 +111,9 @@ fn expression(expr: &str, feeders: FeederColumns<'_>, vars: &[&str]) -> Result<P
             };
             let (lo, hi) = (parse(lo)?, parse(hi)?);
             if lo > hi {
-                return Err(format!("'{{{{{expr}}}}}': the lower bound is above the upper"));
+                return Err(format!(
+                    "'{{{{{expr}}}}}': the lower bound is above the upper"
+                ));
             }
             Ok(Part::RandInt(lo, hi))
         }
@@ -199,8 +201,8 @@ mod tests {
 
     #[test]
     fn renders_literals_feeders_and_vars() {
-        let t = Template::parse("/u/{{users.pass}}/{{ token }}?x=1", &feeders(), &["token"])
-            .unwrap();
+        let t =
+            Template::parse("/u/{{users.pass}}/{{ token }}?x=1", &feeders(), &["token"]).unwrap();
         let mut values = Fixed {
             rows: vec![vec!["ann".into(), "pw".into()]],
             vars: HashMap::from([("token".into(), "t0".into())]),

@@ -1,0 +1,222 @@
+//! A system under test for generator tests, served in-process on loopback:
+//!
+//! - `POST /login` `{"user": NAME}` → `{"token": T, "expires_in": S}`; tokens
+//!   live `token_ttl` and belong to one user.
+//! - `GET /cart/NAME` needs `authorization: Bearer T` with a live token of
+//!   NAME: 200 `{"user": NAME, "items": 3}`, else 401 (expired or missing) or
+//!   403 (another user's token).
+//! - `GET /slow` answers after exactly 20 ms (a thread's sleep, not a timer tick).
+//! - `GET /stall` answers at once, except that from `stall_after` the whole
+//!   server stops for `stall_for` once, as a garbage-collection pause would.
+//! - `GET /status/CODE` answers with that status; anything else is 200 `ok`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+
+/// How the target behaves.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    pub token_ttl: Duration,
+    pub stall_after: Duration,
+    pub stall_for: Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            token_ttl: Duration::from_secs(60),
+            stall_after: Duration::from_secs(3600),
+            stall_for: Duration::ZERO,
+        }
+    }
+}
+
+/// What the target saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub logins: AtomicU64,
+    pub carts_ok: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub wrong_user: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+struct State {
+    behaviour: Behaviour,
+    started: Instant,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    stall_until: Mutex<Option<Instant>>,
+    next_token: AtomicU64,
+    seen: Arc<Seen>,
+}
+
+/// A running target; it stops when the test process ends.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+}
+
+impl Target {
+    pub fn start(behaviour: Behaviour) -> Target {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let state = Arc::new(State {
+            behaviour,
+            started: Instant::now(),
+            tokens: Mutex::new(HashMap::new()),
+            stall_until: Mutex::new(None),
+            next_token: AtomicU64::new(0),
+            seen: seen.clone(),
+        });
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(256)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(serve(listener, state));
+        });
+        Target { addr, seen }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, state: Arc<State>) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}
+
+async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    state.seen.requests.fetch_add(1, Ordering::Relaxed);
+    let path = request.uri().path().to_string();
+    if path == "/stall" {
+        let now = Instant::now();
+        let until = {
+            let mut stall = state.stall_until.lock().unwrap();
+            if stall.is_none() && now >= state.started + state.behaviour.stall_after {
+                *stall = Some(now + state.behaviour.stall_for);
+            }
+            *stall
+        };
+        if let Some(until) = until.filter(|&u| u > now) {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        return reply(StatusCode::OK, "ok");
+    }
+    if path == "/slow" {
+        let arrived = Instant::now();
+        // Sleep most of the way, then spin: a thread's sleep overshoots by
+        // tens of microseconds, and the target must not blur the measurement.
+        // block_in_place keeps this task on its thread (no hand-off to wake).
+        tokio::task::block_in_place(|| {
+            let service = Duration::from_millis(20);
+            let left = service.saturating_sub(arrived.elapsed());
+            std::thread::sleep(left.saturating_sub(Duration::from_micros(400)));
+            while arrived.elapsed() < service {
+                std::hint::spin_loop();
+            }
+        });
+        return reply(StatusCode::OK, "ok");
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        return reply(status, "{}");
+    }
+    if path == "/login" {
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let Some(user) = json["user"].as_str() else {
+            return reply(StatusCode::BAD_REQUEST, r#"{"error": "no user"}"#);
+        };
+        let n = state.next_token.fetch_add(1, Ordering::Relaxed);
+        let token = format!("tok-{n}");
+        let ttl = state.behaviour.token_ttl;
+        state
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.clone(), (user.to_string(), Instant::now() + ttl));
+        state.seen.logins.fetch_add(1, Ordering::Relaxed);
+        return reply(
+            StatusCode::OK,
+            format!(
+                r#"{{"token": "{token}", "expires_in": {}}}"#,
+                ttl.as_secs_f64()
+            ),
+        );
+    }
+    if let Some(user) = path.strip_prefix("/cart/") {
+        let token = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_string();
+        let owner = state.tokens.lock().unwrap().get(&token).cloned();
+        return match owner {
+            Some((owner, expires)) if Instant::now() < expires => {
+                if owner == user || user == "any" {
+                    state.seen.carts_ok.fetch_add(1, Ordering::Relaxed);
+                    reply(
+                        StatusCode::OK,
+                        format!(r#"{{"user": "{owner}", "items": 3}}"#),
+                    )
+                } else {
+                    state.seen.wrong_user.fetch_add(1, Ordering::Relaxed);
+                    reply(StatusCode::FORBIDDEN, "{}")
+                }
+            }
+            _ => {
+                state.seen.unauthorized.fetch_add(1, Ordering::Relaxed);
+                reply(
+                    StatusCode::UNAUTHORIZED,
+                    r#"{"error": "token expired or missing"}"#,
+                )
+            }
+        };
+    }
+    reply(StatusCode::OK, "ok")
+}

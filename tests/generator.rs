@@ -1,0 +1,403 @@
+//! `loadlens run` end to end against a loopback target: scenario files,
+//! flows, feeders, checks, thresholds, the token provider, measurement
+//! fidelity, coordinated omission, and shards.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::target::{Behaviour, Target};
+use common::{TempDir, loadlens, sql_json, stderr};
+
+/// Timing-sensitive tests run one at a time: on a small machine two load
+/// runs side by side would measure each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn run_scenario(
+    dir: &Path,
+    yaml: &str,
+    extra: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    let summary = dir.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let output = loadlens()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--no-telemetry", "--quiet", "--summary-json"])
+        .arg(&summary)
+        .args(extra)
+        .output()
+        .unwrap();
+    let json = std::fs::read(&summary)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (output, json)
+}
+
+fn step<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {summary}"))
+}
+
+#[test]
+fn a_flow_carries_extracted_values_and_feeder_rows_from_step_to_step() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("flow");
+    std::fs::write(dir.path().join("users.csv"), "name\nann\nbob\ncid\ndee\n").unwrap();
+    let yaml = format!(
+        r#"
+name: shop
+base_url: http://{addr}
+feeders:
+  users: {{ file: users.csv, mode: sequential }}
+requests:
+  login:
+    method: POST
+    url: /login
+    body: '{{"user": "{{{{users.name}}}}"}}'
+    checks: [{{ status: 200 }}]
+    extract:
+      token: {{ json: $.token }}
+  cart:
+    url: /cart/{{{{users.name}}}}
+    headers: {{ authorization: 'Bearer {{{{token}}}}' }}
+    checks:
+      - status: 200
+      - body_contains: '"items": 3'
+      - {{ header: content-type, contains: json }}
+  home:
+    url: /?id={{{{uuid}}}}&n={{{{rand_int 1 9}}}}
+flows:
+  buy: [login, cart]
+mix: {{ buy: 3, home: 1 }}
+load: {{ model: constant, rate: 80, duration: 3s, warmup: 1s }}
+thresholds:
+  errors: ["rate==0"]
+  checks: ["rate==1"]
+  http_req_duration: ["p(99)<1000"]
+  "http_req_duration{{step:cart}}": ["max<1000"]
+"#,
+        addr = target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    let (login, cart, home) = (
+        step(&summary, "login"),
+        step(&summary, "cart"),
+        step(&summary, "home"),
+    );
+    // Every flow that logged in went on to its cart with the token of its own user.
+    assert_eq!(login["requests"], cart["requests"], "{summary}");
+    assert!(cart["requests"].as_u64().unwrap() > 100, "{summary}");
+    assert!(home["requests"].as_u64().unwrap() > 20, "{summary}");
+    assert_eq!(target.seen.wrong_user.load(Ordering::Relaxed), 0);
+    assert_eq!(target.seen.unauthorized.load(Ordering::Relaxed), 0);
+    // Warm-up requests reached the target but not the figures.
+    assert!(summary["warmup_requests"].as_u64().unwrap() > 0);
+    let measured = login["requests"].as_u64().unwrap() * 2 + home["requests"].as_u64().unwrap();
+    assert_eq!(summary["requests"].as_u64().unwrap(), measured);
+    // The target saw one successful cart per login, warm-up included.
+    let carts = target.seen.carts_ok.load(Ordering::Relaxed);
+    assert_eq!(carts, target.seen.logins.load(Ordering::Relaxed));
+    assert!(carts > cart["requests"].as_u64().unwrap());
+    assert_eq!(summary["checks_failed"], 0);
+    assert_eq!(summary["thresholds_passed"], true);
+    assert_eq!(summary["thresholds"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_failed_threshold_exits_1_and_abort_on_fail_stops_the_run_early() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("thresholds");
+    let yaml = format!(
+        "requests:\n  broken: {{ url: 'http://{}/status/503' }}\nload: {{ model: constant, rate: 50, duration: 2s }}\nthresholds:\n  errors: ['rate<0.01']\n",
+        target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("thresholds failed: errors: rate<0.01"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(summary["errors_by_type"]["http_5xx"], summary["requests"]);
+    assert_eq!(summary["thresholds"][0]["observed"], 1.0);
+
+    let yaml = format!(
+        "requests:\n  broken: {{ url: 'http://{}/status/503' }}\nload: {{ model: constant, rate: 50, duration: 60s }}\nthresholds:\n  errors:\n    - {{ threshold: 'rate<0.01', abortOnFail: true }}\n",
+        target.addr
+    );
+    let began = Instant::now();
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "the run was not aborted"
+    );
+    let reason = summary["aborted"].as_str().unwrap_or_default();
+    assert!(reason.contains("rate<0.01"), "{summary}");
+}
+
+#[test]
+fn scenario_mistakes_exit_2_naming_file_line_and_column() {
+    let dir = TempDir::new("scenario-errors");
+    let cases = [
+        // An unknown key.
+        (
+            "requests:\n  home:\n    url: http://127.0.0.1:1/\n    methd: GET\nload: { model: constant, rate: 1, duration: 1s }\n",
+            ":4:5: ",
+            "unknown field `methd`",
+        ),
+        // A type error.
+        (
+            "requests:\n  home: { url: 'http://127.0.0.1:1/' }\nload:\n  model: constant\n  rate: lots\n  duration: 1s\n",
+            ":5:",
+            "rate",
+        ),
+        // A flow naming a request that does not exist.
+        (
+            "requests:\n  home: { url: 'http://127.0.0.1:1/' }\nflows:\n  f: [home, cart]\nload: { model: constant, rate: 1, duration: 1s }\n",
+            ":4:3: ",
+            "'cart' is not a request",
+        ),
+        // A template naming nothing.
+        (
+            "requests:\n  home: { url: 'http://127.0.0.1:1/{{nope}}' }\nload: { model: constant, rate: 1, duration: 1s }\n",
+            ":2:",
+            "'{{nope}}' is not a template value",
+        ),
+        // A threshold that does not parse.
+        (
+            "requests:\n  home: { url: 'http://127.0.0.1:1/' }\nload: { model: constant, rate: 1, duration: 1s }\nthresholds:\n  http_req_duration: ['p99<3']\n",
+            ":5:3: ",
+            "unknown aggregation",
+        ),
+    ];
+    for (yaml, location, message) in cases {
+        let (output, _) = run_scenario(dir.path(), yaml, &[]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{yaml}\n{err}");
+        assert!(
+            err.contains(&format!("scenario.yaml{location}")),
+            "{yaml}\n{err}"
+        );
+        assert!(err.contains(message), "{yaml}\n{err}");
+    }
+}
+
+#[test]
+fn tokens_expiring_every_two_seconds_never_fail_a_request() {
+    let _serial = serial();
+    let target = Target::start(Behaviour {
+        token_ttl: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let dir = TempDir::new("auth");
+    let yaml = format!(
+        r#"
+base_url: http://{}
+auth:
+  login:
+    request: login
+    token: {{ json: $.token }}
+    expires_in: {{ json: $.expires_in }}
+requests:
+  login:
+    method: POST
+    url: /login
+    body: '{{"user": "any"}}'
+  cart:
+    url: /cart/any
+    checks: [{{ status: 200 }}]
+mix: {{ cart: 1 }}
+load: {{ model: constant, rate: 100, duration: 20s }}
+"#,
+        target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    assert_eq!(summary["requests_failed"], 0, "{summary}");
+    assert!(summary["requests"].as_u64().unwrap() >= 1_990, "{summary}");
+    let auth = &summary["auth"];
+    let refreshes = auth["refreshes"].as_u64().unwrap();
+    // A 2 s token over 20 s: at least 10 tokens, and refreshed ahead of expiry
+    // by one fetch at a time, not one per waiting request.
+    assert!((10..=25).contains(&refreshes), "{summary}");
+    assert_eq!(refreshes, target.seen.logins.load(Ordering::Relaxed));
+    assert_eq!(auth["failures"], 0);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("tokens:"));
+}
+
+#[test]
+fn latency_against_a_fixed_20ms_service_is_reported_within_half_a_millisecond() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("fidelity");
+    let summary_path = dir.path().join("summary.json");
+    let output = loadlens()
+        .args([
+            "run",
+            "--url",
+            &target.url("/slow"),
+            "--rate",
+            "1000",
+            "--duration",
+            "5s",
+        ])
+        .args([
+            "--warmup",
+            "1s",
+            "--no-telemetry",
+            "--quiet",
+            "--summary-json",
+        ])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let p50 = summary["latency_ms"]["p50"].as_f64().unwrap();
+    eprintln!("p50 {p50} ms at 1,000 req/s against a 20 ms service");
+    assert!((p50 - 20.0).abs() <= 0.5, "p50 {p50} ms: {summary}");
+    assert!(summary["requests"].as_u64().unwrap() >= 4_990, "{summary}");
+}
+
+#[test]
+fn a_two_second_stall_shows_in_latency_but_not_in_service_time() {
+    let _serial = serial();
+    let target = Target::start(Behaviour {
+        stall_after: Duration::from_secs(3),
+        stall_for: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let dir = TempDir::new("stall");
+    let summary_path = dir.path().join("summary.json");
+    let output = loadlens()
+        .args([
+            "run",
+            "--url",
+            &target.url("/stall"),
+            "--rate",
+            "200",
+            "--duration",
+            "10s",
+        ])
+        .args([
+            "--connections",
+            "10",
+            "--no-telemetry",
+            "--quiet",
+            "--summary-json",
+        ])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    // ~400 requests were due during the stall and waited for it: latency from
+    // their intended start says so. Only the 10 on the wire saw it as service time.
+    let latency_p99 = summary["latency_ms"]["p99"].as_f64().unwrap();
+    let service_p99 = summary["service_time_ms"]["p99"].as_f64().unwrap();
+    assert!(latency_p99 >= 1_000.0, "{summary}");
+    assert!(service_p99 < 100.0, "{summary}");
+    assert!(
+        summary["service_time_ms"]["max"].as_f64().unwrap() >= 1_500.0,
+        "{summary}"
+    );
+}
+
+#[test]
+fn four_shards_send_what_one_process_sends_and_merge_exactly() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let single = TempDir::new("shards-single");
+    let sharded = TempDir::new("shards-four");
+    let url = target.url("/ok");
+    let run = |data: &Path, shard: &str, start_at: &str| {
+        let mut command = loadlens();
+        command
+            .args(["run", "--url", &url, "--rate", "400", "--duration", "3s"])
+            .args([
+                "--no-telemetry",
+                "--quiet",
+                "--run-id",
+                "sharded",
+                "--shard",
+                shard,
+            ])
+            .arg("--data")
+            .arg(data);
+        if !start_at.is_empty() {
+            command.args(["--start-at", start_at]);
+        }
+        command.spawn().unwrap()
+    };
+    let status = run(single.path(), "0/1", "").wait().unwrap();
+    assert!(status.success());
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 2.0;
+    let start = format!("{start:.3}");
+    let children: Vec<_> = (0..4)
+        .map(|i| run(sharded.path(), &format!("{i}/4"), &start))
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let count = |data: &Path| {
+        let rows = sql_json(
+            data,
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS ids, COUNT(DISTINCT shard) AS shards FROM ledger",
+        );
+        (
+            rows[0]["n"].as_i64().unwrap(),
+            rows[0]["ids"].as_i64().unwrap(),
+            rows[0]["shards"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(count(single.path()), (1200, 1200, 1));
+    assert_eq!(count(sharded.path()), (1200, 1200, 4));
+    // Percentiles over the merged raw rows of all shards, from SQL, equal the
+    // ones computed here from the same rows.
+    let rows = sql_json(
+        sharded.path(),
+        "SELECT CAST(end_time AS BIGINT) - CAST(intended_start AS BIGINT) AS latency_ns FROM ledger",
+    );
+    let mut latencies: Vec<f64> = rows
+        .iter()
+        .map(|r| r["latency_ns"].as_i64().unwrap() as f64)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let merged = sql_json(
+        sharded.path(),
+        "SELECT percentile(CAST(CAST(end_time AS BIGINT) - CAST(intended_start AS BIGINT) AS DOUBLE), 0.99) AS p99 FROM ledger",
+    );
+    let h = 0.99 * (latencies.len() - 1) as f64;
+    let (lo, frac) = (h.floor() as usize, h - h.floor());
+    let expected = latencies[lo] + (latencies[lo + 1] - latencies[lo]) * frac;
+    let got = merged[0]["p99"].as_f64().unwrap();
+    assert!(
+        (got - expected).abs() <= 1e-6 * expected,
+        "SQL {got} vs {expected}"
+    );
+}
