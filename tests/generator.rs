@@ -44,6 +44,24 @@ fn run_scenario(
     (output, json)
 }
 
+/// Checks a summary file against `generator/summary.schema.json` with the
+/// Python `jsonschema` validator.
+fn assert_matches_schema(summary: &Path) -> Result<(), String> {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("generator/summary.schema.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/validate_summary.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(schema)
+        .arg(summary)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 fn step<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     summary["steps"]
         .as_array()
@@ -118,6 +136,16 @@ thresholds:
     assert_eq!(summary["checks_failed"], 0);
     assert_eq!(summary["thresholds_passed"], true);
     assert_eq!(summary["thresholds"].as_array().unwrap().len(), 4);
+
+    // The summary follows its committed JSON Schema, and the check can fail.
+    let path = dir.path().join("summary.json");
+    assert_matches_schema(&path).unwrap();
+    let mut broken = summary.clone();
+    broken.as_object_mut().unwrap().remove("latency_ms");
+    broken["requests"] = serde_json::json!(-1);
+    std::fs::write(&path, broken.to_string()).unwrap();
+    let err = assert_matches_schema(&path).unwrap_err();
+    assert!(err.contains("latency_ms") && err.contains("-1"), "{err}");
 }
 
 #[test]
@@ -242,6 +270,7 @@ load: {{ model: constant, rate: 100, duration: 20s }}
     assert_eq!(refreshes, target.seen.logins.load(Ordering::Relaxed));
     assert_eq!(auth["failures"], 0);
     assert!(String::from_utf8_lossy(&output.stdout).contains("tokens:"));
+    assert_matches_schema(&dir.path().join("summary.json")).unwrap();
 }
 
 #[test]
@@ -348,7 +377,7 @@ fn four_shards_send_what_one_process_sends_and_merge_exactly() {
         if !start_at.is_empty() {
             command.args(["--start-at", start_at]);
         }
-        command.spawn().unwrap()
+        command.stdout(std::process::Stdio::null()).spawn().unwrap()
     };
     let status = run(single.path(), "0/1", "").wait().unwrap();
     assert!(status.success());

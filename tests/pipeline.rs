@@ -211,6 +211,29 @@ fn every_request_is_traced_stored_once_and_joined_by_the_target() {
            ON l.trace_id = s.trace_id AND l.span_id = s.span_id
          WHERE l.run_id = 'e2e-run'",
     );
+    // The generator's per-second metrics reached the store; the last point of
+    // the cumulative request counter and of the latency histogram hold every
+    // request.
+    let metrics = sql_json(
+        data.path(),
+        "SELECT (SELECT MAX(value_int) FROM metrics_number
+                 WHERE metric_name = 'loadlens.generator.requests' AND run_id = 'e2e-run') AS requests,
+                (SELECT MAX(count) FROM metrics_exp_histogram
+                 WHERE metric_name = 'loadlens.generator.latency' AND run_id = 'e2e-run') AS latency_count,
+                (SELECT COUNT(*) FROM metrics_number
+                 WHERE metric_name = 'loadlens.generator.in_flight' AND run_id = 'e2e-run') AS gauge_points",
+    );
+    assert_eq!(
+        i64_of(&metrics[0], "requests") as usize,
+        sent,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        i64_of(&metrics[0], "latency_count") as usize,
+        sent,
+        "{metrics:?}"
+    );
+    assert!(i64_of(&metrics[0], "gauge_points") >= 2, "{metrics:?}");
     for column in ["ledger_rows", "handed_over", "joined", "distinct_ids"] {
         assert_eq!(
             i64_of(&reconciled[0], column) as usize,

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod http;
 pub mod ledger;
 pub mod load;
+pub mod metrics;
 pub mod plan;
 pub mod run;
 pub mod scenario;

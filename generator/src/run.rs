@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use exporter::attributes::{int, string};
 use exporter::proto_trace::{Span, span::SpanKind};
-use exporter::{ExportStats, Exporter, ExporterConfig};
+use exporter::{ExportStats, Exporter, ExporterConfig, MetricsConfig, MetricsExporter};
 use schema::attr;
 
 use crate::auth::{Fetch, TokenProvider};
@@ -61,6 +61,12 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
     };
     let exporter = match &config.collector {
         Some(endpoint) => Some(Exporter::start(exporter_config(endpoint))?),
+        None => None,
+    };
+    let metrics = match &config.collector {
+        Some(endpoint) => Some(MetricsExporter::start(MetricsConfig::from(
+            &exporter_config(endpoint),
+        ))?),
         None => None,
     };
     let (ledger_sink, ledger_writer) = match &config.ledger {
@@ -133,7 +139,13 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
     };
     let started = engine.clock.now();
     let (stage_tx, stage_rx) = tokio::sync::watch::channel((0usize, Instant::now()));
-    let monitor = tokio::spawn(monitor(engine.clone(), stage_rx, config.progress));
+    let monitor = tokio::spawn(monitor(
+        engine.clone(),
+        stage_rx,
+        config.progress,
+        metrics.clone(),
+        started as u64,
+    ));
     let mut stage_records = Vec::new();
     for (index, stage) in stages.iter().enumerate() {
         if engine.aborted() {
@@ -171,6 +183,12 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
     let _ = interrupt.await;
 
     let aborted = engine.abort_reason();
+    if let Some(metrics) = metrics {
+        // The final totals, so the store holds the whole run's counts.
+        let snapshot = crate::metrics::snapshot(&engine, started as u64, ended as u64);
+        let _ = metrics.export(snapshot).await;
+        metrics.shutdown().await;
+    }
     let spans = match exporter {
         Some(exporter) => exporter.shutdown().await,
         None => ExportStats::default(),
@@ -284,6 +302,8 @@ async fn monitor(
     engine: Arc<Engine>,
     stage: tokio::sync::watch::Receiver<(usize, Instant)>,
     progress: bool,
+    metrics: Option<MetricsExporter>,
+    started_ns: u64,
 ) {
     let tty = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -293,6 +313,11 @@ async fn monitor(
     loop {
         tick.tick().await;
         ticks += 1;
+        if let Some(metrics) = &metrics {
+            let snapshot = crate::metrics::snapshot(&engine, started_ns, engine.clock.now() as u64);
+            let metrics = metrics.clone();
+            tokio::spawn(async move { metrics.export(snapshot).await });
+        }
         let (index, start) = *stage.borrow();
         let stage = &engine.plan.load.stages[index];
         let elapsed = start.elapsed();

@@ -115,6 +115,16 @@ pub struct Recorded {
     pub checks_failed: u32,
 }
 
+/// Cumulative totals of the whole run for the per-second metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub requests: u64,
+    pub dropped: u64,
+    pub errors_by_type: BTreeMap<&'static str, u64>,
+    /// Latency from the intended start, ms.
+    pub latency: exporter::ExpHistogram,
+}
+
 /// Shared by every request task.
 #[derive(Debug)]
 pub struct Recorder {
@@ -123,6 +133,8 @@ pub struct Recorder {
 
 #[derive(Debug)]
 struct State {
+    /// Everything so far, warm-up included, for the live metrics.
+    live: Live,
     /// The measured run: every stage but warm-up.
     run: Totals,
     stages: Vec<Totals>,
@@ -134,6 +146,7 @@ impl Recorder {
     pub fn new(steps: usize, warmup: Vec<bool>) -> Self {
         Recorder {
             state: Mutex::new(State {
+                live: Live::default(),
                 run: Totals::new(steps),
                 stages: warmup.iter().map(|_| Totals::new(0)).collect(),
                 warmup,
@@ -148,6 +161,11 @@ impl Recorder {
 
     pub fn record(&self, r: Recorded) {
         self.with(|s| {
+            s.live.requests += 1;
+            s.live.latency.record(r.latency_ns as f64 / 1e6);
+            if let Some(error) = r.error {
+                *s.live.errors_by_type.entry(error).or_default() += 1;
+            }
             s.stages[r.stage].record(&r);
             if !s.warmup[r.stage] {
                 s.run.record(&r);
@@ -158,6 +176,7 @@ impl Recorder {
     /// An arrival of an open model; `dropped` when the in-flight bound refused it.
     pub fn arrival(&self, stage: usize, dropped: bool, late: bool) {
         self.with(|s| {
+            s.live.dropped += u64::from(dropped);
             let measured = !s.warmup[stage];
             for t in std::iter::once(&mut s.stages[stage]).chain(measured.then_some(&mut s.run)) {
                 t.arrivals += 1;
@@ -185,6 +204,11 @@ impl Recorder {
             t.seconds += extra_seconds;
             t
         })
+    }
+
+    /// A copy of the live totals.
+    pub fn live(&self) -> Live {
+        self.with(|s| s.live.clone())
     }
 
     /// Latency p50/p99 (ms), requests and errors of a stage so far.
