@@ -430,3 +430,19 @@ fn four_shards_send_what_one_process_sends_and_merge_exactly() {
         "SQL {got} vs {expected}"
     );
 }
+
+#[test]
+fn the_example_scenarios_compile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let file = generator::ScenarioFile::read(&path).unwrap();
+            generator::Plan::compile(&file, (0, 1))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+}
