@@ -446,3 +446,77 @@ fn the_example_scenarios_compile() {
     }
     assert!(seen >= 1);
 }
+
+#[test]
+fn http2_with_prior_knowledge_reaches_an_h2c_target() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("h2c");
+    let yaml = format!(
+        "http: {{ version: http2 }}\nrequests:\n  ok: {{ url: 'http://{}/ok', checks: [{{ status: 200 }}] }}\nload: {{ model: closed, vus: 4, duration: 1s }}\n",
+        target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let requests = summary["requests"].as_u64().unwrap();
+    assert!(requests > 50, "{summary}");
+    assert_eq!(target.seen.http2.load(Ordering::Relaxed), requests);
+}
+
+#[test]
+fn tls_with_a_given_ca_negotiates_http2() {
+    let _serial = serial();
+    let dir = TempDir::new("generator-tls");
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // rustls, unlike OpenSSL, refuses a CA certificate as a server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command is installed");
+    assert!(status.success());
+    // The collector's OTLP/HTTP port speaks TLS with ALPN (h2, http/1.1) and
+    // has a health endpoint: a convenient HTTPS target.
+    let (grpc, http) = (common::free_addr(), common::free_addr());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let _collector = common::start_collector(
+        &dir.path().join("store"),
+        grpc,
+        http,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let yaml = |http_settings: &str| {
+        format!(
+            "http: {{ {http_settings} }}\nrequests:\n  health: {{ url: 'https://127.0.0.1:{}/healthz', checks: [{{ status: 200 }}, {{ body_contains: ok }}] }}\nload: {{ model: closed, vus: 2, duration: 1s }}\n",
+            http.port()
+        )
+    };
+    // HTTP/2 only: success means ALPN agreed on h2 over a verified TLS session.
+    let (output, summary) =
+        run_scenario(dir.path(), &yaml("version: http2, ca_file: cert.pem"), &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    assert!(summary["requests"].as_u64().unwrap() > 5, "{summary}");
+    assert_eq!(summary["requests_failed"], 0, "{summary}");
+    // Without the CA the certificate is not trusted, and the error says TLS.
+    let (_, summary) = run_scenario(dir.path(), &yaml("version: auto"), &[]);
+    assert_eq!(summary["requests_ok"], 0, "{summary}");
+    assert_eq!(
+        summary["errors_by_type"]["tls"], summary["requests"],
+        "{summary}"
+    );
+}

@@ -592,6 +592,63 @@ fn tls_is_offered_and_then_required() {
     );
 }
 
+/// `loadlens serve` offers TLS on its Postgres port; its HTTP API is plain, so
+/// a generator speaking TLS to it must fail with error type `tls`.
+#[test]
+fn the_generator_names_a_failed_tls_handshake() {
+    let dir = TempDir::new("generator-tls");
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command is installed");
+    assert!(status.success());
+    let cert = dir.path().join("cert.pem");
+    let s = serve_fixture(
+        "generator-tls-serve",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            dir.path().join("key.pem").to_str().unwrap(),
+        ],
+    );
+    let scenario = dir.path().join("tls.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "http: {{ ca_file: cert.pem }}\nrequests:\n  health: {{ url: 'https://localhost:{}/healthz' }}\nload: {{ model: closed, vus: 2, duration: 1s }}\n",
+            s.http.port()
+        ),
+    )
+    .unwrap();
+    let summary_path = dir.path().join("summary.json");
+    let output = loadlens()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--no-telemetry", "--quiet", "--summary-json"])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert!(summary["requests"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(
+        summary["errors_by_type"]["tls"], summary["requests"],
+        "{summary}"
+    );
+}
+
 #[test]
 fn the_http_api_answers_from_the_store() {
     let s = serve_fixture("serve-http", &[]);

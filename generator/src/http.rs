@@ -305,6 +305,7 @@ pub async fn send(
 
 fn classify(e: &hyper_util::client::legacy::Error) -> ErrorType {
     let found = classify_chain(e);
+
     if e.is_connect() {
         let mut dns = false;
         let mut source = e.source();
@@ -329,14 +330,14 @@ fn classify_chain(e: &(dyn std::error::Error + 'static)) -> Option<ErrorType> {
             return Some(ErrorType::Tls);
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            // tokio-rustls wraps handshake failures in an io::Error.
-            if io
+            // tokio-rustls wraps handshake failures in an io::Error, which
+            // hyper-rustls wraps in another; `source()` does not reach inside
+            // an io::Error, `get_ref()` does.
+            let inner = io
                 .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return Some(ErrorType::Tls);
-            }
-            return Some(classify_io(io.kind()));
+                .and_then(|inner| classify_chain(inner))
+                .filter(|kind| *kind != ErrorType::Io);
+            return Some(inner.unwrap_or_else(|| classify_io(io.kind())));
         }
         if let Some(hyper_err) = err.downcast_ref::<hyper::Error>()
             && (hyper_err.is_incomplete_message() || hyper_err.is_closed())

@@ -47,6 +47,7 @@ pub struct Seen {
     pub unauthorized: AtomicU64,
     pub wrong_user: AtomicU64,
     pub requests: AtomicU64,
+    pub http2: AtomicU64,
 }
 
 struct State {
@@ -108,9 +109,11 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>) {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, request).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), by what the client sends.
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
         });
     }
 }
@@ -126,6 +129,9 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 
 async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     state.seen.requests.fetch_add(1, Ordering::Relaxed);
+    if request.version() == hyper::Version::HTTP_2 {
+        state.seen.http2.fetch_add(1, Ordering::Relaxed);
+    }
     let path = request.uri().path().to_string();
     if path == "/stall" {
         let now = Instant::now();
