@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Generator throughput against wrk, side by side on one machine.
+#
+# nginx serves a small static response on loopback, pinned to one core; wrk
+# (one thread) and then `loadlens run` (closed model, the same number of
+# connections) drive it from the other core for the same duration. loadlens
+# runs twice: with telemetry off, and with every request traced to a running
+# collector (which shares nginx's core; on a 2-core machine there is no third).
+#
+#   benches/generator_vs_wrk.sh [connections] [seconds]
+#
+# Needs: wrk and nginx (Debian: apt-get install wrk nginx-light), taskset, and a
+# release build of loadlens (cargo build --release; set LOADLENS to its path).
+set -euo pipefail
+
+connections=${1:-50}
+seconds=${2:-20}
+root=$(cd "$(dirname "$0")/.." && pwd)
+loadlens=${LOADLENS:-${CARGO_TARGET_DIR:-$root/target}/release/loadlens}
+[[ -x $loadlens ]] || { echo "no release build at $loadlens; run cargo build --release" >&2; exit 2; }
+for tool in wrk nginx taskset python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
+done
+cores=$(nproc)
+gen_core=0
+srv_core=$((cores > 1 ? 1 : 0))
+
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+port=18090
+chmod 755 "$work"   # nginx workers run as another user
+mkdir -p "$work/html"
+printf 'ok\n' > "$work/html/index.html"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$port;
+        root $work/html;
+    }
+}
+CONF
+taskset -c "$srv_core" nginx -c "$work/nginx.conf" -p "$work"
+sleep 0.5
+url="http://127.0.0.1:$port/index.html"
+curl -sf "$url" >/dev/null
+
+echo "machine: $(nproc) cores, $(uname -m); generator on core $gen_core, nginx on core $srv_core"
+echo "connections $connections, $seconds s each, after a 3 s warm-up run"
+taskset -c "$gen_core" wrk -t1 -c "$connections" -d3s "$url" >/dev/null
+
+wrk_rps=$(taskset -c "$gen_core" wrk -t1 -c "$connections" -d"${seconds}s" "$url" \
+    | awk '/Requests\/sec/ {print $2}')
+echo "wrk -t1:                          $wrk_rps req/s"
+
+summary_rps() { python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"], 1))' "$1"; }
+
+taskset -c "$gen_core" "$loadlens" run --url "$url" --concurrency "$connections" \
+    --duration "${seconds}s" --no-telemetry --quiet --summary-json "$work/off.json" >/dev/null
+off_rps=$(summary_rps "$work/off.json")
+echo "loadlens, telemetry off:         $off_rps req/s"
+
+grpc=127.0.0.1:14317
+taskset -c "$srv_core" "$loadlens" collector --data "$work/store" --grpc-addr "$grpc" \
+    --http-addr 127.0.0.1:14318 --no-fsync >"$work/collector.log" 2>&1 &
+collector=$!
+for _ in $(seq 50); do curl -sf http://127.0.0.1:14318/healthz >/dev/null && break; sleep 0.1; done
+taskset -c "$gen_core" "$loadlens" run --url "$url" --concurrency "$connections" \
+    --duration "${seconds}s" --collector "http://$grpc" --data "$work/store" --quiet \
+    --summary-json "$work/on.json" >/dev/null
+on_rps=$(summary_rps "$work/on.json")
+read -r exported dropped < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["spans_exported"], s["spans_dropped"])' "$work/on.json")
+kill -TERM "$collector"; wait "$collector" || true
+echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, dropped $dropped)"
+
+python3 - "$wrk_rps" "$off_rps" "$on_rps" <<'PY'
+import sys
+wrk, off, on = map(float, sys.argv[1:])
+print(f"ratio telemetry off / wrk:  {off / wrk:.2f}  (goal >= 1.0)")
+print(f"ratio traced / wrk:         {on / wrk:.2f}  (goal >= 0.8)")
+PY
