@@ -520,3 +520,85 @@ fn tls_with_a_given_ca_negotiates_http2() {
         "{summary}"
     );
 }
+
+#[test]
+fn oauth2_client_credentials_keep_every_request_authorized() {
+    let _serial = serial();
+    let target = Target::start(Behaviour {
+        token_ttl: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let dir = TempDir::new("oauth2");
+    let yaml = |secret: &str| {
+        format!(
+            "auth:\n  oauth2: {{ token_url: 'http://{addr}/oauth/token', client_id: loadlens, client_secret: '{secret}' }}\nrequests:\n  cart: {{ url: 'http://{addr}/cart/any', checks: [{{ status: 200 }}] }}\nload: {{ model: constant, rate: 50, duration: 6s }}\n",
+            addr = target.addr
+        )
+    };
+    // The secret goes form-encoded: 'é' and ' ' must arrive as %C3%A9 and +.
+    let (output, summary) = run_scenario(dir.path(), &yaml("sécret 1"), &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    assert_eq!(summary["requests_failed"], 0, "{summary}");
+    let refreshes = summary["auth"]["refreshes"].as_u64().unwrap();
+    assert!((3..=8).contains(&refreshes), "{summary}");
+    assert_eq!(refreshes, target.seen.logins.load(Ordering::Relaxed));
+    // A wrong secret: no token, every request fails as `auth`, none is sent.
+    let before = target.seen.carts_ok.load(Ordering::Relaxed)
+        + target.seen.unauthorized.load(Ordering::Relaxed);
+    let (output, summary) = run_scenario(dir.path(), &yaml("wrong"), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        summary["errors_by_type"]["auth"], summary["requests"],
+        "{summary}"
+    );
+    let after = target.seen.carts_ok.load(Ordering::Relaxed)
+        + target.seen.unauthorized.load(Ordering::Relaxed);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn sampling_keeps_errors_and_a_share_of_the_rest() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("sampling");
+    let (grpc, http) = (common::free_addr(), common::free_addr());
+    let store = dir.path().join("store");
+    let _collector = common::start_collector(&store, grpc, http, &["--flush-interval", "1s"]);
+    let yaml = format!(
+        "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\n  broken: {{ url: 'http://{addr}/status/500' }}\nmix: {{ ok: 9, broken: 1 }}\ntelemetry: {{ sample: 0.2 }}\nload: {{ model: constant, rate: 500, duration: 4s }}\n",
+        addr = target.addr
+    );
+    let scenario = dir.path().join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    let summary_path = dir.path().join("summary.json");
+    let output = loadlens()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--collector", &format!("http://{grpc}"), "--data"])
+        .arg(&store)
+        .args(["--quiet", "--summary-json"])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let requests = summary["requests"].as_u64().unwrap();
+    let errors = summary["requests_failed"].as_u64().unwrap();
+    let exported = summary["spans_exported"].as_u64().unwrap();
+    let sampled_out = summary["spans_sampled_out"].as_u64().unwrap();
+    assert_eq!(exported + sampled_out, requests, "{summary}");
+    // All errors, plus about a fifth of the 90 % that succeeded.
+    let kept_ok = (exported - errors) as f64 / (requests - errors) as f64;
+    assert!((0.15..=0.25).contains(&kept_ok), "{kept_ok}: {summary}");
+    // The ledger still has every request, and says which spans were exported.
+    let rows = sql_json(
+        &store,
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN span_exported THEN 1 ELSE 0 END) AS exported,
+                SUM(CASE WHEN error_type IS NOT NULL AND NOT span_exported THEN 1 ELSE 0 END) AS lost_errors
+         FROM ledger",
+    );
+    assert_eq!(rows[0]["n"].as_u64().unwrap(), requests);
+    assert_eq!(rows[0]["exported"].as_u64().unwrap(), exported);
+    assert_eq!(rows[0]["lost_errors"].as_u64().unwrap(), 0);
+}

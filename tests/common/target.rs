@@ -5,6 +5,8 @@
 //! - `GET /cart/NAME` needs `authorization: Bearer T` with a live token of
 //!   NAME: 200 `{"user": NAME, "items": 3}`, else 401 (expired or missing) or
 //!   403 (another user's token).
+//! - `POST /oauth/token` (client credentials `loadlens` / `sécret 1`) issues
+//!   tokens for `any` the same way, as an OAuth2 token endpoint.
 //! - `GET /slow` answers after exactly 20 ms (a thread's sleep, not a timer tick).
 //! - `GET /stall` answers at once, except that from `stall_after` the whole
 //!   server stops for `stall_for` once, as a garbage-collection pause would.
@@ -169,6 +171,36 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::BAD_REQUEST);
         return reply(status, "{}");
+    }
+    if path == "/oauth/token" {
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let form = String::from_utf8_lossy(&body).into_owned();
+        let fields: HashMap<&str, &str> = form
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        if fields.get("grant_type") != Some(&"client_credentials")
+            || fields.get("client_id") != Some(&"loadlens")
+            || fields.get("client_secret") != Some(&"s%C3%A9cret+1")
+        {
+            return reply(StatusCode::UNAUTHORIZED, r#"{"error": "invalid_client"}"#);
+        }
+        let n = state.next_token.fetch_add(1, Ordering::Relaxed);
+        let token = format!("tok-{n}");
+        let ttl = state.behaviour.token_ttl;
+        state
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.clone(), ("any".to_string(), Instant::now() + ttl));
+        state.seen.logins.fetch_add(1, Ordering::Relaxed);
+        return reply(
+            StatusCode::OK,
+            format!(
+                r#"{{"access_token": "{token}", "token_type": "Bearer", "expires_in": {}}}"#,
+                ttl.as_secs()
+            ),
+        );
     }
     if path == "/login" {
         let body = request.into_body().collect().await.unwrap().to_bytes();
