@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Generator memory: RSS per 1,000 open connections, and RSS growth over a long
+# constant-rate run (goal: flat, under 5 % growth after the first minute).
+#
+#   benches/generator_memory.sh [minutes] [rate]
+#
+# Needs nginx (Debian: nginx-light) and a release build (LOADLENS=path).
+set -euo pipefail
+
+minutes=${1:-10}
+rate=${2:-2000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+loadlens=${LOADLENS:-${CARGO_TARGET_DIR:-$root/target}/release/loadlens}
+[[ -x $loadlens ]] || { echo "no release build at $loadlens" >&2; exit 2; }
+
+work=$(mktemp -d)
+chmod 755 "$work"
+trap '[[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+port=18092
+mkdir -p "$work/html"
+printf 'ok\n' > "$work/html/index.html"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 600s;
+    server { listen 127.0.0.1:$port backlog=4096; root $work/html; }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work"
+url="http://127.0.0.1:$port/index.html"
+ulimit -n 20000
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# RSS with 10 and with 2,010 virtual users (one connection each), 8 s in.
+connections_rss() {
+    "$loadlens" run --url "$url" --concurrency "$1" --duration 12s --no-telemetry --quiet >/dev/null &
+    local pid=$!
+    sleep 8
+    local rss
+    rss=$(rss_kib "$pid")
+    wait "$pid"
+    echo "$rss"
+}
+base=$(connections_rss 10)
+many=$(connections_rss 2010)
+echo "RSS with 10 connections: ${base} KiB; with 2,010: ${many} KiB"
+echo "RSS per 1,000 connections: $(( (many - base) / 2 )) KiB"
+
+# A long constant-rate run with the ledger on; RSS every 10 s.
+"$loadlens" run --url "$url" --rate "$rate" --duration "${minutes}m" --no-telemetry \
+    --data "$work/store" --quiet --summary-json "$work/summary.json" >/dev/null &
+pid=$!
+samples=()
+while kill -0 "$pid" 2>/dev/null; do
+    sleep 10
+    rss=$(rss_kib "$pid" 2>/dev/null || true)
+    [[ -n $rss ]] && samples+=("$rss")
+done
+wait "$pid" || true
+python3 - "$rate" "${samples[@]}" <<'PY'
+import sys
+rate, samples = sys.argv[1], [int(s) for s in sys.argv[2:]]
+after_warmup = samples[6] if len(samples) > 6 else samples[0]  # at 70 s
+last, peak = samples[-1], max(samples)
+print(f"constant {rate} req/s: RSS at 70 s {after_warmup} KiB, at the end {last} KiB, peak {peak} KiB")
+print(f"growth from 70 s to the end: {100 * (last - after_warmup) / after_warmup:+.1f} %  (goal < 5 %)")
+PY
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("requests", s["requests"], "failed", s["requests_failed"], "ledger rows", s["ledger"]["rows"])' "$work/summary.json"
