@@ -44,11 +44,12 @@ import json
 import math
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
 import time
+import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +70,11 @@ def queries(run_id: str) -> list[Query]:
     """The questions, as each engine spells them.
 
     DuckDB gets the fastest spelling found for it, so the ratio is not
-    flattered: one quantile_cont with a list of quantiles (2.8 s against
-    3.4 s for three calls, on the 20-million-span store), and 10-second
-    buckets by integer arithmetic on epoch_ns (1.0 s against 3.0 s for
-    time_bucket, which needs a cast of the TIMESTAMPTZ_NS column to
-    TIMESTAMPTZ and then works through ICU).
+    flattered: one quantile_cont with a list of quantiles (17% faster than
+    three calls on the 20-million-span store), and 10-second buckets by
+    integer arithmetic on epoch_ns (a third of the time of time_bucket,
+    which needs a cast of the TIMESTAMPTZ_NS column to TIMESTAMPTZ and then
+    works through ICU).
     """
     where = f"WHERE run_id = '{run_id}'"
     return [
@@ -153,6 +154,7 @@ class LoadlensServer:
     def __init__(self, binary: Path, data: Path):
         self.http = free_port()
         pg = free_port()
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [
                 str(binary),
@@ -165,7 +167,7 @@ class LoadlensServer:
                 f"127.0.0.1:{self.http}",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -176,9 +178,8 @@ class LoadlensServer:
             except OSError:
                 pass
             if self.process.poll() is not None:
-                raise SystemExit(
-                    f"loadlens serve exited: {self.process.stderr.read().decode()}"
-                )
+                self.log.seek(0)
+                raise SystemExit(f"loadlens serve exited: {self.log.read().decode()}")
             if time.monotonic() > deadline:
                 self.close()
                 raise SystemExit("loadlens serve did not answer /healthz in 60 s")
@@ -243,7 +244,10 @@ con.execute(sys.argv[-1]).fetchall()
 def normalize(value):
     """One representation for both engines' values."""
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        # DuckDB hands a TIMESTAMP over naive: it is UTC already.
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
     if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         if parsed.tzinfo is not None:
