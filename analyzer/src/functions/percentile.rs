@@ -156,6 +156,16 @@ impl PercentileGroups {
     }
 }
 
+/// The state column: one list of values per group (or per row).
+fn float_lists(offsets: OffsetBuffer<i32>, values: Float64Array) -> ArrayRef {
+    Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Float64, true)),
+        offsets,
+        Arc::new(values),
+        None,
+    ))
+}
+
 /// Whether row `row` passes the aggregate's FILTER clause, if any.
 fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
     filter.is_none_or(|f| f.is_valid(row) && f.value(row))
@@ -222,13 +232,10 @@ impl GroupsAccumulator for PercentileGroups {
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let groups = self.take(emit_to);
         let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
-        let values = Float64Array::from(groups.concat());
-        Ok(vec![Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Float64, true)),
+        Ok(vec![float_lists(
             offsets,
-            Arc::new(values),
-            None,
-        ))])
+            Float64Array::from(groups.concat()),
+        )])
     }
 
     fn convert_to_state(
@@ -245,12 +252,8 @@ impl GroupsAccumulator for PercentileGroups {
             .filter(|&row| keep[row])
             .map(|row| Some(array.value(row)))
             .collect();
-        Ok(vec![Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Float64, true)),
-            OffsetBuffer::from_lengths(keep.iter().map(|&k| usize::from(k))),
-            Arc::new(kept),
-            None,
-        ))])
+        let offsets = OffsetBuffer::from_lengths(keep.iter().map(|&k| usize::from(k)));
+        Ok(vec![float_lists(offsets, kept)])
     }
 
     fn size(&self) -> usize {
