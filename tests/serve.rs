@@ -419,6 +419,13 @@ fn writes_are_refused_over_both_protocols() {
             text.contains("ERROR:  25006: ") && refused(&text, name),
             "psql {sql}:\n{text}"
         );
+        if *name == "COPY" {
+            // The refusal says how to export instead.
+            assert!(
+                text.contains("loadlens sql --data DIR --format parquet -o result.parquet"),
+                "psql {sql}:\n{text}"
+            );
+        }
     }
 
     // psycopg: the simple protocol, then the extended one.

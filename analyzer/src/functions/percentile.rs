@@ -9,13 +9,15 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
 };
 
 use super::args::{DOC_SECTION, list_scalar, literal_quantile};
@@ -104,8 +106,158 @@ impl AggregateUDFImpl for Percentile {
         }))
     }
 
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(PercentileGroups {
+            q: literal_quantile(self.name(), &args)?,
+            groups: Vec::new(),
+            bytes: 0,
+        }))
+    }
+
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
+    }
+}
+
+/// The values of every group in one place. Without it DataFusion wraps
+/// [`PercentileAccumulator`] in an adapter that sorts each batch by group and
+/// copies it into one slice per group before the values are appended.
+#[derive(Debug)]
+struct PercentileGroups {
+    q: f64,
+    groups: Vec<Vec<f64>>,
+    /// Capacity of the value vectors in bytes, kept as they grow because
+    /// `size` is asked after every batch and must not visit every group.
+    bytes: usize,
+}
+
+impl PercentileGroups {
+    /// Runs `add` on the values of `group`, counting what it allocates.
+    fn grow(&mut self, group: usize, add: impl FnOnce(&mut Vec<f64>)) {
+        let values = &mut self.groups[group];
+        let before = values.capacity();
+        add(values);
+        self.bytes += (values.capacity() - before) * size_of::<f64>();
+    }
+
+    /// The groups `emit_to` names, no longer counted.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<f64>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        let freed: usize = taken.iter().map(|v| v.capacity() * size_of::<f64>()).sum();
+        self.bytes -= freed;
+        taken
+    }
+}
+
+/// The state column: one list of values per group (or per row).
+fn float_lists(offsets: OffsetBuffer<i32>, values: Float64Array) -> ArrayRef {
+    Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Float64, true)),
+        offsets,
+        Arc::new(values),
+        None,
+    ))
+}
+
+/// Whether row `row` passes the aggregate's FILTER clause, if any.
+fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
+impl GroupsAccumulator for PercentileGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let array = values[0].as_primitive::<Float64Type>();
+        let data = array.values();
+        let all = array.null_count() == 0 && opt_filter.is_none();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if all || (array.is_valid(row) && selected(opt_filter, row)) {
+                self.grow(group, |values| values.push(data[row]));
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let lists = values[0].as_list::<i32>();
+        let items = lists.values().as_primitive::<Float64Type>();
+        let offsets = lists.value_offsets();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if lists.is_null(row) {
+                continue;
+            }
+            let range = offsets[row] as usize..offsets[row + 1] as usize;
+            if items.null_count() == 0 {
+                self.grow(group, |values| {
+                    values.extend_from_slice(&items.values()[range]);
+                });
+            } else {
+                self.grow(group, |values| {
+                    values.extend(range.filter(|&i| items.is_valid(i)).map(|i| items.value(i)));
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let q = self.q;
+        let result: Float64Array = self
+            .take(emit_to)
+            .into_iter()
+            .map(|mut values| quantile_linear(&mut values, q))
+            .collect();
+        Ok(Arc::new(result))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = self.take(emit_to);
+        let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
+        Ok(vec![float_lists(
+            offsets,
+            Float64Array::from(groups.concat()),
+        )])
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        // One list per row: its value, or nothing when it is NULL or filtered out.
+        let array = values[0].as_primitive::<Float64Type>();
+        let keep: Vec<bool> = (0..array.len())
+            .map(|row| array.is_valid(row) && selected(opt_filter, row))
+            .collect();
+        let kept: Float64Array = (0..array.len())
+            .filter(|&row| keep[row])
+            .map(|row| Some(array.value(row)))
+            .collect();
+        let offsets = OffsetBuffer::from_lengths(keep.iter().map(|&k| usize::from(k)));
+        Ok(vec![float_lists(offsets, kept)])
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.groups.capacity() * size_of::<Vec<f64>>() + self.bytes
     }
 }
 
@@ -215,6 +367,101 @@ mod tests {
     fn empty_and_single() {
         assert_eq!(quantile_linear(&mut [], 0.5), None);
         assert_eq!(quantile_linear(&mut [4.0], 0.99), Some(4.0));
+    }
+
+    fn groups(q: f64) -> PercentileGroups {
+        PercentileGroups {
+            q,
+            groups: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn floats(values: &[Option<f64>]) -> Vec<ArrayRef> {
+        vec![Arc::new(Float64Array::from(values.to_vec()))]
+    }
+
+    fn evaluated(acc: &mut PercentileGroups, emit_to: EmitTo) -> Vec<Option<f64>> {
+        let array = acc.evaluate(emit_to).unwrap();
+        array.as_primitive::<Float64Type>().iter().collect()
+    }
+
+    #[test]
+    fn groups_skip_nulls_and_filtered_rows_and_leave_empty_groups_null() {
+        let mut acc = groups(0.5);
+        let values = floats(&[
+            Some(1.0),
+            Some(9.0),
+            None,
+            Some(3.0),
+            Some(100.0),
+            Some(5.0),
+        ]);
+        let filter = BooleanArray::from(vec![
+            Some(true),
+            Some(true),
+            Some(true),
+            Some(true),
+            None,
+            Some(false),
+        ]);
+        acc.update_batch(&values, &[0, 1, 0, 0, 0, 1], Some(&filter), 3)
+            .unwrap();
+        // Group 0 keeps 1 and 3; group 1 keeps 9; group 2 has nothing.
+        assert_eq!(
+            evaluated(&mut acc, EmitTo::All),
+            [Some(2.0), Some(9.0), None]
+        );
+        assert_eq!(acc.size(), size_of_val(&acc));
+    }
+
+    #[test]
+    fn groups_state_merges_to_the_single_accumulator_answer() {
+        // Two partial accumulators over halves of the rows, merged into a third.
+        let data: Vec<f64> = (0..1000)
+            .map(|i| f64::from((i * 7919) % 1009) / 7.0)
+            .collect();
+        let group_of = |i: usize| i % 3;
+        let mut partial = [groups(0.99), groups(0.99)];
+        for (half, acc) in partial.iter_mut().enumerate() {
+            let rows: Vec<usize> = (0..data.len()).filter(|i| i % 2 == half).collect();
+            let values = floats(&rows.iter().map(|&i| Some(data[i])).collect::<Vec<_>>());
+            let indices: Vec<usize> = rows.iter().map(|&i| group_of(i)).collect();
+            acc.update_batch(&values, &indices, None, 3).unwrap();
+        }
+        let mut merged = groups(0.99);
+        for acc in &mut partial {
+            let state = acc.state(EmitTo::All).unwrap();
+            merged.merge_batch(&state, &[0, 1, 2], 3).unwrap();
+        }
+        // Rows may also arrive as converted state, one list per row.
+        let extra = floats(&[Some(1e6), None]);
+        let converted = merged.convert_to_state(&extra, None).unwrap();
+        merged.merge_batch(&converted, &[1, 1], 3).unwrap();
+
+        let first = evaluated(&mut merged, EmitTo::First(1));
+        let rest = evaluated(&mut merged, EmitTo::All);
+        for (group, got) in first.iter().chain(&rest).enumerate() {
+            let mut expected: Vec<f64> = (0..data.len())
+                .filter(|&i| group_of(i) == group)
+                .map(|i| data[i])
+                .collect();
+            if group == 1 {
+                expected.push(1e6);
+            }
+            let mut single = PercentileAccumulator {
+                q: 0.99,
+                values: Vec::new(),
+            };
+            single
+                .update_batch(&floats(
+                    &expected.iter().map(|&v| Some(v)).collect::<Vec<_>>(),
+                ))
+                .unwrap();
+            assert_eq!(*got, quantile_linear(&mut expected, 0.99), "group {group}");
+            assert_eq!(ScalarValue::Float64(*got), single.evaluate().unwrap());
+        }
+        assert_eq!(merged.size(), size_of_val(&merged));
     }
 
     #[test]

@@ -71,7 +71,9 @@ impl Refusal {
         match self {
             Refusal::Copy => {
                 "COPY writes files on the server. To export a result, run \
-                 loadlens sql --data DIR --format csv \"SELECT …\" > result.csv (or --format json)."
+                 loadlens sql --data DIR --format parquet -o result.parquet \"SELECT …\" \
+                 (or --format csv|json) where the store is, or psql --csv -c \"SELECT …\" \
+                 > result.csv from the client."
             }
             Refusal::Data => "The store is written only by the collector.",
             Refusal::Schema => {
@@ -466,7 +468,9 @@ mod tests {
         let store = store().await;
         let copy = refused(&store, "COPY (SELECT 1) TO '/tmp/x.csv'").await;
         assert!(
-            copy.contains("COPY is refused") && copy.contains("loadlens sql"),
+            copy.contains("COPY is refused")
+                && copy.contains("loadlens sql --data DIR --format parquet -o result.parquet")
+                && copy.contains("psql --csv"),
             "{copy}"
         );
         for (sql, name) in [
