@@ -3,6 +3,7 @@
 # constant-rate run (goal: flat, under 5 % growth after the first minute).
 #
 #   benches/generator_memory.sh [minutes] [rate]
+#   LEDGER=off benches/generator_memory.sh ...   # the long run without the ledger
 #
 # Needs nginx (Debian: nginx-light) and a release build (LOADLENS=path).
 set -euo pipefail
@@ -55,8 +56,9 @@ echo "RSS with 10 connections: ${base} KiB; with 2,010: ${many} KiB"
 echo "RSS per 1,000 connections: $(( (many - base) / 2 )) KiB"
 
 # A long constant-rate run with the ledger on; RSS every 10 s.
+if [[ ${LEDGER:-on} == off ]]; then ledger=(--no-ledger); else ledger=(--data "$work/store"); fi
 "$loadlens" run --url "$url" --rate "$rate" --duration "${minutes}m" --no-telemetry \
-    --data "$work/store" --quiet --summary-json "$work/summary.json" >/dev/null &
+    "${ledger[@]}" --quiet --summary-json "$work/summary.json" >/dev/null &
 pid=$!
 samples=()
 while kill -0 "$pid" 2>/dev/null; do
@@ -75,4 +77,4 @@ base, last, peak = samples[base_at], samples[-1], max(samples)
 print(f"constant {rate} req/s: RSS at {10 * (base_at + 1)} s {base} KiB, at the end {last} KiB, peak {peak} KiB")
 print(f"growth from then to the end: {100 * (last - base) / base:+.1f} %  (goal < 5 %)")
 PY
-python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("requests", s["requests"], "failed", s["requests_failed"], "ledger rows", s["ledger"]["rows"])' "$work/summary.json"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("requests", s["requests"], "failed", s["requests_failed"], "ledger rows", (s["ledger"] or {}).get("rows"))' "$work/summary.json"

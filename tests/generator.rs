@@ -467,28 +467,10 @@ fn http2_with_prior_knowledge_reaches_an_h2c_target() {
 fn tls_with_a_given_ca_negotiates_http2() {
     let _serial = serial();
     let dir = TempDir::new("generator-tls");
-    let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
-        .args([
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        // rustls, unlike OpenSSL, refuses a CA certificate as a server's own.
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("the openssl command is installed");
-    assert!(status.success());
+    let (cert, key) = common::self_signed_cert(dir.path());
     // The collector's OTLP/HTTP port speaks TLS with ALPN (h2, http/1.1) and
     // has a health endpoint: a convenient HTTPS target.
     let (grpc, http) = (common::free_addr(), common::free_addr());
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
     let _collector = common::start_collector(
         &dir.path().join("store"),
         grpc,

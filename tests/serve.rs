@@ -535,29 +535,14 @@ fn a_password_is_required_when_configured() {
 #[test]
 fn tls_is_offered_and_then_required() {
     let dir = TempDir::new("serve-tls-files");
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
-        .args([
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("the openssl command is installed");
-    assert!(status.success());
-    let cert = dir.path().join("cert.pem");
+    let (cert, key) = self_signed_cert(dir.path());
     let s = serve_fixture(
         "serve-tls",
         &[
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
-            dir.path().join("key.pem").to_str().unwrap(),
+            key.to_str().unwrap(),
         ],
     );
     let verified = format!(
@@ -604,29 +589,14 @@ fn tls_is_offered_and_then_required() {
 #[test]
 fn the_generator_names_a_failed_tls_handshake() {
     let dir = TempDir::new("generator-tls");
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
-        .args([
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("the openssl command is installed");
-    assert!(status.success());
-    let cert = dir.path().join("cert.pem");
+    let (cert, key) = self_signed_cert(dir.path());
     let s = serve_fixture(
         "generator-tls-serve",
         &[
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
-            dir.path().join("key.pem").to_str().unwrap(),
+            key.to_str().unwrap(),
         ],
     );
     let scenario = dir.path().join("tls.yaml");

@@ -166,12 +166,7 @@ impl Engine {
         self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         let choice = self.plan.pick(rand::random());
         let flow = (choice.steps.len() > 1).then_some(choice.name.as_str());
-        let mut values = IterationValues {
-            plan: &self.plan,
-            rows: vec![None; self.plan.feeders.len()],
-            vars: HashMap::new(),
-            exhausted: None,
-        };
+        let mut values = IterationValues::new(&self.plan);
         let mut due = intended;
         for &step in &choice.steps {
             let ok = self.step(stage, vu, step, flow, due, &mut values).await;
@@ -261,7 +256,11 @@ impl Engine {
         let mut exported = false;
         if let Some(sink) = &self.sink {
             if keep {
-                let uri: Option<Uri> = url.parse().ok();
+                // Requests without templates were parsed once at start.
+                let uri = match &self.fixed_uris[step] {
+                    Some(uri) => Some(uri.clone()),
+                    None => url.parse::<Uri>().ok(),
+                };
                 let meta = RequestMeta {
                     trace,
                     method: request.method.as_str(),
@@ -411,12 +410,7 @@ impl Engine {
                 (outcome, spec.token_url.clone())
             }
             TokenSource::Login { request, .. } => {
-                let mut values = IterationValues {
-                    plan: &self.plan,
-                    rows: vec![None; self.plan.feeders.len()],
-                    vars: HashMap::new(),
-                    exhausted: None,
-                };
+                let mut values = IterationValues::new(&self.plan);
                 let trace = span::new_context();
                 let mut url = String::new();
                 let outcome = match self.build(*request, &mut values, None, &trace, &mut url) {
@@ -567,6 +561,17 @@ struct IterationValues<'a> {
     vars: HashMap<String, String>,
     /// A unique feeder that ran out.
     exhausted: Option<String>,
+}
+
+impl<'a> IterationValues<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        IterationValues {
+            plan,
+            rows: vec![None; plan.feeders.len()],
+            vars: HashMap::new(),
+            exhausted: None,
+        }
+    }
 }
 
 impl Values for IterationValues<'_> {

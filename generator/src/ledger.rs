@@ -94,7 +94,6 @@ impl LedgerWriter {
     /// Starts writing rows of `run_id`, shard `shard`, under the store `root`.
     pub fn start(root: PathBuf, run_id: String, shard: u32, names: Names) -> (LedgerSink, Self) {
         let (tx, mut rx) = mpsc::channel::<Message>(1 << 16);
-        let names = Arc::new(names);
         let thread = std::thread::Builder::new()
             .name("loadlens-ledger".into())
             .spawn(move || {

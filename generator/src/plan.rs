@@ -528,7 +528,7 @@ fn load_plan(file: &ScenarioFile) -> Result<LoadPlan, ScenarioError> {
         spec.duration.filter(|d| !d.is_zero()).ok_or_else(|| {
             err(
                 "model",
-                format!("the {:?} model needs a duration", spec.model).to_lowercase(),
+                format!("the {} model needs a duration", spec.model.as_str()),
             )
         })
     };
@@ -540,7 +540,7 @@ fn load_plan(file: &ScenarioFile) -> Result<LoadPlan, ScenarioError> {
         )),
         None => Err(err(
             "model",
-            format!("the {:?} model needs a rate", spec.model).to_lowercase(),
+            format!("the {} model needs a rate", spec.model.as_str()),
         )),
     };
     let think = spec.think_time.unwrap_or_default();

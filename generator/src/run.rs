@@ -84,7 +84,7 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
     let stages = plan.load.stages.clone();
     let max_in_flight = plan.load.max_in_flight.min(MAX_PERMITS);
     let seed = plan.load.seed.unwrap_or_else(rand::random);
-    let model = format!("{:?}", plan.load.model).to_lowercase();
+    let model = plan.load.model.as_str().to_string();
     let manifest_config = manifest_config(&plan, &config);
     let auth_settings = plan
         .auth
@@ -200,7 +200,7 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
     let (plan, counters, auth) = (&engine.plan, &engine.counters, &engine.auth);
     let (run, stage_totals) = engine.recorder.finish();
     let thresholds: Vec<_> = plan.thresholds.iter().map(|t| t.verdict(&run)).collect();
-    let summary = RunSummary {
+    let mut summary = RunSummary {
         run_id: config.run_id.clone(),
         scenario: plan.name.clone(),
         model,
@@ -272,7 +272,6 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
         thresholds,
         aborted,
     };
-    let mut summary = summary;
     if let Some(endpoint) = &config.collector {
         let manifest = Exporter::start(exporter_config(endpoint))?;
         manifest.sink().send(run_span(
@@ -373,7 +372,7 @@ fn manifest_config(plan: &Plan, config: &RunConfig) -> serde_json::Value {
     serde_json::json!({
         "run": config,
         "scenario": plan.name,
-        "model": format!("{:?}", plan.load.model).to_lowercase(),
+        "model": plan.load.model.as_str(),
         "max_in_flight": plan.load.max_in_flight,
         "seed": plan.load.seed,
         "stages": plan.load.stages.iter().map(|s| serde_json::json!({

@@ -186,7 +186,7 @@ impl Recorder {
         });
     }
 
-    /// An iteration of a closed model that started late (never: VUs start when ready).
+    /// How long stage `stage` ran (its share of the run's measured seconds).
     pub fn stage_seconds(&self, stage: usize, seconds: f64) {
         self.with(|s| {
             s.stages[stage].seconds = seconds;

@@ -250,3 +250,27 @@ pub fn start_collector(data: &Path, grpc: SocketAddr, http: SocketAddr, extra: &
     wait_for_port(http, collector.child());
     collector
 }
+
+/// Writes a self-signed certificate for 127.0.0.1 and localhost to
+/// `dir/cert.pem` and its key to `dir/key.pem` with the openssl command, and
+/// returns their paths. The certificate is not a CA: rustls, unlike OpenSSL,
+/// refuses a CA certificate as a server's own.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl command is installed");
+    assert!(status.success());
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}

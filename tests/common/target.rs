@@ -129,6 +129,20 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
+/// A new token for `user`, live for the configured time.
+fn issue_token(state: &State, user: &str) -> (String, Duration) {
+    let n = state.next_token.fetch_add(1, Ordering::Relaxed);
+    let token = format!("tok-{n}");
+    let ttl = state.behaviour.token_ttl;
+    state
+        .tokens
+        .lock()
+        .unwrap()
+        .insert(token.clone(), (user.to_string(), Instant::now() + ttl));
+    state.seen.logins.fetch_add(1, Ordering::Relaxed);
+    (token, ttl)
+}
+
 async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     state.seen.requests.fetch_add(1, Ordering::Relaxed);
     if request.version() == hyper::Version::HTTP_2 {
@@ -185,15 +199,7 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         {
             return reply(StatusCode::UNAUTHORIZED, r#"{"error": "invalid_client"}"#);
         }
-        let n = state.next_token.fetch_add(1, Ordering::Relaxed);
-        let token = format!("tok-{n}");
-        let ttl = state.behaviour.token_ttl;
-        state
-            .tokens
-            .lock()
-            .unwrap()
-            .insert(token.clone(), ("any".to_string(), Instant::now() + ttl));
-        state.seen.logins.fetch_add(1, Ordering::Relaxed);
+        let (token, ttl) = issue_token(state, "any");
         return reply(
             StatusCode::OK,
             format!(
@@ -208,15 +214,7 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         let Some(user) = json["user"].as_str() else {
             return reply(StatusCode::BAD_REQUEST, r#"{"error": "no user"}"#);
         };
-        let n = state.next_token.fetch_add(1, Ordering::Relaxed);
-        let token = format!("tok-{n}");
-        let ttl = state.behaviour.token_ttl;
-        state
-            .tokens
-            .lock()
-            .unwrap()
-            .insert(token.clone(), (user.to_string(), Instant::now() + ttl));
-        state.seen.logins.fetch_add(1, Ordering::Relaxed);
+        let (token, ttl) = issue_token(state, user);
         return reply(
             StatusCode::OK,
             format!(

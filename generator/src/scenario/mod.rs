@@ -355,6 +355,19 @@ pub enum ModelName {
     Ladder,
 }
 
+impl ModelName {
+    /// The name as written in a scenario and stored in the `runs` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Constant => "constant",
+            ModelName::Ramping => "ramping",
+            ModelName::Poisson => "poisson",
+            ModelName::Closed => "closed",
+            ModelName::Ladder => "ladder",
+        }
+    }
+}
+
 /// One stage of a ramping arrival rate.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
