@@ -121,6 +121,27 @@ def queries(run_id: str) -> list[Query]:
     ]
 
 
+def breakdown(run_id: str) -> list[Query]:
+    """Parts of the latency query, to see where its time goes (--breakdown).
+    The views match, so one text serves both engines."""
+    where = f"WHERE run_id = '{run_id}'"
+    parts = [
+        ("count", "COUNT(*): the filter columns", f"SELECT COUNT(*) FROM requests {where}"),
+        (
+            "max",
+            "MAX(latency_ms): plus three timestamp columns",
+            f"SELECT MAX(latency_ms) FROM requests {where}",
+        ),
+        (
+            "max by step",
+            "MAX(latency_ms) by step: plus grouping",
+            f"SELECT step, COUNT(*), MAX(latency_ms) FROM requests {where} "
+            "GROUP BY step ORDER BY step",
+        ),
+    ]
+    return [Query(name, question, sql, sql) for name, question, sql in parts]
+
+
 def duckdb_setup(data: Path, threads: int) -> list[str]:
     """DuckDB statements that make `requests` mean what it means in loadlens.
 
@@ -296,6 +317,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", help="comma-separated query names (latency,rps,errors)")
     parser.add_argument("--skip-cold", action="store_true", help="warm timings only")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the parts of the latency query"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -319,6 +343,8 @@ def main() -> int:
     size = sum(p.stat().st_size for p in (args.data / "spans").rglob("*.parquet"))
 
     selected = queries(RUN_ID)
+    if args.breakdown:
+        selected += breakdown(RUN_ID)
     if args.only:
         names = args.only.split(",")
         selected = [q for q in selected if q.name in names]
