@@ -1,0 +1,1 @@
+//! Universal Scalability Law: bounded Levenberg–Marquardt fit and predictions.
