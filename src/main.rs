@@ -56,6 +56,52 @@ struct SqlArgs {
     memory_limit: Option<usize>,
 }
 
+#[derive(Debug, clap::Args)]
+struct UslArgs {
+    /// Run whose concurrency-ladder steps to fit (or use --csv).
+    #[arg(required_unless_present = "csv", conflicts_with = "csv")]
+    run: Option<String>,
+    /// Fit a CSV file instead: a header row naming `concurrency` and `throughput`.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Fit against the configured concurrency of each step, or the measured one
+    /// (throughput × mean latency, by Little's law).
+    #[arg(long, default_value = "configured")]
+    concurrency: analyzer::usl::Concurrency,
+    /// Concurrency levels to predict at, comma-separated (default: the measured
+    /// levels, N* and 2·N*).
+    #[arg(long, value_delimiter = ',')]
+    predict: Vec<f64>,
+    /// Report the largest concurrency whose predicted latency stays under this
+    /// (e.g. 50ms; for --csv, in the reciprocal of the throughput's time unit).
+    #[arg(long, value_parser = generator::config::parse_duration)]
+    latency_target: Option<Duration>,
+    /// Output format: text or json.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Run to report on.
+    run: String,
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Write a self-contained HTML report (inline SVG charts, no network).
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write a Markdown summary sized for a pull-request comment.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a collector and the demo system, run a concurrency ladder, print a summary.
@@ -85,6 +131,12 @@ enum Command {
     /// The Postgres password, if any, comes from --pg-password-file or
     /// LOADLENS_SERVE_PG_PASSWORD; any user and database name is accepted.
     Serve(ServeArgs),
+    /// Fit the Universal Scalability Law to a run's ladder steps or to a CSV:
+    /// contention σ, coherency κ, peak concurrency N*, predictions.
+    Usl(UslArgs),
+    /// Write a run's report: findings, USL fit, latency by load and over time,
+    /// errors. With no --html/--markdown/--json, Markdown goes to standard output.
+    Report(ReportArgs),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -328,6 +380,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Sql(args) => sql(args).await,
         Command::Serve(args) => serve(args).await,
+        Command::Usl(args) => usl(args).await,
+        Command::Report(args) => report(args).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -598,4 +652,66 @@ async fn sql(args: SqlArgs) -> Result<(), Failure> {
             .write_all(&bytes)
             .map_err(|e| Failure::runtime(format!("cannot write the result: {e}"))),
     }
+}
+
+async fn usl(args: UslArgs) -> Result<(), Failure> {
+    use analyzer::usl;
+
+    let analyzer_failure = |e: analyzer::AnalyzerError| Failure::by(e.is_usage(), e);
+    let (source, points) = match (&args.run, &args.csv) {
+        (_, Some(file)) => (
+            file.display().to_string(),
+            usl::csv_points(file).map_err(analyzer_failure)?,
+        ),
+        (Some(run), None) => {
+            let store = analyzer::Store::open(&args.data)
+                .await
+                .map_err(analyzer_failure)?;
+            let points = usl::run_points(&store, run, args.concurrency)
+                .await
+                .map_err(analyzer_failure)?;
+            (format!("run {run}"), points)
+        }
+        (None, None) => return Err(Failure::usage("give a RUN or --csv FILE")),
+    };
+    let questions = usl::Questions {
+        predict: args.predict,
+        latency_target: args.latency_target.map(|d| d.as_secs_f64()),
+    };
+    let report = usl::report(source, points, questions).map_err(analyzer_failure)?;
+    if args.format == "json" {
+        println!("{:#}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+async fn report(args: ReportArgs) -> Result<(), Failure> {
+    use analyzer::report;
+
+    let analyzer_failure = |e: analyzer::AnalyzerError| Failure::by(e.is_usage(), e);
+    let store = analyzer::Store::open(&args.data)
+        .await
+        .map_err(analyzer_failure)?;
+    let gathered = report::gather(&store, &args.run)
+        .await
+        .map_err(analyzer_failure)?;
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text)
+            .map_err(|e| Failure::runtime(format!("cannot write '{}': {e}", path.display())))
+    };
+    if let Some(path) = &args.html {
+        write(path, report::html(&gathered))?;
+    }
+    if let Some(path) = &args.markdown {
+        write(path, report::markdown(&gathered))?;
+    }
+    if let Some(path) = &args.json {
+        write(path, format!("{:#}\n", gathered.to_json()))?;
+    }
+    if args.html.is_none() && args.markdown.is_none() && args.json.is_none() {
+        print!("{}", report::markdown(&gathered));
+    }
+    Ok(())
 }

@@ -23,6 +23,9 @@ pub enum AnalyzerError {
     /// The statement is fine but running it failed.
     #[error("query failed: {0}")]
     Execution(String),
+    /// Input other than SQL is wrong: a missing run, a bad CSV, data a model cannot use.
+    #[error("{0}")]
+    Input(String),
     #[error("cannot render the result as {format}: {message}")]
     Output {
         format: &'static str,

@@ -5,6 +5,7 @@
 //!                                                  │
 //!                      loadlens sql ◀── output (table · csv · json) ◀── SQL
 //!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
+//!                      loadlens usl ◀── usl (ladder steps ─▶ models::usl fit)
 //! ```
 
 pub mod error;
@@ -12,8 +13,10 @@ pub mod functions;
 pub mod output;
 pub mod params;
 pub mod pruning;
+pub mod report;
 pub mod serve;
 pub mod session;
+pub mod usl;
 
 pub use error::AnalyzerError;
 pub use output::Format;

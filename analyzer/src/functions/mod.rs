@@ -8,6 +8,7 @@ pub mod percentile;
 pub mod percentile_sketch;
 pub mod time_bucket;
 pub mod trace_id_hex;
+pub mod usl_fit;
 
 use datafusion::prelude::SessionContext;
 
@@ -16,6 +17,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(percentile::udaf());
     ctx.register_udaf(percentile_sketch::udaf());
     ctx.register_udaf(bucket_sum::udaf());
+    ctx.register_udaf(usl_fit::udaf());
     ctx.register_udf(time_bucket::udf());
     ctx.register_udf(trace_id_hex::udf());
     ctx.register_udf(histogram_quantile::udf());
