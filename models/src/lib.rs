@@ -8,4 +8,7 @@
 //! property tests build and run in seconds, and lets each model be checked
 //! against published reference data on its own.
 
+pub mod changepoint;
+pub mod compare;
+mod rng;
 pub mod usl;
