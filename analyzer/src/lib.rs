@@ -5,8 +5,10 @@
 //!                                                  │
 //!                      loadlens sql ◀── output (table · csv · json) ◀── SQL
 //!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
+//!   loadlens compare · loadlens trend ◀── compare · trend (statistics in `models`) ◀── SQL
 //! ```
 
+pub mod compare;
 pub mod error;
 pub mod functions;
 pub mod output;
@@ -14,6 +16,7 @@ pub mod params;
 pub mod pruning;
 pub mod serve;
 pub mod session;
+pub mod trend;
 
 pub use error::AnalyzerError;
 pub use output::Format;
