@@ -38,7 +38,7 @@ impl Default for Settings {
             permutations: 199,
             min_size: 2,
             exponent: 1.0,
-            seed: 0xC4A0_6E,
+            seed: 0x00C4_A06E,
         }
     }
 }
