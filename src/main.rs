@@ -137,6 +137,16 @@ enum Command {
     /// Write a run's report: findings, USL fit, latency by load and over time,
     /// errors. With no --html/--markdown/--json, Markdown goes to standard output.
     Report(ReportArgs),
+    /// Compare two runs, two stages, or a run and a production window, route
+    /// by route; exit 1 on a regression (a CI gate).
+    ///
+    /// A side is RUN_ID, run:RUN_ID[,stage=STAGE] or
+    /// prod:from=TIME,to=TIME[,env=production][,service=NAME] (TIME in UTC,
+    /// e.g. 2026-11-01T10:00Z).
+    Compare(CompareArgs),
+    /// One route's latency over a series of runs, and the runs where it
+    /// shifted (E-divisive means with a permutation test).
+    Trend(TrendArgs),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -382,6 +392,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Serve(args) => serve(args).await,
         Command::Usl(args) => usl(args).await,
         Command::Report(args) => report(args).await,
+        Command::Compare(args) => compare(args).await,
+        Command::Trend(args) => trend(args).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -687,6 +699,159 @@ async fn usl(args: UslArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The baseline: RUN_ID, run:RUN_ID[,stage=STAGE] or prod:from=TIME,to=TIME[,env=E][,service=S].
+    #[arg(value_name = "A")]
+    a: analyzer::compare::SideSpec,
+    /// The candidate, written like A.
+    #[arg(value_name = "B")]
+    b: analyzer::compare::SideSpec,
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Compare only this route: a step name for runs, an http.route for server spans.
+    #[arg(long, visible_alias = "step")]
+    route: Option<String>,
+    /// Only this stage of each run side that names none (e.g. c=8).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Where latency is measured: client (the generator's requests), server
+    /// (the target's SERVER spans) or auto (server when production is a side).
+    #[arg(long, default_value = "auto")]
+    measure: analyzer::compare::Measure,
+    /// Significance level; intervals are at 1 − alpha.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_alpha)]
+    alpha: f64,
+    /// Smallest latency shift that counts: a share of A's median (5%) or milliseconds (2ms).
+    #[arg(long, default_value = "5%")]
+    min_effect: models::compare::MinEffect,
+    /// Smallest error-rate increase that counts, in percentage points (1%).
+    #[arg(long, default_value = "1%", value_parser = parse_share)]
+    min_error_effect: f64,
+    /// Fewest requests per side and route for a verdict.
+    #[arg(long, default_value_t = 20)]
+    min_samples: usize,
+    /// Bootstrap resamples for the percentile intervals.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..))]
+    resamples: u32,
+    /// Seed of the bootstrap: the same seed gives the same intervals.
+    #[arg(long, default_value_t = models::compare::Settings::default().seed)]
+    seed: u64,
+    /// Output: table, markdown or json.
+    #[arg(long, default_value = "table")]
+    format: analyzer::compare::ReportFormat,
+    /// Memory queries may use before spilling to disk, then failing (e.g. 4GiB).
+    #[arg(long, value_parser = schema::units::parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TrendArgs {
+    /// The route: a step name (or the URL path of requests without one).
+    #[arg(long, visible_alias = "step")]
+    route: String,
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// These runs, comma-separated (default: every run with the route), ordered by start time.
+    #[arg(long, value_delimiter = ',')]
+    runs: Option<Vec<String>>,
+    /// Only the last N runs by start time.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    last: Option<u32>,
+    /// Only this stage of each run.
+    #[arg(long)]
+    stage: Option<String>,
+    /// The per-run figure: p50, p95, p99 or mean (successful requests, ms).
+    #[arg(long, default_value = "p95")]
+    metric: analyzer::trend::Metric,
+    /// A change point is kept when its permutation p-value is at most this.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_alpha)]
+    alpha: f64,
+    /// Permutations per test.
+    #[arg(long, default_value_t = 199, value_parser = clap::value_parser!(u32).range(19..))]
+    permutations: u32,
+    /// Fewest runs on each side of a change.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    min_size: u32,
+    /// Seed of the permutations.
+    #[arg(long, default_value_t = models::changepoint::Settings::default().seed)]
+    seed: u64,
+    /// Output: table, markdown or json.
+    #[arg(long, default_value = "table")]
+    format: analyzer::compare::ReportFormat,
+    /// Memory queries may use before spilling to disk, then failing (e.g. 4GiB).
+    #[arg(long, value_parser = schema::units::parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+/// A significance level, strictly between 0 and 1.
+fn parse_alpha(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|a| *a > 0.0 && *a < 1.0)
+        .ok_or_else(|| format!("'{text}' is not a level between 0 and 1 (e.g. 0.05)"))
+}
+
+/// A share as a percentage (1%) or a fraction (0.01).
+fn parse_share(text: &str) -> Result<f64, String> {
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    };
+    value
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("'{text}' is not a share (e.g. 1% or 0.01)"))
+}
+
+async fn open_store(
+    data: &std::path::Path,
+    memory_limit: Option<usize>,
+) -> Result<analyzer::Store, Failure> {
+    let mut options = analyzer::session::Options::default();
+    if let Some(limit) = memory_limit {
+        options.memory_limit = limit;
+    }
+    analyzer::Store::open_with(data, &options)
+        .await
+        .map_err(|e| Failure::by(e.is_usage(), e))
+}
+
+async fn compare(args: CompareArgs) -> Result<(), Failure> {
+    use analyzer::compare::{CompareOptions, render};
+    let store = open_store(&args.data, args.memory_limit).await?;
+    let options = CompareOptions {
+        a: args.a,
+        b: args.b,
+        route: args.route,
+        stage: args.stage,
+        measure: args.measure,
+        settings: models::compare::Settings {
+            alpha: args.alpha,
+            min_effect: args.min_effect,
+            min_error_effect: args.min_error_effect,
+            min_samples: args.min_samples,
+            resamples: args.resamples as usize,
+            seed: args.seed,
+        },
+    };
+    let failed = |e: analyzer::AnalyzerError| Failure::by(e.is_usage(), e);
+    let report = analyzer::compare::compare(&store, &options)
+        .await
+        .map_err(failed)?;
+    print!("{}", render(&report, args.format).map_err(failed)?);
+    let regressions = report.regressions();
+    if !regressions.is_empty() {
+        return Err(Failure {
+            code: exit::FAILED,
+            message: format!("regression in {}", regressions.join(", ")),
+        });
+    }
+    Ok(())
+}
+
 async fn report(args: ReportArgs) -> Result<(), Failure> {
     use analyzer::report;
 
@@ -713,5 +878,30 @@ async fn report(args: ReportArgs) -> Result<(), Failure> {
     if args.html.is_none() && args.markdown.is_none() && args.json.is_none() {
         print!("{}", report::markdown(&gathered));
     }
+    Ok(())
+}
+
+async fn trend(args: TrendArgs) -> Result<(), Failure> {
+    use analyzer::trend::{TrendOptions, render};
+    let store = open_store(&args.data, args.memory_limit).await?;
+    let options = TrendOptions {
+        route: args.route,
+        runs: args.runs,
+        last: args.last.map(|n| n as usize),
+        stage: args.stage,
+        metric: args.metric,
+        settings: models::changepoint::Settings {
+            alpha: args.alpha,
+            permutations: args.permutations as usize,
+            min_size: args.min_size as usize,
+            seed: args.seed,
+            ..models::changepoint::Settings::default()
+        },
+    };
+    let failed = |e: analyzer::AnalyzerError| Failure::by(e.is_usage(), e);
+    let trend = analyzer::trend::trend(&store, &options)
+        .await
+        .map_err(failed)?;
+    print!("{}", render(&trend, args.format).map_err(failed)?);
     Ok(())
 }

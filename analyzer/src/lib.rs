@@ -6,8 +6,10 @@
 //!                      loadlens sql ◀── output (table · csv · json) ◀── SQL
 //!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
 //!                      loadlens usl ◀── usl (ladder steps ─▶ models::usl fit)
+//!   loadlens compare · loadlens trend ◀── compare · trend (statistics in `models`) ◀── SQL
 //! ```
 
+pub mod compare;
 pub mod error;
 pub mod functions;
 pub mod output;
@@ -17,6 +19,7 @@ pub mod report;
 pub mod serve;
 pub mod session;
 pub mod usl;
+pub mod trend;
 
 pub use error::AnalyzerError;
 pub use output::Format;

@@ -9,4 +9,7 @@
 //! against published reference data on its own.
 
 pub mod dist;
+pub mod changepoint;
+pub mod compare;
+mod rng;
 pub mod usl;
