@@ -7,6 +7,7 @@
 //!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
 //! ```
 
+pub mod bottleneck;
 pub mod error;
 pub mod functions;
 pub mod output;
