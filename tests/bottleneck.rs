@@ -336,7 +336,7 @@ fn on_the_fixture_store_each_tier_gets_exactly_its_own_time() {
         ("server", server, "server"),
         ("database", db, "db"),
     ] {
-        let want = f64_of(expected, key);
+        let want = expected[key].as_f64().unwrap();
         assert!((got - want).abs() < 1e-9, "{name}: {got} vs SQL {want}");
     }
 }
