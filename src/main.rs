@@ -147,6 +147,9 @@ enum Command {
     /// One route's latency over a series of runs, and the runs where it
     /// shifted (E-divisive means with a permutation test).
     Trend(TrendArgs),
+    /// Where a run's time went: the critical path of each trace, by service
+    /// and operation, with Amdahl's bound on what speeding one up would give.
+    Bottleneck(BottleneckArgs),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -234,6 +237,21 @@ struct RunArgs {
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct BottleneckArgs {
+    /// The run id (list them: loadlens sql "SELECT run_id, started_at FROM runs").
+    run: String,
+    /// Only the requests with this step (request name).
+    #[arg(long)]
+    step: Option<String>,
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    format: analyzer::bottleneck::ReportFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -394,6 +412,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Report(args) => report(args).await,
         Command::Compare(args) => compare(args).await,
         Command::Trend(args) => trend(args).await,
+        Command::Bottleneck(args) => bottleneck(args).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -408,6 +427,23 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::by(matches!(e, demo::DemoError::Bind { .. }), e))
         }
     }
+}
+
+async fn bottleneck(args: BottleneckArgs) -> Result<(), Failure> {
+    use std::io::Write;
+    let options = analyzer::session::Options::default();
+    let bytes = analyzer::bottleneck::bottleneck(
+        &args.data,
+        &options,
+        &args.run,
+        args.step.as_deref(),
+        args.format,
+    )
+    .await
+    .map_err(|e| Failure::by(e.is_usage(), e))?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(|e| Failure::runtime(format!("cannot write the report: {e}")))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod compare;
+pub mod bottleneck;
 pub mod error;
 pub mod functions;
 pub mod output;

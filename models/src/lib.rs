@@ -12,4 +12,5 @@ pub mod dist;
 pub mod changepoint;
 pub mod compare;
 mod rng;
+pub mod critical_path;
 pub mod usl;

@@ -2,6 +2,7 @@
 
 mod args;
 pub mod bucket_sum;
+pub mod critical_path;
 pub mod exp_histogram_quantile;
 pub mod histogram_quantile;
 pub mod percentile;
@@ -9,6 +10,8 @@ pub mod percentile_sketch;
 pub mod time_bucket;
 pub mod trace_id_hex;
 pub mod usl_fit;
+
+use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 
@@ -22,4 +25,5 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(trace_id_hex::udf());
     ctx.register_udf(histogram_quantile::udf());
     ctx.register_udf(exp_histogram_quantile::udf());
+    ctx.register_udtf(critical_path::NAME, Arc::new(critical_path::CriticalPath));
 }
