@@ -8,4 +8,5 @@
 //! property tests build and run in seconds, and lets each model be checked
 //! against published reference data on its own.
 
+pub mod slo;
 pub mod usl;
