@@ -5,6 +5,7 @@
 //!                                                  │
 //!                      loadlens sql ◀── output (table · csv · json) ◀── SQL
 //!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
+//!                loadlens slo check ◀── slo (indicator SQL ─▶ models::slo budgets, burn rates)
 //! ```
 
 pub mod error;
@@ -14,6 +15,7 @@ pub mod params;
 pub mod pruning;
 pub mod serve;
 pub mod session;
+pub mod slo;
 
 pub use error::AnalyzerError;
 pub use output::Format;

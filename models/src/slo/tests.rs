@@ -210,3 +210,55 @@ fn threshold_objectives_need_op_and_value() {
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("rolling window takes no calendar"), "{err}");
 }
+
+pub(crate) const DEFAULTS: rules::Defaults = rules::Defaults {
+    requests: "loadlens_run_requests_total",
+    errors: "loadlens_run_errors_total",
+    latency: "loadlens_run_latency_seconds",
+    latency_buckets: &[0.1, 0.25, 0.5, 1.0],
+};
+
+#[test]
+fn rules_name_every_window_and_alert() {
+    let slo = parse(RATIO).unwrap();
+    let text = rules::generate(&slo, &DEFAULTS, "slo.yaml").unwrap();
+    for window in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"] {
+        assert!(
+            text.contains(&format!("record: loadlens_slo:error_ratio:rate{window}\n")),
+            "{window}: {text}"
+        );
+        assert!(text.contains(&format!(
+            "(sum(rate(loadlens_run_errors_total[{window}])) or vector(0)) / sum(rate(loadlens_run_requests_total[{window}]))"
+        )));
+    }
+    assert_eq!(
+        text.matches("alert: CheckoutAvailabilityErrorBudgetBurn\n")
+            .count(),
+        4
+    );
+    assert!(
+        text.contains(
+            "loadlens_slo:error_ratio:rate1h{slo=\"checkout-availability\"} > (14.4 * 0.005)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("severity: ticket"));
+    // A threshold at a bucket bound uses the collector's histogram; elsewhere it needs series.
+    let slo = parse(THRESHOLD).unwrap();
+    let text = rules::generate(&slo, &DEFAULTS, "slo.yaml").unwrap();
+    assert!(
+        text.contains("loadlens_run_latency_seconds_bucket{le=\"0.25\"}[1m]"),
+        "{text}"
+    );
+    assert!(text.contains("record: loadlens_slo:slice_bad\n"), "{text}");
+    assert!(
+        text.contains("avg_over_time(loadlens_slo:slice_bad{slo=\"api-latency\"}[1h])"),
+        "{text}"
+    );
+    let slo = parse(&THRESHOLD.replace("value: 250", "value: 300")).unwrap();
+    let err = rules::generate(&slo, &DEFAULTS, "slo.yaml").unwrap_err();
+    assert!(
+        err.contains("add spec.prometheus") && err.contains("100, 250, 500, 1000"),
+        "{err}"
+    );
+}
