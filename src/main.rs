@@ -150,6 +150,9 @@ enum Command {
     /// Where a run's time went: the critical path of each trace, by service
     /// and operation, with Amdahl's bound on what speeding one up would give.
     Bottleneck(BottleneckArgs),
+    /// Check service level objectives and generate their Prometheus rules.
+    #[command(subcommand)]
+    Slo(SloCommand),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -237,6 +240,77 @@ struct RunArgs {
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum SloCommand {
+    /// Check an SLO file over a load run or a window: SLI, error budget, burn
+    /// rates and which alerts would fire. Exits 1 when an objective is not met.
+    ///
+    /// Burn-rate windows end at the end of the range (the run's end, or --end);
+    /// a window longer than the range covers what the range holds.
+    Check(SloCheckArgs),
+    /// Print Prometheus recording and multiwindow multi-burn-rate alerting rules for an SLO file.
+    Rules {
+        /// The SLO file (OpenSLO v1 YAML).
+        file: PathBuf,
+        /// Write the rules to this file instead of standard output.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SloCheckArgs {
+    /// The SLO file (OpenSLO v1 YAML).
+    file: PathBuf,
+    /// Store directory.
+    #[arg(long, default_value = "loadlens-data")]
+    data: PathBuf,
+    /// Check one load run, from its start to its end.
+    #[arg(long, conflicts_with_all = ["window", "end"])]
+    run: Option<String>,
+    /// A rolling window (e.g. 30d) ending at --end, instead of the file's window.
+    #[arg(long, value_parser = parse_rolling_window)]
+    window: Option<models::slo::Span>,
+    /// End of the window: RFC 3339 UTC or Unix seconds [default: now].
+    #[arg(long, value_parser = parse_instant)]
+    end: Option<models::slo::Instant>,
+    /// Only events of this deployment environment (e.g. production).
+    #[arg(long)]
+    env: Option<String>,
+    /// Output format: table or json.
+    #[arg(long, value_enum, default_value_t = SloFormat::Table)]
+    format: SloFormat,
+    /// Memory queries may use before spilling or failing (e.g. 2GiB) [default: half of RAM].
+    #[arg(long, value_parser = schema::units::parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+/// How `loadlens slo check` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SloFormat {
+    Table,
+    Json,
+}
+
+fn parse_rolling_window(text: &str) -> Result<models::slo::Span, String> {
+    match models::slo::Span::parse(text)? {
+        span @ models::slo::Span::Seconds(_) => Ok(span),
+        models::slo::Span::Months(_) => Err(format!(
+            "--window {text}: a rolling window needs a fixed length such as 30d"
+        )),
+    }
+}
+
+fn parse_instant(text: &str) -> Result<models::slo::Instant, String> {
+    let time = generator::config::parse_start_at(text)?;
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("invalid time '{text}': before 1970"))?;
+    i64::try_from(since.as_nanos())
+        .map(models::slo::Instant)
+        .map_err(|_| format!("invalid time '{text}': too far in the future"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -413,6 +487,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Compare(args) => compare(args).await,
         Command::Trend(args) => trend(args).await,
         Command::Bottleneck(args) => bottleneck(args).await,
+        Command::Slo(command) => slo(command).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -940,4 +1015,82 @@ async fn trend(args: TrendArgs) -> Result<(), Failure> {
         .map_err(failed)?;
     print!("{}", render(&trend, args.format).map_err(failed)?);
     Ok(())
+}
+
+async fn slo(command: SloCommand) -> Result<(), Failure> {
+    use std::io::Write;
+
+    match command {
+        SloCommand::Check(args) => {
+            let slo = models::slo::Slo::read(&args.file).map_err(Failure::usage)?;
+            let mut options = analyzer::session::Options::default();
+            if let Some(limit) = args.memory_limit {
+                options.memory_limit = limit;
+            }
+            let store = analyzer::Store::open_with(&args.data, &options)
+                .await
+                .map_err(|e| Failure::by(e.is_usage(), e))?;
+            let check_options = analyzer::slo::CheckOptions {
+                run: args.run,
+                window: args.window,
+                end: args.end,
+                env: args.env,
+            };
+            let check = analyzer::slo::check(&store, &slo, &check_options)
+                .await
+                .map_err(|e| Failure::by(e.is_usage(), e))?;
+            let text = match args.format {
+                SloFormat::Table => analyzer::slo::render(&check),
+                SloFormat::Json => {
+                    serde_json::to_string_pretty(&check).map_err(Failure::runtime)? + "\n"
+                }
+            };
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| Failure::runtime(format!("cannot write the result: {e}")))?;
+            if !check.met {
+                let failed: Vec<String> = check
+                    .objectives
+                    .iter()
+                    .filter(|o| !o.met)
+                    .map(|o| match o.report.budget.sli {
+                        Some(sli) => format!(
+                            "{}: SLI {:.3}% below target {:.3}%",
+                            o.name,
+                            sli * 100.0,
+                            o.target * 100.0
+                        ),
+                        None => format!(
+                            "{}: no events in the range, so nothing shows it is met; check the indicator's filter and --run",
+                            o.name
+                        ),
+                    })
+                    .collect();
+                return Err(Failure {
+                    code: exit::FAILED,
+                    message: format!("SLO {} not met: {}", check.slo, failed.join("; ")),
+                });
+            }
+            Ok(())
+        }
+        SloCommand::Rules { file, output } => {
+            let slo = models::slo::Slo::read(&file).map_err(Failure::usage)?;
+            let defaults = models::slo::rules::Defaults {
+                requests: collector::red::REQUESTS,
+                errors: collector::red::ERRORS,
+                latency: collector::red::LATENCY,
+                latency_buckets: &collector::red::BUCKETS,
+            };
+            let rules = models::slo::rules::generate(&slo, &defaults, &file.display().to_string())
+                .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+            match output {
+                Some(path) => std::fs::write(&path, rules).map_err(|e| {
+                    Failure::runtime(format!("cannot write '{}': {e}", path.display()))
+                }),
+                None => std::io::stdout()
+                    .write_all(rules.as_bytes())
+                    .map_err(|e| Failure::runtime(format!("cannot write the rules: {e}"))),
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //!                    loadlens serve ◀── serve (Postgres wire · HTTP JSON) ◀── SQL
 //!                      loadlens usl ◀── usl (ladder steps ─▶ models::usl fit)
 //!   loadlens compare · loadlens trend ◀── compare · trend (statistics in `models`) ◀── SQL
+//!                loadlens slo check ◀── slo (indicator SQL ─▶ models::slo budgets, burn rates)
 //! ```
 
 pub mod compare;
@@ -21,6 +22,7 @@ pub mod serve;
 pub mod session;
 pub mod usl;
 pub mod trend;
+pub mod slo;
 
 pub use error::AnalyzerError;
 pub use output::Format;

@@ -13,4 +13,5 @@ pub mod changepoint;
 pub mod compare;
 mod rng;
 pub mod critical_path;
+pub mod slo;
 pub mod usl;
