@@ -942,6 +942,8 @@ fn every_promql_panel_returns_series_from_a_live_run() {
     let ended = now_s() + 1.0;
     let exposition = http_get(collector_http, "/metrics");
 
+    let label_values = Regex::new(r"^label_values\((.+),\s*(\w+)\)$").unwrap();
+    let metric_name = Regex::new(r"loadlens_\w+").unwrap();
     let mut checked = 0;
     for (name, d) in dashboards() {
         let panels = panels(&d);
@@ -950,7 +952,6 @@ fn every_promql_panel_returns_series_from_a_live_run() {
         }
         let mut scope = scope_for(&rfc3339(started as i64), &rfc3339(ended as i64));
         scope.vars.clear();
-        let label_values = Regex::new(r"^label_values\((.+),\s*(\w+)\)$").unwrap();
         for var in d["templating"]["list"].as_array().unwrap() {
             let query = expand(str_of(&var["query"], "query"), &scope, Lang::PromQL)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -979,7 +980,7 @@ fn every_promql_panel_returns_series_from_a_live_run() {
             let title = str_of(panel, "title");
             for target in panel["targets"].as_array().unwrap() {
                 let expr = str_of(target, "expr");
-                for metric in Regex::new(r"loadlens_\w+").unwrap().find_iter(expr) {
+                for metric in metric_name.find_iter(expr) {
                     let base = metric
                         .as_str()
                         .trim_end_matches("_bucket")
@@ -1194,6 +1195,7 @@ fn kubernetes_manifests_shard_one_run_over_an_indexed_job() {
     }
     // Each Deployment's and Job's containers run real commands on the ports
     // they declare, and mount claims that exist.
+    let env_ref = Regex::new(r"\$\((\w+)\)").unwrap();
     let mut workloads = kinds("Deployment");
     workloads.extend(kinds("Job"));
     for workload in &workloads {
@@ -1229,10 +1231,7 @@ fn kubernetes_manifests_shard_one_run_over_an_indexed_job() {
                 .flatten()
                 .map(|e| str_of(e, "name"))
                 .collect();
-            for caps in Regex::new(r"\$\((\w+)\)")
-                .unwrap()
-                .captures_iter(&args.join(" "))
-            {
+            for caps in env_ref.captures_iter(&args.join(" ")) {
                 let var = caps.get(1).unwrap().as_str();
                 let known = env.contains(&var)
                     || (var == "JOB_COMPLETION_INDEX" && workload["kind"] == "Job");
