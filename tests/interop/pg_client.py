@@ -10,7 +10,8 @@ Grafana's Go driver does. Each step runs in autocommit mode, so a refused
 statement does not abort the next one.
 
 Output: {"connect_error": {...}} if the connection fails, else
-{"results": [{"columns": [...], "rows": [[...]]} | {"error": {...}}, ...]}
+{"results": [{"columns": [...], "types": [...], "rows": [[...]]} | {"error": {...}}, ...]}
+where types are the PostgreSQL type OIDs of the columns
 where an error is {"sqlstate": ..., "message": ...}.
 """
 
@@ -43,8 +44,9 @@ def main():
                 with conn.cursor() as cur:
                     cur.execute(step["sql"], step.get("params"), prepare=step.get("prepare") or None)
                     columns = [d.name for d in cur.description] if cur.description else []
+                    types = [d.type_code for d in cur.description] if cur.description else []
                     rows = [list(r) for r in cur.fetchall()] if cur.description else []
-                results.append({"columns": columns, "rows": rows})
+                results.append({"columns": columns, "types": types, "rows": rows})
             except psycopg.Error as e:
                 results.append({"error": error(e)})
     print(json.dumps({"results": results}, default=str))
