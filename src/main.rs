@@ -100,6 +100,9 @@ struct ReportArgs {
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Check this SLO file over the run and add its status to the report (repeatable).
+    #[arg(long)]
+    slo: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -970,9 +973,20 @@ async fn report(args: ReportArgs) -> Result<(), Failure> {
     let store = analyzer::Store::open(&args.data)
         .await
         .map_err(analyzer_failure)?;
-    let gathered = report::gather(&store, &args.run)
+    let mut gathered = report::gather(&store, &args.run)
         .await
         .map_err(analyzer_failure)?;
+    for file in &args.slo {
+        let slo = models::slo::Slo::read(file).map_err(Failure::usage)?;
+        let options = analyzer::slo::CheckOptions {
+            run: Some(args.run.clone()),
+            ..Default::default()
+        };
+        let check = analyzer::slo::check(&store, &slo, &options)
+            .await
+            .map_err(analyzer_failure)?;
+        gathered.sections.push(report::slo_section(&check));
+    }
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text)
             .map_err(|e| Failure::runtime(format!("cannot write '{}': {e}", path.display())))

@@ -29,6 +29,8 @@ fn reports() -> &'static PathBuf {
             .arg(dir.join("report.md"))
             .arg("--json")
             .arg(dir.join("report.json"))
+            .arg("--slo")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("slos/checkout.yaml"))
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
@@ -79,6 +81,20 @@ fn json_report_matches_its_snapshot_and_the_usl_truth() {
         .map(|s| s["requests"].as_u64().unwrap())
         .sum();
     assert_eq!(json["totals"]["requests"].as_u64(), Some(requests));
+    // The other analyses' sections are in: critical path shares sum to 1,
+    // and the SLO's objective was checked over this run.
+    let shares: f64 = json["bottleneck"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["share"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (shares - 1.0).abs() < 1e-9,
+        "critical path shares sum to {shares}"
+    );
+    let slo = &json["slo:checkout-availability"];
+    assert_eq!(slo["objectives"].as_array().unwrap().len(), 1, "{slo}");
     insta::assert_snapshot!(
         "report_json",
         serde_json::to_string_pretty(&rounded(json)).unwrap()

@@ -10,8 +10,8 @@
 //!                loadlens slo check ◀── slo (indicator SQL ─▶ models::slo budgets, burn rates)
 //! ```
 
-pub mod compare;
 pub mod bottleneck;
+pub mod compare;
 pub mod error;
 pub mod functions;
 pub mod output;
@@ -20,9 +20,9 @@ pub mod pruning;
 pub mod report;
 pub mod serve;
 pub mod session;
-pub mod usl;
-pub mod trend;
 pub mod slo;
+pub mod trend;
+pub mod usl;
 
 pub use error::AnalyzerError;
 pub use output::Format;

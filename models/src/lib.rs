@@ -8,10 +8,10 @@
 //! property tests build and run in seconds, and lets each model be checked
 //! against published reference data on its own.
 
-pub mod dist;
 pub mod changepoint;
 pub mod compare;
-mod rng;
 pub mod critical_path;
+pub mod dist;
+mod rng;
 pub mod slo;
 pub mod usl;

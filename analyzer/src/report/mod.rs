@@ -252,6 +252,17 @@ pub async fn gather(store: &Store, run: &str) -> Result<Report, AnalyzerError> {
         Err(other) => return Err(other),
     };
 
+    let sections = match crate::bottleneck::analyze(store.context(), run, None).await {
+        Ok(critical) => vec![bottleneck_section(&critical)],
+        Err(e) => vec![Section {
+            title: "Bottlenecks".into(),
+            key: "bottleneck".into(),
+            json: json!({ "unavailable": e.to_string() }),
+            markdown: format!("No critical-path analysis: {e}"),
+            findings: Vec::new(),
+        }],
+    };
+
     Ok(Report {
         run: run.to_string(),
         scenario: str_of(&manifest, "scenario"),
@@ -262,8 +273,107 @@ pub async fn gather(store: &Store, run: &str) -> Result<Report, AnalyzerError> {
         timeline,
         errors: errors_by_type,
         usl,
-        sections: Vec::new(),
+        sections,
     })
+}
+
+/// Operations shown in the report's bottleneck table.
+const TOP_OPERATIONS: usize = 8;
+
+/// The critical-path attribution as a report section.
+pub fn bottleneck_section(critical: &crate::bottleneck::Report) -> Section {
+    let mut operations: Vec<&crate::bottleneck::Operation> = critical.operations.iter().collect();
+    operations.sort_by(|a, b| b.share.total_cmp(&a.share));
+    let mut table = String::from(
+        "| service | operation | share of end-to-end | per-trace share p50 | p95 | self ms | at most ×faster if 2× |\n|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for op in operations.iter().take(TOP_OPERATIONS) {
+        table.push_str(&format!(
+            "| {} | `{}` | {:.1} % | {:.1} % | {:.1} % | {} | {:.2} |\n",
+            op.service,
+            op.operation,
+            100.0 * op.share,
+            100.0 * op.share_p50,
+            100.0 * op.share_p95,
+            two_digits(op.self_ms_mean),
+            op.speedup_if_2x
+        ));
+    }
+    if let Some(note) = &critical.note {
+        table.push_str(&format!("\n{note}\n"));
+    }
+    let findings = operations
+        .first()
+        .map(|top| {
+            vec![format!(
+                "{} ({}) holds {:.0} % of end-to-end time on the critical path ({:.0} % at the 95th percentile of traces); halving it would make requests at most {:.2}× faster",
+                top.service,
+                top.operation,
+                100.0 * top.share,
+                100.0 * top.share_p95,
+                top.speedup_if_2x
+            )]
+        })
+        .unwrap_or_default();
+    Section {
+        title: "Bottlenecks (critical path)".into(),
+        key: "bottleneck".into(),
+        json: serde_json::to_value(critical).unwrap_or(Value::Null),
+        markdown: table,
+        findings,
+    }
+}
+
+/// An SLO check as a report section.
+pub fn slo_section(check: &crate::slo::Check) -> Section {
+    let mut table = String::from(
+        "| objective | target | SLI | budget remaining | alerts firing | met |\n|---|---:|---:|---:|---|---|\n",
+    );
+    let mut findings = Vec::new();
+    for objective in &check.objectives {
+        let budget = &objective.report.budget;
+        let firing: Vec<String> = objective
+            .report
+            .alerts
+            .iter()
+            .filter(|a| a.firing)
+            .map(|a| a.severity.clone())
+            .collect();
+        let remaining = budget
+            .remaining_fraction
+            .map_or("n/a".to_string(), |f| format!("{:.1} %", 100.0 * f));
+        table.push_str(&format!(
+            "| {} | {:.3} % | {} | {remaining} | {} | {} |\n",
+            objective.name,
+            100.0 * objective.target,
+            budget
+                .sli
+                .map_or("n/a".to_string(), |v| format!("{:.3} %", 100.0 * v)),
+            if firing.is_empty() {
+                "none".to_string()
+            } else {
+                firing.join(", ")
+            },
+            if objective.met { "yes" } else { "**no**" }
+        ));
+        findings.push(format!(
+            "SLO {} / {}: {} (SLI {} against {:.3} %, error budget remaining {remaining})",
+            check.slo,
+            objective.name,
+            if objective.met { "met" } else { "violated" },
+            budget
+                .sli
+                .map_or("n/a".to_string(), |v| format!("{:.3} %", 100.0 * v)),
+            100.0 * objective.target,
+        ));
+    }
+    Section {
+        title: format!("SLO: {}", check.slo),
+        key: format!("slo:{}", check.slo),
+        json: serde_json::to_value(check).unwrap_or(Value::Null),
+        markdown: table,
+        findings,
+    }
 }
 
 impl Report {
