@@ -82,7 +82,7 @@ impl fmt::Display for Span {
 /// `3600` → `1h`), which is also a valid Prometheus duration.
 pub fn format_seconds(s: u64) -> String {
     for (unit, size) in [("w", 7 * DAY), ("d", DAY), ("h", 3600), ("m", 60)] {
-        if s >= size && s % size == 0 {
+        if s >= size && s.is_multiple_of(size) {
             return format!("{}{unit}", s / size);
         }
     }
