@@ -59,6 +59,18 @@ fn the_demos_contended_database_tier_comes_out_on_top() {
     let runs = sql_json(&data, "SELECT run_id FROM runs");
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    // The quickstart's own findings name the same tier, and its HTML report is written.
+    let printed = String::from_utf8_lossy(&quickstart.stdout);
+    let findings = printed
+        .split("Findings:")
+        .nth(1)
+        .expect("the quickstart prints findings");
+    assert!(
+        findings.contains("demo-db (SELECT orders) holds"),
+        "{printed}"
+    );
+    let html = std::fs::read_to_string(data.join("reports").join(format!("{run}.html"))).unwrap();
+    assert!(html.contains("<svg") && html.contains("Bottlenecks"));
     let requests = sql_json(
         &data,
         &format!("SELECT COUNT(*) AS n FROM requests WHERE run_id = '{run}'"),

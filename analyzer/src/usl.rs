@@ -377,7 +377,7 @@ mod tests {
         assert_eq!(significant(0.02671591), "0.0267159");
         assert_eq!(significant(995.6486), "995.649");
         assert_eq!(significant(12341.7457), "12341.7");
-        assert_eq!(significant(7.690945e-4), "0.000769095");
+        assert_eq!(significant(7.69095e-4), "0.000769095");
         assert_eq!(significant(3.2e-7), "3.20000e-7");
     }
 

@@ -55,6 +55,11 @@ pub enum QuickstartError {
     Lost(String),
     #[error("invalid load: {0}")]
     Load(String),
+    #[error("cannot write the report '{path}': {source}")]
+    Report {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the pipeline and prints progress to stderr; returns the summary text.
@@ -115,6 +120,21 @@ pub async fn run(config: QuickstartConfig) -> Result<String, QuickstartError> {
     ));
     out.push_str(&analyzer::output::table(&steps)?);
     out.push_str(&analyzer::output::table(&traces)?);
+
+    let report = analyzer::report::gather(&store, &summary.run_id).await?;
+    out.push_str("\nFindings:\n");
+    for finding in report.findings() {
+        out.push_str(&format!("  - {finding}\n"));
+    }
+    let reports = data.join("reports");
+    let html = reports.join(format!("{}.html", summary.run_id));
+    std::fs::create_dir_all(&reports)
+        .and_then(|()| std::fs::write(&html, analyzer::report::html(&report)))
+        .map_err(|source| QuickstartError::Report {
+            path: html.clone(),
+            source,
+        })?;
+    out.push_str(&format!("report: {}\n", html.display()));
     out.push_str(&format!(
         "\nstore: {} ({}), quickstart took {:.1} s\n",
         data.display(),
@@ -125,6 +145,17 @@ pub async fn run(config: QuickstartConfig) -> Result<String, QuickstartError> {
     out.push_str("\nTry next:\n");
     for example in examples(&summary.run_id) {
         out.push_str(&format!("  loadlens sql --data {data_arg} \"{example}\"\n"));
+    }
+    for command in ["usl", "bottleneck", "report"] {
+        let extra = if command == "report" {
+            " --html report.html"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  loadlens {command} --data {data_arg} {}{extra}\n",
+            summary.run_id
+        ));
     }
     Ok(out)
 }
