@@ -885,7 +885,14 @@ fn every_promql_panel_returns_series_from_a_live_run() {
     let config = std::fs::read_to_string(repo().join("dashboards/prometheus/prometheus.yml"))
         .unwrap()
         .replace("collector:4318", &collector_http.to_string())
-        .replace("scrape_interval: 5s", "scrape_interval: 1s");
+        .replace("scrape_interval: 5s", "scrape_interval: 1s")
+        .replace(
+            "rules/*.yml",
+            &repo()
+                .join("dashboards/prometheus/rules/*.yml")
+                .display()
+                .to_string(),
+        );
     assert!(config.contains(&collector_http.to_string()));
     let (_prometheus, prom) = start_prometheus(dir.path(), &config);
 

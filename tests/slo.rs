@@ -461,3 +461,53 @@ fn rules_without_a_prometheus_section_use_the_collector_metrics() {
         collector::red::LATENCY
     )));
 }
+
+/// The rules Prometheus loads in `dashboards/prometheus/` (and the compose
+/// stack) are exactly what `loadlens slo rules` makes of each file in `slos/`
+/// that has them, so the two cannot drift apart.
+#[test]
+fn the_prometheus_configuration_loads_the_rules_generated_from_slos() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules_dir = root.join("dashboards/prometheus/rules");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&rules_dir).unwrap() {
+        let committed = entry.unwrap().path();
+        let name = committed.file_stem().unwrap().to_str().unwrap().to_string();
+        let slo = std::fs::read_dir(root.join("slos"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .contains(&format!("name: {name}\n"))
+            })
+            .unwrap_or_else(|| panic!("no SLO file in slos/ is named {name}"));
+        // Run from the repository root with a relative path, as the header records it.
+        let output = loadlens()
+            .current_dir(root)
+            .args(["slo", "rules"])
+            .arg(slo.strip_prefix(root).unwrap())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            std::fs::read_to_string(&committed).unwrap(),
+            "{} is stale: regenerate it with loadlens slo rules {} -o {}",
+            committed.display(),
+            slo.display(),
+            committed.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "no rules in {}", rules_dir.display());
+    // promtool checks the configuration together with the rule files it names.
+    let check = promtool()
+        .args(["check", "config"])
+        .arg(root.join("dashboards/prometheus/prometheus.yml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}{}", stderr(&check));
+    assert!(said.contains("checkout-availability.yml"), "{said}");
+}
