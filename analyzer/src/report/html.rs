@@ -212,50 +212,59 @@ fn latency_by_load_chart(report: &Report) -> Chart {
     }
 }
 
-fn throughput_chart(report: &Report) -> Chart {
-    let line = |name: &str, value: fn(&super::Bucket) -> f64| Series {
-        name: name.into(),
-        points: report
-            .timeline
-            .iter()
-            .map(|b| (b.start, value(b)))
-            .collect(),
-        mark: Mark::Line,
-    };
+/// A named line of a timeline chart and how it reads a bucket.
+type TimelineLine = (&'static str, fn(&super::Bucket) -> f64);
+
+/// A chart of the run's timeline buckets, one line per (name, value) pair.
+fn timeline_chart(
+    report: &Report,
+    title: String,
+    y_label: &str,
+    lines: &[TimelineLine],
+) -> Chart {
     Chart {
-        title: format!(
-            "Throughput and errors ({} s buckets)",
-            report.bucket_seconds
-        ),
+        title,
         x_label: "time (UTC)".into(),
-        y_label: "per second".into(),
-        series: vec![
-            line("requests/s", |b| b.requests_per_second),
-            line("errors/s", |b| b.errors_per_second),
-        ],
+        y_label: y_label.into(),
+        series: lines
+            .iter()
+            .map(|(name, value)| Series {
+                name: (*name).into(),
+                points: report
+                    .timeline
+                    .iter()
+                    .map(|b| (b.start, value(b)))
+                    .collect(),
+                mark: Mark::Line,
+            })
+            .collect(),
         x_is_time: true,
         ..Chart::default()
     }
 }
 
+fn throughput_chart(report: &Report) -> Chart {
+    timeline_chart(
+        report,
+        format!(
+            "Throughput and errors ({} s buckets)",
+            report.bucket_seconds
+        ),
+        "per second",
+        &[
+            ("requests/s", |b| b.requests_per_second),
+            ("errors/s", |b| b.errors_per_second),
+        ],
+    )
+}
+
 fn latency_over_time_chart(report: &Report) -> Chart {
-    let line = |name: &str, value: fn(&super::Bucket) -> f64| Series {
-        name: name.into(),
-        points: report
-            .timeline
-            .iter()
-            .map(|b| (b.start, value(b)))
-            .collect(),
-        mark: Mark::Line,
-    };
-    Chart {
-        title: "Latency over time".into(),
-        x_label: "time (UTC)".into(),
-        y_label: "milliseconds".into(),
-        series: vec![line("p50", |b| b.p50_ms), line("p99", |b| b.p99_ms)],
-        x_is_time: true,
-        ..Chart::default()
-    }
+    timeline_chart(
+        report,
+        "Latency over time".into(),
+        "milliseconds",
+        &[("p50", |b| b.p50_ms), ("p99", |b| b.p99_ms)],
+    )
 }
 
 /// The Markdown the sections are written in (tables, lists, paragraphs) as HTML.
