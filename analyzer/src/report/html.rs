@@ -216,12 +216,7 @@ fn latency_by_load_chart(report: &Report) -> Chart {
 type TimelineLine = (&'static str, fn(&super::Bucket) -> f64);
 
 /// A chart of the run's timeline buckets, one line per (name, value) pair.
-fn timeline_chart(
-    report: &Report,
-    title: String,
-    y_label: &str,
-    lines: &[TimelineLine],
-) -> Chart {
+fn timeline_chart(report: &Report, title: String, y_label: &str, lines: &[TimelineLine]) -> Chart {
     Chart {
         title,
         x_label: "time (UTC)".into(),
