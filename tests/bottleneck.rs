@@ -227,14 +227,7 @@ fn a_run_whose_target_sent_no_spans_into_its_traces_says_so() {
     let endpoint = format!("http://{grpc}");
     // The demo exports spans, but without traceparent they start traces of
     // their own: none joins the generator's.
-    let mut demo = Service::spawn(loadlens().args([
-        "demo",
-        "--api-addr",
-        &api.to_string(),
-        "--collector",
-        &endpoint,
-    ]));
-    wait_for_port(api, demo.child());
+    let demo = start_demo(api, grpc);
     let run = loadlens()
         .args([
             "run",

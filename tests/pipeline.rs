@@ -37,14 +37,7 @@ fn every_request_is_traced_stored_once_and_joined_by_the_target() {
     let api = free_addr();
     let collector = start_collector(data.path(), grpc, http, &["--flush-interval", "1s"]);
     let endpoint = format!("http://{grpc}");
-    let mut demo = Service::spawn(loadlens().args([
-        "demo",
-        "--api-addr",
-        &api.to_string(),
-        "--collector",
-        &endpoint,
-    ]));
-    wait_for_port(api, demo.child());
+    let demo = start_demo(api, grpc);
 
     let summary_path = data.path().join("summary.json");
     let run = loadlens()

@@ -62,32 +62,9 @@ impl Sample {
     }
 }
 
-/// numpy's linear quantile of sorted values: rank h = (n − 1)q, interpolated
-/// between the neighbouring order statistics.
+/// numpy's linear quantile of sorted values.
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    let (lo, frac) = rank(n, q);
-    Some(interpolate(sorted[lo], sorted[(lo + 1).min(n - 1)], frac))
-}
-
-/// The lower 0-based order statistic and the interpolation weight of the `q` quantile.
-fn rank(n: usize, q: f64) -> (usize, f64) {
-    let h = (n - 1) as f64 * q.clamp(0.0, 1.0);
-    let lo = (h.floor() as usize).min(n - 1);
-    (lo, h - lo as f64)
-}
-
-/// numpy's lerp, with the same floating-point steps.
-fn interpolate(a: f64, b: f64, t: f64) -> f64 {
-    let diff = b - a;
-    if t >= 0.5 {
-        b - diff * (1.0 - t)
-    } else {
-        a + diff * t
-    }
+    crate::quantile::of_sorted(sorted, q)
 }
 
 // ---------------------------------------------------------------- normal law
@@ -400,7 +377,7 @@ impl Default for Bootstrap {
 /// distribution full resampling gives, without drawing n values.
 fn resampled_quantile(rng: &mut Rng, sorted: &[f64], q: f64) -> f64 {
     let n = sorted.len();
-    let (r, frac) = rank(n, q);
+    let (r, _, frac) = crate::quantile::rank(n, q);
     let index = |u: f64| ((n as f64 * u) as usize).min(n - 1);
     let u = rng.beta((r + 1) as f64, (n - r) as f64);
     let low = sorted[index(u)];
@@ -410,7 +387,7 @@ fn resampled_quantile(rng: &mut Rng, sorted: &[f64], q: f64) -> f64 {
     let rest = (n - r - 1) as f64;
     let spacing = 1.0 - rng.uniform_open().powf(1.0 / rest);
     let high = sorted[index(u + (1.0 - u) * spacing)];
-    interpolate(low, high, frac)
+    crate::quantile::lerp(low, high, frac)
 }
 
 /// The percentile-bootstrap interval of a statistic's replicates.

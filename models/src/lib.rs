@@ -12,6 +12,7 @@ pub mod changepoint;
 pub mod compare;
 pub mod critical_path;
 pub mod dist;
-mod rng;
+pub mod quantile;
+pub mod rng;
 pub mod slo;
 pub mod usl;

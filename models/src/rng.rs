@@ -1,5 +1,6 @@
 //! A small seeded generator, so resampling and permutation tests give the same
-//! answer on every machine for the same seed.
+//! answer on every machine for the same seed, and a test fixture is the same
+//! everywhere.
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): every seed gives a good stream.
 #[derive(Debug, Clone)]
@@ -39,6 +40,39 @@ impl Rng {
         let u1 = self.uniform_open();
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// Log-normal with the given median and shape.
+    pub fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
+        median * (sigma * self.normal()).exp()
+    }
+
+    /// Pareto with minimum 1 and tail index `alpha` (heavier for smaller alpha).
+    pub fn pareto(&mut self, alpha: f64) -> f64 {
+        self.uniform_open().powf(-1.0 / alpha)
+    }
+
+    /// Exponential with the given mean.
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * self.uniform_open().ln()
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.uniform() < p
+    }
+
+    /// Sixteen random bytes, never all zero (a valid trace id).
+    pub fn trace_id(&mut self) -> [u8; 16] {
+        let mut id = [0; 16];
+        id[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        id[8..].copy_from_slice(&(self.next_u64() | 1).to_be_bytes());
+        id
+    }
+
+    /// Eight random bytes, never all zero (a valid span id).
+    pub fn span_id(&mut self) -> [u8; 8] {
+        (self.next_u64() | 1).to_be_bytes()
     }
 
     /// Gamma with the given shape (≥ 1) and scale 1, by Marsaglia and Tsang (2000).

@@ -669,18 +669,7 @@ mod tests {
             lambda: 500.0,
         };
         let levels: Vec<f64> = (1..=40).map(f64::from).collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut normal = move || {
-            // Box–Muller over a xorshift generator.
-            let mut uniform = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 11) as f64 / (1u64 << 53) as f64
-            };
-            let (u1, u2) = (uniform().max(1e-300), uniform());
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        };
+        let mut rng = crate::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         let trials = 400;
         let mut covered = [0; 3];
         for _ in 0..trials {
@@ -688,7 +677,7 @@ mod tests {
                 .iter()
                 .map(|&n| Point {
                     concurrency: n,
-                    throughput: truth.throughput(n) + 60.0 * normal(),
+                    throughput: truth.throughput(n) + 60.0 * rng.normal(),
                 })
                 .collect();
             let fit = fit(&data).unwrap();

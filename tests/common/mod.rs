@@ -251,6 +251,20 @@ pub fn start_collector(data: &Path, grpc: SocketAddr, http: SocketAddr, extra: &
     collector
 }
 
+/// Starts `loadlens demo` with its API on `api`, exporting its spans to the
+/// collector's OTLP/gRPC port `grpc`, and waits until it listens.
+pub fn start_demo(api: SocketAddr, grpc: SocketAddr) -> Service {
+    let mut demo = Service::spawn(loadlens().args([
+        "demo",
+        "--api-addr",
+        &api.to_string(),
+        "--collector",
+        &format!("http://{grpc}"),
+    ]));
+    wait_for_port(api, demo.child());
+    demo
+}
+
 /// Writes a self-signed certificate for 127.0.0.1 and localhost to
 /// `dir/cert.pem` and its key to `dir/key.pem` with the openssl command, and
 /// returns their paths. The certificate is not a CA: rustls, unlike OpenSSL,

@@ -304,22 +304,14 @@ impl Accumulator for PercentileAccumulator {
 /// numpy's `quantile(values, q, method="linear")`, NaN-free input assumed;
 /// reorders `values`. `None` for no values.
 ///
-/// The rank is computed with numpy's own floating-point steps
-/// (`n·q + (α + q·(1 − α − β)) − 1` with α = β = 1, then floor and clip), so the
-/// result is bit-for-bit numpy's, not merely close. Only the two neighbouring
+/// The rank is numpy's own ([`models::quantile::rank`]), so the result is
+/// bit-for-bit numpy's, not merely close. Only the two neighbouring
 /// order statistics are found (a selection, O(n)), not a full sort.
 pub fn quantile_linear(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
-    let n = values.len();
-    // With α = β = 1, numpy's α + q·(1 − α − β) is 1 + (−q), which IEEE
-    // arithmetic rounds exactly as 1 − q.
-    let virtual_index = n as f64 * q + (1.0 - q) - 1.0;
-    let below = virtual_index.floor();
-    let gamma = virtual_index - below;
-    let lo = (below.max(0.0) as usize).min(n - 1);
-    let hi = (below + 1.0).clamp(0.0, (n - 1) as f64) as usize;
+    let (lo, hi, gamma) = models::quantile::rank(values.len(), q);
     let (_, &mut a, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
     let b = if hi == lo {
         a
@@ -327,18 +319,7 @@ pub fn quantile_linear(values: &mut [f64], q: f64) -> Option<f64> {
         // The next order statistic is the smallest value above position lo.
         above.iter().copied().min_by(f64::total_cmp).unwrap_or(a)
     };
-    Some(lerp(a, b, gamma))
-}
-
-/// numpy's `_lerp`: a + (b - a)·t, computed from the upper end when t ≥ 0.5 so
-/// the result is exact at both ends and monotonic.
-fn lerp(a: f64, b: f64, t: f64) -> f64 {
-    let diff = b - a;
-    if t >= 0.5 {
-        b - diff * (1.0 - t)
-    } else {
-        a + diff * t
-    }
+    Some(models::quantile::lerp(a, b, gamma))
 }
 
 #[cfg(test)]
@@ -466,7 +447,7 @@ mod tests {
 
     #[test]
     fn lerp_is_exact_at_the_ends() {
-        assert_eq!(lerp(0.1, 0.7, 1.0), 0.7);
-        assert_eq!(lerp(0.1, 0.7, 0.0), 0.1);
+        assert_eq!(models::quantile::lerp(0.1, 0.7, 1.0), 0.7);
+        assert_eq!(models::quantile::lerp(0.1, 0.7, 0.0), 0.1);
     }
 }

@@ -26,20 +26,14 @@ pub fn html(report: &Report) -> String {
         escape(&title),
         escape(&title)
     );
-    let t = &report.totals;
     let _ = writeln!(
         out,
-        "<p>{}{} requests over {} s · p50 {} ms · p95 {} ms · p99 {} ms · errors {:.2} %</p>",
+        "<p>{}{}</p>",
         report.scenario.as_ref().map_or(String::new(), |s| format!(
             "scenario <b>{}</b> · ",
             escape(s)
         )),
-        grouped(t.requests as f64),
-        grouped(t.seconds),
-        two_digits(t.p50_ms),
-        two_digits(t.p95_ms),
-        two_digits(t.p99_ms),
-        100.0 * t.error_rate
+        escape(&report.totals.headline())
     );
 
     let _ = writeln!(out, "<h2>Findings</h2><ul class=\"findings\">");
@@ -54,15 +48,10 @@ pub fn html(report: &Report) -> String {
     out.push_str("</div>\n");
     match &report.usl {
         Ok(usl) => {
-            let p = usl.fit.params;
             let _ = writeln!(
                 out,
-                "<p>USL fit: σ = {:.4}, κ = {:.3e}, λ = {} req/s, N* = {}, R² = {:.4}. The shaded band is the 95 % confidence band of the fitted throughput.</p>",
-                p.sigma,
-                p.kappa,
-                grouped(p.lambda),
-                p.peak_concurrency().map_or("unbounded".into(), grouped),
-                usl.fit.r_squared
+                "<p>USL fit: {}. The shaded band is the 95 % confidence band of the fitted throughput.</p>",
+                escape(&super::usl_line(&usl.fit))
             );
             for warning in &usl.fit.warnings {
                 let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(warning));

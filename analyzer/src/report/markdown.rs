@@ -11,7 +11,6 @@ const MAX_STAGES: usize = 12;
 /// the other analyses' sections.
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
-    let t = &report.totals;
     let _ = writeln!(out, "## loadlens report: run `{}`\n", report.run);
     let mut headline = Vec::new();
     if let Some(scenario) = &report.scenario {
@@ -20,18 +19,7 @@ pub fn markdown(report: &Report) -> String {
     if let Some(model) = &report.model {
         headline.push(format!("{model} model"));
     }
-    headline.push(format!(
-        "{} requests over {} s",
-        grouped(t.requests as f64),
-        grouped(t.seconds)
-    ));
-    headline.push(format!(
-        "p50 {} ms · p95 {} ms · p99 {} ms",
-        two_digits(t.p50_ms),
-        two_digits(t.p95_ms),
-        two_digits(t.p99_ms)
-    ));
-    headline.push(format!("errors {:.2} %", 100.0 * t.error_rate));
+    headline.push(report.totals.headline());
     let _ = writeln!(out, "{}\n", headline.join(" · "));
 
     let _ = writeln!(out, "### Findings\n");
@@ -70,16 +58,7 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "\n### Scalability (USL)\n");
     match &report.usl {
         Ok(usl) => {
-            let p = usl.fit.params;
-            let _ = writeln!(
-                out,
-                "σ = {:.4} · κ = {:.3e} · λ = {} req/s · N* = {} · R² = {:.4}",
-                p.sigma,
-                p.kappa,
-                grouped(p.lambda),
-                p.peak_concurrency().map_or("unbounded".into(), grouped),
-                usl.fit.r_squared
-            );
+            let _ = writeln!(out, "{}", super::usl_line(&usl.fit));
             for warning in &usl.fit.warnings {
                 let _ = writeln!(out, "\n> {warning}");
             }

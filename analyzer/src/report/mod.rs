@@ -59,6 +59,34 @@ pub struct Totals {
     pub seconds: f64,
 }
 
+impl Totals {
+    /// The headline figures: requests, duration, percentiles and error rate.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} requests over {} s · p50 {} ms · p95 {} ms · p99 {} ms · errors {:.2} %",
+            grouped(self.requests as f64),
+            grouped(self.seconds),
+            two_digits(self.p50_ms),
+            two_digits(self.p95_ms),
+            two_digits(self.p99_ms),
+            100.0 * self.error_rate
+        )
+    }
+}
+
+/// The fitted USL coefficients on one line: σ, κ, λ, N* and R².
+pub fn usl_line(fit: &models::usl::Fit) -> String {
+    let p = fit.params;
+    format!(
+        "σ = {:.4} · κ = {:.3e} · λ = {} req/s · N* = {} · R² = {:.4}",
+        p.sigma,
+        p.kappa,
+        grouped(p.lambda),
+        p.peak_concurrency().map_or("unbounded".into(), grouped),
+        fit.r_squared
+    )
+}
+
 /// Everything a report shows about one run.
 #[derive(Debug)]
 pub struct Report {
