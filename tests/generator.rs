@@ -303,8 +303,21 @@ fn latency_against_a_fixed_20ms_service_is_reported_within_half_a_millisecond() 
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
     let p50 = summary["latency_ms"]["p50"].as_f64().unwrap();
-    eprintln!("p50 {p50} ms at 1,000 req/s against a 20 ms service");
-    assert!((p50 - 20.0).abs() <= 0.5, "p50 {p50} ms: {summary}");
+    // The target sleeps and then spins to 20 ms, but on 2 busy cores its
+    // thread can still wake late: the truth is what it really held.
+    let held = target.seen.slow_hold_median().as_secs_f64() * 1e3;
+    let service = summary["service_time_ms"]["p50"].as_f64().unwrap();
+    eprintln!(
+        "at 1,000 req/s: latency p50 {p50} ms, service time p50 {service} ms, median hold {held} ms"
+    );
+    assert!(
+        (held - 20.0).abs() <= 1.0,
+        "the target itself missed 20 ms (median hold {held} ms), so this run proves nothing"
+    );
+    assert!(
+        (p50 - held).abs() <= 0.5,
+        "p50 {p50} ms, held {held} ms: {summary}"
+    );
     assert!(summary["requests"].as_u64().unwrap() >= 4_990, "{summary}");
 }
 

@@ -7,7 +7,10 @@
 //!   403 (another user's token).
 //! - `POST /oauth/token` (client credentials `loadlens` / `sécret 1`) issues
 //!   tokens for `any` the same way, as an OAuth2 token endpoint.
-//! - `GET /slow` answers after exactly 20 ms (a thread's sleep, not a timer tick).
+//! - `GET /slow` answers after 20 ms (a thread's sleep, not a timer tick), and
+//!   records how long it really held each request: on a busy machine the
+//!   thread can wake late, and a test of measurement fidelity must compare
+//!   with what the target did, not with what it meant to do.
 //! - `GET /stall` answers at once, except that from `stall_after` the whole
 //!   server stops for `stall_for` once, as a garbage-collection pause would.
 //! - `GET /status/CODE` answers with that status; anything else is 200 `ok`.
@@ -50,6 +53,17 @@ pub struct Seen {
     pub wrong_user: AtomicU64,
     pub requests: AtomicU64,
     pub http2: AtomicU64,
+    /// How long each `/slow` request was held, from its handler's start to its reply.
+    pub slow_holds: Mutex<Vec<Duration>>,
+}
+
+impl Seen {
+    /// The median of the `/slow` hold times, or zero before any.
+    pub fn slow_hold_median(&self) -> Duration {
+        let mut holds = self.slow_holds.lock().unwrap().clone();
+        holds.sort_unstable();
+        holds.get(holds.len() / 2).copied().unwrap_or_default()
+    }
 }
 
 struct State {
@@ -83,7 +97,7 @@ impl Target {
         });
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+                .worker_threads(2)
                 .max_blocking_threads(256)
                 .enable_all()
                 .build()
@@ -176,6 +190,8 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
                 std::hint::spin_loop();
             }
         });
+        let held = arrived.elapsed();
+        state.seen.slow_holds.lock().unwrap().push(held);
         return reply(StatusCode::OK, "ok");
     }
     if let Some(code) = path.strip_prefix("/status/") {
