@@ -685,6 +685,11 @@ struct CollectorArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "LOADLENS_COLLECTOR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Upload finished Parquet files to s3://BUCKET/PREFIX (credentials and
+    /// endpoint from the AWS_* variables) or file:///PATH; --data then holds
+    /// only the write-ahead log and files not yet uploaded.
+    #[arg(long, env = "LOADLENS_COLLECTOR_OBJECT_STORE")]
+    object_store: Option<String>,
 }
 
 /// The environment variable that carries a bearer token (never a flag: flags show in `ps`).
@@ -726,6 +731,7 @@ fn collector_config(
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
+        object_store: args.object_store,
         ..Settings::default()
     };
     collector::CollectorConfig::from_settings(file.overlay(flags))

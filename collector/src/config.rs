@@ -16,6 +16,7 @@
 //! wal_sync: true
 //! compaction_interval: 1m
 //! compaction_target_size: 128MiB
+//! object_store: s3://bucket/loadlens
 //! bearer_token_file: /etc/loadlens/token
 //! tls:
 //!   cert: /etc/loadlens/tls.crt
@@ -61,6 +62,9 @@ pub struct CollectorConfig {
     pub bearer_token: Option<String>,
     /// When set, both receivers speak TLS only.
     pub tls: Option<TlsFiles>,
+    /// When set, finished Parquet files are uploaded here and removed from
+    /// `data_dir`, which then holds only the log and files not yet shipped.
+    pub object_store: Option<schema::object::ObjectRoot>,
 }
 
 /// PEM files for TLS.
@@ -90,6 +94,7 @@ impl CollectorConfig {
             compaction_target_size: 128 * 1024 * 1024,
             bearer_token: None,
             tls: None,
+            object_store: None,
         }
     }
 
@@ -181,6 +186,11 @@ impl CollectorConfig {
             return Err(invalid("bearer_token", "is empty".into()));
         }
         config.tls = settings.tls;
+        if let Some(url) = settings.object_store {
+            config.object_store = Some(
+                schema::object::ObjectRoot::parse(&url).map_err(|m| invalid("object_store", m))?,
+            );
+        }
         Ok(config)
     }
 }
@@ -231,6 +241,7 @@ pub struct Settings {
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
+    pub object_store: Option<String>,
 }
 
 impl Settings {
@@ -299,6 +310,7 @@ impl Settings {
                 self.bearer_token_file
             },
             tls: if tls_over { over.tls } else { self.tls },
+            object_store: over.object_store.or(self.object_store),
         }
     }
 }

@@ -17,9 +17,11 @@ use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use schema::object::ObjectRoot;
 use tokio::sync::{Notify, oneshot};
 
 use crate::convert::{self, Converted, PartitionKey};
+use crate::store::ship::{ShipError, ShipReport};
 use crate::store::{WriteError, write_partition};
 use crate::telemetry::PerSignal;
 use crate::wal::{self, Signal, Wal, WalError};
@@ -116,6 +118,9 @@ pub struct IngestStats {
     pub compactions: AtomicU64,
     pub files_compacted: AtomicU64,
     pub compaction_errors: AtomicU64,
+    pub files_shipped: AtomicU64,
+    pub bytes_shipped: AtomicU64,
+    pub ship_errors: AtomicU64,
 }
 
 /// Why a request was not acknowledged. Both are retryable.
@@ -154,6 +159,8 @@ pub enum IngestError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Write(#[from] WriteError),
+    #[error(transparent)]
+    Ship(#[from] ShipError),
     #[error("the write-ahead log has stopped")]
     Stopped,
 }
@@ -181,6 +188,11 @@ pub struct Ingest {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serializes flushes so files are never written twice for the same rows.
     flushing: tokio::sync::Mutex<()>,
+    /// Where finished files go, if not only to the local folder.
+    ship_to: Option<ObjectRoot>,
+    /// Keeps shipping (which deletes local files) and compaction (which reads
+    /// and replaces them) apart.
+    moving_files: tokio::sync::Mutex<()>,
 }
 
 impl Ingest {
@@ -218,7 +230,47 @@ impl Ingest {
             commands: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             flushing: tokio::sync::Mutex::new(()),
+            ship_to: None,
+            moving_files: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Ships finished files to `to` after each flush (see [`crate::store::ship`]).
+    pub fn with_object_store(mut self, to: ObjectRoot) -> Self {
+        self.ship_to = Some(to);
+        self
+    }
+
+    /// Uploads the files whose rows have left the log; a no-op without an
+    /// object store. A failure is counted and reported, and the files stay
+    /// local for the next pass: the rows are durable either way.
+    pub async fn ship(&self) -> Result<ShipReport, IngestError> {
+        let Some(to) = &self.ship_to else {
+            return Ok(ShipReport::default());
+        };
+        let _moving = self.moving_files.lock().await;
+        let dir = self.wal_dir.clone();
+        let live = tokio::task::spawn_blocking(move || Wal::lowest_segment(&dir))
+            .await
+            .expect("listing segments does not panic")?
+            .unwrap_or(u64::MAX);
+        let shipped = crate::store::ship::ship(&self.root, to, live).await;
+        let stats = &self.shared.stats;
+        match shipped {
+            Ok(report) => {
+                stats
+                    .files_shipped
+                    .fetch_add(report.files as u64, Ordering::Relaxed);
+                stats
+                    .bytes_shipped
+                    .fetch_add(report.bytes, Ordering::Relaxed);
+                Ok(report)
+            }
+            Err(e) => {
+                stats.ship_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
     }
 
     /// Totals since start.
@@ -398,6 +450,11 @@ impl Ingest {
         tokio::task::spawn_blocking(move || Wal::delete_upto(&dir, upto))
             .await
             .expect("deleting segments does not panic")?;
+        if let Err(e) = self.ship().await {
+            eprintln!(
+                "collector: {e}; the files stay in the local folder and the next flush retries"
+            );
+        }
         Ok(report)
     }
 
@@ -407,6 +464,7 @@ impl Ingest {
         &self,
         target_size: usize,
     ) -> Result<crate::store::compact::CompactionReport, IngestError> {
+        let _moving = self.moving_files.lock().await;
         let root = self.root.clone();
         let done =
             tokio::task::spawn_blocking(move || crate::store::compact::compact(&root, target_size))
@@ -462,6 +520,9 @@ impl Ingest {
         out.value(COMPACTIONS, load(&stats.compactions));
         out.value(FILES_COMPACTED, load(&stats.files_compacted));
         out.value(COMPACTION_ERRORS, load(&stats.compaction_errors));
+        out.value(FILES_SHIPPED, load(&stats.files_shipped));
+        out.value(BYTES_SHIPPED, load(&stats.bytes_shipped));
+        out.value(SHIP_ERRORS, load(&stats.ship_errors));
         out.value(PENDING_ROWS, self.pending_rows() as f64);
         out.value(PENDING_BYTES, self.pending_bytes() as f64);
         out.value(PENDING_LIMIT_BYTES, self.max_pending_bytes as f64);

@@ -99,12 +99,16 @@ impl Collector {
         let http_addr = http_listener
             .local_addr()
             .expect("bound socket has an address");
-        let ingest = Arc::new(Ingest::open(
+        let mut ingest = Ingest::open(
             config.data_dir.clone(),
             config.flush_rows,
             config.max_pending_bytes,
             config.wal_sync,
-        )?);
+        )?;
+        if let Some(to) = config.object_store.clone() {
+            ingest = ingest.with_object_store(to);
+        }
+        let ingest = Arc::new(ingest);
         let replayed = ingest.stats().rows_replayed.load(Ordering::Relaxed);
         if replayed > 0 {
             eprintln!("collector: replayed {replayed} rows from the write-ahead log");
@@ -286,13 +290,19 @@ async fn bind(
 
 /// `loadlens collector`: serve until Ctrl-C or SIGTERM, then flush and exit.
 pub async fn run(config: CollectorConfig) -> Result<(), CollectorError> {
-    let data_dir = config.data_dir.clone();
+    let destination = match &config.object_store {
+        Some(to) => format!(
+            "writing to {} (staging in {})",
+            to.url,
+            config.data_dir.display()
+        ),
+        None => format!("writing to {}", config.data_dir.display()),
+    };
     let collector = Collector::start(config).await?;
     eprintln!(
-        "loadlens collector: OTLP/gRPC on {}, OTLP/HTTP on {}, writing to {}",
+        "loadlens collector: OTLP/gRPC on {}, OTLP/HTTP on {}, {destination}",
         collector.grpc_addr(),
         collector.http_addr(),
-        data_dir.display()
     );
     shutdown_signal().await;
     eprintln!("loadlens collector: stopping; writing pending rows");

@@ -94,6 +94,18 @@ pub const COMPACTION_ERRORS: Metric = counter(
     "loadlens_collector_compaction_errors_total",
     "Compactions that failed; their input files are left as they were.",
 );
+pub const FILES_SHIPPED: Metric = counter(
+    "loadlens_collector_shipped_files_total",
+    "Parquet files uploaded to object storage (and then removed locally).",
+);
+pub const BYTES_SHIPPED: Metric = counter(
+    "loadlens_collector_shipped_bytes_total",
+    "Bytes of Parquet uploaded to object storage.",
+);
+pub const SHIP_ERRORS: Metric = counter(
+    "loadlens_collector_ship_errors_total",
+    "Uploads to object storage that failed; the files stay local and are retried after the next flush.",
+);
 pub const PENDING_ROWS: Metric = gauge(
     "loadlens_collector_pending_rows",
     "Rows acknowledged and in the write-ahead log, not yet in Parquet.",

@@ -158,6 +158,18 @@ impl Wal {
         sync_dir(dir)
     }
 
+    /// The lowest segment still in `dir` (`None` when it holds none): rows
+    /// from older segments are all in Parquet files.
+    pub fn lowest_segment(dir: &Path) -> Result<Option<u64>, WalError> {
+        let mut lowest = None;
+        for entry in fs::read_dir(dir).map_err(err(dir))? {
+            if let Some(sequence) = segment_sequence(&entry.map_err(err(dir))?.path()) {
+                lowest = Some(lowest.map_or(sequence, |l: u64| l.min(sequence)));
+            }
+        }
+        Ok(lowest)
+    }
+
     /// The WAL folder.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -16,6 +16,7 @@ pub mod attr;
 pub mod layout;
 pub mod ledger;
 pub mod metrics;
+pub mod object;
 pub mod runs;
 pub mod spans;
 mod types;

@@ -2,6 +2,7 @@
 //! atomically (temporary name, fsync, rename, fsync of the folder).
 
 pub mod compact;
+pub mod ship;
 pub mod writer;
 
 pub use writer::{WriteError, write_partition};
