@@ -1204,11 +1204,12 @@ fn kubernetes_manifests_shard_one_run_over_an_indexed_job() {
     // they declare, and mount claims that exist.
     let env_ref = Regex::new(r"\$\((\w+)\)").unwrap();
     let mut workloads = kinds("Deployment");
+    workloads.extend(kinds("StatefulSet"));
     workloads.extend(kinds("Job"));
     for workload in &workloads {
         let name = str_of(&workload["metadata"], "name");
         let pod = &workload["spec"]["template"];
-        if workload["kind"] == "Deployment" {
+        if workload["kind"] != "Job" {
             let selector = workload["spec"]["selector"]["matchLabels"]
                 .as_object()
                 .unwrap();
@@ -1219,6 +1220,26 @@ fn kubernetes_manifests_shard_one_run_over_an_indexed_job() {
         for volume in pod["spec"]["volumes"].as_array().into_iter().flatten() {
             let claim = str_of(&volume["persistentVolumeClaim"], "claimName");
             assert!(claims.contains(&claim), "{name}: no claim {claim}");
+        }
+        // Mounted volumes are the pod's or the StatefulSet's claim templates.
+        let volumes: Vec<&str> = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(
+                workload["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| &t["metadata"]),
+            )
+            .map(|v| str_of(v, "name"))
+            .collect();
+        for container in pod["spec"]["containers"].as_array().unwrap() {
+            for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+                let volume = str_of(mount, "name");
+                assert!(volumes.contains(&volume), "{name}: no volume {volume}");
+            }
         }
         for container in pod["spec"]["containers"].as_array().unwrap() {
             let args = strings(&container["args"]);
@@ -1252,6 +1273,7 @@ fn kubernetes_manifests_shard_one_run_over_an_indexed_job() {
         let selector = service["spec"]["selector"].as_object().unwrap();
         let pod = kinds("Deployment")
             .into_iter()
+            .chain(kinds("StatefulSet"))
             .map(|d| &d["spec"]["template"])
             .find(|t| {
                 selector

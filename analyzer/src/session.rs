@@ -17,6 +17,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use schema::layout::{DATE, PARTITION_COLUMNS, RUN_ID};
+use schema::object::ObjectRoot;
 use schema::{NULL_PARTITION, Table};
 use std::num::NonZeroUsize;
 
@@ -100,6 +101,17 @@ pub fn default_memory_limit() -> usize {
     total_kib.map_or(2 << 30, |kib| kib * 1024 / 2)
 }
 
+/// How [`Store::attach`] registers the Parquet tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tables {
+    /// Wrapped so that a bound on a table's time column also prunes its
+    /// `date=` folders; for the embedded engine.
+    Pruned,
+    /// Plain listing tables, which a distributed engine can send to its
+    /// workers; a missing folder is listed as empty there.
+    Portable,
+}
+
 /// The schema that holds the Parquet tables as they are on disk; the public
 /// tables are views over it that turn the null partition back into NULL.
 pub const FILES_SCHEMA: &str = "store";
@@ -111,13 +123,9 @@ impl Store {
     }
 
     /// Opens the store at `root`. Missing tables are empty; the folder must exist.
+    /// `root` may also be an object-storage URL (`s3://bucket/prefix`, see
+    /// [`schema::object`]): the tables are then read from there.
     pub async fn open_with(root: &Path, options: &Options) -> Result<Store, AnalyzerError> {
-        if !root.exists() {
-            return Err(AnalyzerError::NoDataDir(root.to_path_buf()));
-        }
-        if !root.is_dir() {
-            return Err(AnalyzerError::NotADirectory(root.to_path_buf()));
-        }
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -132,6 +140,32 @@ impl Store {
             .build_arc()
             .map_err(|e| AnalyzerError::Execution(e.to_string()))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        Store::attach(ctx, root, Tables::Pruned).await
+    }
+
+    /// Registers the store at `root` (a folder or an object-storage URL) on a
+    /// session built elsewhere, such as one whose queries run on a Ballista
+    /// cluster: the loadlens functions, the tables and the views.
+    pub async fn attach(
+        ctx: SessionContext,
+        root: &Path,
+        tables: Tables,
+    ) -> Result<Store, AnalyzerError> {
+        let object_root = match root
+            .to_str()
+            .filter(|text| schema::object::is_object_url(text))
+        {
+            Some(url) => Some(ObjectRoot::parse(url).map_err(AnalyzerError::Input)?),
+            None => None,
+        };
+        if object_root.is_none() {
+            if !root.exists() {
+                return Err(AnalyzerError::NoDataDir(root.to_path_buf()));
+            }
+            if !root.is_dir() {
+                return Err(AnalyzerError::NotADirectory(root.to_path_buf()));
+            }
+        }
         functions::register(&ctx);
         let setup = |e| AnalyzerError::from_datafusion(e, &[]);
         ctx.catalog("datafusion")
@@ -139,7 +173,28 @@ impl Store {
             .register_schema(FILES_SCHEMA, Arc::new(MemorySchemaProvider::new()))
             .map_err(setup)?;
         for table in Table::ALL {
-            register_table(&ctx, root, table).map_err(setup)?;
+            let url = match &object_root {
+                Some(object_root) => {
+                    ctx.register_object_store(&object_root.store_url(), object_root.store.clone());
+                    object_root.folder_url(table.name())
+                }
+                None => {
+                    let dir = root.join(table.name());
+                    if !dir.is_dir() && tables == Tables::Pruned {
+                        // Nothing written yet: an empty table with the right
+                        // columns, so queries still plan.
+                        let empty =
+                            MemTable::try_new(table_schema(table), vec![vec![]]).map_err(setup)?;
+                        ctx.register_table(files_table(table), Arc::new(empty))
+                            .map_err(setup)?;
+                        continue;
+                    }
+                    let dir = dir.canonicalize().or_else(|_| std::path::absolute(&dir));
+                    format!("{}/", dir.map_err(|e| setup(e.into()))?.display())
+                }
+            };
+            let url = ListingTableUrl::parse(url).map_err(setup)?;
+            register_listing(&ctx, url, table, tables).map_err(setup)?;
         }
         let store = Store {
             ctx,
@@ -232,20 +287,15 @@ pub fn table_schema(table: Table) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn register_table(
+/// Registers the Parquet files below `url` (a folder, local or in object
+/// storage) as `table`; a folder with no files is an empty table.
+fn register_listing(
     ctx: &SessionContext,
-    root: &Path,
+    url: ListingTableUrl,
     table: Table,
+    tables: Tables,
 ) -> datafusion::error::Result<()> {
-    let dir = root.join(table.name());
-    if !dir.is_dir() {
-        // Nothing written yet: an empty table with the right columns, so queries still plan.
-        let empty = MemTable::try_new(table_schema(table), vec![vec![]])?;
-        ctx.register_table(format!("{FILES_SCHEMA}.{}", table.name()), Arc::new(empty))?;
-        return Ok(());
-    }
-    let name = format!("{FILES_SCHEMA}.{}", table.name());
-    let url = ListingTableUrl::parse(format!("{}/", dir.canonicalize()?.display()))?;
+    let name = files_table(table);
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![
@@ -256,6 +306,16 @@ fn register_table(
         .with_listing_options(options)
         .with_schema(table.file_schema());
     let files = Arc::new(ListingTable::try_new(config)?);
-    ctx.register_table(name, Arc::new(DayPruned::new(files, table.time_column())))?;
+    match tables {
+        Tables::Pruned => {
+            ctx.register_table(name, Arc::new(DayPruned::new(files, table.time_column())))?
+        }
+        Tables::Portable => ctx.register_table(name, files)?,
+    };
     Ok(())
+}
+
+/// The name of a table's Parquet files, below [`FILES_SCHEMA`].
+fn files_table(table: Table) -> String {
+    format!("{FILES_SCHEMA}.{}", table.name())
 }

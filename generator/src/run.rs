@@ -2,6 +2,7 @@
 //! abort-on-fail thresholds, then the summary, the ledger and the manifest.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +11,7 @@ use exporter::attributes::{int, string};
 use exporter::proto_trace::{Span, span::SpanKind};
 use exporter::{ExportStats, Exporter, ExporterConfig, MetricsConfig, MetricsExporter};
 use schema::attr;
+use schema::object::{ObjectRoot, is_object_url};
 
 use crate::auth::{Fetch, TokenProvider};
 use crate::config::RunConfig;
@@ -28,12 +30,17 @@ pub enum RunError {
     BadLoad(String),
     #[error(transparent)]
     Export(#[from] exporter::ExportError),
+    #[error("--data: {0}")]
+    BadStore(String),
 }
 
 impl RunError {
     /// Whether the error is the user's input (exit 2) rather than the environment (exit 3).
     pub fn is_usage(&self) -> bool {
-        matches!(self, RunError::BadLoad(_) | RunError::Export(_))
+        matches!(
+            self,
+            RunError::BadLoad(_) | RunError::Export(_) | RunError::BadStore(_)
+        )
     }
 }
 
@@ -69,7 +76,25 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
         ))?),
         None => None,
     };
-    let (ledger_sink, ledger_writer) = match &config.ledger {
+    // A ledger bound for object storage is written to a local staging folder
+    // and uploaded when the run ends.
+    let upload_ledger = match config.ledger.as_deref().and_then(Path::to_str) {
+        Some(url) if is_object_url(url) => {
+            let to = ObjectRoot::parse(url).map_err(RunError::BadStore)?;
+            let staging = std::env::temp_dir().join(format!(
+                "loadlens-ledger-{}-{shard}-{}",
+                config.run_id,
+                std::process::id()
+            ));
+            Some((to, staging))
+        }
+        _ => None,
+    };
+    let ledger_root = match &upload_ledger {
+        Some((_, staging)) => Some(staging.clone()),
+        None => config.ledger.clone(),
+    };
+    let (ledger_sink, ledger_writer) = match &ledger_root {
         Some(root) => {
             let names = Names {
                 steps: plan.requests.iter().map(|r| r.name.clone()).collect(),
@@ -193,10 +218,22 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
         Some(exporter) => exporter.shutdown().await,
         None => ExportStats::default(),
     };
-    let ledger: Option<LedgerReport> = match ledger_writer {
+    let mut ledger: Option<LedgerReport> = match ledger_writer {
         Some(writer) => Some(writer.finish().await),
         None => None,
     };
+    if let (Some(report), Some((to, staging))) = (ledger.as_mut(), &upload_ledger) {
+        match collector::store::ship::ship(staging, to, u64::MAX).await {
+            Ok(_) => {
+                let _ = std::fs::remove_dir_all(staging);
+            }
+            Err(e) => {
+                report
+                    .error
+                    .get_or_insert(format!("{e}; the ledger stays in {}", staging.display()));
+            }
+        }
+    }
     let (plan, counters, auth) = (&engine.plan, &engine.counters, &engine.auth);
     let (run, stage_totals) = engine.recorder.finish();
     let thresholds: Vec<_> = plan.thresholds.iter().map(|t| t.verdict(&run)).collect();
