@@ -54,6 +54,45 @@ struct SqlArgs {
     /// Default: half of the machine's memory.
     #[arg(long, value_parser = schema::units::parse_bytes)]
     memory_limit: Option<usize>,
+    /// Run the query on the Ballista cluster whose scheduler is at this URL
+    /// (df://HOST:50050; see `loadlens ballista`). --data must name the same
+    /// store for every executor: a shared folder or object storage.
+    #[arg(long, value_name = "URL", conflicts_with = "memory_limit")]
+    ballista: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BallistaCommand {
+    /// Run a Ballista scheduler that knows the loadlens SQL functions.
+    Scheduler {
+        /// gRPC listen address; clients use df://ADDR, executors --scheduler ADDR.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        addr: SocketAddr,
+        /// The store, when it is in object storage (s3://BUCKET/PREFIX): the
+        /// scheduler lists its files.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Run a Ballista executor that knows the loadlens SQL functions.
+    Executor {
+        /// The scheduler's address.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: SocketAddr,
+        /// Arrow Flight listen address, which the scheduler and other executors
+        /// reach; task gRPC listens on the next port.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: SocketAddr,
+        /// Tasks run at once. Default: the machine's cores.
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// Folder for shuffle files. Default: a temporary folder.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// The store, when it is in object storage (s3://BUCKET/PREFIX): the
+        /// executor reads its files.
+        #[arg(long)]
+        data: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +195,10 @@ enum Command {
     /// Check service level objectives and generate their Prometheus rules.
     #[command(subcommand)]
     Slo(SloCommand),
+    /// Run a node of an Apache Ballista cluster for `loadlens sql --ballista`:
+    /// queries over stores beyond one machine.
+    #[command(subcommand)]
+    Ballista(BallistaCommand),
     /// Serve the instrumented demo system (API and database tiers).
     Demo {
         /// API tier listen address.
@@ -491,6 +534,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Trend(args) => trend(args).await,
         Command::Bottleneck(args) => bottleneck(args).await,
         Command::Slo(command) => slo(command).await,
+        Command::Ballista(command) => ballista(command).await,
         Command::Demo {
             api_addr,
             db_addr,
@@ -745,16 +789,20 @@ async fn sql(args: SqlArgs) -> Result<(), Failure> {
     if let Some(limit) = args.memory_limit {
         options.memory_limit = limit;
     }
-    let query = match (args.query, args.file) {
-        (Some(query), None) => query,
-        (None, Some(file)) => std::fs::read_to_string(&file).map_err(|e| {
+    let open = || async {
+        match &args.ballista {
+            Some(scheduler) => cluster::connect(scheduler, &args.data).await,
+            None => analyzer::Store::open_with(&args.data, &options).await,
+        }
+        .map_err(|e| Failure::by(e.is_usage(), e))
+    };
+    let query = match (&args.query, &args.file) {
+        (Some(query), None) => query.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file).map_err(|e| {
             Failure::usage(format!("cannot read SQL file '{}': {e}", file.display()))
         })?,
         _ if std::io::stdin().is_terminal() => {
-            let store = analyzer::Store::open_with(&args.data, &options)
-                .await
-                .map_err(|e| Failure::by(e.is_usage(), e))?;
-            return shell::run(store, &params, args.format)
+            return shell::run(open().await?, &params, args.format)
                 .await
                 .map_err(|e| Failure::by(e.is_usage(), e));
         }
@@ -774,7 +822,9 @@ async fn sql(args: SqlArgs) -> Result<(), Failure> {
             "--format parquet writes binary data; pass -o FILE.parquet or redirect standard output",
         ));
     }
-    let bytes = analyzer::sql(&args.data, &options, &query, &params, args.format)
+    let query =
+        analyzer::params::substitute(&query, &params).map_err(|e| Failure::by(e.is_usage(), e))?;
+    let bytes = analyzer::sql(&open().await?, &query, args.format)
         .await
         .map_err(|e| Failure::by(e.is_usage(), e))?;
     match &args.output {
@@ -784,6 +834,31 @@ async fn sql(args: SqlArgs) -> Result<(), Failure> {
             .write_all(&bytes)
             .map_err(|e| Failure::runtime(format!("cannot write the result: {e}"))),
     }
+}
+
+async fn ballista(command: BallistaCommand) -> Result<(), Failure> {
+    let result = match command {
+        BallistaCommand::Scheduler { addr, data } => {
+            cluster::scheduler(addr, data.as_deref()).await
+        }
+        BallistaCommand::Executor {
+            scheduler,
+            addr,
+            tasks,
+            work_dir,
+            data,
+        } => {
+            cluster::executor(cluster::ExecutorOptions {
+                scheduler,
+                addr,
+                tasks,
+                work_dir,
+                data,
+            })
+            .await
+        }
+    };
+    result.map_err(|e| Failure::by(e.is_usage(), e))
 }
 
 async fn usl(args: UslArgs) -> Result<(), Failure> {

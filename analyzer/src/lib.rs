@@ -28,22 +28,12 @@ pub use error::AnalyzerError;
 pub use output::Format;
 pub use session::Store;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-/// `loadlens sql`: substitutes the parameters, runs one statement over the
-/// store and renders the result.
-pub async fn sql(
-    data_dir: &Path,
-    options: &session::Options,
-    query: &str,
-    params: &BTreeMap<String, String>,
-    format: Format,
-) -> Result<Vec<u8>, AnalyzerError> {
-    let query = params::substitute(query, params)?;
-    let store = Store::open_with(data_dir, options).await?;
-    let frame = store.plan(&query).await?;
+/// `loadlens sql`: runs one statement (parameters already substituted) over
+/// an open store, local or on a cluster, and renders the result.
+pub async fn sql(store: &Store, query: &str, format: Format) -> Result<Vec<u8>, AnalyzerError> {
+    let frame = store.plan(query).await?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame
         .collect()
