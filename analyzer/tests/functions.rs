@@ -505,3 +505,105 @@ async fn every_function_is_documented_with_an_example() {
         assert!(example.contains(&format!("{name}(")), "{name}: {example}");
     }
 }
+
+/// `t(g, x, y)`: three groups of skewed values, with NULLs.
+fn register_samples(ctx: &SessionContext) {
+    let n = 3000;
+    let g: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| ["a", "b", "c"][i % 3]),
+    ));
+    let x: ArrayRef =
+        Arc::new(Float64Array::from_iter((0..n).map(|i| {
+            (i % 97 != 0).then(|| ((i * 7919) % 1013) as f64 / 10.0)
+        })));
+    let y: ArrayRef = Arc::new(Float64Array::from_iter_values(
+        (0..n).map(|i| ((i * 104_729) % 4999) as f64),
+    ));
+    register(ctx, "t", vec![("g", g), ("x", x), ("y", y)]);
+}
+
+/// All rows of `sql`, rendered as text.
+async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn percentile_with_a_list_answers_each_quantile() {
+    let ctx = session();
+    register_samples(&ctx);
+    let lists = column(
+        &ctx,
+        "SELECT percentile(x, [0.5, 0.9, 0.99]) FROM t GROUP BY g ORDER BY g",
+    )
+    .await;
+    let lists = lists.as_list::<i32>();
+    for (row, group) in ["a", "b", "c"].iter().enumerate() {
+        let got: Vec<Option<f64>> = lists
+            .value(row)
+            .as_primitive::<Float64Type>()
+            .iter()
+            .collect();
+        let mut expected = Vec::new();
+        for q in [0.5, 0.9, 0.99] {
+            let one = floats(
+                &ctx,
+                &format!("SELECT percentile(x, {q}) FROM t WHERE g = '{group}'"),
+            )
+            .await;
+            expected.push(one[0]);
+        }
+        assert_eq!(got, expected, "group {group}");
+    }
+    for (sql, says) in [
+        ("SELECT percentile(x, [0.5, 1.5]) FROM t", "between 0 and 1"),
+        ("SELECT percentile(x, []) FROM t", "at least one number"),
+        ("SELECT percentile(x, ['a']) FROM t", "list of numbers"),
+        ("SELECT percentile(x, make_array(y)) FROM t", "literal"),
+    ] {
+        let text = planning_error(&ctx, sql).await;
+        assert!(text.contains(says), "{sql}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn percentile_calls_on_one_column_share_one_aggregate_and_answer_the_same() {
+    let shared = session();
+    // The same function without the rewrite.
+    let plain = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
+    plain.register_udaf(analyzer::functions::percentile::udaf());
+    register_samples(&shared);
+    register_samples(&plain);
+    let sql = "SELECT g, percentile(x, 0.5) AS p50, COUNT(*) AS n, percentile(x, 0.99),
+                      percentile(y, 0.5) AS y50, percentile(x, 0.9) AS p90,
+                      percentile(x, 0.9) FILTER (WHERE y > 100) AS p90_busy,
+                      percentile(x, 0.5) FILTER (WHERE y > 100) AS p50_busy
+               FROM t GROUP BY g HAVING percentile(x, 0.99) > 1 ORDER BY p50 DESC, g";
+    assert_eq!(rows(&shared, sql).await, rows(&plain, sql).await);
+
+    let plan = rows(&shared, &format!("EXPLAIN {sql}")).await.join("\n");
+    let partial = plan
+        .lines()
+        .find(|line| line.contains("AggregateExec: mode=Partial"))
+        .unwrap_or_else(|| panic!("no partial aggregate in {plan}"));
+    // x's three unfiltered quantiles (the HAVING one is the 0.99) in one
+    // call, the filtered pair in another; y's single call stays as it was.
+    assert_eq!(partial.matches("percentile(").count(), 3, "{partial}");
+    assert!(
+        partial.contains("percentile(t.x,List([0.5, 0.99, 0.9]))"),
+        "{partial}"
+    );
+    assert!(
+        partial.contains("percentile(t.x,List([0.9, 0.5])) FILTER"),
+        "{partial}"
+    );
+    assert!(
+        partial.contains("percentile(t.y,Float64(0.5))"),
+        "{partial}"
+    );
+}

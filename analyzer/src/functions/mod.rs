@@ -7,16 +7,27 @@ pub mod exp_histogram_quantile;
 pub mod histogram_quantile;
 pub mod percentile;
 pub mod percentile_sketch;
+pub mod share;
 pub mod time_bucket;
 pub mod trace_id_hex;
 pub mod usl_fit;
 
 use std::sync::Arc;
 
+use datafusion::optimizer::OptimizerRule;
 use datafusion::prelude::SessionContext;
 
-/// Registers every loadlens function on a session.
+/// Registers every loadlens function on a session, and the plan rewrite
+/// that lets `percentile` calls on one column share their values.
 pub fn register(ctx: &SessionContext) {
+    if !ctx
+        .state()
+        .optimizers()
+        .iter()
+        .any(|rule| rule.name() == share::SharePercentiles.name())
+    {
+        ctx.add_optimizer_rule(Arc::new(share::SharePercentiles));
+    }
     ctx.register_udaf(percentile::udaf());
     ctx.register_udaf(percentile_sketch::udaf());
     ctx.register_udaf(bucket_sum::udaf());

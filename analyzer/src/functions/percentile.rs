@@ -6,10 +6,16 @@
 //! value and interpolates linearly between the closest ranks exactly as numpy's
 //! default `method="linear"` does (Hyndman & Fan type 7), so results can be
 //! checked against numpy bit for bit.
+//!
+//! `percentile(value, [q1, q2, …])` answers several quantiles from one copy
+//! of the values, as a list; separate calls on one column are planned that
+//! way (see [`super::share`]).
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, ListArray, ListBuilder,
+};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -20,7 +26,12 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
-use super::args::{DOC_SECTION, list_scalar, literal_quantile};
+use super::args::{
+    DOC_SECTION, coerce_float_list, float_list, list_item, list_scalar, literal_quantile,
+};
+
+/// The function's SQL name.
+pub const NAME: &str = "percentile";
 
 /// The function, ready to register.
 pub fn udaf() -> AggregateUDF {
@@ -55,16 +66,22 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "percentile(expression, q)",
     )
     .with_sql_example(
-        "```sql\n> SELECT step, percentile(latency_ms, 0.99) AS p99 FROM requests GROUP BY step;\n```",
+        "```sql\n> SELECT step, percentile(latency_ms, 0.99) AS p99 FROM requests GROUP BY step;\n\
+         > SELECT step, percentile(latency_ms, [0.5, 0.99]) AS p50_p99 FROM requests GROUP BY step;\n```",
     )
     .with_standard_argument("expression", Some("Numeric"))
-    .with_argument("q", "The quantile, a literal between 0 and 1 (0.99 for p99).")
+    .with_argument(
+        "q",
+        "The quantile, a literal between 0 and 1 (0.99 for p99); or a list of them, \
+         answered as a list from one copy of the values. Separate calls on the same \
+         column in one query share their values the same way.",
+    )
     .build()
 });
 
 impl AggregateUDFImpl for Percentile {
     fn name(&self) -> &str {
-        "percentile"
+        NAME
     }
 
     fn signature(&self) -> &Signature {
@@ -81,14 +98,25 @@ impl AggregateUDFImpl for Percentile {
         if !(value.is_numeric() || value.is_null()) {
             return plan_err!("percentile needs a numeric column, got {value}; cast it first");
         }
+        if list_item(q).is_some() {
+            return Ok(vec![
+                DataType::Float64,
+                coerce_float_list(NAME, "quantile list", q)?,
+            ]);
+        }
         if !(q.is_numeric() || q.is_null()) {
-            return plan_err!("percentile's quantile must be a number between 0 and 1, got {q}");
+            return plan_err!(
+                "percentile's quantile must be a number between 0 and 1 or a list of them, got {q}"
+            );
         }
         Ok(vec![DataType::Float64, DataType::Float64])
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.get(1).and_then(list_item) {
+            Some(_) => Ok(float_list()),
+            None => Ok(DataType::Float64),
+        }
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -101,7 +129,7 @@ impl AggregateUDFImpl for Percentile {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(PercentileAccumulator {
-            q: literal_quantile(self.name(), &args)?,
+            quantiles: Quantiles::of(&args)?,
             values: Vec::new(),
         }))
     }
@@ -115,7 +143,7 @@ impl AggregateUDFImpl for Percentile {
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(PercentileGroups {
-            q: literal_quantile(self.name(), &args)?,
+            quantiles: Quantiles::of(&args)?,
             groups: Vec::new(),
             bytes: 0,
         }))
@@ -126,12 +154,106 @@ impl AggregateUDFImpl for Percentile {
     }
 }
 
+/// What one call answers: a quantile, or a list of them.
+#[derive(Debug, Clone, PartialEq)]
+enum Quantiles {
+    One(f64),
+    Many(Vec<f64>),
+}
+
+impl Quantiles {
+    /// The literal second argument, checked when the plan is built.
+    fn of(args: &AccumulatorArgs) -> Result<Quantiles> {
+        let is_list = args
+            .exprs
+            .get(1)
+            .and_then(|e| e.data_type(args.schema).ok())
+            .is_some_and(|t| list_item(&t).is_some());
+        if !is_list {
+            return literal_quantile(NAME, args).map(Quantiles::One);
+        }
+        // A constant evaluates on an empty batch; a column reference does not.
+        let empty = arrow::record_batch::RecordBatch::new_empty(Arc::new(
+            arrow::datatypes::Schema::empty(),
+        ));
+        let list = match args.exprs[1].evaluate(&empty) {
+            Ok(datafusion::logical_expr::ColumnarValue::Scalar(ScalarValue::List(list))) => list,
+            _ => {
+                return plan_err!(
+                    "percentile's quantile list must be a literal such as [0.5, 0.99]"
+                );
+            }
+        };
+        let items = list.values().as_primitive::<Float64Type>();
+        if list.is_null(0) || items.is_empty() || items.null_count() > 0 {
+            return plan_err!(
+                "percentile's quantile list must hold at least one number and no NULL"
+            );
+        }
+        let quantiles = items.values().to_vec();
+        if let Some(q) = quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            return plan_err!(
+                "percentile's quantiles must be between 0 and 1, got {q}; write 0.99 for p99"
+            );
+        }
+        Ok(Quantiles::Many(quantiles))
+    }
+
+    /// The answers over one group's values (reordered); NULL for no values.
+    fn append(&self, values: &mut [f64], out: &mut Answers) {
+        match (self, out) {
+            (Quantiles::One(q), Answers::One(out)) => {
+                out.append_option(quantile_linear(values, *q))
+            }
+            (Quantiles::Many(qs), Answers::Many(out)) => {
+                if values.is_empty() {
+                    out.append_null();
+                } else {
+                    for &q in qs {
+                        out.values().append_option(quantile_linear(values, q));
+                    }
+                    out.append(true);
+                }
+            }
+            _ => unreachable!("answers are built by Quantiles::answers"),
+        }
+    }
+
+    fn answers(&self, groups: usize) -> Answers {
+        match self {
+            Quantiles::One(_) => Answers::One(Float64Builder::with_capacity(groups)),
+            Quantiles::Many(qs) => Answers::Many(
+                ListBuilder::with_capacity(
+                    Float64Builder::with_capacity(groups * qs.len()),
+                    groups,
+                )
+                .with_field(Arc::new(Field::new_list_field(DataType::Float64, true))),
+            ),
+        }
+    }
+}
+
+/// The result column being built: numbers, or lists of numbers.
+enum Answers {
+    One(Float64Builder),
+    Many(ListBuilder<Float64Builder>),
+}
+
+impl Answers {
+    fn finish(self) -> ArrayRef {
+        match self {
+            Answers::One(mut b) => Arc::new(b.finish()),
+            Answers::Many(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
 /// The values of every group in one place. Without it DataFusion wraps
 /// [`PercentileAccumulator`] in an adapter that sorts each batch by group and
 /// copies it into one slice per group before the values are appended.
 #[derive(Debug)]
 struct PercentileGroups {
-    q: f64,
+    quantiles: Quantiles,
     groups: Vec<Vec<f64>>,
     /// Capacity of the value vectors in bytes, kept as they grow because
     /// `size` is asked after every batch and must not visit every group.
@@ -220,13 +342,12 @@ impl GroupsAccumulator for PercentileGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let q = self.q;
-        let result: Float64Array = self
-            .take(emit_to)
-            .into_iter()
-            .map(|mut values| quantile_linear(&mut values, q))
-            .collect();
-        Ok(Arc::new(result))
+        let groups = self.take(emit_to);
+        let mut answers = self.quantiles.answers(groups.len());
+        for mut values in groups {
+            self.quantiles.append(&mut values, &mut answers);
+        }
+        Ok(answers.finish())
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -263,7 +384,7 @@ impl GroupsAccumulator for PercentileGroups {
 
 #[derive(Debug)]
 struct PercentileAccumulator {
-    q: f64,
+    quantiles: Quantiles,
     values: Vec<f64>,
 }
 
@@ -290,10 +411,9 @@ impl Accumulator for PercentileAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Float64(quantile_linear(
-            &mut self.values,
-            self.q,
-        )))
+        let mut answers = self.quantiles.answers(1);
+        self.quantiles.append(&mut self.values, &mut answers);
+        ScalarValue::try_from_array(&answers.finish(), 0)
     }
 
     fn size(&self) -> usize {
@@ -352,7 +472,7 @@ mod tests {
 
     fn groups(q: f64) -> PercentileGroups {
         PercentileGroups {
-            q,
+            quantiles: Quantiles::One(q),
             groups: Vec::new(),
             bytes: 0,
         }
@@ -431,7 +551,7 @@ mod tests {
                 expected.push(1e6);
             }
             let mut single = PercentileAccumulator {
-                q: 0.99,
+                quantiles: Quantiles::One(0.99),
                 values: Vec::new(),
             };
             single
@@ -443,6 +563,37 @@ mod tests {
             assert_eq!(ScalarValue::Float64(*got), single.evaluate().unwrap());
         }
         assert_eq!(merged.size(), size_of_val(&merged));
+    }
+
+    #[test]
+    fn a_list_of_quantiles_answers_each_from_one_copy() {
+        let data: Vec<f64> = (0..500)
+            .map(|i| f64::from((i * 7919) % 613) / 3.0)
+            .collect();
+        let qs = vec![0.99, 0.5, 0.0, 0.95, 1.0];
+        let mut acc = PercentileGroups {
+            quantiles: Quantiles::Many(qs.clone()),
+            groups: Vec::new(),
+            bytes: 0,
+        };
+        let values = floats(&data.iter().map(|&v| Some(v)).collect::<Vec<_>>());
+        let indices: Vec<usize> = (0..data.len()).map(|i| i % 2).collect();
+        acc.update_batch(&values, &indices, None, 3).unwrap();
+        let answers = acc.evaluate(EmitTo::All).unwrap();
+        let lists = answers.as_list::<i32>();
+        for group in 0..2 {
+            let mut mine: Vec<f64> = data.iter().copied().skip(group).step_by(2).collect();
+            let got: Vec<Option<f64>> = lists
+                .value(group)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect();
+            let expected: Vec<Option<f64>> =
+                qs.iter().map(|&q| quantile_linear(&mut mine, q)).collect();
+            assert_eq!(got, expected, "group {group}");
+        }
+        // A group with no values is a NULL list, not a list of NULLs.
+        assert!(lists.is_null(2));
     }
 
     #[test]
