@@ -1,13 +1,17 @@
 //! One real distributed query path: a Ballista scheduler and two executors
 //! (`loadlens ballista …`, separate processes on loopback) run `queries/`
-//! files over the fixture store, and the answers equal the embedded engine's.
+//! files over the fixture store, in a shared folder and in an S3-compatible
+//! bucket (moto), and the answers equal the embedded engine's.
 
 mod common;
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::s3::S3;
 use common::{Service, TempDir, loadlens, output_within, stderr, wait_for_port};
 use serde_json::Value;
 
@@ -30,14 +34,21 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(dir: &Path, executors: usize) -> Cluster {
+    /// Nodes run `command()` (`loadlens`, perhaps with S3 settings), with
+    /// `--data store` when the store is in object storage.
+    fn start(
+        dir: &Path,
+        executors: usize,
+        command: &dyn Fn() -> Command,
+        store: Option<&str>,
+    ) -> Cluster {
+        let data: Vec<&str> = store.map(|url| vec!["--data", url]).unwrap_or_default();
         let scheduler = common::free_addr();
-        let mut nodes = vec![Service::spawn(loadlens().args([
-            "ballista",
-            "scheduler",
-            "--addr",
-            &scheduler.to_string(),
-        ]))];
+        let mut nodes = vec![Service::spawn(
+            command()
+                .args(["ballista", "scheduler", "--addr", &scheduler.to_string()])
+                .args(&data),
+        )];
         wait_for_port(scheduler, nodes[0].child());
         let mut work_dirs = Vec::new();
         for i in 0..executors {
@@ -45,8 +56,9 @@ impl Cluster {
             let work_dir = dir.join(format!("executor-{i}"));
             std::fs::create_dir_all(&work_dir).unwrap();
             let mut node = Service::spawn(
-                loadlens()
+                command()
                     .args(["ballista", "executor", "--tasks", "2"])
+                    .args(&data)
                     .args(["--scheduler", &scheduler.to_string()])
                     .args(["--addr", &addr.to_string()])
                     .arg("--work-dir")
@@ -84,8 +96,12 @@ fn count_files(dir: &Path) -> usize {
 }
 
 /// `loadlens sql --format json -f queries/FILE`, on the cluster when `ballista` is set.
-fn query(data: &Path, file: &str, ballista: Option<&str>) -> Vec<Value> {
-    let mut command = loadlens();
+fn query(
+    mut command: Command,
+    data: impl AsRef<OsStr>,
+    file: &str,
+    ballista: Option<&str>,
+) -> Vec<Value> {
     command
         .args(["sql", "--format", "json", "--data"])
         .arg(data)
@@ -136,24 +152,26 @@ fn assert_same(file: &str, embedded: &[Value], distributed: &[Value]) {
     }
 }
 
+/// percentile (a loadlens aggregate), time_bucket (a loadlens scalar
+/// function) and DataFusion's own functions, over the views.
+const QUERIES: [&str; 4] = [
+    "latency_by_endpoint.sql",
+    "throughput_over_time.sql",
+    "errors_by_type.sql",
+    "stage_comparison.sql",
+];
+
 #[test]
 fn queries_on_a_ballista_cluster_answer_as_the_embedded_engine() {
     let dir = TempDir::new("ballista");
     let store = dir.path().join("store");
     fixtures::write(&store, &fixtures::Spec::small()).unwrap();
-    let cluster = Cluster::start(dir.path(), 2);
+    let cluster = Cluster::start(dir.path(), 2, &loadlens, None);
 
-    // percentile (a loadlens aggregate), time_bucket (a loadlens scalar
-    // function) and DataFusion's own functions, over the views.
-    for file in [
-        "latency_by_endpoint.sql",
-        "throughput_over_time.sql",
-        "errors_by_type.sql",
-        "stage_comparison.sql",
-    ] {
+    for file in QUERIES {
         let before: usize = cluster.files_written().iter().sum();
-        let embedded = query(&store, file, None);
-        let distributed = query(&store, file, Some(&cluster.url));
+        let embedded = query(loadlens(), &store, file, None);
+        let distributed = query(loadlens(), &store, file, Some(&cluster.url));
         assert!(!embedded.is_empty(), "{file}: no rows on the fixture");
         assert_same(file, &embedded, &distributed);
         // The executors did the work: each job leaves its stages' output.
@@ -161,6 +179,24 @@ fn queries_on_a_ballista_cluster_answer_as_the_embedded_engine() {
         assert!(after > before, "{file}: no executor wrote anything");
     }
     eprintln!("files written per executor: {:?}", cluster.files_written());
+}
+
+#[test]
+fn a_cluster_reads_a_store_in_object_storage() {
+    let dir = TempDir::new("ballista-s3");
+    let local = dir.path().join("store");
+    fixtures::write(&local, &fixtures::Spec::small()).unwrap();
+    let s3 = S3::start();
+    s3.upload(&local, "fixture");
+    let store = format!("s3://{}/fixture", common::s3::BUCKET);
+    let cluster = Cluster::start(dir.path(), 2, &|| s3.loadlens(), Some(&store));
+
+    for file in QUERIES {
+        let embedded = query(loadlens(), &local, file, None);
+        let distributed = query(s3.loadlens(), &store, file, Some(&cluster.url));
+        assert!(!embedded.is_empty(), "{file}: no rows on the fixture");
+        assert_same(file, &embedded, &distributed);
+    }
 }
 
 #[test]

@@ -7,70 +7,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::s3::{BUCKET, S3};
 use common::target::{Behaviour, Target};
 use common::{Service, TempDir, free_addr, loadlens, stderr, wait_for_port};
 use models::quantile::of_sorted;
-
-const BUCKET: &str = "loadlens-runs";
-
-/// A moto S3 server on a free port, with one empty bucket.
-struct S3 {
-    endpoint: String,
-    _server: Service,
-}
-
-impl S3 {
-    fn start() -> S3 {
-        let addr = free_addr();
-        // moto logs every request on standard error; keep the test's output readable.
-        let mut server = Service(Some(
-            Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto_server (pip install 'moto[server]') runs"),
-        ));
-        wait_for_port(addr, server.child());
-        let endpoint = format!("http://{addr}");
-        // moto accepts unsigned requests; this is S3's CreateBucket.
-        let created = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BUCKET}")])
-            .output()
-            .expect("curl runs");
-        assert!(created.status.success(), "{}", stderr(&created));
-        S3 {
-            endpoint,
-            _server: server,
-        }
-    }
-
-    /// `loadlens` with the AWS variables that point it at this server.
-    fn loadlens(&self) -> Command {
-        let mut command = loadlens();
-        command.envs([
-            ("AWS_ACCESS_KEY_ID", "loadlens"),
-            ("AWS_SECRET_ACCESS_KEY", "loadlens-secret"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-        ]);
-        command
-    }
-
-    fn sql(&self, store: &str, query: &str) -> Vec<serde_json::Value> {
-        let output = self
-            .loadlens()
-            .args(["sql", "--format", "json", "--data", store, query])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{query}: {}", stderr(&output));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-}
 
 fn start_collector(s3: &S3, data: &Path, store: &str) -> (Service, SocketAddr) {
     let (grpc, http) = (free_addr(), free_addr());

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
 pub mod target;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
