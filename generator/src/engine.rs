@@ -14,7 +14,7 @@ use http_body_util::Full;
 
 use crate::auth::{Fetched, TokenProvider};
 use crate::clock::Clock;
-use crate::http::{self as client, ErrorType, HttpClient, Outcome};
+use crate::http::{self as client, ErrorType, HttpClient, Keep, Outcome};
 use crate::ledger::{LedgerRow, LedgerSink};
 use crate::plan::{Plan, RequestPlan, TokenSource};
 use crate::scenario::check::Response;
@@ -314,7 +314,11 @@ impl Engine {
         trace: &exporter::TraceContext,
         url: &mut String,
     ) -> Outcome {
-        let keep_body = self.plan.requests[step].keep_body;
+        let request = &self.plan.requests[step];
+        let keep = Keep {
+            body: request.keep_body,
+            headers: request.keep_headers,
+        };
         match self.build(step, values, token, trace, url) {
             Ok(http_request) => {
                 // Waiting for a connection is latency, not service time: the
@@ -323,13 +327,7 @@ impl Engine {
                     Some(limit) => limit.clone().acquire_owned().await.ok(),
                     None => None,
                 };
-                client::send(
-                    &self.client,
-                    http_request,
-                    self.plan.http.timeout,
-                    keep_body,
-                )
-                .await
+                client::send(&self.client, http_request, self.plan.http.timeout, keep).await
             }
             Err(error) => Outcome::not_sent(Instant::now(), error),
         }
@@ -406,7 +404,7 @@ impl Engine {
                     .body(Full::new(Bytes::from(form)))
                     .map_err(|e| format!("token request: {e}"))?;
                 let outcome =
-                    client::send(&self.client, request, self.plan.http.timeout, true).await;
+                    client::send(&self.client, request, self.plan.http.timeout, Keep::ALL).await;
                 (outcome, spec.token_url.clone())
             }
             TokenSource::Login { request, .. } => {
@@ -415,7 +413,13 @@ impl Engine {
                 let mut url = String::new();
                 let outcome = match self.build(*request, &mut values, None, &trace, &mut url) {
                     Ok(http_request) => {
-                        client::send(&self.client, http_request, self.plan.http.timeout, true).await
+                        client::send(
+                            &self.client,
+                            http_request,
+                            self.plan.http.timeout,
+                            Keep::ALL,
+                        )
+                        .await
                     }
                     Err(error) => Outcome::not_sent(Instant::now(), error),
                 };

@@ -14,14 +14,46 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::h1;
 use crate::plan::HttpSettings;
 use crate::scenario::HttpVersion;
 
-/// A keep-alive connection pool shared by all virtual users.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// hyper's keep-alive pool, for TLS and HTTP/2.
+type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Builds the pool: idle connections are kept, never capped low.
+/// The client all virtual users share: plain `http://` over HTTP/1.1 goes
+/// through loadlens's own lean client (`h1.rs`), everything else through hyper.
+#[derive(Debug)]
+pub struct HttpClient {
+    hyper: HyperClient,
+    /// `None` when the scenario asks for HTTP/2, which over `http://` is h2c.
+    h1: Option<h1::Pool>,
+}
+
+/// What of a response the caller reads, beyond its status and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub body: bool,
+    pub headers: bool,
+}
+
+impl Keep {
+    pub const ALL: Keep = Keep {
+        body: true,
+        headers: true,
+    };
+}
+
+/// Builds the client: idle connections are kept, never capped low.
 pub fn client(settings: &HttpSettings) -> Result<HttpClient, String> {
+    Ok(HttpClient {
+        hyper: hyper_client(settings)?,
+        h1: (settings.version != HttpVersion::Http2)
+            .then(|| h1::Pool::new(settings.connect_timeout)),
+    })
+}
+
+fn hyper_client(settings: &HttpSettings) -> Result<HyperClient, String> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -238,9 +270,24 @@ impl Outcome {
     }
 }
 
-/// Sends one request and reads the whole response; keeps the body if `keep_body`.
+/// Sends one request and reads the whole response; keeps of it what `keep`
+/// asks for (hyper keeps the headers whatever it asks).
 pub async fn send(
     client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+    keep: Keep,
+) -> Outcome {
+    match &client.h1 {
+        Some(pool) if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) => {
+            pool.send(request, timeout, keep).await
+        }
+        _ => send_hyper(&client.hyper, request, timeout, keep.body).await,
+    }
+}
+
+async fn send_hyper(
+    client: &HyperClient,
     request: Request<Full<Bytes>>,
     timeout: Duration,
     keep_body: bool,
@@ -349,7 +396,7 @@ fn classify_chain(e: &(dyn std::error::Error + 'static)) -> Option<ErrorType> {
     None
 }
 
-fn classify_io(kind: std::io::ErrorKind) -> ErrorType {
+pub(crate) fn classify_io(kind: std::io::ErrorKind) -> ErrorType {
     use std::io::ErrorKind::*;
     match kind {
         ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod h1;
 pub mod http;
 pub mod ledger;
 pub mod load;

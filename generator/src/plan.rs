@@ -43,6 +43,8 @@ pub struct RequestPlan {
     pub extract: Vec<(String, Extractor)>,
     /// Whether checks or extractors read the body (else it is only counted).
     pub keep_body: bool,
+    /// Whether checks or extractors read response headers.
+    pub keep_headers: bool,
 }
 
 /// One entry of the mix: a request or a flow.
@@ -259,6 +261,8 @@ impl Plan {
                 .collect::<Result<Vec<_>, _>>()?;
             let keep_body =
                 checks.iter().any(Check::reads_body) || extract.iter().any(|(_, x)| x.reads_body());
+            let keep_headers = checks.iter().any(Check::reads_headers)
+                || extract.iter().any(|(_, x)| x.reads_headers());
             requests.push(RequestPlan {
                 name: name.clone(),
                 method,
@@ -268,6 +272,7 @@ impl Plan {
                 checks,
                 extract,
                 keep_body,
+                keep_headers,
             });
         }
         let index_of = |name: &str| requests.iter().position(|r| r.name == name);
@@ -440,6 +445,7 @@ impl Plan {
                 checks: Vec::new(),
                 extract: Vec::new(),
                 keep_body: false,
+                keep_headers: false,
             }],
             choices: vec![Choice {
                 name: "request".into(),

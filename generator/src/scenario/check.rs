@@ -106,6 +106,11 @@ impl Check {
     pub fn reads_body(&self) -> bool {
         matches!(self, Check::Body(_))
     }
+
+    /// Whether the check reads response headers (so they must be kept).
+    pub fn reads_headers(&self) -> bool {
+        matches!(self, Check::Header { .. })
+    }
 }
 
 /// A compiled extractor.
@@ -172,6 +177,10 @@ impl Extractor {
 
     pub fn reads_body(&self) -> bool {
         !matches!(self, Extractor::Header(_))
+    }
+
+    pub fn reads_headers(&self) -> bool {
+        matches!(self, Extractor::Header(_))
     }
 }
 
