@@ -25,6 +25,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
+/// The allocator the `loadlens` binary uses, so the collector measured here
+/// allocates as the shipped one does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 512;
 const ROLE: &str = "LOADLENS_BENCH_ROLE";
 /// 2026-11-23T00:00:00Z, so every span lands in one day's partition.
