@@ -271,10 +271,9 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// The table schema: the file schema plus the partition columns.
+/// The table schema: the file schema as it is read, plus the partition columns.
 pub fn table_schema(table: Table) -> SchemaRef {
-    let mut fields: Vec<Field> = table
-        .file_schema()
+    let mut fields: Vec<Field> = read_schema(table)
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
@@ -285,6 +284,24 @@ pub fn table_schema(table: Table) -> SchemaRef {
             .map(|name| Field::new(*name, DataType::Utf8, false)),
     );
     Arc::new(Schema::new(fields))
+}
+
+/// The file schema with strings read as `Utf8View`. The Parquet reader then
+/// points into each page's dictionary instead of copying every value into a
+/// fresh string, and grouping and comparing work on the views: the error
+/// breakdown over 20 million requests took 0.41 s with `Utf8` and 0.33 s with
+/// views, the percentiles by endpoint 1.57 s and 1.38 s (BENCHMARKS.md).
+fn read_schema(table: Table) -> SchemaRef {
+    let schema = table.file_schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// Registers the Parquet files below `url` (a folder, local or in object
@@ -304,7 +321,7 @@ fn register_listing(
         ]);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
-        .with_schema(table.file_schema());
+        .with_schema(read_schema(table));
     let files = Arc::new(ListingTable::try_new(config)?);
     match tables {
         Tables::Pruned => {
