@@ -5,17 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::encoded::{EncodedSpan, RawMessage};
 use crate::transport::{Protocol, RetryPolicy, Signal, Transport};
 
 /// Where and how to export.
@@ -155,7 +154,7 @@ impl Counters {
 /// A cheap, clonable handle that queues spans for export.
 #[derive(Debug, Clone)]
 pub struct SpanSink {
-    tx: mpsc::Sender<Span>,
+    tx: mpsc::Sender<EncodedSpan>,
     counters: Arc<Counters>,
 }
 
@@ -167,6 +166,12 @@ impl SpanSink {
 
     /// Like [`send`](Self::send), and says whether the span was queued.
     pub fn offer(&self, span: Span) -> bool {
+        self.offer_encoded(EncodedSpan::from_span(&span))
+    }
+
+    /// Queues a span already encoded (see [`crate::SpanWriter`]); says
+    /// whether it was queued.
+    pub fn offer_encoded(&self, span: EncodedSpan) -> bool {
         let queued = self.tx.try_send(span).is_ok();
         if !queued {
             self.counters
@@ -233,7 +238,7 @@ impl Exporter {
 async fn run(
     config: ExporterConfig,
     transport: Transport<Traces>,
-    mut rx: mpsc::Receiver<Span>,
+    mut rx: mpsc::Receiver<EncodedSpan>,
     mut closed: tokio::sync::oneshot::Receiver<()>,
     counters: Arc<Counters>,
 ) {
@@ -279,20 +284,28 @@ async fn run(
     }
 }
 
-/// The trace signal: `TraceService/Export` and `/v1/traces`.
+/// The trace signal: `TraceService/Export` and `/v1/traces`. Requests are
+/// assembled from spans already encoded, so they go out as raw bytes.
 pub(crate) struct Traces;
 
 impl Signal for Traces {
-    type Request = ExportTraceServiceRequest;
+    type Request = RawMessage;
     type Response = ExportTraceServiceResponse;
     const HTTP_PATH: &'static str = "/v1/traces";
 
     async fn grpc_export(
         channel: Channel,
-        request: ExportTraceServiceRequest,
+        request: RawMessage,
     ) -> Result<ExportTraceServiceResponse, tonic::Status> {
-        TraceServiceClient::new(channel)
-            .export(request)
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+        let path = http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        );
+        let codec = tonic_prost::ProstCodec::<RawMessage, ExportTraceServiceResponse>::default();
+        grpc.unary(tonic::Request::new(request), path, codec)
             .await
             .map(tonic::Response::into_inner)
     }
@@ -325,21 +338,15 @@ pub(crate) fn scope((name, version): &(String, String)) -> InstrumentationScope 
 async fn export_batch(
     config: &ExporterConfig,
     transport: &Transport<Traces>,
-    spans: Vec<Span>,
+    spans: Vec<EncodedSpan>,
     counters: &Counters,
 ) {
     let count = spans.len() as u64;
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource(&config.resource)),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope(&config.scope)),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    };
+    let request = crate::encoded::request(
+        &resource(&config.resource).encode_to_vec(),
+        &scope(&config.scope).encode_to_vec(),
+        &spans,
+    );
     let delivery = transport
         .export_with_retries(&request, &config.retry_policy())
         .await;

@@ -14,11 +14,13 @@
 //! [`MetricsExporter::export`], which retries the same way.
 
 pub mod attributes;
+pub mod encoded;
 pub mod export;
 pub mod metrics;
 pub mod trace_context;
 pub mod transport;
 
+pub use encoded::{EncodedSpan, SpanWriter};
 pub use export::{ExportError, ExportStats, Exporter, ExporterConfig, SpanSink};
 pub use metrics::{ExpHistogram, MetricsConfig, MetricsExporter, MetricsStats};
 pub use trace_context::{SpanId, TraceContext, TraceId};

@@ -279,7 +279,7 @@ impl Engine {
                     auth_retried,
                     flow,
                 };
-                exported = sink.offer(span::client_span(&meta, &outcome, &self.clock));
+                exported = sink.offer_encoded(span::client_span(&meta, &outcome, &self.clock));
             } else {
                 self.counters.sampled_out.fetch_add(1, Ordering::Relaxed);
             }

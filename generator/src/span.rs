@@ -1,8 +1,7 @@
 //! The CLIENT span of one request, with semantic-convention and loadlens attributes.
 
-use exporter::attributes::{int, string};
-use exporter::proto_trace::{Span, Status, span::SpanKind, status::StatusCode};
-use exporter::{SpanId, TraceContext, TraceId};
+use exporter::proto_trace::span::SpanKind;
+use exporter::{EncodedSpan, SpanId, SpanWriter, TraceContext, TraceId};
 use schema::attr;
 
 use crate::clock::Clock;
@@ -40,29 +39,34 @@ pub fn new_context() -> TraceContext {
     }
 }
 
-/// Builds the span; `meta.trace.parent_id` is this span's own id.
-pub fn client_span(meta: &RequestMeta<'_>, outcome: &Outcome, clock: &Clock) -> Span {
+/// Writes the span straight into protobuf bytes (no per-attribute
+/// allocations: this runs once per request); `meta.trace.parent_id` is this
+/// span's own id.
+pub fn client_span(meta: &RequestMeta<'_>, outcome: &Outcome, clock: &Clock) -> EncodedSpan {
     let sent_at = clock.unix_nanos(outcome.sent_at);
     let end = clock.unix_nanos(outcome.end);
-    let mut attributes = vec![
-        string(attr::HTTP_REQUEST_METHOD, meta.method),
-        string(attr::URL_FULL, meta.url),
-        string(attr::SERVER_ADDRESS, meta.host),
-        int(attr::SERVER_PORT, i64::from(meta.port)),
-        string(attr::RUN_ID, meta.run_id),
-        string(attr::SCENARIO, meta.scenario),
-        string(attr::STEP, meta.step),
-        string(attr::STAGE, meta.stage),
-        int(attr::SHARD, i64::from(meta.shard)),
-        int(attr::VU, meta.vu as i64),
-        int(attr::REQUEST_ID, meta.request_id),
-        int(attr::CONCURRENCY, meta.concurrency),
-        int(attr::INTENDED_START, meta.intended_start_unix_nanos),
-        int(attr::SENT_AT, sent_at),
-        int(attr::HTTP_RESPONSE_BODY_SIZE, outcome.bytes_received as i64),
-    ];
+    let mut span = SpanWriter::new();
+    span.ids(&meta.trace.trace_id.0, &meta.trace.parent_id.0, None);
+    span.name(meta.method);
+    span.kind(SpanKind::Client as i32);
+    span.times(sent_at as u64, end as u64);
+    span.string(attr::HTTP_REQUEST_METHOD, meta.method);
+    span.string(attr::URL_FULL, meta.url);
+    span.string(attr::SERVER_ADDRESS, meta.host);
+    span.int(attr::SERVER_PORT, i64::from(meta.port));
+    span.string(attr::RUN_ID, meta.run_id);
+    span.string(attr::SCENARIO, meta.scenario);
+    span.string(attr::STEP, meta.step);
+    span.string(attr::STAGE, meta.stage);
+    span.int(attr::SHARD, i64::from(meta.shard));
+    span.int(attr::VU, meta.vu as i64);
+    span.int(attr::REQUEST_ID, meta.request_id);
+    span.int(attr::CONCURRENCY, meta.concurrency);
+    span.int(attr::INTENDED_START, meta.intended_start_unix_nanos);
+    span.int(attr::SENT_AT, sent_at);
+    span.int(attr::HTTP_RESPONSE_BODY_SIZE, outcome.bytes_received as i64);
     if outcome.bytes_sent > 0 {
-        attributes.push(int(attr::HTTP_REQUEST_BODY_SIZE, outcome.bytes_sent as i64));
+        span.int(attr::HTTP_REQUEST_BODY_SIZE, outcome.bytes_sent as i64);
     }
     if let Some(version) = outcome.version {
         let version = match version {
@@ -71,40 +75,24 @@ pub fn client_span(meta: &RequestMeta<'_>, outcome: &Outcome, clock: &Clock) -> 
             http::Version::HTTP_10 => "1.0",
             _ => "1.1",
         };
-        attributes.push(string(attr::NETWORK_PROTOCOL_VERSION, version));
+        span.string(attr::NETWORK_PROTOCOL_VERSION, version);
     }
     if let Some(flow) = meta.flow {
-        attributes.push(string(attr::FLOW, flow));
+        span.string(attr::FLOW, flow);
     }
     if meta.auth_retried {
-        attributes.push(exporter::attributes::bool(attr::AUTH_RETRIED, true));
+        span.bool(attr::AUTH_RETRIED, true);
     }
     if let Some(first_byte) = outcome.first_byte_at {
-        attributes.push(int(attr::FIRST_BYTE_AT, clock.unix_nanos(first_byte)));
+        span.int(attr::FIRST_BYTE_AT, clock.unix_nanos(first_byte));
     }
     if let Some(status) = outcome.status {
-        attributes.push(int(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+        span.int(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
     }
     if let Some(error) = outcome.error {
-        attributes.push(string(attr::ERROR_TYPE, error.as_str()));
+        span.string(attr::ERROR_TYPE, error.as_str());
+        span.error_status(error.as_str());
     }
-    let status = match outcome.error {
-        Some(error) => Status {
-            code: StatusCode::Error as i32,
-            message: error.as_str().to_string(),
-        },
-        None => Status::default(),
-    };
-    Span {
-        trace_id: meta.trace.trace_id.0.to_vec(),
-        span_id: meta.trace.parent_id.0.to_vec(),
-        flags: 0x100 | u32::from(meta.trace.sampled), // W3C flags + "parent is not remote"
-        name: meta.method.to_string(),
-        kind: SpanKind::Client as i32,
-        start_time_unix_nano: sent_at as u64,
-        end_time_unix_nano: end as u64,
-        attributes,
-        status: Some(status),
-        ..Default::default()
-    }
+    span.flags(0x100 | u32::from(meta.trace.sampled)); // W3C flags + "parent is not remote"
+    span.finish()
 }
