@@ -11,6 +11,7 @@
 #
 # Needs: wrk and nginx (Debian: apt-get install wrk nginx-light), taskset, and a
 # release build of loadlens (cargo build --release; set LOADLENS to its path).
+# oha (cargo install oha) runs too when it is on the PATH.
 set -euo pipefail
 
 connections=${1:-50}
@@ -59,6 +60,15 @@ wrk_rps=$(taskset -c "$gen_core" wrk -t1 -c "$connections" -d"${seconds}s" "$url
     | awk '/Requests\/sec/ {print $2}')
 echo "wrk -t1:                          $wrk_rps req/s"
 
+# oha (cargo install oha) is a second peer when it is installed.
+oha_rps=""
+if command -v oha >/dev/null; then
+    oha_rps=$(taskset -c "$gen_core" oha -z "${seconds}s" -c "$connections" --no-tui \
+        --output-format json "$url" \
+        | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"], 1))')
+    echo "oha:                              $oha_rps req/s"
+fi
+
 summary_rps() { python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"], 1))' "$1"; }
 
 taskset -c "$gen_core" "$loadlens" run --url "$url" --concurrency "$connections" \
@@ -79,9 +89,13 @@ read -r exported dropped < <(python3 -c 'import json,sys; s=json.load(open(sys.a
 kill -TERM "$collector"; wait "$collector" || true
 echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, dropped $dropped)"
 
-python3 - "$wrk_rps" "$off_rps" "$on_rps" <<'PY'
+python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" <<'PY'
 import sys
-wrk, off, on = map(float, sys.argv[1:])
+wrk, off, on = map(float, sys.argv[1:4])
 print(f"ratio telemetry off / wrk:  {off / wrk:.2f}  (goal >= 1.0)")
 print(f"ratio traced / wrk:         {on / wrk:.2f}  (goal >= 0.8)")
+if sys.argv[4]:
+    oha = float(sys.argv[4])
+    print(f"ratio telemetry off / oha:  {off / oha:.2f}")
+    print(f"ratio traced / oha:         {on / oha:.2f}")
 PY

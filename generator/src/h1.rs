@@ -443,7 +443,10 @@ impl Connection {
                     (length, true)
                 }
                 Framing::Chunked => (self.chunked(&mut body).await.map_err(body_error)?, true),
-                Framing::UntilClose => (self.to_end(&mut body).await.map_err(body_error)?, false),
+                Framing::UntilClose => (
+                    self.until_close(&mut body).await.map_err(body_error)?,
+                    false,
+                ),
             };
             return Ok(Read {
                 status,
@@ -525,7 +528,7 @@ impl Connection {
     }
 
     /// A body delimited by the end of the connection.
-    async fn to_end(&mut self, sink: &mut Option<Vec<u8>>) -> Result<u64, ErrorType> {
+    async fn until_close(&mut self, sink: &mut Option<Vec<u8>>) -> Result<u64, ErrorType> {
         let mut total = 0u64;
         loop {
             let available = self.end - self.start;
