@@ -19,7 +19,7 @@ seconds=${2:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 loadlens=${LOADLENS:-${CARGO_TARGET_DIR:-$root/target}/release/loadlens}
 [[ -x $loadlens ]] || { echo "no release build at $loadlens; run cargo build --release" >&2; exit 2; }
-for tool in wrk nginx taskset python3; do
+for tool in wrk nginx taskset python3 /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
 done
 cores=$(nproc)
@@ -70,30 +70,42 @@ if command -v oha >/dev/null; then
 fi
 
 summary_rps() { python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"], 1))' "$1"; }
+# CPU time (user + system) loadlens spent per request, in microseconds: what
+# tracing costs the generator itself, whichever core turns out to be the limit.
+cpu_per_request() {
+    python3 -c 'import json,sys; cpu=sum(map(float, open(sys.argv[2]).read().split())); print(round(1e6 * cpu / json.load(open(sys.argv[1]))["requests"], 1))' "$1" "$2"
+}
 
-taskset -c "$gen_core" "$loadlens" run --url "$url" --concurrency "$connections" \
-    --duration "${seconds}s" --no-telemetry --quiet --summary-json "$work/off.json" >/dev/null
+/usr/bin/time -f "%U %S" -o "$work/off.cpu" taskset -c "$gen_core" "$loadlens" run --url "$url" \
+    --concurrency "$connections" --duration "${seconds}s" --no-telemetry --quiet \
+    --summary-json "$work/off.json" >/dev/null
 off_rps=$(summary_rps "$work/off.json")
-echo "loadlens, telemetry off:         $off_rps req/s"
+off_cpu=$(cpu_per_request "$work/off.json" "$work/off.cpu")
+echo "loadlens, telemetry off:         $off_rps req/s ($off_cpu us CPU per request)"
 
 grpc=127.0.0.1:14317
 taskset -c "$srv_core" "$loadlens" collector --data "$work/store" --grpc-addr "$grpc" \
     --http-addr 127.0.0.1:14318 --no-fsync >"$work/collector.log" 2>&1 &
 collector=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:14318/healthz >/dev/null && break; sleep 0.1; done
-taskset -c "$gen_core" "$loadlens" run --url "$url" --concurrency "$connections" \
-    --duration "${seconds}s" --collector "http://$grpc" --data "$work/store" --quiet \
-    --summary-json "$work/on.json" >/dev/null
+/usr/bin/time -f "%U %S" -o "$work/on.cpu" taskset -c "$gen_core" "$loadlens" run --url "$url" \
+    --concurrency "$connections" --duration "${seconds}s" --collector "http://$grpc" \
+    --data "$work/store" --quiet --summary-json "$work/on.json" >/dev/null
 on_rps=$(summary_rps "$work/on.json")
+on_cpu=$(cpu_per_request "$work/on.json" "$work/on.cpu")
+collector_cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$collector/stat")
 read -r exported dropped < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["spans_exported"], s["spans_dropped"])' "$work/on.json")
 kill -TERM "$collector"; wait "$collector" || true
-echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, dropped $dropped)"
+echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, dropped $dropped;" \
+    "$on_cpu us CPU per request; the collector used $collector_cpu CPU-s on nginx's core)"
 
-python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" <<'PY'
+python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" "$off_cpu" "$on_cpu" <<'PY'
 import sys
 wrk, off, on = map(float, sys.argv[1:4])
 print(f"ratio telemetry off / wrk:  {off / wrk:.2f}  (goal >= 1.0)")
 print(f"ratio traced / wrk:         {on / wrk:.2f}  (goal >= 0.8)")
+off_cpu, on_cpu = map(float, sys.argv[5:7])
+print(f"CPU per request, off / traced: {off_cpu / on_cpu:.2f}  (the traced rate the generator's own core allows, as a share of the untraced one)")
 if sys.argv[4]:
     oha = float(sys.argv[4])
     print(f"ratio telemetry off / oha:  {off / oha:.2f}")
