@@ -12,7 +12,7 @@ mod shell;
 
 /// Every allocation in the collector, generator and analyzer goes through
 /// mimalloc: with glibc's allocator, malloc and free took 30% of the
-/// collector's samples and 12% of the generator's (BENCHMARKS.md).
+/// collector's samples and 15% of the traced generator's (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

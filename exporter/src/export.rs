@@ -245,6 +245,7 @@ async fn run(
     let batch_size = config.batch_size.max(1);
     let mut batch = Vec::with_capacity(batch_size);
     let mut tick = tokio::time::interval(config.flush_interval);
+    let shipper = Shipper::new(config, transport, counters);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // The batch is never full here, so a zero return means the queue is closed.
@@ -255,12 +256,12 @@ async fn run(
                     break;
                 }
                 if batch.len() >= batch_size {
-                    export_batch(&config, &transport, std::mem::take(&mut batch), &counters).await;
+                    shipper.export(std::mem::take(&mut batch)).await;
                 }
             }
             _ = tick.tick() => {
                 if !batch.is_empty() {
-                    export_batch(&config, &transport, std::mem::take(&mut batch), &counters).await;
+                    shipper.export(std::mem::take(&mut batch)).await;
                 }
             }
             _ = &mut closed => {
@@ -272,7 +273,7 @@ async fn run(
                         break;
                     }
                     if batch.len() >= batch_size {
-                        export_batch(&config, &transport, std::mem::take(&mut batch), &counters).await;
+                        shipper.export(std::mem::take(&mut batch)).await;
                     }
                 }
                 break;
@@ -280,7 +281,7 @@ async fn run(
         }
     }
     if !batch.is_empty() {
-        export_batch(&config, &transport, batch, &counters).await;
+        shipper.export(batch).await;
     }
 }
 
@@ -335,42 +336,57 @@ pub(crate) fn scope((name, version): &(String, String)) -> InstrumentationScope 
     }
 }
 
-async fn export_batch(
-    config: &ExporterConfig,
-    transport: &Transport<Traces>,
-    spans: Vec<EncodedSpan>,
-    counters: &Counters,
-) {
-    let count = spans.len() as u64;
-    let request = crate::encoded::request(
-        &resource(&config.resource).encode_to_vec(),
-        &scope(&config.scope).encode_to_vec(),
-        &spans,
-    );
-    let delivery = transport
-        .export_with_retries(&request, &config.retry_policy())
-        .await;
-    counters
-        .retries
-        .fetch_add(u64::from(delivery.retries), Ordering::Relaxed);
-    match delivery.result {
-        Ok(rejected) => {
-            let rejected = rejected.min(count);
-            counters
-                .exported
-                .fetch_add(count - rejected, Ordering::Relaxed);
-            counters
-                .dropped_rejected
-                .fetch_add(rejected, Ordering::Relaxed);
+/// Sends batches: the resource and scope are encoded once, and each batch's
+/// spans are spliced in after them.
+struct Shipper {
+    transport: Transport<Traces>,
+    retry_policy: RetryPolicy,
+    counters: Arc<Counters>,
+    resource: Vec<u8>,
+    scope: Vec<u8>,
+}
+
+impl Shipper {
+    fn new(config: ExporterConfig, transport: Transport<Traces>, counters: Arc<Counters>) -> Self {
+        Shipper {
+            retry_policy: config.retry_policy(),
+            resource: resource(&config.resource).encode_to_vec(),
+            scope: scope(&config.scope).encode_to_vec(),
+            transport,
+            counters,
         }
-        Err(failure) => {
-            counters
-                .dropped_export_failed
-                .fetch_add(count, Ordering::Relaxed);
-            *counters
-                .last_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.message);
+    }
+
+    async fn export(&self, spans: Vec<EncodedSpan>) {
+        let count = spans.len() as u64;
+        let request = crate::encoded::request(&self.resource, &self.scope, &spans);
+        let delivery = self
+            .transport
+            .export_with_retries(&request, &self.retry_policy)
+            .await;
+        let counters = &self.counters;
+        counters
+            .retries
+            .fetch_add(u64::from(delivery.retries), Ordering::Relaxed);
+        match delivery.result {
+            Ok(rejected) => {
+                let rejected = rejected.min(count);
+                counters
+                    .exported
+                    .fetch_add(count - rejected, Ordering::Relaxed);
+                counters
+                    .dropped_rejected
+                    .fetch_add(rejected, Ordering::Relaxed);
+            }
+            Err(failure) => {
+                counters
+                    .dropped_export_failed
+                    .fetch_add(count, Ordering::Relaxed);
+                *counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.message);
+            }
         }
     }
 }

@@ -314,11 +314,7 @@ impl Engine {
         trace: &exporter::TraceContext,
         url: &mut String,
     ) -> Outcome {
-        let request = &self.plan.requests[step];
-        let keep = Keep {
-            body: request.keep_body,
-            headers: request.keep_headers,
-        };
+        let keep = self.plan.requests[step].keep;
         match self.build(step, values, token, trace, url) {
             Ok(http_request) => {
                 // Waiting for a connection is latency, not service time: the

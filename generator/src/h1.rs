@@ -4,8 +4,8 @@
 //! Each request is written and its response parsed on the task that sends
 //! it, over a connection taken from a short idle list: there is no
 //! connection task, no channel hop and no hashing of a pool key, which is
-//! where hyper's pooled client spent most of its time per request. TLS and
-//! HTTP/2 stay with hyper (see `http.rs`).
+//! where profiles of hyper's pooled client put its cost per request
+//! (BENCHMARKS.md). TLS and HTTP/2 stay with hyper (see `http.rs`).
 //!
 //! Responses are framed as RFC 9112 section 6.3 says: no body for `HEAD`,
 //! 1xx, 204 and 304; chunked transfer coding; `Content-Length`; otherwise
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -103,7 +103,10 @@ impl Pool {
         keep: Keep,
     ) -> Outcome {
         let (parts, body) = request.into_parts();
-        let body = body_bytes(body);
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
         let sent_at = Instant::now();
         let deadline = tokio::time::Instant::from(sent_at + timeout);
         let mut outcome = Outcome::not_sent(sent_at, ErrorType::Io);
@@ -113,13 +116,19 @@ impl Pool {
             outcome.error = Some(ErrorType::InvalidRequest);
             return outcome;
         };
-        let mut head = Vec::with_capacity(256);
-        write_head(&mut head, &parts, authority, body.len());
+        // The whole request in one buffer, written at once: one segment for
+        // small requests, one wake-up of the server.
+        let mut message = Vec::with_capacity(256 + body.len());
+        write_head(&mut message, &parts, authority, body.len());
+        message.extend_from_slice(&body);
 
         let exchange = async {
-            match (self.exchange(authority, &head, &body, &parts.method, keep, true)).await {
+            match self
+                .exchange(authority, &message, &parts.method, keep, true)
+                .await
+            {
                 Err(failure) if failure.stale => {
-                    self.exchange(authority, &head, &body, &parts.method, keep, false)
+                    self.exchange(authority, &message, &parts.method, keep, false)
                         .await
                 }
                 result => result,
@@ -154,8 +163,7 @@ impl Pool {
     async fn exchange(
         &self,
         authority: &str,
-        head: &[u8],
-        body: &[u8],
+        message: &[u8],
         method: &Method,
         keep: Keep,
         reuse: bool,
@@ -175,7 +183,7 @@ impl Pool {
             first_byte_at: None,
             stale: reused && !read_any && is_closed(&error),
         };
-        if let Err(e) = write_request(&mut connection.stream, head, body).await {
+        if let Err(e) = connection.stream.write_all(message).await {
             return Err(stale(e, false));
         }
         let read = connection.read_response(method, keep).await;
@@ -193,11 +201,7 @@ impl Pool {
                 first_byte_at: None,
                 stale: reused && !read_any,
             }),
-            Err(ReadError::Malformed { first_byte_at }) => Err(Failure {
-                error: ErrorType::Io,
-                first_byte_at,
-                stale: false,
-            }),
+            Err(ReadError::Malformed) => Err(Failure::new(ErrorType::Io)),
             Err(ReadError::Body {
                 error,
                 first_byte_at,
@@ -274,18 +278,6 @@ fn split_authority(authority: &str) -> (&str, u16) {
     (host, port)
 }
 
-fn body_bytes(body: Full<Bytes>) -> Bytes {
-    use hyper::body::Body;
-    use std::task::{Context, Poll};
-    // A `Full` body is ready at once: its single frame is taken without a runtime.
-    let mut body = std::pin::pin!(body);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match body.as_mut().poll_frame(&mut cx) {
-        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-        _ => Bytes::new(),
-    }
-}
-
 /// The request line and headers. `Host` comes from the URL unless the
 /// scenario set one; `Content-Length` is sent when there is a body or the
 /// method expects one, unless the scenario framed the body itself.
@@ -317,21 +309,6 @@ fn write_head(out: &mut Vec<u8>, parts: &http::request::Parts, authority: &str, 
     out.extend_from_slice(b"\r\n");
 }
 
-async fn write_request(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    if body.is_empty() {
-        return stream.write_all(head).await;
-    }
-    if head.len() + body.len() <= READ_BUFFER {
-        // One segment for small requests: one write, one wake-up of the server.
-        let mut whole = Vec::with_capacity(head.len() + body.len());
-        whole.extend_from_slice(head);
-        whole.extend_from_slice(body);
-        return stream.write_all(&whole).await;
-    }
-    stream.write_all(head).await?;
-    stream.write_all(body).await
-}
-
 /// Why reading a response failed.
 enum ReadError {
     /// The connection failed before the response head was complete.
@@ -339,7 +316,7 @@ enum ReadError {
     /// The server closed the connection before the response head was complete.
     Closed { read_any: bool },
     /// The response head is not HTTP/1.x.
-    Malformed { first_byte_at: Option<Instant> },
+    Malformed,
     /// The head arrived but the body did not.
     Body {
         error: ErrorType,
@@ -393,9 +370,7 @@ impl Connection {
                     }
                     Ok(httparse::Status::Partial) => None,
                     Err(_) => {
-                        return Err(ReadError::Malformed {
-                            first_byte_at: None,
-                        });
+                        return Err(ReadError::Malformed);
                     }
                 }
             };
@@ -404,9 +379,7 @@ impl Connection {
                     Ok(0) => return Err(ReadError::Closed { read_any }),
                     Ok(_) => read_any = true,
                     Err(error) if error.kind() == io::ErrorKind::InvalidData => {
-                        return Err(ReadError::Malformed {
-                            first_byte_at: None,
-                        });
+                        return Err(ReadError::Malformed);
                     }
                     Err(error) => return Err(ReadError::Io { error, read_any }),
                 }

@@ -31,7 +31,7 @@ pub struct HttpClient {
 }
 
 /// What of a response the caller reads, beyond its status and size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Keep {
     pub body: bool,
     pub headers: bool,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method};
 
+use crate::http::Keep;
 use crate::scenario::check::{Check, Extractor};
 use crate::scenario::feeder::Feeder;
 use crate::scenario::template::Template;
@@ -41,10 +42,9 @@ pub struct RequestPlan {
     pub body: Option<Template>,
     pub checks: Vec<Check>,
     pub extract: Vec<(String, Extractor)>,
-    /// Whether checks or extractors read the body (else it is only counted).
-    pub keep_body: bool,
-    /// Whether checks or extractors read response headers.
-    pub keep_headers: bool,
+    /// What of the response checks and extractors read (else the body is
+    /// only counted and the headers are not kept).
+    pub keep: Keep,
 }
 
 /// One entry of the mix: a request or a flow.
@@ -259,10 +259,12 @@ impl Plan {
                         .map_err(|m| err(&["requests", name, "extract", var], m))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let keep_body =
-                checks.iter().any(Check::reads_body) || extract.iter().any(|(_, x)| x.reads_body());
-            let keep_headers = checks.iter().any(Check::reads_headers)
-                || extract.iter().any(|(_, x)| x.reads_headers());
+            let keep = Keep {
+                body: checks.iter().any(Check::reads_body)
+                    || extract.iter().any(|(_, x)| x.reads_body()),
+                headers: checks.iter().any(Check::reads_headers)
+                    || extract.iter().any(|(_, x)| x.reads_headers()),
+            };
             requests.push(RequestPlan {
                 name: name.clone(),
                 method,
@@ -271,8 +273,7 @@ impl Plan {
                 body,
                 checks,
                 extract,
-                keep_body,
-                keep_headers,
+                keep,
             });
         }
         let index_of = |name: &str| requests.iter().position(|r| r.name == name);
@@ -444,8 +445,7 @@ impl Plan {
                 body: None,
                 checks: Vec::new(),
                 extract: Vec::new(),
-                keep_body: false,
-                keep_headers: false,
+                keep: Keep::default(),
             }],
             choices: vec![Choice {
                 name: "request".into(),
