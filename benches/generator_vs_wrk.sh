@@ -88,16 +88,23 @@ taskset -c "$srv_core" "$loadlens" collector --data "$work/store" --grpc-addr "$
     --http-addr 127.0.0.1:14318 --no-fsync >"$work/collector.log" 2>&1 &
 collector=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:14318/healthz >/dev/null && break; sleep 0.1; done
+nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+nginx_before=$(cpu_s "$nginx_worker")
 /usr/bin/time -f "%U %S" -o "$work/on.cpu" taskset -c "$gen_core" "$loadlens" run --url "$url" \
     --concurrency "$connections" --duration "${seconds}s" --collector "http://$grpc" \
     --data "$work/store" --quiet --summary-json "$work/on.json" >/dev/null
 on_rps=$(summary_rps "$work/on.json")
 on_cpu=$(cpu_per_request "$work/on.json" "$work/on.cpu")
-collector_cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$collector/stat")
+collector_cpu=$(cpu_s "$collector")
+nginx_cpu=$(python3 -c 'import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))' "$nginx_before" "$(cpu_s "$nginx_worker")")
+generator_cpu=$(python3 -c 'print(round(sum(map(float, open("'"$work/on.cpu"'").read().split())), 2))')
 read -r exported dropped < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["spans_exported"], s["spans_dropped"])' "$work/on.json")
 kill -TERM "$collector"; wait "$collector" || true
 echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, dropped $dropped;" \
-    "$on_cpu us CPU per request; the collector used $collector_cpu CPU-s on nginx's core)"
+    "$on_cpu us CPU per request)"
+echo "  CPU-s over the ${seconds} s traced run: generator $generator_cpu (core $gen_core);" \
+    "nginx $nginx_cpu + collector $collector_cpu (core $srv_core)"
 
 python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" "$off_cpu" "$on_cpu" <<'PY'
 import sys
