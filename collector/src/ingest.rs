@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use schema::object::ObjectRoot;
 use tokio::sync::{Notify, oneshot};
@@ -168,7 +168,7 @@ pub enum IngestError {
 enum Command {
     Append {
         signal: Signal,
-        payload: Vec<u8>,
+        payload: Bytes,
         converted: Converted,
         ack: oneshot::Sender<Result<(), String>>,
     },
@@ -357,7 +357,7 @@ impl Ingest {
     pub async fn submit(
         &self,
         signal: Signal,
-        payload: Vec<u8>,
+        payload: Bytes,
         mut converted: Converted,
     ) -> Result<(), SubmitError> {
         let stats = &self.shared.stats;
@@ -643,9 +643,9 @@ fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(),
         }
         for (signal, payload) in replayed.records {
             let converted = match signal {
-                Signal::Traces => ExportTraceServiceRequest::decode(payload.as_slice())
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| convert::spans::convert(&r).map_err(|e| e.to_string())),
+                Signal::Traces => {
+                    convert::spans::convert_encoded(&payload).map_err(|e| e.to_string())
+                }
                 Signal::Metrics => ExportMetricsServiceRequest::decode(payload.as_slice())
                     .map_err(|e| e.to_string())
                     .and_then(|r| convert::metrics::convert(&r).map_err(|e| e.to_string())),
@@ -710,6 +710,7 @@ fn remove_temporary_files(root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     fn request() -> ExportTraceServiceRequest {

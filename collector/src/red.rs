@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use opentelemetry_proto::tonic::trace::v1::Span;
 use schema::attr;
+
+use crate::convert::values::{Attr, ValueRef};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const BUCKETS: [f64; 16] = [
@@ -22,53 +23,103 @@ pub const REQUESTS: &str = "loadlens_run_requests_total";
 pub const ERRORS: &str = "loadlens_run_errors_total";
 pub const LATENCY: &str = "loadlens_run_latency_seconds";
 
-/// One generator request, as far as RED metrics need it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub run_id: String,
-    pub step: String,
-    pub error_type: Option<String>,
-    /// From the intended start to the end, in seconds.
-    pub latency_s: f64,
+/// The RED figures of one request's spans by (run, step): tallied while the
+/// spans are converted, merged into [`Red`] once the request is durable. A
+/// request holds few series, so a short list is searched; a span of a series
+/// already there allocates nothing.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    series: Vec<((String, String), Series)>,
 }
 
-impl Sample {
-    /// A sample from a generator request span (one with a run and request id).
-    pub fn from_span(span: &Span, resource_run_id: Option<&str>) -> Option<Sample> {
-        let mut run_id = resource_run_id.map(str::to_string);
+impl Tally {
+    /// Counts a generator request span (one with a run and request id), given
+    /// its attributes and start and end times; other spans are left out.
+    pub(crate) fn add_span(
+        &mut self,
+        attributes: &[Attr<'_>],
+        start_time: u64,
+        end_time: u64,
+        resource_run_id: Option<&str>,
+    ) {
+        let mut run_id = resource_run_id;
         let (mut step, mut error_type, mut intended, mut is_request) = (None, None, None, false);
-        for kv in &span.attributes {
-            let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
-            use opentelemetry_proto::tonic::common::v1::any_value::Value;
-            match (kv.key.as_str(), value) {
-                (attr::RUN_ID, Some(Value::StringValue(v))) => run_id = Some(v.clone()),
-                (attr::STEP, Some(Value::StringValue(v))) => step = Some(v.clone()),
-                (attr::ERROR_TYPE, Some(Value::StringValue(v))) => error_type = Some(v.clone()),
-                (attr::INTENDED_START, Some(Value::IntValue(v))) => intended = Some(*v),
+        for attr in attributes {
+            match (attr.key, attr.value) {
+                (attr::RUN_ID, Some(ValueRef::Str(v))) => run_id = Some(v),
+                (attr::STEP, Some(ValueRef::Str(v))) => step = Some(v),
+                (attr::ERROR_TYPE, Some(ValueRef::Str(v))) => error_type = Some(v),
+                (attr::INTENDED_START, Some(ValueRef::Int(v))) => intended = Some(v),
                 (attr::REQUEST_ID, Some(_)) => is_request = true,
                 _ => {}
             }
         }
-        if !is_request {
-            return None;
-        }
-        let start = intended.unwrap_or(span.start_time_unix_nano as i64);
-        Some(Sample {
-            run_id: run_id?,
-            step: step.unwrap_or_default(),
-            error_type,
-            latency_s: (span.end_time_unix_nano as i64 - start).max(0) as f64 / 1e9,
-        })
+        let (Some(run_id), true) = (run_id, is_request) else {
+            return;
+        };
+        let start = intended.unwrap_or(start_time as i64);
+        let latency_s = (end_time as i64 - start).max(0) as f64 / 1e9;
+        self.add(run_id, step.unwrap_or_default(), error_type, latency_s);
+    }
+
+    /// Counts one request of `run_id` and `step`.
+    pub fn add(&mut self, run_id: &str, step: &str, error_type: Option<&str>, latency_s: f64) {
+        let at = match self
+            .series
+            .iter()
+            .position(|((r, s), _)| r == run_id && s == step)
+        {
+            Some(at) => at,
+            None => {
+                let key = (run_id.to_string(), step.to_string());
+                self.series.push((key, Series::default()));
+                self.series.len() - 1
+            }
+        };
+        self.series[at].1.count(latency_s, error_type);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Series {
     requests: u64,
     errors: BTreeMap<String, u64>,
     buckets: [u64; BUCKETS.len()],
     sum: f64,
     last_update: u64,
+}
+
+impl Series {
+    fn count(&mut self, latency_s: f64, error_type: Option<&str>) {
+        self.requests += 1;
+        self.sum += latency_s;
+        if let Some(bucket) = BUCKETS.iter().position(|&le| latency_s <= le) {
+            self.buckets[bucket] += 1;
+        }
+        if let Some(error) = error_type {
+            match self.errors.get_mut(error) {
+                Some(n) => *n += 1,
+                None => {
+                    self.errors.insert(error.to_string(), 1);
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Series) {
+        self.requests += other.requests;
+        self.sum += other.sum;
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        for (error, n) in &other.errors {
+            *self.errors.entry(error.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Series by (run, step), and a logical clock for least-recently-updated eviction.
@@ -85,26 +136,20 @@ pub struct Red {
 }
 
 impl Red {
-    pub fn record(&self, samples: &[Sample]) {
-        if samples.is_empty() {
+    pub fn record(&self, tally: &Tally) {
+        if tally.is_empty() {
             return;
         }
         let mut guard = self.registry.lock().expect("red lock");
         let Registry { clock, series } = &mut *guard;
         *clock += 1;
-        for sample in samples {
-            let entry = series
-                .entry((sample.run_id.clone(), sample.step.clone()))
-                .or_default();
-            entry.requests += 1;
-            entry.sum += sample.latency_s;
+        for (key, counted) in &tally.series {
+            let entry = match series.get_mut(key) {
+                Some(entry) => entry,
+                None => series.entry(key.clone()).or_default(),
+            };
+            entry.merge(counted);
             entry.last_update = *clock;
-            if let Some(bucket) = BUCKETS.iter().position(|&le| sample.latency_s <= le) {
-                entry.buckets[bucket] += 1;
-            }
-            if let Some(error) = &sample.error_type {
-                *entry.errors.entry(error.clone()).or_default() += 1;
-            }
         }
         while series.len() > MAX_SERIES {
             let oldest = series
@@ -186,23 +231,22 @@ fn escape(value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn sample(run: &str, latency_s: f64, error: Option<&str>) -> Sample {
-        Sample {
-            run_id: run.into(),
-            step: "GET /a".into(),
-            error_type: error.map(str::to_string),
-            latency_s,
+    fn tally(samples: &[(&str, f64, Option<&str>)]) -> Tally {
+        let mut tally = Tally::default();
+        for &(run, latency_s, error) in samples {
+            tally.add(run, "GET /a", error, latency_s);
         }
+        tally
     }
 
     #[test]
     fn histogram_is_cumulative_and_errors_are_split() {
         let red = Red::default();
-        red.record(&[
-            sample("r1", 0.002, None),
-            sample("r1", 0.02, Some("http_5xx")),
-            sample("r1", 200.0, Some("timeout")),
-        ]);
+        red.record(&tally(&[
+            ("r1", 0.002, None),
+            ("r1", 0.02, Some("http_5xx")),
+        ]));
+        red.record(&tally(&[("r1", 200.0, Some("timeout"))]));
         let mut text = String::new();
         red.render(&mut text);
         let labels = "run_id=\"r1\",step=\"GET /a\"";
@@ -221,7 +265,7 @@ mod tests {
     fn series_are_bounded() {
         let red = Red::default();
         for i in 0..MAX_SERIES + 10 {
-            red.record(&[sample(&format!("run-{i}"), 0.01, None)]);
+            red.record(&tally(&[(&format!("run-{i}"), 0.01, None)]));
         }
         let mut text = String::new();
         red.render(&mut text);

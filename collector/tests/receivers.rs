@@ -472,6 +472,11 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     let bomb = gzip(&vec![0u8; 4 * 1024 * 1024]);
     let (status, _, _) = post(http, "/v1/traces", "application/x-protobuf", true, bomb).await;
     assert_eq!(status, 413);
+    // Over gRPC, bytes that are not a request are INVALID_ARGUMENT (not
+    // retried), and the receiver keeps serving.
+    let status = grpc_export_raw(collector.grpc_endpoint(), vec![0xff; 7]).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("invalid protobuf"), "{status:?}");
 
     let stats = collector.ingest().stats();
     use collector::wal::Signal;
@@ -706,4 +711,36 @@ async fn post_with_retry_after(addr: std::net::SocketAddr, body: Vec<u8>) -> (u1
         "retry-after",
     )
     .await
+}
+
+/// A TraceService `Export` call whose first field (`resource_spans`) holds
+/// `resource_spans` as raw bytes, valid or not; returns the call's status.
+async fn grpc_export_raw(endpoint: String, resource_spans: Vec<u8>) -> tonic::Status {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        resource_spans: Vec<u8>,
+    }
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<RawRequest, ExportTraceServiceResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    match grpc
+        .unary(
+            tonic::Request::new(RawRequest { resource_spans }),
+            path,
+            codec,
+        )
+        .await
+    {
+        Ok(_) => tonic::Status::ok("accepted"),
+        Err(status) => status,
+    }
 }

@@ -3,9 +3,9 @@
 
 pub mod metrics;
 pub mod spans;
-mod values;
+pub(crate) mod values;
+pub(crate) mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, ListArray, StringBuilder, StructArray};
@@ -14,6 +14,8 @@ use arrow::datatypes::{DataType, Field, Fields, Schema};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use schema::Table;
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// The partition a group of rows goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,7 +35,7 @@ pub struct Converted {
     pub rejected: u64,
     pub first_error: Option<String>,
     /// Generator requests among the spans, for the live RED metrics.
-    pub red: Vec<crate::red::Sample>,
+    pub red: crate::red::Tally,
 }
 
 impl Converted {
@@ -50,16 +52,35 @@ impl Converted {
     }
 }
 
-/// Builders keyed by partition, created on first use.
+/// Why an encoded request gave no rows.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodedError {
+    /// Not a valid protobuf request: the client's fault.
+    #[error("invalid protobuf: {0}")]
+    Decode(prost::DecodeError),
+    /// The rows could not be assembled: a bug, not the client's fault.
+    #[error("cannot convert: {0}")]
+    Convert(ArrowError),
+}
+
+/// Builders keyed by partition (UTC day, run), created on first use. A
+/// request's rows rarely span more than one or two, so a short list beats a
+/// map, and looking one up allocates nothing.
 pub(crate) struct Partitioned<B> {
-    builders: HashMap<(String, Option<String>), B>,
+    builders: Vec<(i64, Option<String>, B)>,
+}
+
+impl<B> Default for Partitioned<B> {
+    fn default() -> Self {
+        Partitioned {
+            builders: Vec::new(),
+        }
+    }
 }
 
 impl<B> Partitioned<B> {
     pub fn new() -> Self {
-        Partitioned {
-            builders: HashMap::new(),
-        }
+        Self::default()
     }
 
     pub fn get(
@@ -68,11 +89,21 @@ impl<B> Partitioned<B> {
         run_id: Option<&str>,
         make: impl FnOnce() -> B,
     ) -> &mut B {
-        let key = (
-            schema::layout::utc_day(unix_nanos),
-            run_id.filter(|r| !r.is_empty()).map(str::to_string),
-        );
-        self.builders.entry(key).or_insert_with(make)
+        let day = unix_nanos.div_euclid(NANOS_PER_DAY);
+        let run_id = run_id.filter(|r| !r.is_empty());
+        let at = match self
+            .builders
+            .iter()
+            .position(|(d, r, _)| *d == day && r.as_deref() == run_id)
+        {
+            Some(at) => at,
+            None => {
+                self.builders
+                    .push((day, run_id.map(str::to_string), make()));
+                self.builders.len() - 1
+            }
+        };
+        &mut self.builders[at].2
     }
 
     pub fn finish(
@@ -81,8 +112,9 @@ impl<B> Partitioned<B> {
         out: &mut Converted,
         mut finish: impl FnMut(B) -> Result<RecordBatch, arrow::error::ArrowError>,
     ) -> Result<(), arrow::error::ArrowError> {
-        for ((date, run_id), builder) in self.builders {
+        for (day, run_id, builder) in self.builders {
             let batch = finish(builder)?;
+            let date = schema::layout::utc_day(day * NANOS_PER_DAY);
             if batch.num_rows() > 0 {
                 out.batches.push((
                     PartitionKey {

@@ -10,60 +10,239 @@ use arrow::datatypes::Fields;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use schema::spans::{PROMOTED, Promoted, promoted};
 use schema::{Table, attr};
 
-use super::values::{AttrMapBuilder, append_attrs, as_i64, attr_map_builder, find_str};
-use super::{Converted, Partitioned, append_non_empty, list_array, list_fields};
+use super::values::{
+    Attr, AttrMapBuilder, ValueRef, append_attr_refs, attr_map_builder, find_str_ref,
+};
+use super::{Converted, EncodedError, Partitioned, append_non_empty, list_array, list_fields};
 
-/// Converts one export request. Spans with malformed ids are rejected and counted.
+/// Converts one decoded export request. Spans with malformed ids are rejected
+/// and counted.
 pub fn convert(request: &ExportTraceServiceRequest) -> Result<Converted, ArrowError> {
-    let mut out = Converted::default();
-    let mut spans = Partitioned::new();
-    let mut runs = Partitioned::new();
+    let mut rows = Rows::default();
+    let mut span = SpanRef::default();
     for resource_spans in &request.resource_spans {
-        let resource_attrs: &[KeyValue] = resource_spans
-            .resource
-            .as_ref()
-            .map_or(&[], |r| r.attributes.as_slice());
-        let resource = ResourceInfo::new(resource_attrs);
+        let resource = ResourceRef::new(
+            resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .map(Attr::from_kv)
+                .collect(),
+        );
         for scope_spans in &resource_spans.scope_spans {
-            let (scope_name, scope_version) = scope_spans
+            let scope = scope_spans
                 .scope
                 .as_ref()
                 .map_or(("", ""), |s| (s.name.as_str(), s.version.as_str()));
-            for span in &scope_spans.spans {
-                if let Err(reason) = validate(span) {
-                    out.reject(reason);
-                    continue;
-                }
-                let run_id = find_str(&span.attributes, attr::RUN_ID).or(resource.run_id);
-                if let Some(sample) = crate::red::Sample::from_span(span, resource.run_id) {
-                    out.red.push(sample);
-                }
-                let start = span.start_time_unix_nano as i64;
-                if span.name == attr::RUN_SPAN_NAME && run_id.is_some() {
-                    runs.get(start, run_id, RunsBuilder::default).append(span);
-                } else {
-                    spans.get(start, run_id, SpansBuilder::new).append(
-                        span,
-                        &resource,
-                        resource_attrs,
-                        scope_name,
-                        scope_version,
-                    );
-                }
+            for decoded in &scope_spans.spans {
+                span.fill_from(decoded);
+                rows.add(&span, &resource, scope);
             }
         }
     }
-    spans.finish(Table::Spans, &mut out, SpansBuilder::finish)?;
-    runs.finish(Table::Runs, &mut out, RunsBuilder::finish)?;
-    Ok(out)
+    rows.finish()
 }
 
-fn validate(span: &Span) -> Result<(), String> {
+/// Converts an encoded export request: straight from the protobuf bytes when
+/// [`super::wire`] can, else decoded by prost first. Either way the rows are
+/// the same; the error is prost's when the bytes are not a valid request.
+pub fn convert_encoded(bytes: &[u8]) -> Result<Converted, EncodedError> {
+    if let Some(converted) = super::wire::convert_traces(bytes) {
+        return converted.map_err(EncodedError::Convert);
+    }
+    let request = ExportTraceServiceRequest::decode(bytes).map_err(EncodedError::Decode)?;
+    convert(&request).map_err(EncodedError::Convert)
+}
+
+/// The property that makes the wire walk safe to use: whenever it gives rows
+/// for `bytes`, prost decodes `bytes` and [`convert`] gives the same rows,
+/// rejections and RED samples. Returns what differs, if anything, and whether
+/// the walk handled the bytes itself. For tests and the fuzz targets.
+pub fn wire_agrees_with_prost(bytes: &[u8]) -> Result<bool, String> {
+    let Some(walked) = super::wire::convert_traces(bytes) else {
+        return Ok(false);
+    };
+    let walked = walked.map_err(|e| format!("the walk could not build rows: {e}"))?;
+    let request = ExportTraceServiceRequest::decode(bytes)
+        .map_err(|e| format!("the walk gave rows but prost refuses the bytes: {e}"))?;
+    let decoded = convert(&request).map_err(|e| format!("prost's rows fail: {e}"))?;
+    if walked.batches.len() != decoded.batches.len() {
+        return Err(format!(
+            "partitions differ: walk {:?}, prost {:?}",
+            walked.batches.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            decoded.batches.iter().map(|(k, _)| k).collect::<Vec<_>>()
+        ));
+    }
+    for ((walk_key, walk), (key, batch)) in walked.batches.iter().zip(&decoded.batches) {
+        if walk_key != key {
+            return Err(format!(
+                "partition {walk_key:?} from the walk, {key:?} from prost"
+            ));
+        }
+        for (i, field) in batch.schema().fields().iter().enumerate() {
+            if walk.num_rows() != batch.num_rows() || walk.column(i) != batch.column(i) {
+                return Err(format!(
+                    "{key:?}, column {}: walk {:?}, prost {:?}",
+                    field.name(),
+                    walk.column(i),
+                    batch.column(i)
+                ));
+            }
+        }
+    }
+    if (walked.rejected, &walked.first_error) != (decoded.rejected, &decoded.first_error) {
+        return Err(format!(
+            "rejections differ: walk {} {:?}, prost {} {:?}",
+            walked.rejected, walked.first_error, decoded.rejected, decoded.first_error
+        ));
+    }
+    if walked.red != decoded.red {
+        return Err("RED samples differ".into());
+    }
+    Ok(true)
+}
+
+/// One span, borrowed from a decoded request or straight from the bytes of
+/// one. Converters reuse one from span to span, so its lists keep their room.
+#[derive(Debug, Default)]
+pub(crate) struct SpanRef<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub trace_state: &'a str,
+    pub flags: u32,
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time: u64,
+    pub end_time: u64,
+    pub status_code: i32,
+    pub status_message: &'a str,
+    pub attributes: Vec<Attr<'a>>,
+    pub events: Vec<EventRef<'a>>,
+    pub links: Vec<LinkRef<'a>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct EventRef<'a> {
+    pub time: u64,
+    pub name: &'a str,
+    pub attributes: Vec<Attr<'a>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LinkRef<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub trace_state: &'a str,
+    pub attributes: Vec<Attr<'a>>,
+}
+
+impl<'a> SpanRef<'a> {
+    /// Back to an empty span, keeping the attribute list's room.
+    pub fn clear(&mut self) {
+        let mut attributes = std::mem::take(&mut self.attributes);
+        attributes.clear();
+        *self = SpanRef {
+            attributes,
+            ..SpanRef::default()
+        };
+    }
+
+    fn fill_from(&mut self, span: &'a Span) {
+        self.clear();
+        self.trace_id = &span.trace_id;
+        self.span_id = &span.span_id;
+        self.parent_span_id = &span.parent_span_id;
+        self.trace_state = &span.trace_state;
+        self.flags = span.flags;
+        self.name = &span.name;
+        self.kind = span.kind;
+        self.start_time = span.start_time_unix_nano;
+        self.end_time = span.end_time_unix_nano;
+        if let Some(status) = &span.status {
+            self.status_code = status.code;
+            self.status_message = &status.message;
+        }
+        self.attributes
+            .extend(span.attributes.iter().map(Attr::from_kv));
+        self.events.extend(span.events.iter().map(|e| EventRef {
+            time: e.time_unix_nano,
+            name: &e.name,
+            attributes: e.attributes.iter().map(Attr::from_kv).collect(),
+        }));
+        self.links.extend(span.links.iter().map(|l| LinkRef {
+            trace_id: &l.trace_id,
+            span_id: &l.span_id,
+            trace_state: &l.trace_state,
+            attributes: l.attributes.iter().map(Attr::from_kv).collect(),
+        }));
+    }
+}
+
+/// A resource's attributes and the ones that become columns.
+pub(crate) struct ResourceRef<'a> {
+    attributes: Vec<Attr<'a>>,
+    info: ResourceInfo<'a>,
+}
+
+impl<'a> ResourceRef<'a> {
+    pub fn new(attributes: Vec<Attr<'a>>) -> Self {
+        let info = ResourceInfo::new(&attributes);
+        ResourceRef { attributes, info }
+    }
+}
+
+/// The rows of one request, by table and partition, as spans are added.
+#[derive(Default)]
+pub(crate) struct Rows {
+    out: Converted,
+    spans: Partitioned<SpansBuilder>,
+    runs: Partitioned<RunsBuilder>,
+}
+
+impl Rows {
+    /// Adds one span of `resource` and `scope` (name, version), or counts it
+    /// as rejected.
+    pub fn add(&mut self, span: &SpanRef<'_>, resource: &ResourceRef<'_>, scope: (&str, &str)) {
+        if let Err(reason) = validate(span) {
+            self.out.reject(reason);
+            return;
+        }
+        let run_id = find_str_ref(&span.attributes, attr::RUN_ID).or(resource.info.run_id);
+        self.out.red.add_span(
+            &span.attributes,
+            span.start_time,
+            span.end_time,
+            resource.info.run_id,
+        );
+        let start = span.start_time as i64;
+        if span.name == attr::RUN_SPAN_NAME && run_id.is_some() {
+            self.runs
+                .get(start, run_id, RunsBuilder::default)
+                .append(span);
+        } else {
+            self.spans
+                .get(start, run_id, SpansBuilder::new)
+                .append(span, resource, scope);
+        }
+    }
+
+    pub fn finish(self) -> Result<Converted, ArrowError> {
+        let mut out = self.out;
+        self.spans
+            .finish(Table::Spans, &mut out, SpansBuilder::finish)?;
+        self.runs
+            .finish(Table::Runs, &mut out, RunsBuilder::finish)?;
+        Ok(out)
+    }
+}
+
+fn validate(span: &SpanRef<'_>) -> Result<(), String> {
     if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
         return Err(format!(
             "span '{}': trace_id must be 16 non-zero bytes, got {}",
@@ -85,13 +264,13 @@ fn validate(span: &Span) -> Result<(), String> {
             span.parent_span_id.len()
         ));
     }
-    if span.end_time_unix_nano < span.start_time_unix_nano {
+    if span.end_time < span.start_time {
         return Err(format!(
             "span '{}': end_time is before start_time",
             span.name
         ));
     }
-    if span.start_time_unix_nano > i64::MAX as u64 || span.end_time_unix_nano > i64::MAX as u64 {
+    if span.start_time > i64::MAX as u64 || span.end_time > i64::MAX as u64 {
         return Err(format!("span '{}': time is beyond year 2262", span.name));
     }
     Ok(())
@@ -106,12 +285,12 @@ struct ResourceInfo<'a> {
 }
 
 impl<'a> ResourceInfo<'a> {
-    fn new(attrs: &'a [KeyValue]) -> Self {
+    fn new(attrs: &[Attr<'a>]) -> Self {
         ResourceInfo {
-            service_name: find_str(attrs, attr::SERVICE_NAME),
-            service_version: find_str(attrs, attr::SERVICE_VERSION),
-            environment: find_str(attrs, attr::DEPLOYMENT_ENVIRONMENT),
-            run_id: find_str(attrs, attr::RUN_ID),
+            service_name: find_str_ref(attrs, attr::SERVICE_NAME),
+            service_version: find_str_ref(attrs, attr::SERVICE_VERSION),
+            environment: find_str_ref(attrs, attr::DEPLOYMENT_ENVIRONMENT),
+            run_id: find_str_ref(attrs, attr::RUN_ID),
         }
     }
 
@@ -146,28 +325,29 @@ impl PromotedBuilder {
 
     /// Appends the value; false if it does not fit the column's type (then NULL is
     /// appended and the attribute stays in the map instead).
-    fn append(&mut self, kv: Option<&KeyValue>) -> bool {
-        let value = kv.and_then(|kv| kv.value.as_ref());
+    fn append(&mut self, value: Option<ValueRef<'_>>) -> bool {
         match self {
             PromotedBuilder::Utf8(b) => {
-                match value.and_then(|v| v.value.as_ref()) {
-                    Some(v) => b.append_value(super::values::render(v)),
+                match value {
+                    Some(v) => v.append_to(b),
                     None => b.append_null(),
                 }
                 true
             }
             PromotedBuilder::Int64(b) => {
-                let parsed = value.and_then(as_i64);
+                let parsed = value.and_then(ValueRef::as_i64);
                 b.append_option(parsed);
                 value.is_none() || parsed.is_some()
             }
             PromotedBuilder::Int32(b) => {
-                let parsed = value.and_then(as_i64).and_then(|v| i32::try_from(v).ok());
+                let parsed = value
+                    .and_then(ValueRef::as_i64)
+                    .and_then(|v| i32::try_from(v).ok());
                 b.append_option(parsed);
                 value.is_none() || parsed.is_some()
             }
             PromotedBuilder::Timestamp(b) => {
-                let parsed = value.and_then(as_i64);
+                let parsed = value.and_then(ValueRef::as_i64);
                 b.append_option(parsed);
                 value.is_none() || parsed.is_some()
             }
@@ -237,70 +417,63 @@ impl SpansBuilder {
         }
     }
 
-    fn append(
-        &mut self,
-        span: &Span,
-        resource: &ResourceInfo<'_>,
-        resource_attrs: &[KeyValue],
-        scope_name: &str,
-        scope_version: &str,
-    ) {
-        let start = span.start_time_unix_nano as i64;
-        let end = span.end_time_unix_nano as i64;
+    fn append(&mut self, span: &SpanRef<'_>, resource: &ResourceRef<'_>, scope: (&str, &str)) {
+        let start = span.start_time as i64;
+        let end = span.end_time as i64;
         self.start_time.append_value(start);
         self.end_time.append_value(end);
         self.duration.append_value(end - start);
         self.trace_id
-            .append_value(&span.trace_id)
+            .append_value(span.trace_id)
             .expect("validated length");
         self.span_id
-            .append_value(&span.span_id)
+            .append_value(span.span_id)
             .expect("validated length");
         if span.parent_span_id.is_empty() {
             self.parent_span_id.append_null();
         } else {
             self.parent_span_id
-                .append_value(&span.parent_span_id)
+                .append_value(span.parent_span_id)
                 .expect("validated length");
         }
-        append_non_empty(&mut self.trace_state, &span.trace_state);
+        append_non_empty(&mut self.trace_state, span.trace_state);
         self.flags.append_value(span.flags);
-        self.service_name.append_option(resource.service_name);
-        self.service_version.append_option(resource.service_version);
-        self.environment.append_option(resource.environment);
-        append_non_empty(&mut self.scope_name, scope_name);
-        append_non_empty(&mut self.scope_version, scope_version);
-        self.name.append_value(&span.name);
+        let info = &resource.info;
+        self.service_name.append_option(info.service_name);
+        self.service_version.append_option(info.service_version);
+        self.environment.append_option(info.environment);
+        append_non_empty(&mut self.scope_name, scope.0);
+        append_non_empty(&mut self.scope_version, scope.1);
+        self.name.append_value(span.name);
         self.kind.append_value(kind_name(span.kind));
-        let status = span.status.as_ref();
-        self.status_code
-            .append_value(status_name(status.map_or(0, |s| s.code)));
-        append_non_empty(
-            &mut self.status_message,
-            status.map_or("", |s| s.message.as_str()),
-        );
+        self.status_code.append_value(status_name(span.status_code));
+        append_non_empty(&mut self.status_message, span.status_message);
 
-        // Promoted attributes: the first occurrence of each key fills its column.
-        let mut found: Vec<Option<&KeyValue>> = vec![None; PROMOTED.len()];
-        for kv in &span.attributes {
-            if let Some((i, _)) = promoted(&kv.key)
-                && found[i].is_none()
-            {
-                found[i] = Some(kv);
+        // Promoted attributes: the first occurrence of each key fills its
+        // column, and leaves the map if its value fits the column's type.
+        let mut found = [None::<usize>; PROMOTED.len()];
+        for (at, attr) in span.attributes.iter().enumerate() {
+            if let Some((i, _)) = promoted(attr.key) {
+                found[i].get_or_insert(at);
             }
         }
-        let mut kept = vec![false; PROMOTED.len()];
+        let mut moved = [false; PROMOTED.len()];
         for (i, builder) in self.promoted.iter_mut().enumerate() {
-            kept[i] = builder.append(found[i]);
+            let value = found[i].and_then(|at| span.attributes[at].value);
+            moved[i] = builder.append(value) && found[i].is_some();
         }
-        append_attrs(&mut self.attributes, &span.attributes, |kv| {
-            kv.key == attr::RUN_ID
-                || promoted(&kv.key)
-                    .is_some_and(|(i, _)| kept[i] && found[i].is_some_and(|f| std::ptr::eq(f, kv)))
+        append_attr_refs(&mut self.attributes, &span.attributes, |at, attr| {
+            attr.key == attr::RUN_ID
+                || found
+                    .iter()
+                    .zip(moved)
+                    .any(|(found, moved)| moved && *found == Some(at))
         });
-        append_attrs(&mut self.resource_attributes, resource_attrs, |kv| {
-            ResourceInfo::promotes(&kv.key)
-        });
+        append_attr_refs(
+            &mut self.resource_attributes,
+            &resource.attributes,
+            |_, attr| ResourceInfo::promotes(attr.key),
+        );
         self.events.append(span);
         self.links.append(span);
     }
@@ -360,12 +533,12 @@ impl Default for EventsBuilder {
 }
 
 impl EventsBuilder {
-    fn append(&mut self, span: &Span) {
+    fn append(&mut self, span: &SpanRef<'_>) {
         for event in &span.events {
             self.time
-                .append_value(event.time_unix_nano.min(i64::MAX as u64) as i64);
-            self.name.append_value(&event.name);
-            append_attrs(&mut self.attributes, &event.attributes, |_| false);
+                .append_value(event.time.min(i64::MAX as u64) as i64);
+            self.name.append_value(event.name);
+            append_attr_refs(&mut self.attributes, &event.attributes, |_, _| false);
         }
         let last = *self.offsets.last().expect("starts with 0");
         self.offsets.push(last + span.events.len() as i32);
@@ -405,7 +578,7 @@ impl Default for LinksBuilder {
 }
 
 impl LinksBuilder {
-    fn append(&mut self, span: &Span) {
+    fn append(&mut self, span: &SpanRef<'_>) {
         let mut count = 0;
         for link in &span.links {
             // A link with malformed ids cannot be stored; it is left out rather
@@ -414,13 +587,13 @@ impl LinksBuilder {
                 continue;
             }
             self.trace_id
-                .append_value(&link.trace_id)
+                .append_value(link.trace_id)
                 .expect("checked length");
             self.span_id
-                .append_value(&link.span_id)
+                .append_value(link.span_id)
                 .expect("checked length");
-            append_non_empty(&mut self.trace_state, &link.trace_state);
-            append_attrs(&mut self.attributes, &link.attributes, |_| false);
+            append_non_empty(&mut self.trace_state, link.trace_state);
+            append_attr_refs(&mut self.attributes, &link.attributes, |_, _| false);
             count += 1;
         }
         let last = *self.offsets.last().expect("starts with 0");
@@ -467,36 +640,36 @@ const RUN_COUNTS: [&str; 6] = [
 ];
 
 impl RunsBuilder {
-    fn append(&mut self, span: &Span) {
+    fn append(&mut self, span: &SpanRef<'_>) {
         let attrs = &span.attributes;
         let int = |key: &str| {
             attrs
                 .iter()
-                .find(|kv| kv.key == key)
-                .and_then(|kv| kv.value.as_ref())
-                .and_then(as_i64)
+                .find(|a| a.key == key)
+                .and_then(|a| a.value?.as_i64())
         };
-        self.started_at
-            .append_value(span.start_time_unix_nano as i64);
-        self.ended_at.append_value(span.end_time_unix_nano as i64);
-        self.scenario.append_option(find_str(attrs, attr::SCENARIO));
-        self.model.append_option(find_str(attrs, attr::run::MODEL));
+        self.started_at.append_value(span.start_time as i64);
+        self.ended_at.append_value(span.end_time as i64);
+        self.scenario
+            .append_option(find_str_ref(attrs, attr::SCENARIO));
+        self.model
+            .append_option(find_str_ref(attrs, attr::run::MODEL));
         self.shard
             .append_option(int(attr::SHARD).and_then(|v| i32::try_from(v).ok()));
         self.shard_count
             .append_option(int(attr::run::SHARD_COUNT).and_then(|v| i32::try_from(v).ok()));
         self.config
-            .append_option(find_str(attrs, attr::run::CONFIG));
+            .append_option(find_str_ref(attrs, attr::run::CONFIG));
         self.stages
-            .append_option(find_str(attrs, attr::run::STAGES));
+            .append_option(find_str_ref(attrs, attr::run::STAGES));
         for (builder, key) in self.counts.iter_mut().zip(RUN_COUNTS) {
             builder.append_option(int(key));
         }
         self.generator_version
-            .append_option(find_str(attrs, attr::run::GENERATOR_VERSION));
+            .append_option(find_str_ref(attrs, attr::run::GENERATOR_VERSION));
         self.trace_id
             .get_or_insert_with(|| FixedSizeBinaryBuilder::new(16))
-            .append_value(&span.trace_id)
+            .append_value(span.trace_id)
             .expect("validated length");
     }
 

@@ -1,7 +1,10 @@
 //! Attribute values rendered as strings, and the Arrow map builder for them.
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
 use arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 
 /// Builds `Map<Utf8, Utf8>` columns in the layout `schema::attribute_map` declares.
 pub type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
@@ -18,6 +21,106 @@ pub fn attr_map_builder() -> AttrMapBuilder {
     )
 }
 
+/// An attribute borrowed from a decoded request or straight from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attr<'a> {
+    pub key: &'a str,
+    /// `None` when the attribute has no value (stored as NULL).
+    pub value: Option<ValueRef<'a>>,
+}
+
+impl<'a> Attr<'a> {
+    pub fn from_kv(kv: &'a KeyValue) -> Self {
+        Attr {
+            key: &kv.key,
+            value: kv
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref())
+                .map(ValueRef::from_value),
+        }
+    }
+}
+
+/// An attribute value without copying it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    Strindex(i32),
+    /// An array or key-value list, only from a decoded request.
+    Nested(&'a Value),
+}
+
+impl<'a> ValueRef<'a> {
+    pub fn from_value(value: &'a Value) -> Self {
+        match value {
+            Value::StringValue(s) => ValueRef::Str(s),
+            Value::BoolValue(b) => ValueRef::Bool(*b),
+            Value::IntValue(i) => ValueRef::Int(*i),
+            Value::DoubleValue(d) => ValueRef::Double(*d),
+            Value::BytesValue(b) => ValueRef::Bytes(b),
+            Value::StringValueStrindex(i) => ValueRef::Strindex(*i),
+            nested @ (Value::ArrayValue(_) | Value::KvlistValue(_)) => ValueRef::Nested(nested),
+        }
+    }
+
+    /// The value as text, exactly as [`render`] gives it; strings are borrowed.
+    pub fn render(self) -> Cow<'a, str> {
+        match self {
+            ValueRef::Str(s) => Cow::Borrowed(s),
+            ValueRef::Int(i) => Cow::Owned(i.to_string()),
+            ValueRef::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+            ValueRef::Double(d) => Cow::Owned(render(&Value::DoubleValue(d))),
+            ValueRef::Bytes(b) => Cow::Owned(render(&Value::BytesValue(b.to_vec()))),
+            ValueRef::Strindex(i) => Cow::Owned(i.to_string()),
+            ValueRef::Nested(value) => Cow::Owned(render(value)),
+        }
+    }
+
+    /// Appends the value as text, exactly as [`render`] gives it, writing
+    /// numbers straight into the builder.
+    pub fn append_to(self, builder: &mut StringBuilder) {
+        match self {
+            ValueRef::Str(s) => builder.append_value(s),
+            ValueRef::Int(i) => {
+                let _ = write!(builder, "{i}");
+                builder.append_value("");
+            }
+            ValueRef::Bool(b) => builder.append_value(if b { "true" } else { "false" }),
+            other => builder.append_value(other.render()),
+        }
+    }
+
+    /// An integer from an int value or an integral string.
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            ValueRef::Int(i) => Some(i),
+            ValueRef::Str(s) => s.trim().parse().ok(),
+            ValueRef::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(d as i64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            ValueRef::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The string value of `key`, if present and a string.
+pub fn find_str_ref<'a>(attrs: &[Attr<'a>], key: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value?.as_str())
+}
+
 /// Appends one map of attributes (skipping those `skip` claims).
 pub fn append_attrs<'a>(
     builder: &mut AttrMapBuilder,
@@ -25,18 +128,37 @@ pub fn append_attrs<'a>(
     mut skip: impl FnMut(&KeyValue) -> bool,
 ) {
     for kv in attrs {
-        if skip(kv) {
-            continue;
-        }
-        builder.keys().append_value(&kv.key);
-        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(value) => builder.values().append_value(render(value)),
-            None => builder.values().append_null(),
+        if !skip(kv) {
+            append_attr(builder, Attr::from_kv(kv));
         }
     }
     builder
         .append(true)
         .expect("keys and values are appended in pairs");
+}
+
+/// Appends one map of borrowed attributes (skipping those `skip` claims by index).
+pub fn append_attr_refs(
+    builder: &mut AttrMapBuilder,
+    attrs: &[Attr<'_>],
+    mut skip: impl FnMut(usize, &Attr<'_>) -> bool,
+) {
+    for (i, attr) in attrs.iter().enumerate() {
+        if !skip(i, attr) {
+            append_attr(builder, *attr);
+        }
+    }
+    builder
+        .append(true)
+        .expect("keys and values are appended in pairs");
+}
+
+fn append_attr(builder: &mut AttrMapBuilder, attr: Attr<'_>) {
+    builder.keys().append_value(attr.key);
+    match attr.value {
+        Some(value) => value.append_to(builder.values()),
+        None => builder.values().append_null(),
+    }
 }
 
 /// A value as text: strings as they are, everything else as JSON.
@@ -92,20 +214,10 @@ pub fn find_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     })
 }
 
-/// An integer from an int value or an integral string.
-pub fn as_i64(value: &AnyValue) -> Option<i64> {
-    match value.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.trim().parse().ok(),
-        Value::DoubleValue(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::ArrayValue;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
 
     #[test]
     fn renders_non_strings_as_json() {

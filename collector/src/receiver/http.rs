@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use prost::Message;
 
 use super::{Export, ExportFailure, Metrics, Traces};
+use crate::convert::EncodedError;
 use crate::ingest::Ingest;
 
 #[derive(Debug, Clone)]
@@ -147,18 +148,6 @@ fn body(headers: &HeaderMap, body: Bytes, max_body: usize) -> Result<Bytes, Refu
     }
 }
 
-fn decode<T: Message + Default + serde::de::DeserializeOwned>(
-    encoding: Encoding,
-    body: &[u8],
-) -> Result<T, Refusal> {
-    match encoding {
-        Encoding::Protobuf => T::decode(body)
-            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid protobuf: {e}"))),
-        Encoding::Json => serde_json::from_slice(body)
-            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid OTLP JSON: {e}"))),
-    }
-}
-
 fn respond<T: Message + serde::Serialize>(encoding: Encoding, response: &T) -> Response {
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
@@ -191,14 +180,19 @@ async fn export<E: Export>(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Ok(response);
     }
-    let (encoding, body, request) = decode_request::<E>(&headers, raw, state.max_body)?;
-    // The log keeps protobuf: the body as received, or the JSON re-encoded.
-    let payload = match encoding {
-        Encoding::Protobuf => body.to_vec(),
-        Encoding::Json => request.encode_to_vec(),
+    let (encoding, payload, json) = decode_request::<E>(&headers, raw, state.max_body)?;
+    let exported = match &json {
+        Some(request) => {
+            super::export::<E>(&state.ingest, payload, |_| {
+                E::convert(request).map_err(EncodedError::Convert)
+            })
+            .await
+        }
+        None => super::export::<E>(&state.ingest, payload, E::convert_encoded).await,
     };
-    match super::export::<E>(&state.ingest, &request, payload).await {
+    match exported {
         Ok(answer) => Ok(respond(encoding, &answer)),
+        Err(ExportFailure::Invalid(e)) => Err(invalid_protobuf(e)),
         Err(ExportFailure::Convert(e)) => Err(Refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot convert: {e}"),
@@ -216,17 +210,28 @@ async fn export<E: Export>(
     }
 }
 
-/// Content-Type and Content-Encoding checks, gunzip within `max_body`, then
-/// protobuf or JSON decoding: every step between the bytes and the request.
+/// Content-Type and Content-Encoding checks and gunzip within `max_body`.
+/// Gives the request's protobuf bytes, which the log keeps: the body as
+/// received, or the JSON request decoded and re-encoded (then also returned).
 fn decode_request<E: Export>(
     headers: &HeaderMap,
     raw: Bytes,
     max_body: usize,
-) -> Result<(Encoding, Bytes, E::Request), Refusal> {
+) -> Result<(Encoding, Bytes, Option<E::Request>), Refusal> {
     let encoding = encoding(headers)?;
     let body = body(headers, raw, max_body)?;
-    let request = decode(encoding, &body)?;
-    Ok((encoding, body, request))
+    match encoding {
+        Encoding::Protobuf => Ok((encoding, body, None)),
+        Encoding::Json => {
+            let request: E::Request = serde_json::from_slice(&body)
+                .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("invalid OTLP JSON: {e}")))?;
+            Ok((encoding, request.encode_to_vec().into(), Some(request)))
+        }
+    }
+}
+
+fn invalid_protobuf(e: prost::DecodeError) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, format!("invalid protobuf: {e}"))
 }
 
 /// Runs a body through the receiver's decoding exactly as `POST /v1/traces`
@@ -241,10 +246,18 @@ pub fn decode_like_export(
     max_body: usize,
 ) -> Result<usize, (u16, String)> {
     fn run<E: Export>(headers: &HeaderMap, raw: Bytes, max_body: usize) -> Result<usize, Refusal> {
-        let (_, _, request) = decode_request::<E>(headers, raw, max_body)?;
-        let converted = E::convert(&request)
-            .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(converted.rows())
+        let (_, payload, json) = decode_request::<E>(headers, raw, max_body)?;
+        let converted = match json {
+            Some(request) => E::convert(&request).map_err(EncodedError::Convert),
+            None => E::convert_encoded(&payload),
+        };
+        match converted {
+            Ok(converted) => Ok(converted.rows()),
+            Err(EncodedError::Decode(e)) => Err(invalid_protobuf(e)),
+            Err(EncodedError::Convert(e)) => {
+                Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            }
+        }
     }
     let mut headers = HeaderMap::new();
     let content_type =

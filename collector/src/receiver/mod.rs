@@ -5,6 +5,7 @@
 pub mod grpc;
 pub mod http;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -13,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use crate::convert::{self, Converted};
+use crate::convert::{self, Converted, EncodedError};
 use crate::ingest::{Ingest, SubmitError};
 use crate::wal::Signal;
 
@@ -24,6 +25,8 @@ pub(crate) trait Export {
     type Request: Message + Default + serde::de::DeserializeOwned;
     type Response: Message + serde::Serialize;
     fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError>;
+    /// Converts a request from its protobuf bytes.
+    fn convert_encoded(bytes: &[u8]) -> Result<Converted, EncodedError>;
     fn response(rejected: Option<(i64, String)>) -> Self::Response;
 }
 
@@ -36,6 +39,10 @@ impl Export for Traces {
 
     fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
         convert::spans::convert(request)
+    }
+
+    fn convert_encoded(bytes: &[u8]) -> Result<Converted, EncodedError> {
+        convert::spans::convert_encoded(bytes)
     }
 
     fn response(rejected: Option<(i64, String)>) -> Self::Response {
@@ -59,6 +66,11 @@ impl Export for Metrics {
 
     fn convert(request: &Self::Request) -> Result<Converted, arrow::error::ArrowError> {
         convert::metrics::convert(request)
+    }
+
+    fn convert_encoded(bytes: &[u8]) -> Result<Converted, EncodedError> {
+        let request = Self::Request::decode(bytes).map_err(EncodedError::Decode)?;
+        Self::convert(&request).map_err(EncodedError::Convert)
     }
 
     fn response(rejected: Option<(i64, String)>) -> Self::Response {
@@ -104,23 +116,36 @@ pub(crate) const UNAUTHENTICATED: &str = "missing or wrong bearer token: send th
 /// Why an export was not acknowledged.
 #[derive(Debug)]
 pub(crate) enum ExportFailure {
+    /// The bytes are not a valid request; retrying will not help.
+    Invalid(prost::DecodeError),
     /// The request could not be turned into rows (a bug, not the client's fault).
     Convert(arrow::error::ArrowError),
     /// Nothing was stored; the client should retry.
     NotStored(SubmitError),
 }
 
-/// Converts a decoded request, makes it durable (`payload` is its protobuf
-/// encoding, kept in the write-ahead log) and builds the answer.
+impl From<EncodedError> for ExportFailure {
+    fn from(e: EncodedError) -> Self {
+        match e {
+            EncodedError::Decode(e) => ExportFailure::Invalid(e),
+            EncodedError::Convert(e) => ExportFailure::Convert(e),
+        }
+    }
+}
+
+/// Admits a request of `payload` (its protobuf encoding, kept in the
+/// write-ahead log), converts it with `convert`, makes it durable and builds
+/// the answer. Admission comes first, so an overloaded collector refuses
+/// without decoding anything.
 pub(crate) async fn export<E: Export>(
     ingest: &Ingest,
-    request: &E::Request,
-    payload: Vec<u8>,
+    payload: Bytes,
+    convert: impl FnOnce(&[u8]) -> Result<Converted, EncodedError>,
 ) -> Result<E::Response, ExportFailure> {
     let _admission = ingest
         .admit(E::SIGNAL, payload.len())
         .map_err(ExportFailure::NotStored)?;
-    let converted = E::convert(request).map_err(ExportFailure::Convert)?;
+    let converted = convert(&payload)?;
     let rejected = (converted.rejected > 0)
         .then(|| (converted.rejected as i64, rejection_message(&converted)));
     ingest

@@ -1,15 +1,14 @@
 //! One Parquet file per partition flush: sorted by time, zstd, bloom filter on
 //! `trace_id`, page-level statistics, `sorting_columns` and key-value metadata.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, FixedSizeBinaryArray, TimestampNanosecondArray};
-use arrow::compute::{
-    SortOptions, concat_batches, filter_record_batch, sort_to_indices, take_record_batch,
-};
+use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
+use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -97,29 +96,73 @@ pub(crate) struct Prepared {
     pub duplicates: usize,
 }
 
-/// Concatenates, sorts by time and, for spans, keeps one row per
-/// (trace_id, span_id): client retries resend spans already accepted.
+/// Sorts the rows of `batches` by time into one batch and, for spans, keeps
+/// one row per (trace_id, span_id): client retries resend spans already
+/// accepted, and the first to arrive is kept. The rows are gathered once, in
+/// their final order, from the batches as they are (no concatenated copy to
+/// sort afterwards).
 pub(crate) fn prepare(table: Table, batches: &[RecordBatch]) -> Result<Prepared, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
-    let batch = concat_batches(&schema, batches).map_err(arrow_err)?;
-    let (batch, duplicates) = if table == Table::Spans {
-        without_duplicate_spans(batch).map_err(arrow_err)?
-    } else {
-        (batch, 0)
-    };
     let time_index = schema.index_of(table.time_column()).map_err(arrow_err)?;
-    let order = sort_to_indices(batch.column(time_index), Some(SortOptions::default()), None)
-        .map_err(arrow_err)?;
-    let batch = take_record_batch(&batch, &order).map_err(arrow_err)?;
-    let times = batch
-        .column(time_index)
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .expect("time columns are ns timestamps");
-    let (min_time, max_time) = match times.len() {
-        0 => (0, 0),
-        n => (times.value(0), times.value(n - 1)),
+    let times = batches
+        .iter()
+        .map(|batch| {
+            batch
+                .column(time_index)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .ok_or_else(|| {
+                    arrow_err(arrow::error::ArrowError::SchemaError(
+                        "time columns are ns timestamps".into(),
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // (batch, row) of every row kept, in arrival order.
+    let mut rows: Vec<(usize, usize)> =
+        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    let mut duplicates = 0;
+    if table == Table::Spans {
+        let mut seen = HashSet::with_capacity(rows.capacity());
+        for (b, batch) in batches.iter().enumerate() {
+            let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
+            for row in 0..batch.num_rows() {
+                let mut key = [0u8; 24];
+                key[..16].copy_from_slice(traces.value(row));
+                key[16..].copy_from_slice(spans.value(row));
+                if seen.insert(key) {
+                    rows.push((b, row));
+                } else {
+                    duplicates += 1;
+                }
+            }
+        }
+    } else {
+        rows.extend(
+            batches
+                .iter()
+                .enumerate()
+                .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row))),
+        );
+    }
+    // Stable, so rows of equal time keep their arrival order.
+    rows.sort_by_key(|&(b, row)| times[b].value(row));
+    let batch = if rows.is_empty() {
+        RecordBatch::new_empty(schema)
+    } else {
+        let sources: Vec<&RecordBatch> = batches.iter().collect();
+        let gathered = interleave_record_batch(&sources, &rows).map_err(arrow_err)?;
+        // The file's schema exactly, whatever metadata the inputs carried.
+        RecordBatch::try_new(schema, gathered.columns().to_vec()).map_err(arrow_err)?
+    };
+    let (min_time, max_time) = match rows.as_slice() {
+        [] => (0, 0),
+        [first, .., last] => (times[first.0].value(first.1), times[last.0].value(last.1)),
+        [only] => {
+            let t = times[only.0].value(only.1);
+            (t, t)
+        }
     };
     Ok(Prepared {
         batch,
@@ -130,35 +173,20 @@ pub(crate) fn prepare(table: Table, batches: &[RecordBatch]) -> Result<Prepared,
     })
 }
 
-/// Keeps the first row of each (trace_id, span_id).
-fn without_duplicate_spans(
-    batch: RecordBatch,
-) -> Result<(RecordBatch, usize), arrow::error::ArrowError> {
+/// The trace and span id columns of a batch of spans.
+fn span_ids(
+    batch: &RecordBatch,
+) -> Result<(&FixedSizeBinaryArray, &FixedSizeBinaryArray), arrow::error::ArrowError> {
     let ids = |name: &str| {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-            .cloned()
             .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no {name} column")))
     };
-    let (traces, spans) = (
+    Ok((
         ids(schema::spans::col::TRACE_ID)?,
         ids(schema::spans::col::SPAN_ID)?,
-    );
-    let mut seen = std::collections::HashSet::with_capacity(batch.num_rows());
-    let keep: BooleanArray = (0..batch.num_rows())
-        .map(|row| {
-            let mut key = [0u8; 24];
-            key[..16].copy_from_slice(traces.value(row));
-            key[16..].copy_from_slice(spans.value(row));
-            Some(seen.insert(key))
-        })
-        .collect();
-    let duplicates = batch.num_rows() - seen.len();
-    if duplicates == 0 {
-        return Ok((batch, 0));
-    }
-    Ok((filter_record_batch(&batch, &keep)?, duplicates))
+    ))
 }
 
 /// Writes `prepared` as `dir/name`: temporary name, fsync, rename, fsync of
@@ -265,4 +293,66 @@ pub(crate) fn wal_segment_in_name(name: &str) -> Option<u64> {
     let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
     rest.split('-')
         .find_map(|part| part.strip_prefix('w')?.parse::<u64>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    /// One converted batch of spans (id, start time, name).
+    fn batch(spans: &[(u8, u64, &str)]) -> RecordBatch {
+        let spans = spans
+            .iter()
+            .map(|&(id, start, name)| Span {
+                trace_id: vec![id; 16],
+                span_id: vec![id; 8],
+                name: name.into(),
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 10,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut converted = crate::convert::spans::convert(&request).unwrap();
+        converted.batches.pop().unwrap().1
+    }
+
+    #[test]
+    fn rows_are_sorted_by_time_and_the_first_copy_of_a_span_is_kept() {
+        let t = 1_795_392_000_000_000_000u64;
+        let batches = [
+            batch(&[(3, t + 30, "c"), (1, t + 10, "a first")]),
+            batch(&[(2, t + 20, "b"), (1, t + 5, "a resent")]),
+            batch(&[(4, t + 20, "d")]),
+        ];
+        let prepared = prepare(Table::Spans, &batches).unwrap();
+        let names = prepared
+            .batch
+            .column_by_name(schema::spans::col::NAME)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let names: Vec<&str> = names.iter().map(Option::unwrap).collect();
+        // Equal times keep their arrival order (b before d).
+        assert_eq!(names, ["a first", "b", "d", "c"]);
+        assert_eq!(prepared.duplicates, 1);
+        assert_eq!(
+            (prepared.min_time, prepared.max_time),
+            (t as i64 + 10, t as i64 + 30)
+        );
+        assert_eq!(prepared.batch.schema(), Table::Spans.file_schema());
+        assert!(prepare(Table::Spans, &[]).unwrap().batch.num_rows() == 0);
+    }
 }

@@ -1,0 +1,450 @@
+//! Spans straight from the bytes of an OTLP `ExportTraceServiceRequest`: the
+//! protobuf wire format is walked once and every string and id is borrowed
+//! from the request buffer on its way into the Arrow builders. Decoding with
+//! prost first would allocate a `String` per attribute key and value and a
+//! `Vec` per id, only to copy them again.
+//!
+//! The walk takes the forms that OTLP exporters write. When it meets anything
+//! else (a field of the wrong wire type, a group, a message field given twice,
+//! an array or key-value list value, a resource entity, bytes prost would
+//! reject) it gives up with `None`, and the caller decodes with prost, whose
+//! answer, rows or error, then stands. So whenever this returns rows they are
+//! the rows prost's decoding would give; `collector/tests/decoders.rs`
+//! checks that on mutated requests.
+
+use arrow::error::ArrowError;
+
+use super::Converted;
+use super::spans::{EventRef, LinkRef, ResourceRef, Rows, SpanRef};
+use super::values::{Attr, ValueRef};
+
+/// Something the walk leaves to prost.
+struct Unsupported;
+
+type Walk<T> = Result<T, Unsupported>;
+
+/// Protobuf wire types.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// A cursor over one message's fields.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Fields { bytes }
+    }
+
+    /// The next field's number and wire type, or `None` at the end.
+    fn next_key(&mut self) -> Walk<Option<(u32, u8)>> {
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).map_err(|_| Unsupported)?;
+        if number == 0 {
+            return Err(Unsupported);
+        }
+        Ok(Some((number, (key & 7) as u8)))
+    }
+
+    /// A varint as prost reads it: at most ten bytes, the tenth at most 1.
+    fn varint(&mut self) -> Walk<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in self.bytes.iter().enumerate().take(10) {
+            if i == 9 && byte > 1 {
+                return Err(Unsupported);
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err(Unsupported)
+    }
+
+    fn take(&mut self, n: usize) -> Walk<&'a [u8]> {
+        if n > self.bytes.len() {
+            return Err(Unsupported);
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn fixed64(&mut self) -> Walk<u64> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    fn fixed32(&mut self) -> Walk<u32> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+    }
+
+    fn len_delimited(&mut self) -> Walk<&'a [u8]> {
+        let n = self.varint()?;
+        self.take(usize::try_from(n).map_err(|_| Unsupported)?)
+    }
+
+    fn str(&mut self) -> Walk<&'a str> {
+        std::str::from_utf8(self.len_delimited()?).map_err(|_| Unsupported)
+    }
+
+    /// Skips a field this walk does not read, as prost skips unknown fields.
+    fn skip(&mut self, wire_type: u8) -> Walk<()> {
+        match wire_type {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.take(8).map(drop),
+            LEN => self.len_delimited().map(drop),
+            FIXED32 => self.take(4).map(drop),
+            // Groups and invalid wire types.
+            _ => Err(Unsupported),
+        }
+    }
+}
+
+/// Reads a field of the expected wire type, or gives up.
+fn expect(wire_type: u8, expected: u8) -> Walk<()> {
+    if wire_type == expected {
+        Ok(())
+    } else {
+        Err(Unsupported)
+    }
+}
+
+/// Converts an encoded `ExportTraceServiceRequest`, or `None` when prost has to.
+pub(crate) fn convert_traces(bytes: &[u8]) -> Option<Result<Converted, ArrowError>> {
+    let mut rows = Rows::default();
+    let mut span = SpanRef::default();
+    walk_request(bytes, &mut rows, &mut span).ok()?;
+    Some(rows.finish())
+}
+
+fn walk_request<'a>(bytes: &'a [u8], rows: &mut Rows, span: &mut SpanRef<'a>) -> Walk<()> {
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            1 => {
+                expect(wire_type, LEN)?;
+                walk_resource_spans(fields.len_delimited()?, rows, span)?;
+            }
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+/// `ResourceSpans`: the resource first (it may come after the scopes on the
+/// wire), then each `ScopeSpans`.
+fn walk_resource_spans<'a>(bytes: &'a [u8], rows: &mut Rows, span: &mut SpanRef<'a>) -> Walk<()> {
+    let mut resource = None;
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            1 => {
+                expect(wire_type, LEN)?;
+                if resource.is_some() {
+                    return Err(Unsupported);
+                }
+                resource = Some(fields.len_delimited()?);
+            }
+            2 => {
+                expect(wire_type, LEN)?;
+                fields.len_delimited()?;
+            }
+            3 => {
+                expect(wire_type, LEN)?;
+                fields.str()?;
+            }
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    let mut attributes = Vec::new();
+    if let Some(resource) = resource {
+        walk_resource(resource, &mut attributes)?;
+    }
+    let resource = ResourceRef::new(attributes);
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            2 => walk_scope_spans(fields.len_delimited()?, &resource, rows, span)?,
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+fn walk_resource<'a>(bytes: &'a [u8], attributes: &mut Vec<Attr<'a>>) -> Walk<()> {
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            1 => {
+                expect(wire_type, LEN)?;
+                attributes.push(walk_key_value(fields.len_delimited()?)?);
+            }
+            2 => {
+                expect(wire_type, VARINT)?;
+                fields.varint()?;
+            }
+            // Entity references: rare, and prost checks their strings.
+            3 => return Err(Unsupported),
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+/// `ScopeSpans`: the scope first, then each span.
+fn walk_scope_spans<'a>(
+    bytes: &'a [u8],
+    resource: &ResourceRef<'_>,
+    rows: &mut Rows,
+    span: &mut SpanRef<'a>,
+) -> Walk<()> {
+    let mut scope = None;
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            1 => {
+                expect(wire_type, LEN)?;
+                if scope.is_some() {
+                    return Err(Unsupported);
+                }
+                scope = Some(walk_scope(fields.len_delimited()?)?);
+            }
+            2 => {
+                expect(wire_type, LEN)?;
+                fields.len_delimited()?;
+            }
+            3 => {
+                expect(wire_type, LEN)?;
+                fields.str()?;
+            }
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    let scope = scope.unwrap_or(("", ""));
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            2 => {
+                walk_span(fields.len_delimited()?, span)?;
+                rows.add(span, resource, scope);
+            }
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+/// `InstrumentationScope`: name and version. Its attributes are not stored
+/// but are checked as prost would.
+fn walk_scope(bytes: &[u8]) -> Walk<(&str, &str)> {
+    let (mut name, mut version) = ("", "");
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match number {
+            1 => {
+                expect(wire_type, LEN)?;
+                name = fields.str()?;
+            }
+            2 => {
+                expect(wire_type, LEN)?;
+                version = fields.str()?;
+            }
+            3 => {
+                expect(wire_type, LEN)?;
+                walk_key_value(fields.len_delimited()?)?;
+            }
+            4 => {
+                expect(wire_type, VARINT)?;
+                fields.varint()?;
+            }
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok((name, version))
+}
+
+fn walk_span<'a>(bytes: &'a [u8], span: &mut SpanRef<'a>) -> Walk<()> {
+    span.clear();
+    let mut status_seen = false;
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match (number, wire_type) {
+            (1, LEN) => span.trace_id = fields.len_delimited()?,
+            (2, LEN) => span.span_id = fields.len_delimited()?,
+            (3, LEN) => span.trace_state = fields.str()?,
+            (4, LEN) => span.parent_span_id = fields.len_delimited()?,
+            (5, LEN) => span.name = fields.str()?,
+            (6, VARINT) => span.kind = fields.varint()? as i32,
+            (7, FIXED64) => span.start_time = fields.fixed64()?,
+            (8, FIXED64) => span.end_time = fields.fixed64()?,
+            (9, LEN) => span
+                .attributes
+                .push(walk_key_value(fields.len_delimited()?)?),
+            (11, LEN) => span.events.push(walk_event(fields.len_delimited()?)?),
+            (13, LEN) => span.links.push(walk_link(fields.len_delimited()?)?),
+            (15, LEN) => {
+                if status_seen {
+                    return Err(Unsupported);
+                }
+                status_seen = true;
+                walk_status(fields.len_delimited()?, span)?;
+            }
+            (16, FIXED32) => span.flags = fields.fixed32()?,
+            // Dropped counts.
+            (10 | 12 | 14, VARINT) => {
+                fields.varint()?;
+            }
+            (1..=16, _) => return Err(Unsupported),
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+fn walk_status<'a>(bytes: &'a [u8], span: &mut SpanRef<'a>) -> Walk<()> {
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match (number, wire_type) {
+            (2, LEN) => span.status_message = fields.str()?,
+            (3, VARINT) => span.status_code = fields.varint()? as i32,
+            (2 | 3, _) => return Err(Unsupported),
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+fn walk_event(bytes: &[u8]) -> Walk<EventRef<'_>> {
+    let mut event = EventRef::default();
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match (number, wire_type) {
+            (1, FIXED64) => event.time = fields.fixed64()?,
+            (2, LEN) => event.name = fields.str()?,
+            (3, LEN) => event
+                .attributes
+                .push(walk_key_value(fields.len_delimited()?)?),
+            (4, VARINT) => {
+                fields.varint()?;
+            }
+            (1..=4, _) => return Err(Unsupported),
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(event)
+}
+
+fn walk_link(bytes: &[u8]) -> Walk<LinkRef<'_>> {
+    let mut link = LinkRef::default();
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match (number, wire_type) {
+            (1, LEN) => link.trace_id = fields.len_delimited()?,
+            (2, LEN) => link.span_id = fields.len_delimited()?,
+            (3, LEN) => link.trace_state = fields.str()?,
+            (4, LEN) => link
+                .attributes
+                .push(walk_key_value(fields.len_delimited()?)?),
+            (5, VARINT) => {
+                fields.varint()?;
+            }
+            (6, FIXED32) => {
+                fields.fixed32()?;
+            }
+            (1..=6, _) => return Err(Unsupported),
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(link)
+}
+
+/// `KeyValue`: a key and at most one `AnyValue`.
+fn walk_key_value(bytes: &[u8]) -> Walk<Attr<'_>> {
+    let mut key = "";
+    let mut value = None;
+    let mut value_seen = false;
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        match (number, wire_type) {
+            (1, LEN) => key = fields.str()?,
+            (2, LEN) => {
+                if value_seen {
+                    return Err(Unsupported);
+                }
+                value_seen = true;
+                value = walk_any_value(fields.len_delimited()?)?;
+            }
+            // key_strindex (profiles only).
+            (3, VARINT) => {
+                fields.varint()?;
+            }
+            (1..=3, _) => return Err(Unsupported),
+            _ => fields.skip(wire_type)?,
+        }
+    }
+    Ok(Attr { key, value })
+}
+
+/// `AnyValue`: a oneof, so the last of its fields wins. Arrays and key-value
+/// lists are left to prost.
+fn walk_any_value(bytes: &[u8]) -> Walk<Option<ValueRef<'_>>> {
+    let mut value = None;
+    let mut fields = Fields::new(bytes);
+    while let Some((number, wire_type)) = fields.next_key()? {
+        value = Some(match (number, wire_type) {
+            (1, LEN) => ValueRef::Str(fields.str()?),
+            (2, VARINT) => ValueRef::Bool(fields.varint()? != 0),
+            (3, VARINT) => ValueRef::Int(fields.varint()? as i64),
+            (4, FIXED64) => ValueRef::Double(f64::from_bits(fields.fixed64()?)),
+            (7, LEN) => ValueRef::Bytes(fields.len_delimited()?),
+            (8, VARINT) => ValueRef::Strindex(fields.varint()? as i32),
+            (1..=8, _) => return Err(Unsupported),
+            _ => {
+                fields.skip(wire_type)?;
+                continue;
+            }
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_are_read_as_prost_reads_them() {
+        for value in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut bytes = Vec::new();
+            prost::encoding::encode_varint(value, &mut bytes);
+            let mut fields = Fields::new(&bytes);
+            assert_eq!(fields.varint().ok(), Some(value));
+            assert!(fields.bytes.is_empty());
+        }
+        // Eleven bytes, or a tenth byte above 1: prost refuses both.
+        assert!(Fields::new(&[0xff; 11]).varint().is_err());
+        let mut too_big = vec![0xff; 9];
+        too_big.push(0x02);
+        assert!(Fields::new(&too_big).varint().is_err());
+        // Truncated.
+        assert!(Fields::new(&[0x80]).varint().is_err());
+    }
+
+    #[test]
+    fn field_zero_and_groups_are_left_to_prost() {
+        assert!(Fields::new(&[0x00]).next_key().is_err());
+        let mut group = Fields::new(&[0x0b]);
+        let (_, wire_type) = group.next_key().ok().flatten().unwrap();
+        assert!(group.skip(wire_type).is_err());
+    }
+}
