@@ -3,7 +3,10 @@
 use models::usl::{Point, fit};
 
 fn read(name: &str) -> Vec<Point> {
-    let path = format!("{}/tests/data/usl/{name}", env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a test binary reused from a build in another checkout
+    // (a shared CARGO_TARGET_DIR) would carry that checkout's path.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let path = format!("{root}/tests/data/usl/{name}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .skip(1)
