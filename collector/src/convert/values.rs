@@ -206,12 +206,10 @@ fn to_json(value: &Value) -> serde_json::Value {
 
 /// The string value of `key`, if present and a string.
 pub fn find_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
-    })
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| Attr::from_kv(kv).value?.as_str())
 }
 
 #[cfg(test)]
