@@ -721,6 +721,10 @@ struct CollectorArgs {
     /// How often small files are merged and duplicate spans removed; 0s turns it off [default: 1m].
     #[arg(long, env = "LOADLENS_COLLECTOR_COMPACTION_INTERVAL")]
     compaction_interval: Option<String>,
+    /// How long flushed spans' ids are remembered, so that spans a client
+    /// resends are not stored twice; 0s turns it off [default: 2m].
+    #[arg(long, env = "LOADLENS_COLLECTOR_DEDUPE_WINDOW")]
+    dedupe_window: Option<String>,
     /// Acknowledge without fsync of the write-ahead log: faster, and acknowledged
     /// data still survives a collector crash, but not an OS crash or power loss.
     #[arg(long, env = "LOADLENS_COLLECTOR_NO_FSYNC")]
@@ -774,6 +778,7 @@ fn collector_config(
         flush_interval: args.flush_interval,
         max_pending_bytes: args.max_pending_bytes.map(collector::config::Size::Text),
         compaction_interval: args.compaction_interval,
+        dedupe_window: args.dedupe_window,
         wal_sync: args.no_fsync.then_some(false),
         bearer_token: std::env::var(COLLECTOR_TOKEN_ENV).ok(),
         bearer_token_file: args.bearer_token_file,

@@ -116,6 +116,11 @@ fn collector_configuration_mistakes_exit_2_and_say_where() {
         2,
         "flush_interval: invalid duration unit 'fortnights'",
     );
+    fails_with(
+        &["collector", "--dedupe-window", "two minutes"],
+        2,
+        "dedupe_window: ",
+    );
     fails_with(&["collector", "--tls-cert", "c.pem"], 2, "--tls-key");
     let output = loadlens()
         .args(["collector", "--data"])

@@ -54,20 +54,30 @@ fn batch(first_id: u64) -> ExportTraceServiceRequest {
     }
 }
 
-/// Sends batches until `stop`; records what was sent and what was acknowledged.
+/// A batch sent and not yet acknowledged: its first id and the request, kept
+/// to be sent again byte for byte, as an OTLP exporter retries.
+type Unacked = Option<(u64, ExportTraceServiceRequest)>;
+
+/// Sends batches until `stop`; records what was sent and what was
+/// acknowledged. A batch that is not acknowledged is sent again, unchanged,
+/// until it is: its first copy may already be stored, and must not be
+/// stored twice. Returns the next id, the batch still unacknowledged, and
+/// how many times a batch was sent again.
 fn sender(
     endpoint: String,
     next_id: u64,
+    mut unacked: Unacked,
     stop: Arc<AtomicBool>,
     sent: Arc<Mutex<HashSet<u64>>>,
     acked: Arc<Mutex<HashSet<u64>>>,
-) -> u64 {
+) -> (u64, Unacked, usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
         let mut id = next_id;
+        let mut resent = 0;
         let mut client: Option<TraceServiceClient<tonic::transport::Channel>> = None;
         while !stop.load(Ordering::Relaxed) {
             if client.is_none() {
@@ -77,23 +87,34 @@ fn sender(
                     continue;
                 }
             }
-            let request = batch(id);
-            sent.lock().unwrap().extend(id..id + BATCH);
+            let (first, request) = match unacked.take() {
+                Some(batch) => {
+                    resent += 1;
+                    batch
+                }
+                None => {
+                    sent.lock().unwrap().extend(id..id + BATCH);
+                    id += BATCH;
+                    (id - BATCH, batch(id - BATCH))
+                }
+            };
             let result = tokio::time::timeout(
                 Duration::from_secs(5),
-                client.as_mut().unwrap().export(request),
+                client.as_mut().unwrap().export(request.clone()),
             )
             .await;
             match result {
                 Ok(Ok(response)) if response.get_ref().partial_success.is_none() => {
-                    acked.lock().unwrap().extend(id..id + BATCH);
+                    acked.lock().unwrap().extend(first..first + BATCH);
                 }
-                // Not acknowledged: it may or may not be stored; never resent.
-                _ => client = None,
+                // Not acknowledged: it may or may not be stored; send it again.
+                _ => {
+                    unacked = Some((first, request));
+                    client = None;
+                }
             }
-            id += BATCH;
         }
-        id
+        (id, unacked, resent)
     })
 }
 
@@ -106,6 +127,8 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     let sent = Arc::new(Mutex::new(HashSet::new()));
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let mut next_id = 1u64;
+    let mut unacked: Unacked = None;
+    let mut resent = 0;
     // Kill at different points of the flush cycle.
     for run_ms in [350u64, 520, 610, 275, 800] {
         let collector = start_collector(&data, grpc, http, &["--flush-interval", "150ms"]);
@@ -113,16 +136,28 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
         let thread = {
             let (endpoint, stop, sent, acked) =
                 (endpoint.clone(), stop.clone(), sent.clone(), acked.clone());
-            std::thread::spawn(move || sender(endpoint, next_id, stop, sent, acked))
+            let unacked = unacked.take();
+            std::thread::spawn(move || sender(endpoint, next_id, unacked, stop, sent, acked))
         };
         std::thread::sleep(Duration::from_millis(run_ms));
         collector.kill9();
         stop.store(true, Ordering::Relaxed);
-        next_id = thread.join().unwrap();
+        let (next, left, again) = thread.join().unwrap();
+        (next_id, unacked) = (next, left);
+        resent += again;
     }
-    // A last start replays the log; a clean stop writes everything.
+    // A last start replays the log and takes the batch left unacknowledged;
+    // a clean stop writes everything.
     let collector = start_collector(&data, grpc, http, &["--flush-interval", "150ms"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (endpoint, stop, sent, acked) =
+            (endpoint.clone(), stop.clone(), sent.clone(), acked.clone());
+        std::thread::spawn(move || sender(endpoint, next_id, unacked, stop, sent, acked))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    stop.store(true, Ordering::Relaxed);
+    resent += thread.join().unwrap().2;
     assert!(collector.terminate(), "collector did not stop cleanly");
 
     let acked = acked.lock().unwrap().clone();
@@ -156,7 +191,7 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     let sizes: u64 = wal.iter().map(|e| e.metadata().unwrap().len()).sum();
     assert_eq!(sizes, 0, "WAL left after a clean stop: {wal:?}");
     eprintln!(
-        "crash test: {} sent, {} acknowledged, {} stored",
+        "crash test: {} sent, {} acknowledged, {} stored, {resent} batches sent again",
         sent.len(),
         acked.len(),
         stored.len()

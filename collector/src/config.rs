@@ -16,6 +16,8 @@
 //! wal_sync: true
 //! compaction_interval: 1m
 //! compaction_target_size: 128MiB
+//! dedupe_window: 2m
+//! dedupe_max_spans: 1000000
 //! object_store: s3://bucket/loadlens
 //! bearer_token_file: /etc/loadlens/token
 //! tls:
@@ -58,6 +60,9 @@ pub struct CollectorConfig {
     pub compaction_interval: Option<Duration>,
     /// Compaction merges a partition's files until a file would exceed this size.
     pub compaction_target_size: usize,
+    /// How long, and how many, flushed span ids are remembered so that spans
+    /// a client resends are not stored twice (see `store::recent`).
+    pub dedupe: crate::store::Dedupe,
     /// When set, OTLP requests must carry `Authorization: Bearer <token>`.
     pub bearer_token: Option<String>,
     /// When set, both receivers speak TLS only.
@@ -92,6 +97,7 @@ impl CollectorConfig {
             wal_sync: true,
             compaction_interval: Some(Duration::from_secs(60)),
             compaction_target_size: 128 * 1024 * 1024,
+            dedupe: crate::store::Dedupe::default(),
             bearer_token: None,
             tls: None,
             object_store: None,
@@ -169,6 +175,14 @@ impl CollectorConfig {
             // `0s` turns compaction off.
             config.compaction_interval = (!interval.is_zero()).then_some(interval);
         }
+        if let Some(text) = settings.dedupe_window {
+            // `0s` turns the index off; compaction still removes repeats.
+            config.dedupe.window =
+                parse_duration(&text).map_err(|m| invalid("dedupe_window", m))?;
+        }
+        if let Some(spans) = settings.dedupe_max_spans {
+            config.dedupe.max_spans = spans;
+        }
         config.bearer_token = match (settings.bearer_token, settings.bearer_token_file) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -238,6 +252,8 @@ pub struct Settings {
     pub wal_sync: Option<bool>,
     pub compaction_interval: Option<String>,
     pub compaction_target_size: Option<Size>,
+    pub dedupe_window: Option<String>,
+    pub dedupe_max_spans: Option<usize>,
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
@@ -299,6 +315,8 @@ impl Settings {
             wal_sync: over.wal_sync.or(self.wal_sync),
             compaction_interval: over.compaction_interval.or(self.compaction_interval),
             compaction_target_size: over.compaction_target_size.or(self.compaction_target_size),
+            dedupe_window: over.dedupe_window.or(self.dedupe_window),
+            dedupe_max_spans: over.dedupe_max_spans.or(self.dedupe_max_spans),
             bearer_token: if token_over {
                 over.bearer_token
             } else {
@@ -365,7 +383,7 @@ mod tests {
     #[test]
     fn a_full_file_parses_and_applies() {
         let settings = Settings::from_yaml(
-            "data: /srv/store\ngrpc_addr: 0.0.0.0:14317\nflush_interval: 250ms\nmax_pending_bytes: 64MiB\nmax_http_body: 1048576\nwal_sync: false\ncompaction_interval: 0s\nbearer_token: s3cret\ntls:\n  cert: a.pem\n  key: b.pem\n",
+            "data: /srv/store\ngrpc_addr: 0.0.0.0:14317\nflush_interval: 250ms\nmax_pending_bytes: 64MiB\nmax_http_body: 1048576\nwal_sync: false\ncompaction_interval: 0s\ndedupe_window: 30s\ndedupe_max_spans: 5000\nbearer_token: s3cret\ntls:\n  cert: a.pem\n  key: b.pem\n",
             "c.yaml",
         )
         .unwrap();
@@ -378,6 +396,8 @@ mod tests {
         assert_eq!(config.max_http_body, 1 << 20);
         assert!(!config.wal_sync);
         assert_eq!(config.compaction_interval, None);
+        assert_eq!(config.dedupe.window, Duration::from_secs(30));
+        assert_eq!(config.dedupe.max_spans, 5000);
         assert_eq!(config.bearer_token.as_deref(), Some("s3cret"));
         assert_eq!(config.tls.unwrap().key, PathBuf::from("b.pem"));
     }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::convert::{self, Converted, PartitionKey};
 use crate::store::ship::{ShipError, ShipReport};
-use crate::store::{WriteError, write_partition};
+use crate::store::{Dedupe, RecentSpans, WriteError, write_partition_after};
 use crate::telemetry::PerSignal;
 use crate::wal::{self, Signal, Wal, WalError};
 
@@ -193,6 +193,8 @@ pub struct Ingest {
     /// Keeps shipping (which deletes local files) and compaction (which reads
     /// and replaces them) apart.
     moving_files: tokio::sync::Mutex<()>,
+    /// Ids of spans flushed lately, so a client's resend of them is dropped.
+    recent: Arc<Mutex<RecentSpans>>,
 }
 
 impl Ingest {
@@ -212,6 +214,7 @@ impl Ingest {
         }
         replay(&root, &segments, &shared)?;
         remove_temporary_files(&root);
+        let recent = Arc::new(Mutex::new(recent_spans(&root, Dedupe::default())));
         let wal_dir = wal.dir().to_path_buf();
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -232,7 +235,20 @@ impl Ingest {
             flushing: tokio::sync::Mutex::new(()),
             ship_to: None,
             moving_files: tokio::sync::Mutex::new(()),
+            recent,
         })
+    }
+
+    /// Remembers flushed spans' ids for `limits` instead of the default
+    /// [`Dedupe`] (see [`crate::store::recent`]); call it before the first flush.
+    pub fn with_dedupe(self, limits: Dedupe) -> Self {
+        *self.recent.lock().expect("recent spans lock") = recent_spans(&self.root, limits);
+        self
+    }
+
+    /// Span ids remembered to drop resent spans.
+    pub fn recent_spans(&self) -> usize {
+        self.recent.lock().expect("recent spans lock").len()
     }
 
     /// Ships finished files to `to` after each flush (see [`crate::store::ship`]).
@@ -410,8 +426,10 @@ impl Ingest {
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
             let root = self.root.clone();
+            let recent = self.recent.clone();
             let (key, batches, written) = tokio::task::spawn_blocking(move || {
-                let written = write_partition(&root, &key, &batches, upto);
+                let mut recent = recent.lock().expect("recent spans lock");
+                let written = write_partition_after(&root, &key, &batches, upto, &mut recent);
                 (key, batches, written)
             })
             .await
@@ -429,9 +447,11 @@ impl Ingest {
                     stats
                         .duplicates_removed
                         .fetch_add(written.duplicates as u64, Ordering::Relaxed);
-                    stats.files_written.fetch_add(1, Ordering::Relaxed);
+                    if let Some(path) = written.path {
+                        stats.files_written.fetch_add(1, Ordering::Relaxed);
+                        report.files.push(path);
+                    }
                     report.rows += written.rows as u64;
-                    report.files.push(written.path);
                 }
                 Err(e) => {
                     stats.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -527,6 +547,7 @@ impl Ingest {
         out.value(PENDING_BYTES, self.pending_bytes() as f64);
         out.value(PENDING_LIMIT_BYTES, self.max_pending_bytes as f64);
         out.value(IN_FLIGHT_BYTES, self.in_flight_bytes() as f64);
+        out.value(RECENT_SPAN_IDS, self.recent_spans() as f64);
         let mut text = out.finish();
         self.shared.red.render(&mut text);
         text
@@ -630,6 +651,19 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
 
 /// Puts the rows of the segments an earlier process left back into pending,
 /// skipping partitions already written from those segments.
+/// The index of recent span ids, read back from the files flushed within its window.
+fn recent_spans(root: &Path, limits: Dedupe) -> RecentSpans {
+    let mut recent = RecentSpans::new(limits);
+    let files = recent.load(root);
+    if files > 0 {
+        eprintln!(
+            "collector: read the ids of {} spans from {files} recent files, to drop them if clients resend them",
+            recent.len()
+        );
+    }
+    recent
+}
+
 fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(), IngestError> {
     let mut written_upto: HashMap<PathBuf, u64> = HashMap::new();
     for segment in segments {
@@ -710,6 +744,7 @@ fn remove_temporary_files(root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::write_partition;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
@@ -799,6 +834,57 @@ mod tests {
             .filter(|e| e.metadata().unwrap().len() > 0)
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Submits `request` as a receiver does.
+    async fn submit(ingest: &Ingest, request: &ExportTraceServiceRequest) {
+        let payload = Bytes::from(request.encode_to_vec());
+        let converted = convert::spans::convert(request).unwrap();
+        let _admission = ingest.admit(Signal::Traces, payload.len()).unwrap();
+        ingest
+            .submit(Signal::Traces, payload, converted)
+            .await
+            .unwrap();
+    }
+
+    fn duplicates(ingest: &Ingest) -> u64 {
+        ingest.stats().duplicates_removed.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn spans_resent_after_a_flush_or_a_restart_are_stored_once() {
+        let root = std::env::temp_dir().join(format!("loadlens-resend-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
+        submit(&ingest, &request()).await;
+        let first = ingest.flush().await.unwrap();
+        assert_eq!((first.rows, first.files.len()), (3, 1));
+        assert_eq!(ingest.recent_spans(), 3);
+        // The client never saw the answer and sends the same spans again.
+        submit(&ingest, &request()).await;
+        let again = ingest.flush().await.unwrap();
+        assert_eq!((again.rows, again.files.len()), (0, 0));
+        assert_eq!(duplicates(&ingest), 3);
+        ingest.close();
+        drop(ingest);
+
+        // A restarted collector reads the ids back from the file.
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
+        assert_eq!(ingest.recent_spans(), 3);
+        submit(&ingest, &request()).await;
+        assert_eq!(ingest.flush().await.unwrap().rows, 0);
+        assert_eq!(duplicates(&ingest), 3);
+
+        // Without the index the resend would be stored a second time.
+        let ingest = ingest.with_dedupe(Dedupe {
+            window: std::time::Duration::ZERO,
+            max_spans: 0,
+        });
+        assert_eq!(ingest.recent_spans(), 0);
+        submit(&ingest, &request()).await;
+        assert_eq!(ingest.flush().await.unwrap().rows, 3);
+        ingest.close();
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

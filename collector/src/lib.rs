@@ -104,7 +104,8 @@ impl Collector {
             config.flush_rows,
             config.max_pending_bytes,
             config.wal_sync,
-        )?;
+        )?
+        .with_dedupe(config.dedupe);
         if let Some(to) = config.object_store.clone() {
             ingest = ingest.with_object_store(to);
         }

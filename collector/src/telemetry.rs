@@ -118,6 +118,10 @@ pub const IN_FLIGHT_BYTES: Metric = gauge(
     "loadlens_collector_in_flight_bytes",
     "Estimated memory of requests admitted and not yet pending (counted against the bound).",
 );
+pub const RECENT_SPAN_IDS: Metric = gauge(
+    "loadlens_collector_recent_span_ids",
+    "Ids of spans flushed within the dedupe window, kept to drop spans that clients resend.",
+);
 pub const PENDING_LIMIT_BYTES: Metric = gauge(
     "loadlens_collector_pending_limit_bytes",
     "The configured bound on pending memory.",

@@ -181,7 +181,7 @@ fn flush(
         match result {
             Ok(written) => {
                 report.rows += written.rows as u64;
-                report.files.push(written.path);
+                report.files.extend(written.path);
             }
             Err(e) => {
                 report.error = Some(e);

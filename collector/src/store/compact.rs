@@ -219,7 +219,7 @@ fn merge(
         }
         batches.extend(read);
     }
-    let prepared = writer::prepare(table, &batches)?;
+    let prepared = writer::prepare(table, &batches, None)?;
     drop(batches);
     let wal_segment = group.iter().map(|i| segment(&i.path)).max().unwrap_or(0);
     let output = writer::file_name(prepared.min_time, wal_segment);
@@ -299,6 +299,7 @@ mod tests {
                 dir = write_partition(root, &key, &[batch], 10 + i as u64)
                     .unwrap()
                     .path
+                    .unwrap()
                     .parent()
                     .unwrap()
                     .to_path_buf();
@@ -409,7 +410,7 @@ mod tests {
             .iter()
             .flat_map(|p| reader(p).unwrap().build().unwrap().map(|b| b.unwrap()))
             .collect();
-        let prepared = writer::prepare(Table::Spans, &batches).unwrap();
+        let prepared = writer::prepare(Table::Spans, &batches, None).unwrap();
         writer::write_file(
             &dir,
             "part-merged-w11.parquet",

@@ -2,7 +2,9 @@
 //! atomically (temporary name, fsync, rename, fsync of the folder).
 
 pub mod compact;
+pub mod recent;
 pub mod ship;
 pub mod writer;
 
-pub use writer::{WriteError, write_partition};
+pub use recent::{Dedupe, RecentSpans};
+pub use writer::{WriteError, write_partition, write_partition_after};

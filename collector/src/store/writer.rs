@@ -1,12 +1,12 @@
 //! One Parquet file per partition flush: sorted by time, zstd, bloom filter on
 //! `trace_id`, page-level statistics, `sorting_columns` and key-value metadata.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ahash::AHashSet;
 use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
 use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
@@ -18,6 +18,7 @@ use parquet::schema::types::ColumnPath;
 use schema::Table;
 
 use crate::convert::PartitionKey;
+use crate::store::recent::{RecentSpans, SpanKey, span_key};
 
 /// Why a partition could not be written. The rows stay pending.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,9 @@ pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// What one written file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    pub path: PathBuf,
+    /// `None` when every row was a repeat of a span already stored, and no
+    /// file was written.
+    pub path: Option<PathBuf>,
     pub rows: usize,
     /// Spans dropped because another row had the same (trace_id, span_id).
     pub duplicates: usize,
@@ -62,6 +65,19 @@ pub fn write_partition(
     batches: &[RecordBatch],
     wal_segment: u64,
 ) -> Result<Written, WriteError> {
+    write_partition_after(root, key, batches, wal_segment, &mut RecentSpans::off())
+}
+
+/// [`write_partition`] for a flush: spans whose ids `recent` holds (written
+/// by an earlier flush) are dropped too, and once the file is in place the
+/// ids it holds join `recent`.
+pub fn write_partition_after(
+    root: &Path,
+    key: &PartitionKey,
+    batches: &[RecordBatch],
+    wal_segment: u64,
+    recent: &mut RecentSpans,
+) -> Result<Written, WriteError> {
     let dir =
         schema::layout::partition_dir_for_day(root, key.table, &key.date, key.run_id.as_deref());
     let io_err = |source| WriteError::Io {
@@ -69,12 +85,28 @@ pub fn write_partition(
         source,
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
-    let prepared = prepare(key.table, batches)?;
+    let mut prepared = prepare(key.table, batches, Some(&*recent))?;
+    let rows = prepared.batch.num_rows();
+    if rows == 0 && prepared.duplicates > 0 {
+        // Safe to leave no file: should the log be replayed, its rows are
+        // repeats again (`recent` is read back from the files at start).
+        return Ok(Written {
+            path: None,
+            rows,
+            duplicates: prepared.duplicates,
+        });
+    }
     let name = file_name(prepared.min_time, wal_segment);
     write_file(&dir, &name, key.table, &prepared, &[])?;
+    // Only now: ids recorded before the file is in place would make a retry
+    // of a failed flush drop its own rows.
+    recent.record(
+        std::mem::take(&mut prepared.keys),
+        std::time::Instant::now(),
+    );
     Ok(Written {
-        path: dir.join(name),
-        rows: prepared.batch.num_rows(),
+        path: Some(dir.join(name)),
+        rows,
         duplicates: prepared.duplicates,
     })
 }
@@ -94,14 +126,20 @@ pub(crate) struct Prepared {
     pub min_time: i64,
     pub max_time: i64,
     pub duplicates: usize,
+    /// For spans, the ids of the rows kept.
+    pub keys: AHashSet<SpanKey>,
 }
 
 /// Sorts the rows of `batches` by time into one batch and, for spans, keeps
 /// one row per (trace_id, span_id): client retries resend spans already
 /// accepted, and the first to arrive is kept. The rows are gathered once, in
 /// their final order, from the batches as they are (no concatenated copy to
-/// sort afterwards).
-pub(crate) fn prepare(table: Table, batches: &[RecordBatch]) -> Result<Prepared, WriteError> {
+/// sort afterwards). Spans whose ids `recent` holds are dropped as repeats.
+pub(crate) fn prepare(
+    table: Table,
+    batches: &[RecordBatch],
+    recent: Option<&RecentSpans>,
+) -> Result<Prepared, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
     let time_index = schema.index_of(table.time_column()).map_err(arrow_err)?;
@@ -123,15 +161,15 @@ pub(crate) fn prepare(table: Table, batches: &[RecordBatch]) -> Result<Prepared,
     let mut rows: Vec<(usize, usize)> =
         Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     let mut duplicates = 0;
+    let mut seen = AHashSet::new();
     if table == Table::Spans {
-        let mut seen = HashSet::with_capacity(rows.capacity());
+        seen.reserve(rows.capacity());
+        let recent = recent.filter(|r| !r.is_empty());
         for (b, batch) in batches.iter().enumerate() {
             let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
             for row in 0..batch.num_rows() {
-                let mut key = [0u8; 24];
-                key[..16].copy_from_slice(traces.value(row));
-                key[16..].copy_from_slice(spans.value(row));
-                if seen.insert(key) {
+                let key = span_key(traces, spans, row);
+                if !recent.is_some_and(|r| r.contains(&key)) && seen.insert(key) {
                     rows.push((b, row));
                 } else {
                     duplicates += 1;
@@ -170,6 +208,7 @@ pub(crate) fn prepare(table: Table, batches: &[RecordBatch]) -> Result<Prepared,
         min_time,
         max_time,
         duplicates,
+        keys: seen,
     })
 }
 
@@ -336,7 +375,7 @@ mod tests {
             batch(&[(2, t + 20, "b"), (1, t + 5, "a resent")]),
             batch(&[(4, t + 20, "d")]),
         ];
-        let prepared = prepare(Table::Spans, &batches).unwrap();
+        let prepared = prepare(Table::Spans, &batches, None).unwrap();
         let names = prepared
             .batch
             .column_by_name(schema::spans::col::NAME)
@@ -353,6 +392,6 @@ mod tests {
             (t as i64 + 10, t as i64 + 30)
         );
         assert_eq!(prepared.batch.schema(), Table::Spans.file_schema());
-        assert!(prepare(Table::Spans, &[]).unwrap().batch.num_rows() == 0);
+        assert!(prepare(Table::Spans, &[], None).unwrap().batch.num_rows() == 0);
     }
 }

@@ -1,0 +1,315 @@
+//! The ids of spans written in the last minutes, so that a span a client sends
+//! again is dropped even when its first copy is already in an earlier file.
+//!
+//! A client resends a request whose acknowledgement it did not get: the
+//! answer was lost, the request timed out, or the collector was killed after
+//! the request reached the write-ahead log. The resent spans usually arrive
+//! seconds later, after the first copy was flushed. A flush removes repeats
+//! among its own rows, and compaction among the files it merges; this index
+//! removes them across flushes, so a query never sees the same span twice in
+//! the meantime.
+//!
+//! Keys are the exact 24 bytes of (trace_id, span_id), never a hash of them:
+//! two distinct spans must never be taken for one, or an acknowledged span
+//! would be lost. The index lives in generations, each covering a quarter of
+//! the window, so expiry drops whole sets and a lookup costs at most five
+//! probes. It is bounded twice: by age (the window) and by count (the oldest
+//! generations go first; the newest is always kept whole). At about 30 to 55
+//! bytes per span, the default bound of 1,000,000 spans holds under 60 MB.
+//!
+//! After a restart the index is rebuilt from the local files written within
+//! the window ([`RecentSpans::load`]). Files already shipped to object storage
+//! are not read back; repeats of those are left to compaction.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use ahash::AHashSet;
+use arrow::array::{Array, FixedSizeBinaryArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use schema::Table;
+
+/// trace_id (16 bytes) then span_id (8 bytes).
+pub type SpanKey = [u8; 24];
+
+/// The key of one row of two id columns.
+pub fn span_key(
+    traces: &FixedSizeBinaryArray,
+    spans: &FixedSizeBinaryArray,
+    row: usize,
+) -> SpanKey {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(traces.value(row));
+    key[16..].copy_from_slice(spans.value(row));
+    key
+}
+
+/// How long, and how many, span ids are remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dedupe {
+    /// How long a written span's id is remembered; zero turns the index off.
+    pub window: Duration,
+    /// Most ids remembered; past it the oldest generation is forgotten.
+    pub max_spans: usize,
+}
+
+impl Default for Dedupe {
+    /// Two minutes: past the 10-second export timeout and the retry backoff
+    /// of the OpenTelemetry SDKs' exporters, several retries deep.
+    fn default() -> Self {
+        Dedupe {
+            window: Duration::from_secs(120),
+            max_spans: 1_000_000,
+        }
+    }
+}
+
+/// Ids of recently written spans.
+#[derive(Debug)]
+pub struct RecentSpans {
+    limits: Dedupe,
+    /// Oldest first.
+    generations: VecDeque<Generation>,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Generation {
+    started: Instant,
+    keys: AHashSet<SpanKey>,
+}
+
+impl RecentSpans {
+    pub fn new(limits: Dedupe) -> Self {
+        RecentSpans {
+            limits,
+            generations: VecDeque::new(),
+            len: 0,
+        }
+    }
+
+    /// Remembers nothing.
+    pub fn off() -> Self {
+        Self::new(Dedupe {
+            window: Duration::ZERO,
+            max_spans: 0,
+        })
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.limits.window.is_zero() || self.limits.max_spans == 0
+    }
+
+    /// Ids remembered now.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn contains(&self, key: &SpanKey) -> bool {
+        self.generations.iter().any(|g| g.keys.contains(key))
+    }
+
+    /// Remembers the ids of spans that are now in a file.
+    pub fn record(&mut self, keys: AHashSet<SpanKey>, now: Instant) {
+        if self.is_off() {
+            return;
+        }
+        self.expire(now);
+        self.len += keys.len();
+        let quarter = self.limits.window / 4;
+        match self.generations.back_mut() {
+            Some(newest) if now.saturating_duration_since(newest.started) < quarter => {
+                // Keep the larger set's allocation and move the smaller one in.
+                let mut keys = keys;
+                if keys.len() > newest.keys.len() {
+                    std::mem::swap(&mut keys, &mut newest.keys);
+                }
+                let before = newest.keys.len() + keys.len();
+                newest.keys.extend(keys);
+                // Keys already present (not expected: the caller drops them) are counted once.
+                self.len -= before - newest.keys.len();
+            }
+            _ => self
+                .generations
+                .push_back(Generation { started: now, keys }),
+        }
+        while self.len > self.limits.max_spans && self.generations.len() > 1 {
+            self.drop_oldest();
+        }
+    }
+
+    /// Forgets generations whose newest id is older than the window.
+    fn expire(&mut self, now: Instant) {
+        let span = self.limits.window / 4;
+        while let Some(oldest) = self.generations.front() {
+            if now.saturating_duration_since(oldest.started + span) < self.limits.window {
+                break;
+            }
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(oldest) = self.generations.pop_front() {
+            self.len -= oldest.keys.len();
+        }
+    }
+
+    /// Reads back the ids of the span files under `root` written within the
+    /// window, newest last, so a restarted collector still knows them.
+    /// Returns how many files it read; a file it cannot read is skipped
+    /// with a message (it is not this index's job to judge files).
+    pub fn load(&mut self, root: &Path) -> usize {
+        if self.is_off() {
+            return 0;
+        }
+        let now = SystemTime::now();
+        let mut recent: Vec<(SystemTime, std::path::PathBuf)> =
+            data_files(&root.join(Table::Spans.name()))
+                .into_iter()
+                .filter_map(|path| {
+                    let modified = path.metadata().and_then(|m| m.modified()).ok()?;
+                    let age = now.duration_since(modified).unwrap_or_default();
+                    (age < self.limits.window).then_some((modified, path))
+                })
+                .collect();
+        recent.sort();
+        let started = Instant::now();
+        for (_, path) in &recent {
+            match read_keys(path) {
+                Ok(keys) => self.record(keys, started),
+                Err(e) => eprintln!(
+                    "collector: cannot read span ids of {} to drop repeats of them: {e}",
+                    path.display()
+                ),
+            }
+        }
+        recent.len()
+    }
+}
+
+/// `part-*.parquet` files two levels below `dir` (`date=…/run_id=…/`).
+fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let children = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    children(dir)
+        .iter()
+        .flat_map(|day| children(day))
+        .flat_map(|run| children(&run))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
+        })
+        .collect()
+}
+
+fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
+    let schema = builder.parquet_schema();
+    let ids = [schema::spans::col::TRACE_ID, schema::spans::col::SPAN_ID];
+    let leaves = (0..schema.num_columns())
+        .filter(|&i| ids.contains(&schema.column(i).name()))
+        .collect::<Vec<_>>();
+    let mask = ProjectionMask::leaves(schema, leaves);
+    let rows = builder.metadata().file_metadata().num_rows() as usize;
+    let mut keys = AHashSet::with_capacity(rows);
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                .ok_or_else(|| format!("no {name} column of fixed-size ids"))
+        };
+        let (traces, spans) = (column(ids[0])?, column(ids[1])?);
+        keys.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(range: std::ops::Range<u8>) -> AHashSet<SpanKey> {
+        range.map(|i| [i; 24]).collect()
+    }
+
+    const LIMITS: Dedupe = Dedupe {
+        window: Duration::from_secs(120),
+        max_spans: 1000,
+    };
+
+    #[test]
+    fn ids_are_remembered_for_the_window_then_forgotten() {
+        let t0 = Instant::now();
+        let mut recent = RecentSpans::new(LIMITS);
+        recent.record(keys(0..10), t0);
+        assert!(recent.contains(&[3; 24]));
+        assert!(!recent.contains(&[10; 24]));
+        // Still within the window (the generation spans the first 30 s).
+        recent.record(keys(10..20), t0 + Duration::from_secs(140));
+        assert!(recent.contains(&[3; 24]), "forgotten inside the window");
+        assert_eq!(recent.len(), 20);
+        // Past the window from the end of the first generation's quarter.
+        recent.record(keys(20..21), t0 + Duration::from_secs(151));
+        assert!(!recent.contains(&[3; 24]), "kept past the window");
+        assert!(recent.contains(&[15; 24]) && recent.contains(&[20; 24]));
+        assert_eq!(recent.len(), 11);
+    }
+
+    #[test]
+    fn flushes_within_a_quarter_share_one_generation() {
+        let t0 = Instant::now();
+        let mut recent = RecentSpans::new(LIMITS);
+        for (i, start) in (0..100).step_by(10).enumerate() {
+            recent.record(keys(start..start + 10), t0 + Duration::from_secs(i as u64));
+        }
+        assert_eq!(recent.generations.len(), 1);
+        assert_eq!(recent.len(), 100);
+        recent.record(keys(100..110), t0 + Duration::from_secs(31));
+        assert_eq!(recent.generations.len(), 2);
+        assert_eq!(recent.len(), 110);
+    }
+
+    #[test]
+    fn the_count_bound_drops_the_oldest_generations_but_never_the_newest() {
+        let t0 = Instant::now();
+        let mut recent = RecentSpans::new(Dedupe {
+            max_spans: 25,
+            ..LIMITS
+        });
+        recent.record(keys(0..10), t0);
+        recent.record(keys(10..20), t0 + Duration::from_secs(31));
+        recent.record(keys(20..30), t0 + Duration::from_secs(62));
+        assert_eq!(recent.len(), 20);
+        assert!(!recent.contains(&[0; 24]) && recent.contains(&[10; 24]));
+        recent.record(keys(30..70), t0 + Duration::from_secs(93));
+        assert_eq!(recent.len(), 40, "the newest generation is kept whole");
+        assert!(recent.contains(&[69; 24]) && !recent.contains(&[29; 24]));
+    }
+
+    #[test]
+    fn a_zero_window_remembers_nothing() {
+        let mut recent = RecentSpans::new(Dedupe {
+            window: Duration::ZERO,
+            ..LIMITS
+        });
+        recent.record(keys(0..10), Instant::now());
+        assert!(recent.is_empty() && !recent.contains(&[1; 24]));
+        assert!(RecentSpans::off().is_off());
+    }
+}
