@@ -11,13 +11,13 @@
 //!
 //! Keys are the exact 24 bytes of (trace_id, span_id), never a hash of them:
 //! two distinct spans must never be taken for one, or an acknowledged span
-//! would be lost. The index lives in generations, each covering at most a
-//! quarter of the window and a quarter of the count bound, so expiry drops
-//! whole sets and a lookup costs a few probes. It is bounded twice: by age
-//! (the window) and by count (the oldest generations go first; the newest is
-//! always kept whole, so the bound may be passed by one flush). At 28 to 57
-//! bytes per span (hash-table load), the default bound of 1,000,000 spans
-//! holds 30 to 70 MB.
+//! would be lost. The ids live in one hash table, each tagged with its
+//! generation; a generation covers at most a quarter of the window and a
+//! quarter of the count bound, and expiring one sweeps the table once. A
+//! lookup is one probe. The index is bounded twice: by age (the window) and by
+//! count (the oldest generations go first; the newest is always kept whole,
+//! so the bound may be passed by one flush). At 32 to 64 bytes per span
+//! (hash-table load), the default bound of 1,000,000 spans holds 30 to 70 MB.
 //!
 //! After a restart the index is rebuilt from the local files written within
 //! the window ([`RecentSpans::load`]). Files already shipped to object storage
@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use ahash::AHashSet;
+use ahash::{AHashMap, AHashSet};
 use arrow::array::{Array, FixedSizeBinaryArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -72,23 +72,29 @@ impl Default for Dedupe {
 #[derive(Debug)]
 pub struct RecentSpans {
     limits: Dedupe,
+    /// Every id remembered, with the number of its generation: one table, so
+    /// a lookup is one probe (one cache miss) however many generations live.
+    ids: AHashMap<SpanKey, u32>,
     /// Oldest first.
     generations: VecDeque<Generation>,
-    len: usize,
+    next_generation: u32,
 }
 
 #[derive(Debug)]
 struct Generation {
+    number: u32,
     started: Instant,
-    keys: AHashSet<SpanKey>,
+    /// Ids recorded into it.
+    recorded: usize,
 }
 
 impl RecentSpans {
     pub fn new(limits: Dedupe) -> Self {
         RecentSpans {
             limits,
+            ids: AHashMap::new(),
             generations: VecDeque::new(),
-            len: 0,
+            next_generation: 0,
         }
     }
 
@@ -106,15 +112,15 @@ impl RecentSpans {
 
     /// Ids remembered now.
     pub fn len(&self) -> usize {
-        self.len
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ids.is_empty()
     }
 
     pub fn contains(&self, key: &SpanKey) -> bool {
-        self.generations.iter().any(|g| g.keys.contains(key))
+        self.ids.contains_key(key)
     }
 
     /// Remembers the ids of spans that are now in a file.
@@ -123,47 +129,55 @@ impl RecentSpans {
             return;
         }
         self.expire(now);
-        self.len += keys.len();
         let quarter = self.limits.window / 4;
         let room = self.limits.max_spans.div_ceil(4);
-        match self.generations.back_mut() {
-            Some(newest)
-                if now.saturating_duration_since(newest.started) < quarter
-                    && newest.keys.len() < room =>
-            {
-                // Keep the larger set's allocation and move the smaller one in.
-                let mut keys = keys;
-                if keys.len() > newest.keys.len() {
-                    std::mem::swap(&mut keys, &mut newest.keys);
-                }
-                let before = newest.keys.len() + keys.len();
-                newest.keys.extend(keys);
-                // Keys already present (not expected: the caller drops them) are counted once.
-                self.len -= before - newest.keys.len();
-            }
-            _ => self
-                .generations
-                .push_back(Generation { started: now, keys }),
+        let open = self.generations.back().is_some_and(|newest| {
+            now.saturating_duration_since(newest.started) < quarter && newest.recorded < room
+        });
+        if !open {
+            self.generations.push_back(Generation {
+                number: self.next_generation,
+                started: now,
+                recorded: 0,
+            });
+            self.next_generation = self.next_generation.wrapping_add(1);
         }
-        while self.len > self.limits.max_spans && self.generations.len() > 1 {
-            self.drop_oldest();
+        let newest = self.generations.back_mut().expect("a generation is open");
+        newest.recorded += keys.len();
+        let number = newest.number;
+        self.ids.extend(keys.into_iter().map(|key| (key, number)));
+        while self.ids.len() > self.limits.max_spans && self.generations.len() > 1 {
+            self.generations.pop_front();
+            self.forget_before(self.generations.front().map(|g| g.number));
         }
     }
 
     /// Forgets generations whose newest id is older than the window.
     fn expire(&mut self, now: Instant) {
         let span = self.limits.window / 4;
-        while let Some(oldest) = self.generations.front() {
-            if now.saturating_duration_since(oldest.started + span) < self.limits.window {
-                break;
-            }
-            self.drop_oldest();
+        let before = self.generations.len();
+        while self.generations.front().is_some_and(|oldest| {
+            now.saturating_duration_since(oldest.started + span) >= self.limits.window
+        }) {
+            self.generations.pop_front();
+        }
+        if self.generations.len() < before {
+            self.forget_before(self.generations.front().map(|g| g.number));
         }
     }
 
-    fn drop_oldest(&mut self) {
-        if let Some(oldest) = self.generations.pop_front() {
-            self.len -= oldest.keys.len();
+    /// Drops every id of a generation older than `oldest` (all, for `None`).
+    fn forget_before(&mut self, oldest: Option<u32>) {
+        match oldest {
+            // Numbers grow by one per generation; `wrapping_sub` keeps the
+            // order right across a wrap of u32 (four billion generations).
+            Some(oldest) => {
+                let newest = self.next_generation.wrapping_sub(1);
+                let live = newest.wrapping_sub(oldest);
+                self.ids
+                    .retain(|_, number| newest.wrapping_sub(*number) <= live);
+            }
+            None => self.ids.clear(),
         }
     }
 
@@ -321,6 +335,26 @@ mod tests {
         }
         assert!(recent.len() <= 40, "{} ids kept", recent.len());
         assert!(recent.contains(&[99; 24]) && !recent.contains(&[0; 24]));
+    }
+
+    #[test]
+    fn generation_numbers_may_wrap() {
+        let t0 = Instant::now();
+        let mut recent = RecentSpans::new(Dedupe {
+            max_spans: 25,
+            ..LIMITS
+        });
+        recent.next_generation = u32::MAX - 1;
+        for (i, start) in (0..40).step_by(10).enumerate() {
+            recent.record(
+                keys(start..start + 10),
+                t0 + Duration::from_secs(31 * i as u64),
+            );
+        }
+        // Generations u32::MAX - 1, u32::MAX, 0 and 1; the bound keeps the last two.
+        assert_eq!(recent.len(), 20);
+        assert!(recent.contains(&[20; 24]) && recent.contains(&[39; 24]));
+        assert!(!recent.contains(&[19; 24]));
     }
 
     #[test]
