@@ -45,8 +45,10 @@ impl<'a> Fields<'a> {
         if self.bytes.is_empty() {
             return Ok(None);
         }
-        let key = self.varint()?;
-        let number = u32::try_from(key >> 3).map_err(|_| Unsupported)?;
+        // prost refuses a key beyond 32 bits even when its field number
+        // would fit.
+        let key = u32::try_from(self.varint()?).map_err(|_| Unsupported)?;
+        let number = key >> 3;
         if number == 0 {
             return Err(Unsupported);
         }
@@ -446,5 +448,17 @@ mod tests {
         let mut group = Fields::new(&[0x0b]);
         let (_, wire_type) = group.next_key().ok().flatten().unwrap();
         assert!(group.skip(wire_type).is_err());
+    }
+
+    #[test]
+    fn keys_beyond_32_bits_are_left_to_prost() {
+        // Found by libFuzzer: 13,060,270,032 as a key, field number
+        // 1,632,533,754 (fits in u32), which prost refuses.
+        let mut key = Vec::new();
+        prost::encoding::encode_varint(13_060_270_032, &mut key);
+        assert!(Fields::new(&key).next_key().is_err());
+        let mut largest = Vec::new();
+        prost::encoding::encode_varint(u64::from(u32::MAX), &mut largest);
+        assert!(Fields::new(&largest).next_key().is_ok());
     }
 }
