@@ -240,8 +240,11 @@ fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error
     let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
     let schema = builder.parquet_schema();
     let ids = [schema::spans::col::TRACE_ID, schema::spans::col::SPAN_ID];
+    // Top-level columns only: links have trace and span ids of their own.
     let leaves = (0..schema.num_columns())
-        .filter(|&i| ids.contains(&schema.column(i).name()))
+        .filter(
+            |&i| matches!(schema.column(i).path().parts(), [name] if ids.contains(&name.as_str())),
+        )
         .collect::<Vec<_>>();
     let mask = ProjectionMask::leaves(schema, leaves);
     let rows = builder.metadata().file_metadata().num_rows() as usize;
