@@ -43,6 +43,8 @@ struct Shared {
     full: Notify,
     stats: IngestStats,
     red: crate::red::Red,
+    /// Ids in the recent-span index after the last flush.
+    recent_spans: AtomicUsize,
 }
 
 impl Shared {
@@ -57,6 +59,7 @@ impl Shared {
             full: Notify::new(),
             stats: IngestStats::default(),
             red: crate::red::Red::default(),
+            recent_spans: AtomicUsize::new(0),
         }
     }
 
@@ -214,7 +217,9 @@ impl Ingest {
         }
         replay(&root, &segments, &shared)?;
         remove_temporary_files(&root);
-        let recent = Arc::new(Mutex::new(recent_spans(&root, Dedupe::default())));
+        let recent = recent_spans(&root, Dedupe::default());
+        shared.recent_spans.store(recent.len(), Ordering::Relaxed);
+        let recent = Arc::new(Mutex::new(recent));
         let wal_dir = wal.dir().to_path_buf();
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -242,13 +247,20 @@ impl Ingest {
     /// Remembers flushed spans' ids for `limits` instead of the default
     /// [`Dedupe`] (see [`crate::store::recent`]); call it before the first flush.
     pub fn with_dedupe(self, limits: Dedupe) -> Self {
-        *self.recent.lock().expect("recent spans lock") = recent_spans(&self.root, limits);
+        let mut recent = self.recent.lock().expect("recent spans lock");
+        if recent.limits() != limits {
+            *recent = recent_spans(&self.root, limits);
+            self.shared
+                .recent_spans
+                .store(recent.len(), Ordering::Relaxed);
+        }
+        drop(recent);
         self
     }
 
-    /// Span ids remembered to drop resent spans.
+    /// Span ids remembered to drop resent spans (as of the last flush).
     pub fn recent_spans(&self) -> usize {
-        self.recent.lock().expect("recent spans lock").len()
+        self.shared.recent_spans.load(Ordering::Relaxed)
     }
 
     /// Ships finished files to `to` after each flush (see [`crate::store::ship`]).
@@ -427,9 +439,12 @@ impl Ingest {
             let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
             let root = self.root.clone();
             let recent = self.recent.clone();
+            let shared = self.shared.clone();
             let (key, batches, written) = tokio::task::spawn_blocking(move || {
                 let mut recent = recent.lock().expect("recent spans lock");
                 let written = write_partition_after(&root, &key, &batches, upto, &mut recent);
+                // Read by the metrics handler, which must not wait for a write.
+                shared.recent_spans.store(recent.len(), Ordering::Relaxed);
                 (key, batches, written)
             })
             .await
@@ -649,8 +664,6 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
     }
 }
 
-/// Puts the rows of the segments an earlier process left back into pending,
-/// skipping partitions already written from those segments.
 /// The index of recent span ids, read back from the files flushed within its window.
 fn recent_spans(root: &Path, limits: Dedupe) -> RecentSpans {
     let mut recent = RecentSpans::new(limits);
@@ -664,6 +677,8 @@ fn recent_spans(root: &Path, limits: Dedupe) -> RecentSpans {
     recent
 }
 
+/// Puts the rows of the segments an earlier process left back into pending,
+/// skipping partitions already written from those segments.
 fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(), IngestError> {
     let mut written_upto: HashMap<PathBuf, u64> = HashMap::new();
     for segment in segments {

@@ -106,6 +106,10 @@ impl RecentSpans {
         })
     }
 
+    pub fn limits(&self) -> Dedupe {
+        self.limits
+    }
+
     pub fn is_off(&self) -> bool {
         self.limits.window.is_zero() || self.limits.max_spans == 0
     }
@@ -199,19 +203,42 @@ impl RecentSpans {
                     (age < self.limits.window).then_some((modified, path))
                 })
                 .collect();
-        recent.sort();
+        // The newest files, up to the count bound (a compacted file is new
+        // and may be large), then recorded oldest first.
+        recent.sort_by(|a, b| b.cmp(a));
+        let mut rows = 0usize;
+        let keep = recent
+            .iter()
+            .take_while(|(_, path)| {
+                let fits = rows < self.limits.max_spans;
+                rows = rows.saturating_add(row_count(path).unwrap_or(0));
+                fits
+            })
+            .count();
+        recent.truncate(keep);
+        recent.reverse();
         let started = Instant::now();
+        let mut read = 0;
         for (_, path) in &recent {
             match read_keys(path) {
-                Ok(keys) => self.record(keys, started),
+                Ok(keys) => {
+                    self.record(keys, started);
+                    read += 1;
+                }
                 Err(e) => eprintln!(
                     "collector: cannot read span ids of {} to drop repeats of them: {e}",
                     path.display()
                 ),
             }
         }
-        recent.len()
+        read
     }
+}
+
+/// Rows in a Parquet file's footer; `None` if it cannot be read.
+fn row_count(path: &Path) -> Option<usize> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).ok()?).ok()?;
+    usize::try_from(builder.metadata().file_metadata().num_rows()).ok()
 }
 
 /// `part-*.parquet` files two levels below `dir` (`date=…/run_id=…/`).
@@ -247,17 +274,18 @@ fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error
         )
         .collect::<Vec<_>>();
     let mask = ProjectionMask::leaves(schema, leaves);
-    let rows = builder.metadata().file_metadata().num_rows() as usize;
-    let mut keys = AHashSet::with_capacity(rows);
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows())?;
+    let mut keys = AHashSet::with_capacity(rows.min(1 << 20));
     for batch in builder.with_projection(mask).build()? {
         let batch = batch?;
-        let column = |name: &str| {
+        let column = |name: &str, width: i32| {
             batch
                 .column_by_name(name)
                 .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-                .ok_or_else(|| format!("no {name} column of fixed-size ids"))
+                .filter(|c| c.value_length() == width)
+                .ok_or_else(|| format!("no {name} column of {width}-byte ids"))
         };
-        let (traces, spans) = (column(ids[0])?, column(ids[1])?);
+        let (traces, spans) = (column(ids[0], 16)?, column(ids[1], 8)?);
         keys.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)));
     }
     Ok(keys)
@@ -358,6 +386,25 @@ mod tests {
         assert_eq!(recent.len(), 20);
         assert!(recent.contains(&[20; 24]) && recent.contains(&[39; 24]));
         assert!(!recent.contains(&[19; 24]));
+    }
+
+    #[test]
+    fn files_that_cannot_be_read_back_are_skipped() {
+        let root =
+            std::env::temp_dir().join(format!("loadlens-recent-load-{}", std::process::id()));
+        let dir = root
+            .join(Table::Spans.name())
+            .join("date=2026-12-04/run_id=r");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("part-1.parquet"), b"not parquet").unwrap();
+        let mut recent = RecentSpans::new(LIMITS);
+        assert_eq!(
+            recent.load(&root),
+            0,
+            "an unreadable file counts as no rows"
+        );
+        assert!(recent.is_empty());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
