@@ -4,6 +4,11 @@
 #
 #   benches/generator_memory.sh [minutes] [rate]
 #   LEDGER=off benches/generator_memory.sh ...   # the long run without the ledger
+#   PORT=18093 benches/generator_memory.sh ...   # a second copy side by side
+#
+# The environment reaches loadlens, so allocator settings can be compared
+# side by side, e.g. one copy as is and one with
+# `PORT=18093 MIMALLOC_PURGE_DELAY=0`.
 #
 # Needs nginx (Debian: nginx-light) and a release build (LOADLENS=path).
 set -euo pipefail
@@ -17,7 +22,7 @@ loadlens=${LOADLENS:-${CARGO_TARGET_DIR:-$root/target}/release/loadlens}
 work=$(mktemp -d)
 chmod 755 "$work"
 trap '[[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
-port=18092
+port=${PORT:-18092}
 mkdir -p "$work/html"
 printf 'ok\n' > "$work/html/index.html"
 cat > "$work/nginx.conf" <<CONF

@@ -27,6 +27,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
+use super::recent::RecentSpans;
 use super::writer::{self, WriteError};
 
 /// Most rows one merge holds in memory (eight row groups).
@@ -94,7 +95,7 @@ fn remove_if_present(path: &Path) -> Result<(), WriteError> {
 }
 
 /// Every `<table>/<date=…>/<run_id=…>` folder below `root`.
-fn partitions(root: &Path) -> Vec<(Table, PathBuf)> {
+pub(super) fn partitions(root: &Path) -> Vec<(Table, PathBuf)> {
     let subdirs = |dir: &Path| -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
             .into_iter()
@@ -118,7 +119,7 @@ fn partitions(root: &Path) -> Vec<(Table, PathBuf)> {
 }
 
 /// Files in `dir` whose names pass `keep`, sorted by name (for data files: by time).
-fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+pub(super) fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -128,6 +129,11 @@ fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// Whether a file name is a finished data file (`part-….parquet`).
+pub(super) fn is_data_file(name: &str) -> bool {
+    name.starts_with("part-") && name.ends_with(".parquet")
 }
 
 /// One file to merge, with its size and rows.
@@ -147,7 +153,7 @@ fn groups(dir: &Path, target_size: usize) -> Result<Vec<Vec<Input>>, WriteError>
         }
         group.clear();
     };
-    for path in files(dir, |n| n.starts_with("part-") && n.ends_with(".parquet")) {
+    for path in files(dir, is_data_file) {
         let size = fs::metadata(&path).map_err(io_err(&path))?.len() as usize;
         // A large file is never merged, and ends the run before it.
         let file_rows = if size < target_size / 2 {
@@ -219,7 +225,7 @@ fn merge(
         }
         batches.extend(read);
     }
-    let prepared = writer::prepare(table, &batches, None)?;
+    let prepared = writer::prepare(table, &batches, &RecentSpans::off())?;
     drop(batches);
     let wal_segment = group.iter().map(|i| segment(&i.path)).max().unwrap_or(0);
     let output = writer::file_name(prepared.min_time, wal_segment);
@@ -309,7 +315,7 @@ mod tests {
     }
 
     fn read_dir_rows(dir: &Path) -> (usize, Vec<u8>, Vec<PathBuf>) {
-        let parts = files(dir, |n| n.starts_with("part-") && n.ends_with(".parquet"));
+        let parts = files(dir, is_data_file);
         let mut ids = Vec::new();
         let mut rows = 0;
         for path in &parts {
@@ -410,7 +416,7 @@ mod tests {
             .iter()
             .flat_map(|p| reader(p).unwrap().build().unwrap().map(|b| b.unwrap()))
             .collect();
-        let prepared = writer::prepare(Table::Spans, &batches, None).unwrap();
+        let prepared = writer::prepare(Table::Spans, &batches, &RecentSpans::off()).unwrap();
         writer::write_file(
             &dir,
             "part-merged-w11.parquet",

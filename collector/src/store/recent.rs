@@ -24,7 +24,7 @@
 //! are not read back; repeats of those are left to compaction.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use ahash::{AHashMap, AHashSet};
@@ -32,6 +32,8 @@ use arrow::array::{Array, FixedSizeBinaryArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
+
+use super::compact;
 
 /// trace_id (16 bytes) then span_id (8 bytes).
 pub type SpanKey = [u8; 24];
@@ -194,36 +196,29 @@ impl RecentSpans {
             return 0;
         }
         let now = SystemTime::now();
-        let mut recent: Vec<(SystemTime, std::path::PathBuf)> =
-            data_files(&root.join(Table::Spans.name()))
-                .into_iter()
-                .filter_map(|path| {
-                    let modified = path.metadata().and_then(|m| m.modified()).ok()?;
-                    let age = now.duration_since(modified).unwrap_or_default();
-                    (age < self.limits.window).then_some((modified, path))
-                })
-                .collect();
+        let mut recent: Vec<(SystemTime, PathBuf)> = compact::partitions(root)
+            .into_iter()
+            .filter(|(table, _)| *table == Table::Spans)
+            .flat_map(|(_, dir)| compact::files(&dir, compact::is_data_file))
+            .filter_map(|path| {
+                let modified = path.metadata().and_then(|m| m.modified()).ok()?;
+                let age = now.duration_since(modified).unwrap_or_default();
+                (age < self.limits.window).then_some((modified, path))
+            })
+            .collect();
         // The newest files, up to the count bound (a compacted file is new
         // and may be large), then recorded oldest first.
         recent.sort_by(|a, b| b.cmp(a));
-        let mut rows = 0usize;
-        let keep = recent
-            .iter()
-            .take_while(|(_, path)| {
-                let fits = rows < self.limits.max_spans;
-                rows = rows.saturating_add(row_count(path).unwrap_or(0));
-                fits
-            })
-            .count();
-        recent.truncate(keep);
-        recent.reverse();
-        let started = Instant::now();
-        let mut read = 0;
+        let mut sets = Vec::new();
+        let mut ids = 0;
         for (_, path) in &recent {
+            if ids >= self.limits.max_spans {
+                break;
+            }
             match read_keys(path) {
                 Ok(keys) => {
-                    self.record(keys, started);
-                    read += 1;
+                    ids += keys.len();
+                    sets.push(keys);
                 }
                 Err(e) => eprintln!(
                     "collector: cannot read span ids of {} to drop repeats of them: {e}",
@@ -231,36 +226,13 @@ impl RecentSpans {
                 ),
             }
         }
+        let read = sets.len();
+        let started = Instant::now();
+        for keys in sets.into_iter().rev() {
+            self.record(keys, started);
+        }
         read
     }
-}
-
-/// Rows in a Parquet file's footer; `None` if it cannot be read.
-fn row_count(path: &Path) -> Option<usize> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).ok()?).ok()?;
-    usize::try_from(builder.metadata().file_metadata().num_rows()).ok()
-}
-
-/// `part-*.parquet` files two levels below `dir` (`date=…/run_id=…/`).
-fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let children = |dir: &Path| -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect()
-    };
-    children(dir)
-        .iter()
-        .flat_map(|day| children(day))
-        .flat_map(|run| children(&run))
-        .filter(|path| {
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
-        })
-        .collect()
 }
 
 fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {

@@ -85,7 +85,7 @@ pub fn write_partition_after(
         source,
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
-    let mut prepared = prepare(key.table, batches, Some(&*recent))?;
+    let mut prepared = prepare(key.table, batches, recent)?;
     let rows = prepared.batch.num_rows();
     if rows == 0 && prepared.duplicates > 0 {
         // Safe to leave no file: should the log be replayed, its rows are
@@ -138,7 +138,7 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(
     table: Table,
     batches: &[RecordBatch],
-    recent: Option<&RecentSpans>,
+    recent: &RecentSpans,
 ) -> Result<Prepared, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
@@ -164,12 +164,13 @@ pub(crate) fn prepare(
     let mut seen = AHashSet::new();
     if table == Table::Spans {
         seen.reserve(rows.capacity());
-        let recent = recent.filter(|r| !r.is_empty());
+        // Most flushes of a fresh collector have nothing to look up.
+        let check_recent = !recent.is_empty();
         for (b, batch) in batches.iter().enumerate() {
             let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
             for row in 0..batch.num_rows() {
                 let key = span_key(traces, spans, row);
-                if !recent.is_some_and(|r| r.contains(&key)) && seen.insert(key) {
+                if !(check_recent && recent.contains(&key)) && seen.insert(key) {
                     rows.push((b, row));
                 } else {
                     duplicates += 1;
@@ -375,7 +376,7 @@ mod tests {
             batch(&[(2, t + 20, "b"), (1, t + 5, "a resent")]),
             batch(&[(4, t + 20, "d")]),
         ];
-        let prepared = prepare(Table::Spans, &batches, None).unwrap();
+        let prepared = prepare(Table::Spans, &batches, &RecentSpans::off()).unwrap();
         let names = prepared
             .batch
             .column_by_name(schema::spans::col::NAME)
@@ -392,6 +393,12 @@ mod tests {
             (t as i64 + 10, t as i64 + 30)
         );
         assert_eq!(prepared.batch.schema(), Table::Spans.file_schema());
-        assert!(prepare(Table::Spans, &[], None).unwrap().batch.num_rows() == 0);
+        assert!(
+            prepare(Table::Spans, &[], &RecentSpans::off())
+                .unwrap()
+                .batch
+                .num_rows()
+                == 0
+        );
     }
 }
