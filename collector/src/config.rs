@@ -17,7 +17,7 @@
 //! compaction_interval: 1m
 //! compaction_target_size: 128MiB
 //! dedupe_window: 2m
-//! dedupe_max_spans: 1000000
+//! dedupe_max_spans: 1000000   # default: this, or fewer under a small max_pending_bytes
 //! object_store: s3://bucket/loadlens
 //! bearer_token_file: /etc/loadlens/token
 //! tls:
@@ -180,9 +180,15 @@ impl CollectorConfig {
             config.dedupe.window =
                 parse_duration(&text).map_err(|m| invalid("dedupe_window", m))?;
         }
-        if let Some(spans) = settings.dedupe_max_spans {
-            config.dedupe.max_spans = spans;
-        }
+        config.dedupe.max_spans = match settings.dedupe_max_spans {
+            Some(spans) => spans,
+            // Unset, the index takes at most about half of the pending bound
+            // (some 64 bytes per id), so a small bound keeps a small collector.
+            None => config
+                .dedupe
+                .max_spans
+                .min(config.max_pending_bytes / (2 * crate::store::recent::BYTES_PER_ID)),
+        };
         config.bearer_token = match (settings.bearer_token, settings.bearer_token_file) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -400,6 +406,12 @@ mod tests {
         assert_eq!(config.dedupe.max_spans, 5000);
         assert_eq!(config.bearer_token.as_deref(), Some("s3cret"));
         assert_eq!(config.tls.unwrap().key, PathBuf::from("b.pem"));
+        // Unset, the id bound follows the pending bound: 64 MiB / 128 bytes.
+        let settings = Settings::from_yaml("max_pending_bytes: 64MiB\n", "c.yaml").unwrap();
+        let config = CollectorConfig::from_settings(settings).unwrap();
+        assert_eq!(config.dedupe.max_spans, 524_288);
+        let config = CollectorConfig::from_settings(Settings::default()).unwrap();
+        assert_eq!(config.dedupe.max_spans, 1_000_000);
     }
 
     #[test]

@@ -35,6 +35,10 @@ use schema::Table;
 
 use super::compact;
 
+/// Memory one remembered id may take at worst: 24 bytes of key, 4 of
+/// generation and a control byte, at the lowest load of a hash table (half).
+pub const BYTES_PER_ID: usize = 64;
+
 /// trace_id (16 bytes) then span_id (8 bytes).
 pub type SpanKey = [u8; 24];
 
