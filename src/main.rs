@@ -16,6 +16,20 @@ mod shell;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Has mimalloc return the free pages it holds to the operating system. The
+/// ledger writer calls it after each file: sorting and encoding a file
+/// allocates tens of megabytes at once and frees them, and mimalloc kept
+/// those pages, so RSS crept up through a long run (BENCHMARKS.md,
+/// "RSS growth").
+#[allow(unsafe_code)]
+fn return_free_memory() {
+    // SAFETY: `mi_collect` takes no arguments that point anywhere; it walks
+    // mimalloc's own structures (the calling thread's heap, and the shared
+    // arenas under mimalloc's locks) and may be called from any thread at any
+    // time. It is declared `unsafe` only because it is an FFI function.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 /// Exit codes, as documented in the README.
 mod exit {
     /// A threshold, SLO or regression check failed.
@@ -655,6 +669,7 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
     config.shard = args.shard;
     config.start_at = args.start_at;
     config.progress = !args.quiet;
+    config.after_ledger_file = Some(return_free_memory);
     config.ledger = match (args.no_ledger, args.data, args.no_telemetry) {
         (true, _, _) | (false, None, true) => None,
         (false, Some(data), _) => Some(data),

@@ -124,6 +124,12 @@ pub struct RunConfig {
     /// Wall-clock time to start at (shards of one run start together).
     #[serde(skip)]
     pub start_at: Option<SystemTime>,
+    /// Called on the ledger thread after each ledger file is written. A file's
+    /// sort and Parquet encoding allocate tens of megabytes at once and free
+    /// them; the `loadlens` binary passes a function that has its allocator
+    /// return those pages, or a long run's RSS creeps up (BENCHMARKS.md).
+    #[serde(skip)]
+    pub after_ledger_file: Option<fn()>,
 }
 
 impl RunConfig {
@@ -137,6 +143,7 @@ impl RunConfig {
             progress: true,
             ledger: None,
             start_at: None,
+            after_ledger_file: None,
         }
     }
 }

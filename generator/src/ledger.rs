@@ -97,8 +97,15 @@ pub struct Names {
 }
 
 impl LedgerWriter {
-    /// Starts writing rows of `run_id`, shard `shard`, under the store `root`.
-    pub fn start(root: PathBuf, run_id: String, shard: u32, names: Names) -> (LedgerSink, Self) {
+    /// Starts writing rows of `run_id`, shard `shard`, under the store `root`;
+    /// `after_file` runs on the writer thread after each file is written.
+    pub fn start(
+        root: PathBuf,
+        run_id: String,
+        shard: u32,
+        names: Names,
+        after_file: Option<fn()>,
+    ) -> (LedgerSink, Self) {
         let (tx, mut rx) = mpsc::channel::<Message>(1 << 16);
         let thread = std::thread::Builder::new()
             .name("loadlens-ledger".into())
@@ -115,6 +122,7 @@ impl LedgerWriter {
                         rows.push(row);
                         if rows.len() >= ROWS_PER_FILE {
                             flush(&root, &run_id, shard, &names, &mut rows, &mut report);
+                            after_file.inspect(|f| f());
                         }
                     }
                     if !full {
@@ -125,6 +133,7 @@ impl LedgerWriter {
                     }
                 }
                 flush(&root, &run_id, shard, &names, &mut rows, &mut report);
+                after_file.inspect(|f| f());
                 report
             })
             .expect("spawn the ledger writer thread");
@@ -257,7 +266,7 @@ mod tests {
             steps: vec!["home".into()],
             stages: vec!["main".into()],
         };
-        let (sink, writer) = LedgerWriter::start(root.clone(), "r1".into(), 2, names);
+        let (sink, writer) = LedgerWriter::start(root.clone(), "r1".into(), 2, names, None);
         let day = 86_400 * 1_000_000_000i64;
         for i in 0..10 {
             sink.write(LedgerRow {
@@ -287,6 +296,49 @@ mod tests {
                 .iter()
                 .all(|f| f.to_string_lossy().contains("run_id=r1"))
         );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn the_hook_runs_after_every_file() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        fn count() {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        }
+        let root =
+            std::env::temp_dir().join(format!("loadlens-ledger-hook-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let names = Names {
+            steps: vec!["home".into()],
+            stages: vec!["main".into()],
+        };
+        let (sink, writer) = LedgerWriter::start(root.clone(), "r1".into(), 0, names, Some(count));
+        let t0 = 20_000 * 86_400 * 1_000_000_000i64;
+        for i in 0..ROWS_PER_FILE as i64 + 1 {
+            sink.write(LedgerRow {
+                intended_start: t0 + i,
+                sent_at: None,
+                end_time: None,
+                request_id: i,
+                step: 0,
+                stage: 0,
+                vu: 0,
+                status: None,
+                error_type: Some("timeout"),
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                span_exported: false,
+            })
+            .await;
+        }
+        let report = writer.finish().await;
+        drop(sink);
+        assert_eq!(report.error, None);
+        assert_eq!(report.rows, ROWS_PER_FILE as u64 + 1);
+        // One full file while rows arrive, and the last row's file at the end.
+        assert_eq!(report.files.len(), 2, "{:?}", report.files);
+        assert_eq!(CALLS.load(Ordering::SeqCst), 2);
         let _ = std::fs::remove_dir_all(&root);
     }
 }

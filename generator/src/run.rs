@@ -100,8 +100,13 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
                 steps: plan.requests.iter().map(|r| r.name.clone()).collect(),
                 stages: plan.load.stages.iter().map(|s| s.name.clone()).collect(),
             };
-            let (sink, writer) =
-                LedgerWriter::start(root.clone(), config.run_id.clone(), shard, names);
+            let (sink, writer) = LedgerWriter::start(
+                root.clone(),
+                config.run_id.clone(),
+                shard,
+                names,
+                config.after_ledger_file,
+            );
             (Some(sink), Some(writer))
         }
         None => (None, None),
