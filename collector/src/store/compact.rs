@@ -226,7 +226,6 @@ fn merge(
         batches.extend(read);
     }
     let prepared = writer::prepare(table, &batches, &RecentSpans::off())?;
-    drop(batches);
     let wal_segment = group.iter().map(|i| segment(&i.path)).max().unwrap_or(0);
     let output = writer::file_name(prepared.min_time, wal_segment);
     let inputs: Vec<String> = group
@@ -251,7 +250,7 @@ fn merge(
     report.merges += 1;
     report.files_in += group.len();
     report.rows_in += group.iter().map(|i| i.rows).sum::<usize>();
-    report.rows_out += prepared.batch.num_rows();
+    report.rows_out += prepared.num_rows();
     report.duplicates += prepared.duplicates;
     Ok(())
 }

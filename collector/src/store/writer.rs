@@ -4,11 +4,11 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ahash::AHashSet;
 use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
 use arrow::compute::interleave_record_batch;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -86,7 +86,7 @@ pub fn write_partition_after(
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
     let mut prepared = prepare(key.table, batches, recent)?;
-    let rows = prepared.batch.num_rows();
+    let rows = prepared.num_rows();
     if rows == 0 && prepared.duplicates > 0 {
         // Safe to leave no file: should the log be replayed, its rows are
         // repeats again (`recent` is read back from the files at start).
@@ -119,9 +119,13 @@ pub(crate) fn file_name(min_time: i64, wal_segment: u64) -> String {
     )
 }
 
-/// Rows ready to write: one batch sorted by time, duplicates removed.
-pub(crate) struct Prepared {
-    pub batch: RecordBatch,
+/// Rows ready to write: the order of the kept rows by time, duplicates
+/// removed, over the batches they are still in.
+pub(crate) struct Prepared<'a> {
+    sources: Vec<&'a RecordBatch>,
+    /// (batch, row) of every row kept, in the file's order.
+    order: Vec<(usize, usize)>,
+    schema: SchemaRef,
     pub time_index: usize,
     pub min_time: i64,
     pub max_time: i64,
@@ -130,16 +134,40 @@ pub(crate) struct Prepared {
     pub keys: AHashSet<SpanKey>,
 }
 
-/// Sorts the rows of `batches` by time into one batch and, for spans, keeps
-/// one row per (trace_id, span_id): client retries resend spans already
-/// accepted, and the first to arrive is kept. The rows are gathered once, in
-/// their final order, from the batches as they are (no concatenated copy to
-/// sort afterwards). Spans whose ids `recent` holds are dropped as repeats.
-pub(crate) fn prepare(
+/// Rows gathered at a time when a file is written. Gathering a whole flush
+/// at once (200,000 rows by default) made a copy of all of it in memory
+/// fresh from the operating system: page faults and the kernel zeroing
+/// pages were a quarter of the collector's time (BENCHMARKS.md). A chunk
+/// this size is freed before the next is gathered, so its memory is reused.
+const GATHER_ROWS: usize = 8 * 1024;
+
+impl Prepared<'_> {
+    /// Rows the file will hold.
+    pub fn num_rows(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The rows in the file's order, at most `GATHER_ROWS` to a batch, each
+    /// gathered only when the iterator reaches it.
+    pub fn chunks(&self) -> impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> {
+        self.order.chunks(GATHER_ROWS).map(|rows| {
+            let gathered = interleave_record_batch(&self.sources, rows)?;
+            // The file's schema exactly, whatever metadata the inputs carried.
+            RecordBatch::try_new(self.schema.clone(), gathered.columns().to_vec())
+        })
+    }
+}
+
+/// Orders the rows of `batches` by time and, for spans, keeps one row per
+/// (trace_id, span_id): client retries resend spans already accepted, and
+/// the first to arrive is kept. Spans whose ids `recent` holds are dropped as
+/// repeats. No row is copied here: [`Prepared::chunks`] gathers them from the
+/// batches as they are, in their final order, while the file is written.
+pub(crate) fn prepare<'a>(
     table: Table,
-    batches: &[RecordBatch],
+    batches: &'a [RecordBatch],
     recent: &RecentSpans,
-) -> Result<Prepared, WriteError> {
+) -> Result<Prepared<'a>, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
     let time_index = schema.index_of(table.time_column()).map_err(arrow_err)?;
@@ -187,14 +215,6 @@ pub(crate) fn prepare(
     }
     // Stable, so rows of equal time keep their arrival order.
     rows.sort_by_key(|&(b, row)| times[b].value(row));
-    let batch = if rows.is_empty() {
-        RecordBatch::new_empty(schema)
-    } else {
-        let sources: Vec<&RecordBatch> = batches.iter().collect();
-        let gathered = interleave_record_batch(&sources, &rows).map_err(arrow_err)?;
-        // The file's schema exactly, whatever metadata the inputs carried.
-        RecordBatch::try_new(schema, gathered.columns().to_vec()).map_err(arrow_err)?
-    };
     let (min_time, max_time) = match rows.as_slice() {
         [] => (0, 0),
         [first, .., last] => (times[first.0].value(first.1), times[last.0].value(last.1)),
@@ -204,7 +224,9 @@ pub(crate) fn prepare(
         }
     };
     Ok(Prepared {
-        batch,
+        sources: batches.iter().collect(),
+        order: rows,
+        schema,
         time_index,
         min_time,
         max_time,
@@ -244,17 +266,19 @@ pub(crate) fn write_file(
     };
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
-    let batch = &prepared.batch;
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let mut writer = ArrowWriter::try_new(
         file,
-        Arc::new(batch.schema().as_ref().clone()),
+        prepared.schema.clone(),
         Some(properties(table, prepared, compacted_from)),
     )
     .map_err(|source| WriteError::Parquet { table, source })?;
-    writer
-        .write(batch)
-        .map_err(|source| WriteError::Parquet { table, source })?;
+    for chunk in prepared.chunks() {
+        let chunk = chunk.map_err(|source| WriteError::Arrow { table, source })?;
+        writer
+            .write(&chunk)
+            .map_err(|source| WriteError::Parquet { table, source })?;
+    }
     let file = writer
         .into_inner()
         .map_err(|source| WriteError::Parquet { table, source })?;
@@ -275,7 +299,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WriteError> {
 }
 
 fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> WriterProperties {
-    let batch = &prepared.batch;
+    let rows = prepared.num_rows();
     let mut metadata = vec![
         KeyValue::new(
             schema::SCHEMA_VERSION_KEY.into(),
@@ -284,7 +308,7 @@ fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> W
         KeyValue::new(schema::TABLE_KEY.into(), table.name().to_string()),
         KeyValue::new(schema::MIN_TIME_KEY.into(), prepared.min_time.to_string()),
         KeyValue::new(schema::MAX_TIME_KEY.into(), prepared.max_time.to_string()),
-        KeyValue::new(schema::ROW_COUNT_KEY.into(), batch.num_rows().to_string()),
+        KeyValue::new(schema::ROW_COUNT_KEY.into(), rows.to_string()),
     ];
     if !compacted_from.is_empty() {
         metadata.push(KeyValue::new(
@@ -310,7 +334,7 @@ fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> W
             .set_column_bloom_filter_enabled(ColumnPath::from(schema::spans::col::TRACE_ID), true)
             .set_column_bloom_filter_max_ndv(
                 ColumnPath::from(schema::spans::col::TRACE_ID),
-                batch.num_rows().min(ROW_GROUP_ROWS) as u64,
+                rows.min(ROW_GROUP_ROWS) as u64,
             );
     }
     props.build()
@@ -377,8 +401,8 @@ mod tests {
             batch(&[(4, t + 20, "d")]),
         ];
         let prepared = prepare(Table::Spans, &batches, &RecentSpans::off()).unwrap();
-        let names = prepared
-            .batch
+        let gathered = gather(&prepared);
+        let names = gathered
             .column_by_name(schema::spans::col::NAME)
             .unwrap()
             .as_any()
@@ -392,13 +416,88 @@ mod tests {
             (prepared.min_time, prepared.max_time),
             (t as i64 + 10, t as i64 + 30)
         );
-        assert_eq!(prepared.batch.schema(), Table::Spans.file_schema());
-        assert!(
-            prepare(Table::Spans, &[], &RecentSpans::off())
+        assert_eq!(gathered.schema(), Table::Spans.file_schema());
+        let none = prepare(Table::Spans, &[], &RecentSpans::off()).unwrap();
+        assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
+    }
+
+    fn gather(prepared: &Prepared) -> RecordBatch {
+        let chunks: Vec<RecordBatch> = prepared.chunks().map(Result::unwrap).collect();
+        arrow::compute::concat_batches(&prepared.schema, &chunks).unwrap()
+    }
+
+    /// Spans numbered `ids`, each starting at `t0 + time(id)`.
+    fn numbered(ids: std::ops::Range<u32>, t0: u64, time: impl Fn(u32) -> u64) -> RecordBatch {
+        let spans = ids
+            .map(|id| Span {
+                trace_id: [id.to_be_bytes(); 4].concat(),
+                span_id: [id.to_be_bytes(); 2].concat(),
+                name: format!("span {id}"),
+                start_time_unix_nano: t0 + time(id),
+                end_time_unix_nano: t0 + time(id) + 10,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        crate::convert::spans::convert(&request)
+            .unwrap()
+            .batches
+            .pop()
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn a_file_larger_than_one_gather_holds_every_row_in_time_order() {
+        let t0 = 1_795_392_000_000_000_000u64;
+        let n = 2 * GATHER_ROWS as u32 + 1000;
+        // Three batches whose times interleave: every chunk draws on all of
+        // them. Ids start at 1: all-zero ids are invalid.
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|b| {
+                numbered(1 + b * n / 3..1 + (b + 1) * n / 3, t0, |id| {
+                    u64::from(id % 3) * 1_000_000 + u64::from(id)
+                })
+            })
+            .collect();
+        let root = std::env::temp_dir().join(format!("loadlens-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let key = PartitionKey {
+            table: Table::Spans,
+            date: "2026-11-23".into(),
+            run_id: None,
+        };
+        let written = write_partition(&root, &key, &batches, 7).unwrap();
+        assert_eq!((written.rows, written.duplicates), (n as usize, 0));
+        let file = File::open(written.path.unwrap()).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut times = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch
+                .column_by_name(schema::spans::col::START_TIME)
                 .unwrap()
-                .batch
-                .num_rows()
-                == 0
-        );
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .unwrap();
+            times.extend(column.values().iter().copied());
+        }
+        let mut expected: Vec<i64> = (1..=n)
+            .map(|id| (t0 + u64::from(id % 3) * 1_000_000 + u64::from(id)) as i64)
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(times, expected);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
