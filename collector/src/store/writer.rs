@@ -150,8 +150,27 @@ impl Prepared<'_> {
     /// The rows in the file's order, at most `GATHER_ROWS` to a batch, each
     /// gathered only when the iterator reaches it.
     pub fn chunks(&self) -> impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> {
-        self.order.chunks(GATHER_ROWS).map(|rows| {
-            let gathered = interleave_record_batch(&self.sources, rows)?;
+        // Position of each source batch among a chunk's sources, or usize::MAX.
+        let mut local = vec![usize::MAX; self.sources.len()];
+        self.order.chunks(GATHER_ROWS).map(move |rows| {
+            // Hand the gather only the batches this chunk draws on: it sets
+            // up every source it is given, for every column, and rows sorted
+            // by time come from a few neighbouring batches.
+            let mut sources = Vec::new();
+            let indices: Vec<(usize, usize)> = rows
+                .iter()
+                .map(|&(batch, row)| {
+                    if local[batch] == usize::MAX {
+                        local[batch] = sources.len();
+                        sources.push(self.sources[batch]);
+                    }
+                    (local[batch], row)
+                })
+                .collect();
+            for (batch, _) in rows {
+                local[*batch] = usize::MAX;
+            }
+            let gathered = interleave_record_batch(&sources, &indices)?;
             // The file's schema exactly, whatever metadata the inputs carried.
             RecordBatch::try_new(self.schema.clone(), gathered.columns().to_vec())
         })
