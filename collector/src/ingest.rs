@@ -282,7 +282,15 @@ impl Ingest {
             .await
             .expect("listing segments does not panic")?
             .unwrap_or(u64::MAX);
-        let shipped = crate::store::ship::ship(&self.root, to, live).await;
+        // Uploaded files stay local (as `….shipped`) for the dedupe window,
+        // so the index can be read back from them after a restart.
+        let keep_for = self
+            .recent
+            .lock()
+            .expect("recent spans lock")
+            .limits()
+            .window;
+        let shipped = crate::store::ship::ship(&self.root, to, live, keep_for).await;
         let stats = &self.shared.stats;
         match shipped {
             Ok(report) => {
@@ -901,5 +909,54 @@ mod tests {
         assert_eq!(ingest.flush().await.unwrap().rows, 3);
         ingest.close();
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn spans_resent_after_their_file_was_uploaded_and_a_restart_are_stored_once() {
+        let temp = |name: &str| {
+            let dir = std::env::temp_dir().join(format!("loadlens-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        };
+        let (root, bucket) = (temp("resend-shipped"), temp("resend-bucket"));
+        std::fs::create_dir_all(&bucket).unwrap();
+        let to = || ObjectRoot::parse(&format!("file://{}", bucket.display())).unwrap();
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
+            .unwrap()
+            .with_object_store(to());
+        submit(&ingest, &request()).await;
+        let first = ingest.flush().await.unwrap();
+        assert_eq!(first.rows, 3);
+        fn uploaded(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    found.extend(uploaded(&path, suffix));
+                } else if path.to_string_lossy().ends_with(suffix) {
+                    found.push(path);
+                }
+            }
+            found
+        }
+        assert_eq!(uploaded(&bucket, ".parquet").len(), 1);
+        // Uploaded, and kept locally for the window, but not as data.
+        assert_eq!(uploaded(&root, ".parquet").len(), 0);
+        assert_eq!(uploaded(&root, ".parquet.shipped").len(), 1);
+        ingest.close();
+        drop(ingest);
+
+        // A restarted collector reads the ids back from the kept file.
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
+            .unwrap()
+            .with_object_store(to());
+        assert_eq!(ingest.recent_spans(), 3);
+        submit(&ingest, &request()).await;
+        assert_eq!(ingest.flush().await.unwrap().rows, 0);
+        assert_eq!(duplicates(&ingest), 3);
+        assert_eq!(uploaded(&bucket, ".parquet").len(), 1);
+        ingest.close();
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_dir_all(&bucket).unwrap();
     }
 }

@@ -20,8 +20,9 @@
 //! (hash-table load), the default bound of 1,000,000 spans holds 30 to 70 MB.
 //!
 //! After a restart the index is rebuilt from the local files written within
-//! the window ([`RecentSpans::load`]). Files already shipped to object storage
-//! are not read back; repeats of those are left to compaction.
+//! the window ([`RecentSpans::load`]), uploaded ones included: with object
+//! storage, an uploaded file stays local as `….shipped` for the window
+//! ([`super::ship`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
-use super::compact;
+use super::{compact, ship};
 
 /// Memory one remembered id may take at worst: 24 bytes of key, 4 of
 /// generation and a control byte, at the lowest load of a hash table (half).
@@ -203,7 +204,12 @@ impl RecentSpans {
         let mut recent: Vec<(SystemTime, PathBuf)> = compact::partitions(root)
             .into_iter()
             .filter(|(table, _)| *table == Table::Spans)
-            .flat_map(|(_, dir)| compact::files(&dir, compact::is_data_file))
+            // Uploaded files are kept for the window for this (see `ship`).
+            .flat_map(|(_, dir)| {
+                compact::files(&dir, |name| {
+                    compact::is_data_file(name) || ship::is_shipped_file(name)
+                })
+            })
             .filter_map(|path| {
                 let modified = path.metadata().and_then(|m| m.modified()).ok()?;
                 let age = now.duration_since(modified).unwrap_or_default();

@@ -7,12 +7,21 @@
 //! segment it came from is left: replay skips rows by the segment numbers in
 //! the local file names, so a file whose rows could still be replayed must
 //! stay. An upload is one PUT, atomic in S3, and a crash between the upload
-//! and the local delete uploads the same file under the same name again.
+//! and the local rename uploads the same file under the same name again.
+//!
+//! An uploaded file is not deleted at once: it is renamed to
+//! `part-….parquet.shipped` and kept for the dedupe window, so that after a
+//! restart the index of recent span ids ([`crate::store::recent`]) still
+//! knows its spans and a client's resend of them is dropped. Nothing treats
+//! a `.shipped` file as data (not shipping, compaction or the analyzer,
+//! which read `.parquet` files only); later passes delete it once it is
+//! older than the window.
 //!
 //! Several collectors can share one object store: file names carry a random
 //! part, and each collector keeps its own log and staging folder.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use object_store::ObjectStoreExt;
 use schema::object::ObjectRoot;
@@ -42,15 +51,28 @@ pub enum ShipError {
     },
 }
 
+/// What an uploaded file is renamed to while it is kept for the dedupe window.
+const SHIPPED_SUFFIX: &str = ".shipped";
+
+/// Whether a file name is that of an uploaded data file kept for the window.
+pub(crate) fn is_shipped_file(name: &str) -> bool {
+    name.strip_suffix(SHIPPED_SUFFIX)
+        .is_some_and(crate::store::compact::is_data_file)
+}
+
 /// Uploads the Parquet files below `root` whose rows came from WAL segments
 /// older than `live_segment` (the lowest segment still in the log), then
-/// deletes them locally. Stops at the first failure, keeping what is left.
+/// renames them to `….shipped`, or deletes them if `keep_for` is zero.
+/// Uploaded files older than `keep_for` are deleted. Stops at the first
+/// failure, keeping what is left.
 pub async fn ship(
     root: &Path,
     to: &ObjectRoot,
     live_segment: u64,
+    keep_for: Duration,
 ) -> Result<ShipReport, ShipError> {
     let mut report = ShipReport::default();
+    remove_expired(root, keep_for).await;
     for (path, relative) in finished_files(root, live_segment) {
         let bytes = tokio::fs::read(&path)
             .await
@@ -67,42 +89,81 @@ pub async fn ship(
                 url: to.url.to_string(),
                 message: e.to_string(),
             })?;
-        // Uploaded: a failed delete only means the next pass uploads it again.
-        let _ = tokio::fs::remove_file(&path).await;
+        // Uploaded: a failed rename or delete only means the next pass
+        // uploads it again, under the same name.
+        let _ = if keep_for.is_zero() {
+            tokio::fs::remove_file(&path).await
+        } else {
+            let mut kept = path.clone().into_os_string();
+            kept.push(SHIPPED_SUFFIX);
+            tokio::fs::rename(&path, kept).await
+        };
         report.files += 1;
         report.bytes += size;
     }
     Ok(report)
 }
 
-/// `(path, slash-separated path relative to root)` of every finished data file
-/// below `root` whose WAL segment is older than `live_segment`. Folders named
-/// `_…` (the log, compaction intents) and temporary files are not data.
-fn finished_files(root: &Path, live_segment: u64) -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, relative: &str, live: u64, out: &mut Vec<(PathBuf, String)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
-            let below = if relative.is_empty() {
-                name.to_string()
-            } else {
-                format!("{relative}/{name}")
+/// Deletes the uploaded files kept below `root` that were written `keep_for`
+/// or longer ago (by their modification time, which the rename keeps).
+async fn remove_expired(root: &Path, keep_for: Duration) {
+    let root = root.to_path_buf();
+    let expired = tokio::task::spawn_blocking(move || {
+        let now = SystemTime::now();
+        let mut expired = Vec::new();
+        walk(&root, "", &mut |path, name, _| {
+            let old = || {
+                let modified = path.metadata().and_then(|m| m.modified()).ok()?;
+                Some(now.duration_since(modified).unwrap_or_default() >= keep_for)
             };
-            if path.is_dir() {
-                if !name.starts_with('_') && !name.starts_with('.') {
-                    walk(&path, &below, live, out);
-                }
-            } else if wal_segment_in_name(name).is_some_and(|segment| segment < live) {
-                out.push((path, below));
+            if is_shipped_file(name) && old().unwrap_or(false) {
+                expired.push(path.to_path_buf());
             }
+        });
+        expired
+    })
+    .await
+    .unwrap_or_default();
+    for path in expired {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+}
+
+/// Calls `visit(path, file name, path relative to root)` for every file below
+/// `root`, except in folders named `_…` (the log, compaction intents) or `.…`.
+fn walk(root: &Path, relative: &str, visit: &mut impl FnMut(&Path, &str, &str)) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        let below = if relative.is_empty() {
+            name.to_string()
+        } else {
+            format!("{relative}/{name}")
+        };
+        if path.is_dir() {
+            if !name.starts_with('_') && !name.starts_with('.') {
+                walk(&path, &below, visit);
+            }
+        } else {
+            visit(&path, name, &below);
         }
     }
+}
+
+/// `(path, slash-separated path relative to root)` of every finished data file
+/// below `root` whose WAL segment is older than `live_segment`. Temporary and
+/// shipped files are not data.
+fn finished_files(root: &Path, live_segment: u64) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    walk(root, "", live_segment, &mut files);
+    walk(root, "", &mut |path, name, relative| {
+        if wal_segment_in_name(name).is_some_and(|segment| segment < live_segment) {
+            files.push((path.to_path_buf(), relative.to_string()));
+        }
+    });
     files.sort();
     files
 }
@@ -137,7 +198,7 @@ mod tests {
         }
         let to = ObjectRoot::parse(&format!("file://{}/prefix", bucket.display())).unwrap();
 
-        let report = ship(&root, &to, 5).await.unwrap();
+        let report = ship(&root, &to, 5, Duration::ZERO).await.unwrap();
 
         assert_eq!(report, ShipReport { files: 1, bytes: 4 });
         assert!(!old.exists() && live.exists() && temporary.exists() && wal.exists());
@@ -146,7 +207,10 @@ mod tests {
             .join(old.file_name().unwrap());
         assert_eq!(std::fs::read(shipped).unwrap(), b"PAR1");
         // Nothing left to ship until the log moves on.
-        assert_eq!(ship(&root, &to, 5).await.unwrap(), ShipReport::default());
+        assert_eq!(
+            ship(&root, &to, 5, Duration::ZERO).await.unwrap(),
+            ShipReport::default()
+        );
     }
 
     #[tokio::test]
@@ -162,9 +226,50 @@ mod tests {
         std::fs::write(&blocker, b"x").unwrap();
         let to = ObjectRoot::parse(&format!("file://{}/below", blocker.display())).unwrap();
 
-        let err = ship(&root, &to, 2).await.unwrap_err();
+        let err = ship(&root, &to, 2, Duration::ZERO).await.unwrap_err();
 
         assert!(matches!(err, ShipError::Upload { .. }), "{err}");
         assert!(file.exists());
+    }
+
+    #[tokio::test]
+    async fn uploaded_files_are_kept_for_the_window_then_deleted() {
+        let root = temp("kept");
+        let bucket = temp("kept-bucket");
+        std::fs::create_dir_all(&bucket).unwrap();
+        let name = format!("part-{:020}-w{:020}-00.parquet", 1, 1);
+        let file = root.join("spans/date=2026-11-23/run_id=r1").join(&name);
+        touch(&file);
+        let kept = file.with_file_name(format!("{name}.shipped"));
+        let to = ObjectRoot::parse(&format!("file://{}", bucket.display())).unwrap();
+        let window = Duration::from_secs(120);
+
+        let report = ship(&root, &to, 2, window).await.unwrap();
+
+        assert_eq!(report.files, 1);
+        assert!(!file.exists() && kept.exists());
+        assert!(is_shipped_file(kept.file_name().unwrap().to_str().unwrap()));
+        // Kept, but neither data nor uploaded again.
+        assert_eq!(
+            ship(&root, &to, 2, window).await.unwrap(),
+            ShipReport::default()
+        );
+        assert!(kept.exists());
+        // Once written longer ago than the window, it goes.
+        let written = SystemTime::now() - Duration::from_secs(121);
+        std::fs::File::options()
+            .write(true)
+            .open(&kept)
+            .unwrap()
+            .set_modified(written)
+            .unwrap();
+        ship(&root, &to, 2, window).await.unwrap();
+        assert!(!kept.exists());
+        assert!(
+            bucket
+                .join("spans/date=2026-11-23/run_id=r1")
+                .join(&name)
+                .exists()
+        );
     }
 }
