@@ -756,7 +756,8 @@ struct CollectorArgs {
     tls_key: Option<PathBuf>,
     /// Upload finished Parquet files to s3://BUCKET/PREFIX (credentials and
     /// endpoint from the AWS_* variables) or file:///PATH; --data then holds
-    /// only the write-ahead log and files not yet uploaded.
+    /// the write-ahead log, files not yet uploaded, and uploaded span files
+    /// for the dedupe window (hidden, so a restart still drops resends).
     #[arg(long, env = "LOADLENS_COLLECTOR_OBJECT_STORE")]
     object_store: Option<String>,
 }

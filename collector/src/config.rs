@@ -67,8 +67,9 @@ pub struct CollectorConfig {
     pub bearer_token: Option<String>,
     /// When set, both receivers speak TLS only.
     pub tls: Option<TlsFiles>,
-    /// When set, finished Parquet files are uploaded here and removed from
-    /// `data_dir`, which then holds only the log and files not yet shipped.
+    /// When set, finished Parquet files are uploaded here and leave
+    /// `data_dir`, which then holds the log, files not yet shipped, and
+    /// shipped span files for the dedupe window (see [`crate::store::ship`]).
     pub object_store: Option<schema::object::ObjectRoot>,
 }
 

@@ -193,8 +193,8 @@ pub struct Ingest {
     flushing: tokio::sync::Mutex<()>,
     /// Where finished files go, if not only to the local folder.
     ship_to: Option<ObjectRoot>,
-    /// Keeps shipping (which deletes local files) and compaction (which reads
-    /// and replaces them) apart.
+    /// Keeps shipping (which moves local files out of the way) and compaction
+    /// (which reads and replaces them) apart.
     moving_files: tokio::sync::Mutex<()>,
     /// Ids of spans flushed lately, so a client's resend of them is dropped.
     recent: Arc<Mutex<RecentSpans>>,
@@ -282,14 +282,16 @@ impl Ingest {
             .await
             .expect("listing segments does not panic")?
             .unwrap_or(u64::MAX);
-        // Uploaded files stay local (as `….shipped`) for the dedupe window,
-        // so the index can be read back from them after a restart.
-        let keep_for = self
-            .recent
-            .lock()
-            .expect("recent spans lock")
-            .limits()
-            .window;
+        // Uploaded span files stay local (as `.….shipped`) for the dedupe
+        // window, so the index can be read back from them after a restart.
+        let keep_for = {
+            let recent = self.recent.lock().expect("recent spans lock");
+            if recent.is_off() {
+                std::time::Duration::ZERO
+            } else {
+                recent.limits().window
+            }
+        };
         let shipped = crate::store::ship::ship(&self.root, to, live, keep_for).await;
         let stats = &self.shared.stats;
         match shipped {
@@ -744,24 +746,11 @@ fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(),
 
 /// Removes `.part-*.tmp` files a crash left behind mid-write.
 fn remove_temporary_files(root: &Path) {
-    fn walk(dir: &Path) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if path.is_dir() {
-                if !name.starts_with('_') {
-                    walk(&path);
-                }
-            } else if name.starts_with(".part-") && name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(&path);
-            }
+    crate::store::visit_files(root, "", &mut |path, name, _| {
+        if name.starts_with(".part-") && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(path);
         }
-    }
-    walk(root);
+    });
 }
 
 #[cfg(test)]
@@ -927,22 +916,17 @@ mod tests {
         submit(&ingest, &request()).await;
         let first = ingest.flush().await.unwrap();
         assert_eq!(first.rows, 3);
-        fn uploaded(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-            let mut found = Vec::new();
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    found.extend(uploaded(&path, suffix));
-                } else if path.to_string_lossy().ends_with(suffix) {
-                    found.push(path);
-                }
-            }
+        let uploaded = |dir: &Path, suffix: &str| {
+            let mut found = 0;
+            crate::store::visit_files(dir, "", &mut |_, name, _| {
+                found += usize::from(name.ends_with(suffix));
+            });
             found
-        }
-        assert_eq!(uploaded(&bucket, ".parquet").len(), 1);
+        };
+        assert_eq!(uploaded(&bucket, ".parquet"), 1);
         // Uploaded, and kept locally for the window, but not as data.
-        assert_eq!(uploaded(&root, ".parquet").len(), 0);
-        assert_eq!(uploaded(&root, ".parquet.shipped").len(), 1);
+        assert_eq!(uploaded(&root, ".parquet"), 0);
+        assert_eq!(uploaded(&root, ".parquet.shipped"), 1);
         ingest.close();
         drop(ingest);
 
@@ -954,7 +938,7 @@ mod tests {
         submit(&ingest, &request()).await;
         assert_eq!(ingest.flush().await.unwrap().rows, 0);
         assert_eq!(duplicates(&ingest), 3);
-        assert_eq!(uploaded(&bucket, ".parquet").len(), 1);
+        assert_eq!(uploaded(&bucket, ".parquet"), 1);
         ingest.close();
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_dir_all(&bucket).unwrap();

@@ -258,32 +258,40 @@ fn batch(
 mod tests {
     use super::*;
 
+    fn names() -> Names {
+        Names {
+            steps: vec!["home".into()],
+            stages: vec!["main".into()],
+        }
+    }
+
+    /// A finished request `i`, scheduled at `intended_start`.
+    fn row(i: i64, intended_start: i64) -> LedgerRow {
+        LedgerRow {
+            intended_start,
+            sent_at: Some(intended_start + 1),
+            end_time: Some(intended_start + 2),
+            request_id: i,
+            step: 0,
+            stage: 0,
+            vu: i,
+            status: Some(200),
+            error_type: None,
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            span_exported: true,
+        }
+    }
+
     #[tokio::test]
     async fn rows_land_in_the_run_partition_of_their_day() {
         let root = std::env::temp_dir().join(format!("loadlens-ledger-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let names = Names {
-            steps: vec!["home".into()],
-            stages: vec!["main".into()],
-        };
-        let (sink, writer) = LedgerWriter::start(root.clone(), "r1".into(), 2, names, None);
+        let (sink, writer) = LedgerWriter::start(root.clone(), "r1".into(), 2, names(), None);
         let day = 86_400 * 1_000_000_000i64;
         for i in 0..10 {
-            sink.write(LedgerRow {
-                intended_start: 20_000 * day - 5 + i, // five rows before midnight, five after
-                sent_at: Some(20_000 * day + i),
-                end_time: Some(20_000 * day + i + 1),
-                request_id: i,
-                step: 0,
-                stage: 0,
-                vu: i,
-                status: Some(200),
-                error_type: None,
-                trace_id: [1; 16],
-                span_id: [2; 8],
-                span_exported: true,
-            })
-            .await;
+            // Five rows before midnight, five after.
+            sink.write(row(i, 20_000 * day - 5 + i)).await;
         }
         let report = writer.finish().await;
         drop(sink);
@@ -309,28 +317,11 @@ mod tests {
         let root =
             std::env::temp_dir().join(format!("loadlens-ledger-hook-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let names = Names {
-            steps: vec!["home".into()],
-            stages: vec!["main".into()],
-        };
-        let (sink, writer) = LedgerWriter::start(root.clone(), "r1".into(), 0, names, Some(count));
+        let (sink, writer) =
+            LedgerWriter::start(root.clone(), "r1".into(), 0, names(), Some(count));
         let t0 = 20_000 * 86_400 * 1_000_000_000i64;
         for i in 0..ROWS_PER_FILE as i64 + 1 {
-            sink.write(LedgerRow {
-                intended_start: t0 + i,
-                sent_at: None,
-                end_time: None,
-                request_id: i,
-                step: 0,
-                stage: 0,
-                vu: 0,
-                status: None,
-                error_type: Some("timeout"),
-                trace_id: [1; 16],
-                span_id: [2; 8],
-                span_exported: false,
-            })
-            .await;
+            sink.write(row(i, t0 + i)).await;
         }
         let report = writer.finish().await;
         drop(sink);

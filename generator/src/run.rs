@@ -228,7 +228,7 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
         None => None,
     };
     if let (Some(report), Some((to, staging))) = (ledger.as_mut(), &upload_ledger) {
-        match collector::store::ship::ship(staging, to, u64::MAX).await {
+        match collector::store::ship::ship(staging, to, u64::MAX, Duration::ZERO).await {
             Ok(_) => {
                 let _ = std::fs::remove_dir_all(staging);
             }

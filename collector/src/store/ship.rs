@@ -3,19 +3,22 @@
 //! With an object store configured, the local data folder is a staging area:
 //! the write-ahead log and Parquet files are written there exactly as without
 //! one, with the same crash safety. A file is then uploaded to the same path
-//! below the object store's root and deleted locally, but only once no WAL
-//! segment it came from is left: replay skips rows by the segment numbers in
-//! the local file names, so a file whose rows could still be replayed must
-//! stay. An upload is one PUT, atomic in S3, and a crash between the upload
-//! and the local rename uploads the same file under the same name again.
+//! below the object store's root and leaves the local folder, but only once
+//! no WAL segment it came from is left: replay skips rows by the segment
+//! numbers in the local file names, so a file whose rows could still be
+//! replayed must stay. An upload is one PUT, atomic in S3, and a crash
+//! between the upload and the local rename or delete uploads the same file
+//! under the same name again.
 //!
-//! An uploaded file is not deleted at once: it is renamed to
-//! `part-….parquet.shipped` and kept for the dedupe window, so that after a
+//! An uploaded span file is not deleted at once: it is renamed to
+//! `.part-….parquet.shipped` and kept for the dedupe window, so that after a
 //! restart the index of recent span ids ([`crate::store::recent`]) still
-//! knows its spans and a client's resend of them is dropped. Nothing treats
-//! a `.shipped` file as data (not shipping, compaction or the analyzer,
-//! which read `.parquet` files only); later passes delete it once it is
-//! older than the window.
+//! knows its spans and a client's resend of them is dropped. The name is
+//! hidden and does not end in `.parquet`, so no reader takes it for data
+//! (not shipping, compaction, the analyzer, DuckDB's `*.parquet` globs or
+//! pyarrow's datasets, which skip names starting with `.`); later passes
+//! delete it once it is older than the window. Files of other tables go at
+//! once: the index holds span ids only.
 //!
 //! Several collectors can share one object store: file names carry a random
 //! part, and each collector keeps its own log and staging folder.
@@ -26,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use object_store::ObjectStoreExt;
 use schema::object::ObjectRoot;
 
+use crate::store::visit_files;
 use crate::store::writer::wal_segment_in_name;
 
 /// What one shipping pass did.
@@ -51,28 +55,36 @@ pub enum ShipError {
     },
 }
 
-/// What an uploaded file is renamed to while it is kept for the dedupe window.
+/// How an uploaded span file is renamed while it is kept: `.` + name + this.
 const SHIPPED_SUFFIX: &str = ".shipped";
+
+/// The name an uploaded data file is kept under.
+fn shipped_name(name: &str) -> String {
+    format!(".{name}{SHIPPED_SUFFIX}")
+}
 
 /// Whether a file name is that of an uploaded data file kept for the window.
 pub(crate) fn is_shipped_file(name: &str) -> bool {
-    name.strip_suffix(SHIPPED_SUFFIX)
+    name.strip_prefix('.')
+        .and_then(|name| name.strip_suffix(SHIPPED_SUFFIX))
         .is_some_and(crate::store::compact::is_data_file)
 }
 
 /// Uploads the Parquet files below `root` whose rows came from WAL segments
-/// older than `live_segment` (the lowest segment still in the log), then
-/// renames them to `….shipped`, or deletes them if `keep_for` is zero.
-/// Uploaded files older than `keep_for` are deleted. Stops at the first
-/// failure, keeping what is left.
+/// older than `live_segment` (the lowest segment still in the log). Span files
+/// are then kept as `.part-….parquet.shipped` for `keep_spans_for`, other
+/// files (and span files when it is zero) deleted. Kept files written
+/// `keep_spans_for` ago or longer are deleted. Stops at the first failure,
+/// keeping what is left.
 pub async fn ship(
     root: &Path,
     to: &ObjectRoot,
     live_segment: u64,
-    keep_for: Duration,
+    keep_spans_for: Duration,
 ) -> Result<ShipReport, ShipError> {
     let mut report = ShipReport::default();
-    remove_expired(root, keep_for).await;
+    remove_expired(root, keep_spans_for).await;
+    let spans = format!("{}/", schema::Table::Spans.name());
     for (path, relative) in finished_files(root, live_segment) {
         let bytes = tokio::fs::read(&path)
             .await
@@ -91,12 +103,12 @@ pub async fn ship(
             })?;
         // Uploaded: a failed rename or delete only means the next pass
         // uploads it again, under the same name.
-        let _ = if keep_for.is_zero() {
-            tokio::fs::remove_file(&path).await
-        } else {
-            let mut kept = path.clone().into_os_string();
-            kept.push(SHIPPED_SUFFIX);
-            tokio::fs::rename(&path, kept).await
+        let name = path.file_name().and_then(|n| n.to_str());
+        let _ = match name {
+            Some(name) if relative.starts_with(&spans) && !keep_spans_for.is_zero() => {
+                tokio::fs::rename(&path, path.with_file_name(shipped_name(name))).await
+            }
+            _ => tokio::fs::remove_file(&path).await,
         };
         report.files += 1;
         report.bytes += size;
@@ -105,16 +117,20 @@ pub async fn ship(
 }
 
 /// Deletes the uploaded files kept below `root` that were written `keep_for`
-/// or longer ago (by their modification time, which the rename keeps).
+/// or longer ago (by their modification time, which the rename keeps), or
+/// more than `keep_for` in the future (the clock was set back).
 async fn remove_expired(root: &Path, keep_for: Duration) {
     let root = root.to_path_buf();
     let expired = tokio::task::spawn_blocking(move || {
         let now = SystemTime::now();
         let mut expired = Vec::new();
-        walk(&root, "", &mut |path, name, _| {
+        visit_files(&root, "", &mut |path, name, _| {
             let old = || {
                 let modified = path.metadata().and_then(|m| m.modified()).ok()?;
-                Some(now.duration_since(modified).unwrap_or_default() >= keep_for)
+                Some(match now.duration_since(modified) {
+                    Ok(age) => age >= keep_for,
+                    Err(ahead) => ahead.duration() > keep_for,
+                })
             };
             if is_shipped_file(name) && old().unwrap_or(false) {
                 expired.push(path.to_path_buf());
@@ -129,37 +145,12 @@ async fn remove_expired(root: &Path, keep_for: Duration) {
     }
 }
 
-/// Calls `visit(path, file name, path relative to root)` for every file below
-/// `root`, except in folders named `_…` (the log, compaction intents) or `.…`.
-fn walk(root: &Path, relative: &str, visit: &mut impl FnMut(&Path, &str, &str)) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
-        let below = if relative.is_empty() {
-            name.to_string()
-        } else {
-            format!("{relative}/{name}")
-        };
-        if path.is_dir() {
-            if !name.starts_with('_') && !name.starts_with('.') {
-                walk(&path, &below, visit);
-            }
-        } else {
-            visit(&path, name, &below);
-        }
-    }
-}
-
 /// `(path, slash-separated path relative to root)` of every finished data file
 /// below `root` whose WAL segment is older than `live_segment`. Temporary and
 /// shipped files are not data.
 fn finished_files(root: &Path, live_segment: u64) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    walk(root, "", &mut |path, name, relative| {
+    visit_files(root, "", &mut |path, name, relative| {
         if wal_segment_in_name(name).is_some_and(|segment| segment < live_segment) {
             files.push((path.to_path_buf(), relative.to_string()));
         }
@@ -239,15 +230,24 @@ mod tests {
         std::fs::create_dir_all(&bucket).unwrap();
         let name = format!("part-{:020}-w{:020}-00.parquet", 1, 1);
         let file = root.join("spans/date=2026-11-23/run_id=r1").join(&name);
+        let metrics = root.join("metrics_number/date=2026-11-23").join(&name);
         touch(&file);
-        let kept = file.with_file_name(format!("{name}.shipped"));
+        touch(&metrics);
+        let kept = file.with_file_name(format!(".{name}.shipped"));
         let to = ObjectRoot::parse(&format!("file://{}", bucket.display())).unwrap();
         let window = Duration::from_secs(120);
 
         let report = ship(&root, &to, 2, window).await.unwrap();
 
-        assert_eq!(report.files, 1);
+        assert_eq!(report.files, 2);
         assert!(!file.exists() && kept.exists());
+        // The index holds span ids only: other files need not stay.
+        assert_eq!(
+            std::fs::read_dir(metrics.parent().unwrap())
+                .unwrap()
+                .count(),
+            0
+        );
         assert!(is_shipped_file(kept.file_name().unwrap().to_str().unwrap()));
         // Kept, but neither data nor uploaded again.
         assert_eq!(

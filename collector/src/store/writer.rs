@@ -285,24 +285,30 @@ pub(crate) fn write_file(
     };
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
-    let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut writer = ArrowWriter::try_new(
-        file,
-        prepared.schema.clone(),
-        Some(properties(table, prepared, compacted_from)),
-    )
-    .map_err(|source| WriteError::Parquet { table, source })?;
-    for chunk in prepared.chunks() {
-        let chunk = chunk.map_err(|source| WriteError::Arrow { table, source })?;
-        writer
-            .write(&chunk)
-            .map_err(|source| WriteError::Parquet { table, source })?;
-    }
-    let file = writer
-        .into_inner()
+    let write = || -> Result<(), WriteError> {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut writer = ArrowWriter::try_new(
+            file,
+            prepared.schema.clone(),
+            Some(properties(table, prepared, compacted_from)),
+        )
         .map_err(|source| WriteError::Parquet { table, source })?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    drop(file);
+        for chunk in prepared.chunks() {
+            let chunk = chunk.map_err(|source| WriteError::Arrow { table, source })?;
+            writer
+                .write(&chunk)
+                .map_err(|source| WriteError::Parquet { table, source })?;
+        }
+        let file = writer
+            .into_inner()
+            .map_err(|source| WriteError::Parquet { table, source })?;
+        file.sync_all().map_err(io_err(&tmp))
+    };
+    if let Err(e) = write() {
+        // Not data; left behind it would wait for the next start's sweep.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)
 }
@@ -385,13 +391,13 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-    /// One converted batch of spans (id, start time, name).
-    fn batch(spans: &[(u8, u64, &str)]) -> RecordBatch {
+    /// One converted batch of spans (ids, start time, name).
+    fn batch_of<'a>(spans: impl IntoIterator<Item = (Vec<u8>, u64, &'a str)>) -> RecordBatch {
         let spans = spans
-            .iter()
-            .map(|&(id, start, name)| Span {
-                trace_id: vec![id; 16],
-                span_id: vec![id; 8],
+            .into_iter()
+            .map(|(id, start, name)| Span {
+                trace_id: id.repeat(16 / id.len()),
+                span_id: id.repeat(8 / id.len()),
                 name: name.into(),
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 10,
@@ -409,6 +415,15 @@ mod tests {
         };
         let mut converted = crate::convert::spans::convert(&request).unwrap();
         converted.batches.pop().unwrap().1
+    }
+
+    /// [`batch_of`] with one-byte ids.
+    fn batch(spans: &[(u8, u64, &str)]) -> RecordBatch {
+        batch_of(
+            spans
+                .iter()
+                .map(|&(id, start, name)| (vec![id], start, name)),
+        )
     }
 
     #[test]
@@ -445,33 +460,9 @@ mod tests {
         arrow::compute::concat_batches(&prepared.schema, &chunks).unwrap()
     }
 
-    /// Spans numbered `ids`, each starting at `t0 + time(id)`.
+    /// Spans numbered `ids` (four-byte ids), each starting at `t0 + time(id)`.
     fn numbered(ids: std::ops::Range<u32>, t0: u64, time: impl Fn(u32) -> u64) -> RecordBatch {
-        let spans = ids
-            .map(|id| Span {
-                trace_id: [id.to_be_bytes(); 4].concat(),
-                span_id: [id.to_be_bytes(); 2].concat(),
-                name: format!("span {id}"),
-                start_time_unix_nano: t0 + time(id),
-                end_time_unix_nano: t0 + time(id) + 10,
-                ..Default::default()
-            })
-            .collect();
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        crate::convert::spans::convert(&request)
-            .unwrap()
-            .batches
-            .pop()
-            .unwrap()
-            .1
+        batch_of(ids.map(|id| (id.to_be_bytes().to_vec(), t0 + time(id), "span")))
     }
 
     #[test]
