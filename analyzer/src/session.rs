@@ -128,7 +128,12 @@ impl Store {
     pub async fn open_with(root: &Path, options: &Options) -> Result<Store, AnalyzerError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            // Scans of millions of rows spend less per batch with larger
+            // batches: against DuckDB, the percentile and error-count
+            // queries went from 1.15 and 1.07 to 0.98 and 0.99 of its time
+            // (means of four runs each, BENCHMARKS.md).
+            .with_batch_size(32 * 1024);
         // Keep token positions so planning errors can say where they are.
         config.options_mut().sql_parser.collect_spans = true;
         let pool = TrackConsumersPool::new(
