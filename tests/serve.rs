@@ -465,7 +465,11 @@ fn writes_are_refused_over_both_protocols() {
         json!(s.summary.request_spans),
         "{reply}"
     );
-    assert_eq!(rows(&results[1])[0][0], "8192", "{reply}");
+    assert_eq!(
+        rows(&results[1])[0][0],
+        json!(analyzer::session::BATCH_SIZE.to_string()),
+        "{reply}"
+    );
     assert!(
         results[2]["error"]["message"]
             .as_str()

@@ -68,6 +68,13 @@ pub const VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Rows per batch in every scan and operator. Scans of millions of rows
+/// spend less per batch with larger batches: against DuckDB, the percentile
+/// and error-count queries went from 1.15 and 1.07 to 0.98 and 0.99 of its
+/// time with this instead of DataFusion's 8,192 (means of four runs each,
+/// BENCHMARKS.md).
+pub const BATCH_SIZE: usize = 32 * 1024;
+
 /// How a store is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -129,11 +136,7 @@ impl Store {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
-            // Scans of millions of rows spend less per batch with larger
-            // batches: against DuckDB, the percentile and error-count
-            // queries went from 1.15 and 1.07 to 0.98 and 0.99 of its time
-            // (means of four runs each, BENCHMARKS.md).
-            .with_batch_size(32 * 1024);
+            .with_batch_size(BATCH_SIZE);
         // Keep token positions so planning errors can say where they are.
         config.options_mut().sql_parser.collect_spans = true;
         let pool = TrackConsumersPool::new(
