@@ -83,9 +83,17 @@ pub async fn ship(
     keep_spans_for: Duration,
 ) -> Result<ShipReport, ShipError> {
     let mut report = ShipReport::default();
-    remove_expired(root, keep_spans_for).await;
+    let (finished, expired) = {
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || survey(&root, live_segment, keep_spans_for))
+            .await
+            .unwrap_or_default()
+    };
+    for path in expired {
+        let _ = tokio::fs::remove_file(path).await;
+    }
     let spans = format!("{}/", schema::Table::Spans.name());
-    for (path, relative) in finished_files(root, live_segment) {
+    for (path, relative) in finished {
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|source| ShipError::Read {
@@ -116,47 +124,36 @@ pub async fn ship(
     Ok(report)
 }
 
-/// Deletes the uploaded files kept below `root` that were written `keep_for`
-/// or longer ago (by their modification time, which the rename keeps), or
-/// more than `keep_for` in the future (the clock was set back).
-async fn remove_expired(root: &Path, keep_for: Duration) {
-    let root = root.to_path_buf();
-    let expired = tokio::task::spawn_blocking(move || {
-        let now = SystemTime::now();
-        let mut expired = Vec::new();
-        visit_files(&root, "", &mut |path, name, _| {
-            let old = || {
-                let modified = path.metadata().and_then(|m| m.modified()).ok()?;
-                Some(match now.duration_since(modified) {
-                    Ok(age) => age >= keep_for,
-                    Err(ahead) => ahead.duration() > keep_for,
-                })
-            };
-            if is_shipped_file(name) && old().unwrap_or(false) {
-                expired.push(path.to_path_buf());
-            }
-        });
-        expired
-    })
-    .await
-    .unwrap_or_default();
-    for path in expired {
-        let _ = tokio::fs::remove_file(path).await;
-    }
-}
+/// Files to upload, with their paths relative to the root, and kept files to delete.
+type Survey = (Vec<(PathBuf, String)>, Vec<PathBuf>);
 
-/// `(path, slash-separated path relative to root)` of every finished data file
-/// below `root` whose WAL segment is older than `live_segment`. Temporary and
-/// shipped files are not data.
-fn finished_files(root: &Path, live_segment: u64) -> Vec<(PathBuf, String)> {
-    let mut files = Vec::new();
+/// One walk below `root`: `(path, slash-separated path relative to root)` of
+/// every finished data file whose WAL segment is older than `live_segment`
+/// (temporary and kept files are not data), sorted; and the kept files to
+/// delete, those written `keep_for` ago or longer (by their modification
+/// time, which the rename keeps) or more than `keep_for` in the future (the
+/// clock was set back).
+fn survey(root: &Path, live_segment: u64, keep_for: Duration) -> Survey {
+    let now = SystemTime::now();
+    let expired_at = |path: &Path| {
+        let Ok(modified) = path.metadata().and_then(|m| m.modified()) else {
+            return false;
+        };
+        match now.duration_since(modified) {
+            Ok(age) => age >= keep_for,
+            Err(ahead) => ahead.duration() > keep_for,
+        }
+    };
+    let (mut finished, mut expired) = (Vec::new(), Vec::new());
     visit_files(root, "", &mut |path, name, relative| {
         if wal_segment_in_name(name).is_some_and(|segment| segment < live_segment) {
-            files.push((path.to_path_buf(), relative.to_string()));
+            finished.push((path.to_path_buf(), relative.to_string()));
+        } else if is_shipped_file(name) && expired_at(path) {
+            expired.push(path.to_path_buf());
         }
     });
-    files.sort();
-    files
+    finished.sort();
+    (finished, expired)
 }
 
 #[cfg(test)]

@@ -436,12 +436,7 @@ mod tests {
         ];
         let prepared = prepare(Table::Spans, &batches, &RecentSpans::off()).unwrap();
         let gathered = gather(&prepared);
-        let names = gathered
-            .column_by_name(schema::spans::col::NAME)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let names = column::<StringArray>(&gathered, schema::spans::col::NAME);
         let names: Vec<&str> = names.iter().map(Option::unwrap).collect();
         // Equal times keep their arrival order (b before d).
         assert_eq!(names, ["a first", "b", "d", "c"]);
@@ -453,6 +448,15 @@ mod tests {
         assert_eq!(gathered.schema(), Table::Spans.file_schema());
         let none = prepare(Table::Spans, &[], &RecentSpans::off()).unwrap();
         assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
+    }
+
+    fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<T>()
+            .unwrap()
     }
 
     fn gather(prepared: &Prepared) -> RecordBatch {
@@ -471,12 +475,9 @@ mod tests {
         let n = 2 * GATHER_ROWS as u32 + 1000;
         // Three batches whose times interleave: every chunk draws on all of
         // them. Ids start at 1: all-zero ids are invalid.
+        let time = |id: u32| u64::from(id % 3) * 1_000_000 + u64::from(id);
         let batches: Vec<RecordBatch> = (0..3)
-            .map(|b| {
-                numbered(1 + b * n / 3..1 + (b + 1) * n / 3, t0, |id| {
-                    u64::from(id % 3) * 1_000_000 + u64::from(id)
-                })
-            })
+            .map(|b| numbered(1 + b * n / 3..1 + (b + 1) * n / 3, t0, time))
             .collect();
         let root = std::env::temp_dir().join(format!("loadlens-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -495,17 +496,10 @@ mod tests {
         let mut times = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();
-            let column = batch
-                .column_by_name(schema::spans::col::START_TIME)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .unwrap();
-            times.extend(column.values().iter().copied());
+            let starts = column::<TimestampNanosecondArray>(&batch, schema::spans::col::START_TIME);
+            times.extend(starts.values().iter().copied());
         }
-        let mut expected: Vec<i64> = (1..=n)
-            .map(|id| (t0 + u64::from(id % 3) * 1_000_000 + u64::from(id)) as i64)
-            .collect();
+        let mut expected: Vec<i64> = (1..=n).map(|id| (t0 + time(id)) as i64).collect();
         expected.sort_unstable();
         assert_eq!(times, expected);
         std::fs::remove_dir_all(&root).unwrap();
