@@ -55,7 +55,13 @@ fn quickstart_runs_from_a_clean_directory_and_leaves_a_readable_store() {
 
 /// Runs loadlens with `args` and checks the exit code and a one-line message.
 fn fails_with(args: &[&str], code: i32, mentions: &str) {
-    let output = loadlens().args(args).output().unwrap();
+    command_fails_with(loadlens().args(args), code, mentions);
+}
+
+/// Runs `command` and checks the exit code and a one-line message.
+fn command_fails_with(command: &mut std::process::Command, code: i32, mentions: &str) {
+    let output = command.output().unwrap();
+    let args: Vec<_> = command.get_args().collect();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(code), "{args:?}: {err}");
     assert_eq!(
@@ -172,6 +178,29 @@ fn failures_at_run_time_exit_3() {
         ],
         3,
         "query failed",
+    );
+}
+
+#[test]
+fn engine_settings_come_from_datafusion_variables() {
+    let dir = TempDir::new("engine-settings");
+    let data = dir.path().to_str().unwrap();
+    let setting = "SELECT value FROM information_schema.df_settings \
+                   WHERE name = 'datafusion.execution.batch_size'";
+    let output = loadlens()
+        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "1234")
+        .args(["sql", "--format", "csv", "--data", data, setting])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["value", "1234"]);
+    command_fails_with(
+        loadlens()
+            .env("DATAFUSION_EXECUTION_BATCH_SIZE", "lots")
+            .args(["sql", "--data", data, "SELECT 1"]),
+        2,
+        "DATAFUSION_EXECUTION_BATCH_SIZE=lots",
     );
 }
 

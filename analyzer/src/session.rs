@@ -119,6 +119,40 @@ pub enum Tables {
     Portable,
 }
 
+/// Applies `DATAFUSION_*` environment variables over loadlens's defaults:
+/// `DATAFUSION_EXECUTION_BATCH_SIZE=8192` sets `datafusion.execution.batch_size`,
+/// and so on for every DataFusion setting. This is how an operator tunes the
+/// engine of a read-only `loadlens serve`, which refuses `SET`. A variable
+/// DataFusion rejects is a usage error that names it.
+fn engine_settings_from_env(config: &mut SessionConfig) -> Result<(), AnalyzerError> {
+    let keys: Vec<String> = config
+        .options()
+        .entries()
+        .into_iter()
+        .map(|entry| entry.key)
+        .collect();
+    for key in keys {
+        let name = key.to_uppercase().replace('.', "_");
+        let Some(value) = std::env::var_os(&name) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        config.options_mut().set(&key, &value).map_err(|e| {
+            // DataFusion puts each cause on its own line; one line says it all.
+            let message = e.to_string();
+            let causes: Vec<&str> = message
+                .lines()
+                .filter(|line| line.trim() != "caused by")
+                .collect();
+            AnalyzerError::Input(format!(
+                "environment variable {name}={value}: {}; unset it or give a value that {key} takes",
+                causes.join(": ")
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// The schema that holds the Parquet tables as they are on disk; the public
 /// tables are views over it that turn the null partition back into NULL.
 pub const FILES_SCHEMA: &str = "store";
@@ -139,6 +173,7 @@ impl Store {
             .with_batch_size(BATCH_SIZE);
         // Keep token positions so planning errors can say where they are.
         config.options_mut().sql_parser.collect_spans = true;
+        engine_settings_from_env(&mut config)?;
         let pool = TrackConsumersPool::new(
             FairSpillPool::new(options.memory_limit),
             NonZeroUsize::new(3).expect("3 is not zero"),
