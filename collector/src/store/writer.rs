@@ -11,7 +11,7 @@ use arrow::compute::interleave_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -355,6 +355,31 @@ fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> W
         }]))
         .set_key_value_metadata(Some(metadata));
     if table == Table::Spans {
+        use schema::spans::col;
+        // Ids and times are (nearly) all distinct: a dictionary hashes every
+        // value into itself until it fills and the writer gives up on it, so
+        // those columns are written without one. Times are written as deltas
+        // between neighbours, which rows sorted by time keep small.
+        for name in [
+            col::TRACE_ID,
+            col::SPAN_ID,
+            col::PARENT_SPAN_ID,
+            col::REQUEST_ID,
+        ] {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        }
+        for name in [
+            col::START_TIME,
+            col::END_TIME,
+            col::DURATION_NS,
+            col::INTENDED_START,
+            col::SENT_AT,
+            col::FIRST_BYTE_AT,
+        ] {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(name), false)
+                .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+        }
         props = props
             .set_column_bloom_filter_enabled(ColumnPath::from(schema::spans::col::TRACE_ID), true)
             .set_column_bloom_filter_max_ndv(
@@ -489,10 +514,26 @@ mod tests {
         let written = write_partition(&root, &key, &batches, 7).unwrap();
         assert_eq!((written.rows, written.duplicates), (n as usize, 0));
         let file = File::open(written.path.unwrap()).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        // Distinct ids and times have no dictionary; times are deltas; a
+        // repeated string keeps its dictionary.
+        let columns = builder.metadata().row_group(0).columns();
+        let encodings = |name: &str| -> Vec<Encoding> {
+            let chunk = columns.iter().find(|c| c.column_path().string() == name);
+            chunk.unwrap().encodings().collect()
+        };
+        use schema::spans::col;
+        for name in [col::TRACE_ID, col::SPAN_ID, col::START_TIME, col::END_TIME] {
+            assert!(
+                !encodings(name).contains(&Encoding::RLE_DICTIONARY),
+                "{name}: {:?}",
+                encodings(name)
+            );
+        }
+        assert!(encodings(col::START_TIME).contains(&Encoding::DELTA_BINARY_PACKED));
+        assert!(encodings(col::NAME).contains(&Encoding::RLE_DICTIONARY));
+        let reader = builder.build().unwrap();
         let mut times = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();
