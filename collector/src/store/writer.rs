@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ahash::AHashSet;
 use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
 use arrow::compute::interleave_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -323,6 +323,15 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WriteError> {
         })
 }
 
+/// Integer columns besides the times that are written as deltas.
+const DELTAS: &[(Table, &str)] = &[
+    (Table::Spans, schema::spans::col::DURATION_NS),
+    (Table::Ledger, schema::ledger::col::REQUEST_ID),
+];
+
+/// String columns besides the ids whose values are all distinct.
+const UNDICTIONARIED: &[(Table, &str)] = &[(Table::Spans, schema::spans::col::REQUEST_ID)];
+
 fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> WriterProperties {
     let rows = prepared.num_rows();
     let mut metadata = vec![
@@ -354,32 +363,25 @@ fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> W
             nulls_first: false,
         }]))
         .set_key_value_metadata(Some(metadata));
+    // Ids and times are (nearly) all distinct: a dictionary hashes every
+    // value into itself until it fills and the writer gives up on it, so
+    // those columns are written without one. Times are written as deltas
+    // between neighbours, which rows sorted by time keep small.
+    for field in prepared.schema.fields() {
+        let path = || ColumnPath::from(field.name().as_str());
+        let delta = matches!(field.data_type(), DataType::Timestamp(..))
+            || DELTAS.contains(&(table, field.name().as_str()));
+        if delta {
+            props = props.set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
+        }
+        if delta
+            || matches!(field.data_type(), DataType::FixedSizeBinary(_))
+            || UNDICTIONARIED.contains(&(table, field.name().as_str()))
+        {
+            props = props.set_column_dictionary_enabled(path(), false);
+        }
+    }
     if table == Table::Spans {
-        use schema::spans::col;
-        // Ids and times are (nearly) all distinct: a dictionary hashes every
-        // value into itself until it fills and the writer gives up on it, so
-        // those columns are written without one. Times are written as deltas
-        // between neighbours, which rows sorted by time keep small.
-        for name in [
-            col::TRACE_ID,
-            col::SPAN_ID,
-            col::PARENT_SPAN_ID,
-            col::REQUEST_ID,
-        ] {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
-        }
-        for name in [
-            col::START_TIME,
-            col::END_TIME,
-            col::DURATION_NS,
-            col::INTENDED_START,
-            col::SENT_AT,
-            col::FIRST_BYTE_AT,
-        ] {
-            props = props
-                .set_column_dictionary_enabled(ColumnPath::from(name), false)
-                .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
-        }
         props = props
             .set_column_bloom_filter_enabled(ColumnPath::from(schema::spans::col::TRACE_ID), true)
             .set_column_bloom_filter_max_ndv(
@@ -531,7 +533,12 @@ mod tests {
                 encodings(name)
             );
         }
-        assert!(encodings(col::START_TIME).contains(&Encoding::DELTA_BINARY_PACKED));
+        for name in [col::START_TIME, col::DURATION_NS] {
+            assert!(
+                encodings(name).contains(&Encoding::DELTA_BINARY_PACKED),
+                "{name}"
+            );
+        }
         assert!(encodings(col::NAME).contains(&Encoding::RLE_DICTIONARY));
         let reader = builder.build().unwrap();
         let mut times = Vec::new();
