@@ -253,13 +253,23 @@ impl Answers {
 /// a fifth of the percentile query's time); a full piece never moves.
 const PIECE: usize = 64 * 1024;
 
-/// Pieces of merged state at least this long are kept where they are, not
-/// copied; shorter ones are copied so that a few values do not keep a large
-/// buffer alive.
+/// Pieces of merged state at least this long may be kept where they are,
+/// not copied, when together they fill at least half of their buffer (see
+/// [`shares_buffer`]); a slice pins its whole buffer, and only what the
+/// groups count bounds the memory a query holds.
 const SHARE_MIN: usize = 1024;
 
+/// Whether the pieces of `items` that are [`SHARE_MIN`] values or longer
+/// (`lengths`) fill at least half of the buffer they point into, so that
+/// keeping them as slices leaves the count within 2× of what is held.
+fn shares_buffer(items: &Float64Array, lengths: impl Iterator<Item = usize>) -> bool {
+    let shared: usize = lengths.filter(|&len| len >= SHARE_MIN).sum();
+    items.null_count() == 0 && 2 * shared * size_of::<f64>() >= items.values().inner().capacity()
+}
+
 /// One group's values: full pieces that never move (filled here, or slices
-/// of a merged state array, not copied), and the piece being filled.
+/// of a merged state array, not copied), and the piece being filled. Their
+/// order is not the order the values came in.
 #[derive(Debug, Default)]
 struct Values {
     full: Vec<ScalarBuffer<f64>>,
@@ -287,31 +297,42 @@ impl Values {
     }
 
     /// Room for one more value: the open piece doubles up to [`PIECE`], so
-    /// small groups stay small, and is then closed for a new one.
+    /// small groups stay small, and is then closed for a new one (whose
+    /// values count as they did). Returns the bytes allocated.
     #[cold]
     fn make_room(&mut self) -> usize {
-        let before = self.bytes();
         let capacity = self.open.capacity();
         if capacity < PIECE {
             let target = (capacity * 2).clamp(8, PIECE);
             self.open.reserve_exact(target - self.open.len());
+            (self.open.capacity() - capacity) * size_of::<f64>()
         } else {
             let full = std::mem::replace(&mut self.open, Vec::with_capacity(PIECE));
+            let unused = full.capacity() - full.len();
             self.full.push(ScalarBuffer::from(full));
+            (PIECE - unused) * size_of::<f64>()
         }
-        self.bytes() - before
     }
 
-    /// Appends `piece`, keeping it as it is when it is long enough to be
-    /// worth its buffer; returns the bytes this adds.
-    fn append(&mut self, piece: ScalarBuffer<f64>) -> usize {
-        if piece.len() < SHARE_MIN {
+    /// Appends `piece` as it is (not copied) when `share` and it is at least
+    /// [`SHARE_MIN`] long, else its values; returns the bytes this adds.
+    fn append(&mut self, piece: ScalarBuffer<f64>, share: bool) -> usize {
+        if !share || piece.len() < SHARE_MIN {
             return piece.iter().map(|&v| self.push(v)).sum();
         }
-        let bytes = piece.len() * size_of::<f64>();
+        let bytes = size_of_val(&piece[..]);
         self.len += piece.len();
         self.full.push(piece);
         bytes
+    }
+
+    /// Appends the valid values of `items` (see [`Values::append`]).
+    fn extend(&mut self, items: &Float64Array, share: bool) -> usize {
+        if items.null_count() == 0 {
+            self.append(items.values().clone(), share)
+        } else {
+            items.iter().flatten().map(|v| self.push(v)).sum()
+        }
     }
 
     /// The values as order keys, in one vector.
@@ -324,7 +345,7 @@ impl Values {
         keys
     }
 
-    /// Appends the values, in order, to `out`.
+    /// Appends the values to `out`.
     fn copy_into(&self, out: &mut Vec<f64>) {
         for piece in &self.full {
             out.extend_from_slice(piece);
@@ -357,10 +378,16 @@ fn select_quantiles(keys: &mut [i64], qs: &[f64]) -> Vec<f64> {
     if n == 0 {
         return Vec::new();
     }
+    // By rank, not by q: rounding can give a larger q a lower rank.
+    let ranks: Vec<(usize, usize, f64)> =
+        qs.iter().map(|&q| models::quantile::rank(n, q)).collect();
     let mut order: Vec<usize> = (0..qs.len()).collect();
-    order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
+    order.sort_by_key(|&i| (ranks[i].0, ranks[i].1));
     let mut answers = vec![0.0; qs.len()];
-    // Keys before `placed` hold their order statistics; those after are larger.
+    // Every key from `placed` on is at least every key before it, and each
+    // position asked for before `placed` holds its order statistic. Positions
+    // are asked for in non-decreasing order, or again, so no position that was
+    // passed over is asked for later.
     let mut placed = 0;
     let mut place = |keys: &mut [i64], position: usize| {
         if position >= placed {
@@ -370,7 +397,7 @@ fn select_quantiles(keys: &mut [i64], qs: &[f64]) -> Vec<f64> {
         from_order_key(keys[position])
     };
     for i in order {
-        let (lo, hi, gamma) = models::quantile::rank(n, qs[i]);
+        let (lo, hi, gamma) = ranks[i];
         let a = place(keys, lo);
         let b = place(keys, hi);
         answers[i] = models::quantile::lerp(a, b, gamma);
@@ -445,19 +472,14 @@ impl GroupsAccumulator for PercentileGroups {
         let lists = values[0].as_list::<i32>();
         let items = lists.values().as_primitive::<Float64Type>();
         let offsets = lists.value_offsets();
+        let share = shares_buffer(items, offsets.windows(2).map(|w| (w[1] - w[0]) as usize));
         for (row, &group) in group_indices.iter().enumerate() {
             if lists.is_null(row) {
                 continue;
             }
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            let values = &mut self.groups[group];
-            if items.null_count() == 0 {
-                self.bytes += values.append(items.values().slice(start, end - start));
-            } else {
-                for i in (start..end).filter(|&i| items.is_valid(i)) {
-                    self.bytes += values.push(items.value(i));
-                }
-            }
+            let piece = items.slice(start, end - start);
+            self.bytes += self.groups[group].extend(&piece, share);
         }
         Ok(())
     }
@@ -516,29 +538,20 @@ struct PercentileAccumulator {
 impl Accumulator for PercentileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let array = values[0].as_primitive::<Float64Type>();
-        let data = array.values();
-        // A batch that owns its buffer is kept as it is, not copied.
-        if array.null_count() == 0 && data.inner().capacity() <= 2 * size_of_val(&data[..]) {
-            self.values.append(data.clone());
-        } else {
-            for value in array.iter().flatten() {
-                self.values.push(value);
-            }
-        }
+        // A batch that fills its buffer is kept as it is, not copied.
+        let share = shares_buffer(array, std::iter::once(array.len()));
+        self.values.extend(array, share);
         Ok(())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let lists = states[0].as_list::<i32>();
+        let items = lists.values().as_primitive::<Float64Type>();
+        let lengths = lists.iter().map(|list| list.map_or(0, |l| l.len()));
+        let share = shares_buffer(items, lengths);
         for list in lists.iter().flatten() {
-            let items = list.as_primitive::<Float64Type>();
-            if items.null_count() == 0 {
-                self.values.append(items.values().clone());
-            } else {
-                for value in items.iter().flatten() {
-                    self.values.push(value);
-                }
-            }
+            self.values
+                .extend(list.as_primitive::<Float64Type>(), share);
         }
         Ok(())
     }
@@ -751,7 +764,7 @@ mod tests {
             1.0,
             -2.5,
         ];
-        for &v in &floats {
+        for &v in floats.iter().chain(&[f64::NAN, -f64::NAN]) {
             assert_eq!(from_order_key(order_key(v)).to_bits(), v.to_bits());
         }
         let mut keys: Vec<i64> = floats.iter().map(|&v| order_key(v)).collect();
@@ -778,6 +791,81 @@ mod tests {
             }
         }
         assert!(select_quantiles(&mut [], &qs).is_empty());
+    }
+
+    #[test]
+    fn a_larger_q_with_a_lower_rank_is_still_selected_exactly() {
+        // numpy's rank rounds: for these neighbouring floats the larger q
+        // has the lower rank (515 then 514 of 1023; 4 then 3 of 7).
+        let cases: [(usize, [f64; 2]); 2] = [
+            (1023, [0.5039138943248531, 0.5039138943248532]),
+            (7, [0.6666666666666665, 2.0 / 3.0]),
+        ];
+        for (n, qs) in cases {
+            assert!(models::quantile::rank(n, qs[1]).0 < models::quantile::rank(n, qs[0]).0);
+            // Distinct values, largest first, asked for on their own.
+            let data: Vec<f64> = (0..n).rev().map(|i| i as f64 * 1.5).collect();
+            let mut keys: Vec<i64> = data.iter().map(|&v| order_key(v)).collect();
+            let got = select_quantiles(&mut keys, &qs);
+            for (q, got) in qs.iter().zip(&got) {
+                let expected = quantile_linear(&mut data.clone(), *q).unwrap();
+                assert_eq!(got.to_bits(), expected.to_bits(), "n={n} q={q}");
+            }
+        }
+        // Those, and every q that lands on a rank or next to one, in
+        // shuffled lists, against one quantile at a time.
+        for n in [7, 10, 1023] {
+            let data: Vec<f64> = (0..n as u32)
+                .map(|i| f64::from((i * 7919) % 1009) / 3.0)
+                .collect();
+            let mut qs: Vec<f64> = (0..n)
+                .flat_map(|k| {
+                    let q = k as f64 / (n - 1) as f64;
+                    [q.next_down(), q, q.next_up()]
+                })
+                .filter(|q| (0.0..=1.0).contains(q))
+                .chain(cases.iter().flat_map(|(_, qs)| *qs))
+                .collect();
+            // A fixed shuffle, so that the order asked for is not the order of q.
+            let len = qs.len();
+            for i in 0..len {
+                qs.swap(i, (i * 7919 + 13) % len);
+            }
+            let mut keys: Vec<i64> = data.iter().map(|&v| order_key(v)).collect();
+            let got = select_quantiles(&mut keys, &qs);
+            for (q, got) in qs.iter().zip(&got) {
+                let expected = quantile_linear(&mut data.clone(), *q).unwrap();
+                assert_eq!(got.to_bits(), expected.to_bits(), "n={n} q={q}");
+            }
+        }
+    }
+
+    #[test]
+    fn merged_slices_are_shared_only_when_they_fill_their_buffer() {
+        // One long list and many short ones: sharing the long one would pin
+        // the whole buffer while counting a sliver of it, so all are copied.
+        let mut lengths = vec![SHARE_MIN];
+        lengths.extend(std::iter::repeat_n(SHARE_MIN - 1, 8));
+        let total: usize = lengths.iter().sum();
+        let items = Float64Array::from_iter_values((0..total).map(|i| i as f64));
+        let state = float_lists(OffsetBuffer::from_lengths(lengths.clone()), items);
+        let mut acc = groups(0.5);
+        let indices: Vec<usize> = (0..lengths.len()).collect();
+        acc.merge_batch(&[state], &indices, lengths.len()).unwrap();
+        assert!(acc.groups.iter().all(|g| g.full.is_empty()), "copied");
+        assert_eq!(
+            acc.bytes,
+            acc.groups.iter().map(Values::bytes).sum::<usize>()
+        );
+        // The long list alone fills its buffer: it is kept as a slice.
+        let alone = float_lists(
+            OffsetBuffer::from_lengths([SHARE_MIN]),
+            Float64Array::from_iter_values((0..SHARE_MIN).map(|i| i as f64)),
+        );
+        let mut acc = groups(0.5);
+        acc.merge_batch(&[alone], &[0], 1).unwrap();
+        assert_eq!(acc.groups[0].full.len(), 1, "shared");
+        assert_eq!(acc.bytes, SHARE_MIN * size_of::<f64>());
     }
 
     #[test]
@@ -837,7 +925,11 @@ mod tests {
             single.evaluate().unwrap(),
             ScalarValue::Float64(Some(512.0))
         );
-        assert_eq!(single.size(), size_of_val(&single) + single.values.bytes());
+        // The kept batch and an open piece of 8 values (the smallest).
+        assert_eq!(
+            single.size(),
+            size_of_val(&single) + (SHARE_MIN + 8) * size_of::<f64>()
+        );
     }
 
     #[test]
