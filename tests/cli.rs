@@ -202,6 +202,13 @@ fn engine_settings_come_from_datafusion_variables() {
         2,
         "DATAFUSION_EXECUTION_BATCH_SIZE=lots",
     );
+    command_fails_with(
+        loadlens()
+            .env("DATAFUSION_EXECUTION_BATCH_SIZ", "8192")
+            .args(["sql", "--data", data, "SELECT 1"]),
+        2,
+        "DATAFUSION_EXECUTION_BATCH_SIZ names no DataFusion setting",
+    );
 }
 
 #[test]

@@ -68,7 +68,8 @@ pub const VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Rows per batch in every scan and operator. Scans of millions of rows
+/// Rows per batch in every scan and operator, unless
+/// `DATAFUSION_EXECUTION_BATCH_SIZE` says otherwise. Scans of millions of rows
 /// spend less per batch with larger batches: against DuckDB, the percentile
 /// and error-count queries went from 1.15 and 1.07 to 0.98 and 0.99 of its
 /// time with this instead of DataFusion's 8,192 (means of four runs each,
@@ -123,7 +124,9 @@ pub enum Tables {
 /// `DATAFUSION_EXECUTION_BATCH_SIZE=8192` sets `datafusion.execution.batch_size`,
 /// and so on for every DataFusion setting. This is how an operator tunes the
 /// engine of a read-only `loadlens serve`, which refuses `SET`. A variable
-/// DataFusion rejects is a usage error that names it.
+/// DataFusion rejects, or one that names no setting, is a usage error that
+/// names it. (DataFusion's own `ConfigOptions::from_env` starts from its
+/// defaults, not loadlens's, and skips unknown names.)
 fn engine_settings_from_env(config: &mut SessionConfig) -> Result<(), AnalyzerError> {
     let keys: Vec<String> = config
         .options()
@@ -131,8 +134,19 @@ fn engine_settings_from_env(config: &mut SessionConfig) -> Result<(), AnalyzerEr
         .into_iter()
         .map(|entry| entry.key)
         .collect();
+    let variable = |key: &str| key.to_uppercase().replace('.', "_");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("DATAFUSION_") && !keys.iter().any(|key| variable(key) == name) {
+            return Err(AnalyzerError::Input(format!(
+                "environment variable {name} names no DataFusion setting; unset it, or see \
+                 https://datafusion.apache.org/user-guide/configs.html for the names \
+                 (datafusion.runtime.* settings are not read; use --memory-limit)"
+            )));
+        }
+    }
     for key in keys {
-        let name = key.to_uppercase().replace('.', "_");
+        let name = variable(&key);
         let Some(value) = std::env::var_os(&name) else {
             continue;
         };
@@ -356,7 +370,11 @@ fn register_listing(
     tables: Tables,
 ) -> datafusion::error::Result<()> {
     let name = files_table(table);
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    // The session's Parquet settings, so that `DATAFUSION_EXECUTION_PARQUET_*`
+    // variables reach the store's tables.
+    let parquet =
+        ParquetFormat::default().with_options(ctx.state().default_table_options().parquet);
+    let options = ListingOptions::new(Arc::new(parquet))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![
             (DATE.to_string(), DataType::Utf8),

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 pub fn loadlens() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_loadlens"));
     command.stdin(Stdio::null());
+    // The engine's settings are the defaults, whatever the caller's shell sets.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DATAFUSION_") {
+            command.env_remove(name);
+        }
+    }
     command
 }
 

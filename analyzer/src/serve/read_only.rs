@@ -82,7 +82,9 @@ impl Refusal {
             }
             Refusal::Setting => {
                 "DataFusion settings are shared by every connection; only client \
-                 settings (statement_timeout, search_path, TIME ZONE, …) can be SET."
+                 settings (statement_timeout, search_path, TIME ZONE, …) can be SET. \
+                 To change an engine setting, restart loadlens serve with it in the \
+                 environment, such as DATAFUSION_EXECUTION_BATCH_SIZE=8192."
             }
             Refusal::Other => {
                 "Only queries (SELECT, WITH, VALUES, EXPLAIN, SHOW), SET of client \
