@@ -1,5 +1,6 @@
 //! One Parquet file per partition flush: sorted by time, zstd, bloom filter on
-//! `trace_id`, page-level statistics, `sorting_columns` and key-value metadata.
+//! `trace_id`, page-level statistics, `sorting_columns` and key-value metadata;
+//! times as deltas, ids without a dictionary, other columns with one.
 
 use std::fs::{self, File};
 use std::io;
@@ -323,14 +324,22 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WriteError> {
         })
 }
 
-/// Integer columns besides the times that are written as deltas.
+/// Integer columns besides the times that are written as deltas: distinct,
+/// and close to their neighbours in time order.
 const DELTAS: &[(Table, &str)] = &[
     (Table::Spans, schema::spans::col::DURATION_NS),
+    (Table::Spans, schema::spans::col::REQUEST_ID),
     (Table::Ledger, schema::ledger::col::REQUEST_ID),
 ];
 
-/// String columns besides the ids whose values are all distinct.
-const UNDICTIONARIED: &[(Table, &str)] = &[(Table::Spans, schema::spans::col::REQUEST_ID)];
+/// Times that keep their dictionary: a metric point's start time repeats
+/// for every point of its series and is not in time order.
+const REPEATED_TIMES: &[(Table, &str)] = &[
+    (Table::MetricsNumber, schema::metrics::col::START_TIME),
+    (Table::MetricsHistogram, schema::metrics::col::START_TIME),
+    (Table::MetricsExpHistogram, schema::metrics::col::START_TIME),
+    (Table::MetricsSummary, schema::metrics::col::START_TIME),
+];
 
 fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> WriterProperties {
     let rows = prepared.num_rows();
@@ -368,16 +377,16 @@ fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> W
     // those columns are written without one. Times are written as deltas
     // between neighbours, which rows sorted by time keep small.
     for field in prepared.schema.fields() {
+        let column = (table, field.name().as_str());
         let path = || ColumnPath::from(field.name().as_str());
-        let delta = matches!(field.data_type(), DataType::Timestamp(..))
-            || DELTAS.contains(&(table, field.name().as_str()));
+        let delta = match field.data_type() {
+            DataType::Timestamp(..) => !REPEATED_TIMES.contains(&column),
+            _ => DELTAS.contains(&column),
+        };
         if delta {
             props = props.set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
         }
-        if delta
-            || matches!(field.data_type(), DataType::FixedSizeBinary(_))
-            || UNDICTIONARIED.contains(&(table, field.name().as_str()))
-        {
+        if delta || matches!(field.data_type(), DataType::FixedSizeBinary(_)) {
             props = props.set_column_dictionary_enabled(path(), false);
         }
     }
