@@ -335,7 +335,23 @@ impl Values {
         }
     }
 
-    /// The values as order keys, in one vector.
+    /// The values as order keys, in one vector. Each piece is freed once
+    /// read, and a group of one piece is converted where it is, so the
+    /// memory held stays near one copy of the values.
+    fn into_keys(self) -> Vec<i64> {
+        if self.full.is_empty() {
+            // Same size and alignment: collected in place, no new allocation.
+            return self.open.into_iter().map(order_key).collect();
+        }
+        let mut keys = Vec::with_capacity(self.len);
+        for piece in self.full {
+            keys.extend(piece.iter().map(|&v| order_key(v)));
+        }
+        keys.extend(self.open.into_iter().map(order_key));
+        keys
+    }
+
+    /// The values as order keys, in a new vector; the values stay.
     fn keys(&self) -> Vec<i64> {
         let mut keys = Vec::with_capacity(self.len);
         for piece in &self.full {
@@ -488,10 +504,7 @@ impl GroupsAccumulator for PercentileGroups {
         let groups = self.take(emit_to);
         let mut answers = self.quantiles.answers(groups.len());
         for values in groups {
-            let mut keys = values.keys();
-            // Free the values before the next group's keys are made.
-            drop(values);
-            self.quantiles.append(&mut keys, &mut answers);
+            self.quantiles.append(&mut values.into_keys(), &mut answers);
         }
         Ok(answers.finish())
     }
