@@ -486,6 +486,62 @@ mod tests {
         assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
     }
 
+    /// The encodings of each column of the first row group of the file at `path`.
+    fn encodings_in(path: &Path) -> std::collections::HashMap<String, Vec<Encoding>> {
+        let reader = parquet::file::reader::SerializedFileReader::new(File::open(path).unwrap());
+        let reader: &dyn parquet::file::reader::FileReader = &reader.unwrap();
+        let columns = reader.metadata().row_group(0).columns();
+        columns
+            .iter()
+            .map(|c| (c.column_path().string(), c.encodings().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn metric_times_are_deltas_but_start_times_that_repeat_keep_a_dictionary() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+            number_data_point::Value,
+        };
+        let t0 = 1_795_392_000_000_000_000u64;
+        let points = (0..100)
+            .map(|i| NumberDataPoint {
+                time_unix_nano: t0 + i * 1_000_000_000,
+                start_time_unix_nano: t0,
+                value: Some(Value::AsInt(i as i64)),
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "in_flight".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: points,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut converted = crate::convert::metrics::convert(&request).unwrap();
+        let (key, batch) = converted.batches.pop().unwrap();
+        assert_eq!(key.table, Table::MetricsNumber);
+        let root = std::env::temp_dir().join(format!("loadlens-metric-enc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let written = write_partition(&root, &key, &[batch], 1).unwrap();
+        let encodings = encodings_in(&written.path.unwrap());
+        use schema::metrics::col;
+        assert!(encodings[col::TIME].contains(&Encoding::DELTA_BINARY_PACKED));
+        assert!(!encodings[col::TIME].contains(&Encoding::RLE_DICTIONARY));
+        assert!(encodings[col::START_TIME].contains(&Encoding::RLE_DICTIONARY));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         batch
             .column_by_name(name)
@@ -524,32 +580,31 @@ mod tests {
         };
         let written = write_partition(&root, &key, &batches, 7).unwrap();
         assert_eq!((written.rows, written.duplicates), (n as usize, 0));
-        let file = File::open(written.path.unwrap()).unwrap();
-        let builder =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let path = written.path.unwrap();
         // Distinct ids and times have no dictionary; times are deltas; a
         // repeated string keeps its dictionary.
-        let columns = builder.metadata().row_group(0).columns();
-        let encodings = |name: &str| -> Vec<Encoding> {
-            let chunk = columns.iter().find(|c| c.column_path().string() == name);
-            chunk.unwrap().encodings().collect()
-        };
+        let encodings = encodings_in(&path);
         use schema::spans::col;
         for name in [col::TRACE_ID, col::SPAN_ID, col::START_TIME, col::END_TIME] {
+            let used = &encodings[name];
             assert!(
-                !encodings(name).contains(&Encoding::RLE_DICTIONARY),
-                "{name}: {:?}",
-                encodings(name)
+                !used.contains(&Encoding::RLE_DICTIONARY),
+                "{name}: {used:?}"
             );
         }
         for name in [col::START_TIME, col::DURATION_NS] {
             assert!(
-                encodings(name).contains(&Encoding::DELTA_BINARY_PACKED),
+                encodings[name].contains(&Encoding::DELTA_BINARY_PACKED),
                 "{name}"
             );
         }
-        assert!(encodings(col::NAME).contains(&Encoding::RLE_DICTIONARY));
-        let reader = builder.build().unwrap();
+        assert!(encodings[col::NAME].contains(&Encoding::RLE_DICTIONARY));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
         let mut times = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();
