@@ -128,30 +128,27 @@ pub enum Tables {
 /// names it. (DataFusion's own `ConfigOptions::from_env` starts from its
 /// defaults, not loadlens's, and skips unknown names.)
 fn engine_settings_from_env(config: &mut SessionConfig) -> Result<(), AnalyzerError> {
-    let keys: Vec<String> = config
+    // Variable name → setting name, for every setting.
+    let settings: std::collections::HashMap<String, String> = config
         .options()
         .entries()
         .into_iter()
-        .map(|entry| entry.key)
+        .map(|entry| (entry.key.to_uppercase().replace('.', "_"), entry.key))
         .collect();
-    let variable = |key: &str| key.to_uppercase().replace('.', "_");
-    for (name, _) in std::env::vars_os() {
+    for (name, value) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("DATAFUSION_") && !keys.iter().any(|key| variable(key) == name) {
+        if !name.starts_with("DATAFUSION_") {
+            continue;
+        }
+        let Some(key) = settings.get(name.as_ref()) else {
             return Err(AnalyzerError::Input(format!(
                 "environment variable {name} names no DataFusion setting; unset it, or see \
                  https://datafusion.apache.org/user-guide/configs.html for the names \
                  (datafusion.runtime.* settings are not read; use --memory-limit)"
             )));
-        }
-    }
-    for key in keys {
-        let name = variable(&key);
-        let Some(value) = std::env::var_os(&name) else {
-            continue;
         };
         let value = value.to_string_lossy();
-        config.options_mut().set(&key, &value).map_err(|e| {
+        config.options_mut().set(key, &value).map_err(|e| {
             // DataFusion puts each cause on its own line; one line says it all.
             let message = e.to_string();
             let causes: Vec<&str> = message

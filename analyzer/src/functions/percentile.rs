@@ -274,10 +274,23 @@ fn shares_buffer(items: &Float64Array, lengths: impl Iterator<Item = usize>) -> 
 struct Values {
     full: Vec<ScalarBuffer<f64>>,
     open: Vec<f64>,
-    len: usize,
 }
 
 impl Values {
+    /// How many values there are.
+    fn len(&self) -> usize {
+        self.open.len() + self.full.iter().map(|p| p.len()).sum::<usize>()
+    }
+
+    /// Every value, piece by piece.
+    fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        self.full
+            .iter()
+            .flat_map(|p| p.iter())
+            .chain(&self.open)
+            .copied()
+    }
+
     /// Bytes held: the open piece's capacity and the full pieces' values.
     fn bytes(&self) -> usize {
         (self.open.capacity() + self.full.iter().map(|p| p.len()).sum::<usize>()) * size_of::<f64>()
@@ -292,7 +305,6 @@ impl Values {
             0
         };
         self.open.push(value);
-        self.len += 1;
         added
     }
 
@@ -321,7 +333,6 @@ impl Values {
             return piece.iter().map(|&v| self.push(v)).sum();
         }
         let bytes = size_of_val(&piece[..]);
-        self.len += piece.len();
         self.full.push(piece);
         bytes
     }
@@ -343,7 +354,7 @@ impl Values {
             // Same size and alignment: collected in place, no new allocation.
             return self.open.into_iter().map(order_key).collect();
         }
-        let mut keys = Vec::with_capacity(self.len);
+        let mut keys = Vec::with_capacity(self.len());
         for piece in self.full {
             keys.extend(piece.iter().map(|&v| order_key(v)));
         }
@@ -353,20 +364,9 @@ impl Values {
 
     /// The values as order keys, in a new vector; the values stay.
     fn keys(&self) -> Vec<i64> {
-        let mut keys = Vec::with_capacity(self.len);
-        for piece in &self.full {
-            keys.extend(piece.iter().map(|&v| order_key(v)));
-        }
-        keys.extend(self.open.iter().map(|&v| order_key(v)));
+        let mut keys = Vec::with_capacity(self.len());
+        keys.extend(self.iter().map(order_key));
         keys
-    }
-
-    /// Appends the values to `out`.
-    fn copy_into(&self, out: &mut Vec<f64>) {
-        for piece in &self.full {
-            out.extend_from_slice(piece);
-        }
-        out.extend_from_slice(&self.open);
     }
 }
 
@@ -511,11 +511,10 @@ impl GroupsAccumulator for PercentileGroups {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let groups = self.take(emit_to);
-        let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.len));
-        let mut values = Vec::with_capacity(groups.iter().map(|g| g.len).sum());
-        for group in &groups {
-            group.copy_into(&mut values);
-        }
+        let lengths: Vec<usize> = groups.iter().map(Values::len).collect();
+        let mut values = Vec::with_capacity(lengths.iter().sum());
+        values.extend(groups.iter().flat_map(Values::iter));
+        let offsets = OffsetBuffer::from_lengths(lengths);
         Ok(vec![float_lists(offsets, Float64Array::from(values))])
     }
 
@@ -571,9 +570,8 @@ impl Accumulator for PercentileAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let values = std::mem::take(&mut self.values);
-        let mut flat = Vec::with_capacity(values.len);
-        values.copy_into(&mut flat);
-        Ok(vec![list_scalar(Float64Array::from(flat))])
+        let flat = Float64Array::from_iter_values(values.iter());
+        Ok(vec![list_scalar(flat)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
