@@ -13,12 +13,14 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::ByteView;
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, ListArray, ListBuilder,
+    Array, ArrayRef, AsArray, BinaryViewArray, BinaryViewBuilder, BooleanArray, Float64Array,
+    Float64Builder, ListArray, ListBuilder,
 };
-use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use arrow::buffer::{Buffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, ScalarValue, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -26,9 +28,7 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
-use super::args::{
-    DOC_SECTION, coerce_float_list, float_list, list_item, list_scalar, literal_quantile,
-};
+use super::args::{DOC_SECTION, coerce_float_list, float_list, list_item, literal_quantile};
 
 /// The function's SQL name.
 pub const NAME: &str = "percentile";
@@ -122,7 +122,7 @@ impl AggregateUDFImpl for Percentile {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
             format_state_name(args.name, "values"),
-            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
+            state_type(),
             true,
         ))])
     }
@@ -253,11 +253,15 @@ impl Answers {
 /// a fifth of the percentile query's time); a full piece never moves.
 const PIECE: usize = 64 * 1024;
 
-/// Pieces of merged state at least this long may be kept where they are,
-/// not copied, when together they fill at least half of their buffer (see
-/// [`shares_buffer`]); a slice pins its whole buffer, and only what the
-/// groups count bounds the memory a query holds.
+/// Pieces at least this long travel in the state as they are, and are kept
+/// as they are when merged if they fill at least half of their buffer; a
+/// slice pins its whole buffer, and only what the groups count bounds the
+/// memory a query holds. Shorter pieces are copied.
 const SHARE_MIN: usize = 1024;
+
+/// The most values one view of the state points at: a view's length is a
+/// `u32` of bytes.
+const VIEW_MAX: usize = 1 << 26;
 
 /// Whether the pieces of `items` that are [`SHARE_MIN`] values or longer
 /// (`lengths`) fill at least half of the buffer they point into, so that
@@ -265,6 +269,121 @@ const SHARE_MIN: usize = 1024;
 fn shares_buffer(items: &Float64Array, lengths: impl Iterator<Item = usize>) -> bool {
     let shared: usize = lengths.filter(|&len| len >= SHARE_MIN).sum();
     items.null_count() == 0 && 2 * shared * size_of::<f64>() >= items.values().inner().capacity()
+}
+
+/// The state's type: for each group, a list of pieces of its values, each
+/// piece the bytes of its floats (in the machine's byte order) as one
+/// binary view.
+///
+/// Between the partial and the final aggregate the state is hashed to its
+/// partition (`take`) and gathered into batches (`concat`). A list of floats
+/// would be copied both times, every value; a view is 16 bytes that point
+/// into the piece, and the piece itself never moves. The final aggregate
+/// keeps large pieces where they are ([`merge_pieces`]), so a value is
+/// copied twice in all: into its group, and into the keys it is selected
+/// from.
+fn state_type() -> DataType {
+    DataType::List(piece_field())
+}
+
+fn piece_field() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::BinaryView, true))
+}
+
+/// Builds a state column, one list of pieces per group (or per row).
+struct StateBuilder {
+    lists: ListBuilder<BinaryViewBuilder>,
+}
+
+impl StateBuilder {
+    fn with_capacity(lists: usize) -> Self {
+        StateBuilder {
+            lists: ListBuilder::with_capacity(BinaryViewBuilder::new(), lists)
+                .with_field(piece_field()),
+        }
+    }
+
+    /// Adds a piece to the list being built: a long piece by reference to
+    /// its buffer, a short one copied into a shared block.
+    fn piece(&mut self, piece: ScalarBuffer<f64>) -> Result<()> {
+        let views = self.lists.values();
+        if piece.len() < SHARE_MIN {
+            if !piece.is_empty() {
+                views.append_value(piece.inner().as_slice());
+            }
+            return Ok(());
+        }
+        for start in (0..piece.len()).step_by(VIEW_MAX) {
+            let part = piece.slice(start, VIEW_MAX.min(piece.len() - start));
+            let bytes = u32::try_from(size_of_val(&part[..])).expect("VIEW_MAX floats fit a u32");
+            let block = views.append_block(part.into_inner());
+            views.try_append_view(block, 0, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the list being built: one group's values, or one row's.
+    fn close(&mut self) {
+        self.lists.append(true);
+    }
+
+    /// One group's values as one list.
+    fn group(&mut self, values: Values) -> Result<()> {
+        for piece in values.into_pieces() {
+            self.piece(piece)?;
+        }
+        self.close();
+        Ok(())
+    }
+
+    fn finish(mut self) -> ListArray {
+        self.lists.finish()
+    }
+}
+
+/// A long piece of state that fills at least half of its buffer, as floats
+/// in place; `None` when it must be copied instead.
+fn shared_piece(block: &Buffer, offset: usize, len: usize) -> Option<ScalarBuffer<f64>> {
+    let capacity = block.capacity();
+    let fills = len >= SHARE_MIN * size_of::<f64>() && capacity > 0 && capacity <= 2 * len;
+    if !fills || offset.checked_add(len)? > block.len() {
+        return None;
+    }
+    let bytes = block.slice_with_length(offset, len);
+    let aligned = bytes.as_ptr().align_offset(align_of::<f64>()) == 0;
+    aligned.then(|| ScalarBuffer::from(bytes))
+}
+
+/// Appends the pieces `pieces[range]` of one list of state to `values`;
+/// returns the bytes this adds.
+fn merge_pieces(
+    values: &mut Values,
+    pieces: &BinaryViewArray,
+    range: std::ops::Range<usize>,
+) -> Result<usize> {
+    let mut added = 0;
+    for i in range {
+        if pieces.is_null(i) {
+            continue;
+        }
+        let view = ByteView::from(pieces.views()[i]);
+        let len = view.length as usize;
+        if !len.is_multiple_of(size_of::<f64>()) {
+            return internal_err!(
+                "a piece of percentile state holds {len} bytes, not whole floats"
+            );
+        }
+        let shared = pieces
+            .data_buffers()
+            .get(view.buffer_index as usize)
+            .filter(|_| len > 12)
+            .and_then(|block| shared_piece(block, view.offset as usize, len));
+        added += match shared {
+            Some(piece) => values.append(piece, true),
+            None => values.extend_from_bytes(pieces.value(i)),
+        };
+    }
+    Ok(added)
 }
 
 /// One group's values: full pieces that never move (filled here, or slices
@@ -344,6 +463,22 @@ impl Values {
         } else {
             items.iter().flatten().map(|v| self.push(v)).sum()
         }
+    }
+
+    /// Appends the floats whose bytes (in the machine's order) are `bytes`;
+    /// returns the bytes allocated.
+    fn extend_from_bytes(&mut self, bytes: &[u8]) -> usize {
+        bytes
+            .chunks_exact(size_of::<f64>())
+            .map(|chunk| self.push(f64::from_ne_bytes(chunk.try_into().expect("8 bytes"))))
+            .sum()
+    }
+
+    /// Every piece, the open one last, none of them copied.
+    fn into_pieces(self) -> impl Iterator<Item = ScalarBuffer<f64>> {
+        self.full
+            .into_iter()
+            .chain(std::iter::once(ScalarBuffer::from(self.open)))
     }
 
     /// The values as order keys, in one vector. Each piece is freed once
@@ -443,16 +578,6 @@ impl PercentileGroups {
     }
 }
 
-/// The state column: one list of values per group (or per row).
-fn float_lists(offsets: OffsetBuffer<i32>, values: Float64Array) -> ArrayRef {
-    Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Float64, true)),
-        offsets,
-        Arc::new(values),
-        None,
-    ))
-}
-
 /// Whether row `row` passes the aggregate's FILTER clause, if any.
 fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
     filter.is_none_or(|f| f.is_valid(row) && f.value(row))
@@ -486,16 +611,14 @@ impl GroupsAccumulator for PercentileGroups {
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Values::default);
         let lists = values[0].as_list::<i32>();
-        let items = lists.values().as_primitive::<Float64Type>();
+        let pieces = lists.values().as_binary_view();
         let offsets = lists.value_offsets();
-        let share = shares_buffer(items, offsets.windows(2).map(|w| (w[1] - w[0]) as usize));
         for (row, &group) in group_indices.iter().enumerate() {
             if lists.is_null(row) {
                 continue;
             }
-            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            let piece = items.slice(start, end - start);
-            self.bytes += self.groups[group].extend(&piece, share);
+            let range = offsets[row] as usize..offsets[row + 1] as usize;
+            self.bytes += merge_pieces(&mut self.groups[group], pieces, range)?;
         }
         Ok(())
     }
@@ -511,11 +634,11 @@ impl GroupsAccumulator for PercentileGroups {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let groups = self.take(emit_to);
-        let lengths: Vec<usize> = groups.iter().map(Values::len).collect();
-        let mut values = Vec::with_capacity(lengths.iter().sum());
-        values.extend(groups.iter().flat_map(Values::iter));
-        let offsets = OffsetBuffer::from_lengths(lengths);
-        Ok(vec![float_lists(offsets, Float64Array::from(values))])
+        let mut state = StateBuilder::with_capacity(groups.len());
+        for values in groups {
+            state.group(values)?;
+        }
+        Ok(vec![Arc::new(state.finish())])
     }
 
     fn convert_to_state(
@@ -525,15 +648,17 @@ impl GroupsAccumulator for PercentileGroups {
     ) -> Result<Vec<ArrayRef>> {
         // One list per row: its value, or nothing when it is NULL or filtered out.
         let array = values[0].as_primitive::<Float64Type>();
-        let keep: Vec<bool> = (0..array.len())
-            .map(|row| array.is_valid(row) && selected(opt_filter, row))
-            .collect();
-        let kept: Float64Array = (0..array.len())
-            .filter(|&row| keep[row])
-            .map(|row| Some(array.value(row)))
-            .collect();
-        let offsets = OffsetBuffer::from_lengths(keep.iter().map(|&k| usize::from(k)));
-        Ok(vec![float_lists(offsets, kept)])
+        let mut state = StateBuilder::with_capacity(array.len());
+        for row in 0..array.len() {
+            if array.is_valid(row) && selected(opt_filter, row) {
+                state
+                    .lists
+                    .values()
+                    .append_value(array.value(row).to_ne_bytes());
+            }
+            state.close();
+        }
+        Ok(vec![Arc::new(state.finish())])
     }
 
     fn size(&self) -> usize {
@@ -558,20 +683,19 @@ impl Accumulator for PercentileAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let lists = states[0].as_list::<i32>();
-        let items = lists.values().as_primitive::<Float64Type>();
-        let lengths = lists.iter().map(|list| list.map_or(0, |l| l.len()));
-        let share = shares_buffer(items, lengths);
-        for list in lists.iter().flatten() {
-            self.values
-                .extend(list.as_primitive::<Float64Type>(), share);
+        let pieces = lists.values().as_binary_view();
+        let offsets = lists.value_offsets();
+        for row in (0..lists.len()).filter(|&row| lists.is_valid(row)) {
+            let range = offsets[row] as usize..offsets[row + 1] as usize;
+            merge_pieces(&mut self.values, pieces, range)?;
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values = std::mem::take(&mut self.values);
-        let flat = Float64Array::from_iter_values(values.iter());
-        Ok(vec![list_scalar(flat)])
+        let mut state = StateBuilder::with_capacity(1);
+        state.group(std::mem::take(&mut self.values))?;
+        Ok(vec![ScalarValue::List(Arc::new(state.finish()))])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -851,32 +975,106 @@ mod tests {
         }
     }
 
+    /// A state column of one piece per list, each a view of `len` bytes at
+    /// `offset` into one buffer, `block`.
+    fn views_of(block: Buffer, pieces: &[(u32, u32)]) -> ArrayRef {
+        let mut state = StateBuilder::with_capacity(pieces.len());
+        let id = state.lists.values().append_block(block);
+        for &(offset, len) in pieces {
+            state
+                .lists
+                .values()
+                .try_append_view(id, offset, len)
+                .unwrap();
+            state.close();
+        }
+        Arc::new(state.finish())
+    }
+
+    fn block_of(values: impl Iterator<Item = f64>) -> Buffer {
+        Buffer::from_vec(values.collect::<Vec<f64>>())
+    }
+
     #[test]
-    fn merged_slices_are_shared_only_when_they_fill_their_buffer() {
-        // One long list and many short ones: sharing the long one would pin
-        // the whole buffer while counting a sliver of it, so all are copied.
-        let mut lengths = vec![SHARE_MIN];
-        lengths.extend(std::iter::repeat_n(SHARE_MIN - 1, 8));
-        let total: usize = lengths.iter().sum();
-        let items = Float64Array::from_iter_values((0..total).map(|i| i as f64));
-        let state = float_lists(OffsetBuffer::from_lengths(lengths.clone()), items);
+    fn merged_pieces_are_shared_only_when_they_fill_their_buffer_and_are_aligned() {
+        let f = size_of::<f64>() as u32;
+        // Nine pieces in one buffer: sharing the long one would pin the whole
+        // buffer while counting a ninth of it, so all are copied.
+        let short = SHARE_MIN as u32 - 1;
+        let mut pieces = vec![(0, SHARE_MIN as u32 * f)];
+        pieces.extend((0..8).map(|i| ((SHARE_MIN as u32 + i * short) * f, short * f)));
+        let total = SHARE_MIN + 8 * (SHARE_MIN - 1);
+        let state = views_of(block_of((0..total).map(|i| i as f64)), &pieces);
         let mut acc = groups(0.5);
-        let indices: Vec<usize> = (0..lengths.len()).collect();
-        acc.merge_batch(&[state], &indices, lengths.len()).unwrap();
+        acc.merge_batch(&[state], &(0..9).collect::<Vec<_>>(), 9)
+            .unwrap();
         assert!(acc.groups.iter().all(|g| g.full.is_empty()), "copied");
+        assert_eq!(acc.groups[1].iter().next(), Some(SHARE_MIN as f64));
         assert_eq!(
             acc.bytes,
             acc.groups.iter().map(Values::bytes).sum::<usize>()
         );
-        // The long list alone fills its buffer: it is kept as a slice.
-        let alone = float_lists(
-            OffsetBuffer::from_lengths([SHARE_MIN]),
-            Float64Array::from_iter_values((0..SHARE_MIN).map(|i| i as f64)),
-        );
+        // A piece that is its whole buffer is kept where it is.
+        let block = block_of((0..SHARE_MIN).map(|i| i as f64));
+        let at = block.as_ptr();
+        let alone = views_of(block, &[(0, SHARE_MIN as u32 * f)]);
         let mut acc = groups(0.5);
         acc.merge_batch(&[alone], &[0], 1).unwrap();
         assert_eq!(acc.groups[0].full.len(), 1, "shared");
+        assert_eq!(acc.groups[0].full[0].inner().as_ptr(), at);
         assert_eq!(acc.bytes, SHARE_MIN * size_of::<f64>());
+        // A piece 4 bytes into its buffer cannot be read as floats in place:
+        // it is copied, and its values are the same.
+        let mut bytes = vec![0u8; 4];
+        bytes.extend((0..SHARE_MIN).flat_map(|i| (i as f64).to_ne_bytes()));
+        let skewed = views_of(Buffer::from_vec(bytes), &[(4, SHARE_MIN as u32 * f)]);
+        let mut acc = groups(0.5);
+        acc.merge_batch(&[skewed], &[0], 1).unwrap();
+        assert!(acc.groups[0].full.is_empty(), "copied");
+        assert!(acc.groups[0].iter().eq((0..SHARE_MIN).map(|i| i as f64)));
+        // A piece that is not whole floats is an error, not a panic.
+        let torn = views_of(block_of((0..4).map(f64::from)), &[(0, 20)]);
+        let err = groups(0.5).merge_batch(&[torn], &[0], 1).unwrap_err();
+        assert!(err.to_string().contains("20 bytes"), "{err}");
+    }
+
+    #[test]
+    fn state_goes_through_take_and_concat_without_its_pieces_moving() {
+        // What a hash repartition does between the partial and final
+        // aggregates: take rows of the state, then gather them into a batch.
+        let data: Vec<f64> = (0..(2 * PIECE) as u32)
+            .map(|i| f64::from((i * 7919) % 10_007))
+            .collect();
+        let mut partial = groups(0.99);
+        let values = floats(&data.iter().map(|&v| Some(v)).collect::<Vec<_>>());
+        let indices: Vec<usize> = (0..data.len()).map(|i| usize::from(i % 3 == 0)).collect();
+        partial.update_batch(&values, &indices, None, 3).unwrap();
+        let full = partial.groups[0].full[0].inner().as_ptr();
+        let state = partial.state(EmitTo::All).unwrap();
+        let taken = arrow::compute::take(
+            &state[0],
+            &arrow::array::UInt32Array::from(vec![2, 1]),
+            None,
+        )
+        .unwrap();
+        let first = state[0].slice(0, 1);
+        let gathered = arrow::compute::concat(&[first.as_ref(), taken.as_ref()]).unwrap();
+
+        let mut merged = groups(0.99);
+        merged.merge_batch(&[gathered], &[0, 2, 1], 3).unwrap();
+        let pointers: Vec<_> = merged.groups[0]
+            .full
+            .iter()
+            .map(|p| p.inner().as_ptr())
+            .collect();
+        assert!(pointers.contains(&full), "the full piece was not copied");
+        for (group, got) in evaluated(&mut merged, EmitTo::All).into_iter().enumerate() {
+            let mut mine: Vec<f64> = (0..data.len())
+                .filter(|i| indices[*i] == group)
+                .map(|i| data[i])
+                .collect();
+            assert_eq!(got, quantile_linear(&mut mine, 0.99), "group {group}");
+        }
     }
 
     #[test]
@@ -901,12 +1099,14 @@ mod tests {
         let mut merged = groups(0.95);
         merged.merge_batch(&state, &[0, 1], 2).unwrap();
         merged.merge_batch(&state, &[1, 0], 2).unwrap();
-        // Both groups are over SHARE_MIN values, so each merge added a slice.
+        // Partial group 0 sent a full piece and its open one, group 1 its
+        // open one; each fills at least half of its buffer, so every piece
+        // was kept as it is and each merged group holds three.
         assert!(
             merged
                 .groups
                 .iter()
-                .all(|g| g.full.len() == 2 && g.open.is_empty())
+                .all(|g| g.full.len() == 3 && g.open.is_empty())
         );
         assert_eq!(
             merged.bytes,
