@@ -220,7 +220,13 @@ impl Store {
                 return Err(AnalyzerError::NotADirectory(root.to_path_buf()));
             }
         }
-        functions::register(&ctx);
+        // A distributed engine writes the state of aggregates out to its
+        // workers; the embedded one passes it on in memory.
+        let exchange = match tables {
+            Tables::Pruned => functions::percentile::Exchange::InProcess,
+            Tables::Portable => functions::percentile::Exchange::Serialized,
+        };
+        functions::register(&ctx, exchange);
         let setup = |e| AnalyzerError::from_datafusion(e, &[]);
         ctx.catalog("datafusion")
             .expect("the default catalog exists")

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use analyzer::functions::percentile::Exchange;
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, Int32Array, ListArray,
     RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
@@ -16,7 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 fn session() -> SessionContext {
     // Several partitions, so aggregates merge partial states as on real data.
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
-    analyzer::functions::register(&ctx);
+    analyzer::functions::register(&ctx, Exchange::InProcess);
     ctx
 }
 
@@ -574,9 +575,10 @@ async fn percentile_with_a_list_answers_each_quantile() {
 #[tokio::test]
 async fn percentile_calls_on_one_column_share_one_aggregate_and_answer_the_same() {
     let shared = session();
-    // The same function without the rewrite.
+    // The same function without the rewrite, with its state in the form
+    // written out between processes.
     let plain = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
-    plain.register_udaf(analyzer::functions::percentile::udaf());
+    plain.register_udaf(analyzer::functions::percentile::udaf(Exchange::Serialized));
     register_samples(&shared);
     register_samples(&plain);
     let sql = "SELECT g, percentile(x, 0.5) AS p50, COUNT(*) AS n, percentile(x, 0.99),

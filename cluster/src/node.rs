@@ -25,7 +25,7 @@ pub fn session_state(
     store: Option<&ObjectRoot>,
 ) -> datafusion::error::Result<SessionState> {
     let ctx = SessionContext::new_with_state(default_session_builder(config)?);
-    analyzer::functions::register(&ctx);
+    analyzer::functions::register(&ctx, analyzer::functions::percentile::Exchange::Serialized);
     if let Some(store) = store {
         ctx.register_object_store(&store.store_url(), store.store.clone());
     }

@@ -19,7 +19,9 @@ use datafusion::prelude::SessionContext;
 
 /// Registers every loadlens function on a session, and the plan rewrite
 /// that lets `percentile` calls on one column share their values.
-pub fn register(ctx: &SessionContext) {
+/// `exchange` says how the session's aggregates pass their state on:
+/// within the process, or written out to other processes (Ballista).
+pub fn register(ctx: &SessionContext, exchange: percentile::Exchange) {
     if !ctx
         .state()
         .optimizers()
@@ -28,7 +30,7 @@ pub fn register(ctx: &SessionContext) {
     {
         ctx.add_optimizer_rule(Arc::new(share::SharePercentiles));
     }
-    ctx.register_udaf(percentile::udaf());
+    ctx.register_udaf(percentile::udaf(exchange));
     ctx.register_udaf(percentile_sketch::udaf());
     ctx.register_udaf(bucket_sum::udaf());
     ctx.register_udaf(usl_fit::udaf());

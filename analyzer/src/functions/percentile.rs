@@ -13,12 +13,12 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::ByteView;
+use arrow::array::builder::make_view;
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryViewArray, BinaryViewBuilder, BooleanArray, Float64Array,
+    Array, ArrayRef, AsArray, BinaryViewArray, BooleanArray, ByteView, Float64Array,
     Float64Builder, ListArray, ListBuilder,
 };
-use arrow::buffer::{Buffer, ScalarBuffer};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -33,27 +33,35 @@ use super::args::{DOC_SECTION, coerce_float_list, float_list, list_item, literal
 /// The function's SQL name.
 pub const NAME: &str = "percentile";
 
-/// The function, ready to register.
-pub fn udaf() -> AggregateUDF {
-    AggregateUDF::from(Percentile::new())
+/// The function, ready to register, for state exchanged as `exchange` says.
+pub fn udaf(exchange: Exchange) -> AggregateUDF {
+    AggregateUDF::from(Percentile::new(exchange))
+}
+
+/// How the state goes from the partial to the final aggregate, which
+/// decides its form (see [`StateBuilder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exchange {
+    /// Within one process, as Arrow arrays in memory: long pieces of values
+    /// travel as views of their buffers, not copied.
+    InProcess,
+    /// Written out between processes (a Ballista shuffle): every value in
+    /// one list of floats per group, so that each is written once.
+    Serialized,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Percentile {
     signature: Signature,
+    exchange: Exchange,
 }
 
 impl Percentile {
-    pub fn new() -> Self {
+    pub fn new(exchange: Exchange) -> Self {
         Percentile {
             signature: Signature::user_defined(Volatility::Immutable),
+            exchange,
         }
-    }
-}
-
-impl Default for Percentile {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -120,16 +128,24 @@ impl AggregateUDFImpl for Percentile {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format_state_name(args.name, "values"),
-            state_type(),
-            true,
-        ))])
+        let field = |name, data_type| {
+            Arc::new(Field::new(
+                format_state_name(args.name, name),
+                data_type,
+                true,
+            ))
+        };
+        let values = field("values", DataType::List(float_field()));
+        Ok(match self.exchange {
+            Exchange::Serialized => vec![values],
+            Exchange::InProcess => vec![values, field("pieces", DataType::List(piece_field()))],
+        })
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(PercentileAccumulator {
             quantiles: Quantiles::of(&args)?,
+            exchange: self.exchange,
             values: Values::default(),
         }))
     }
@@ -144,6 +160,7 @@ impl AggregateUDFImpl for Percentile {
     ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(PercentileGroups {
             quantiles: Quantiles::of(&args)?,
+            exchange: self.exchange,
             groups: Vec::new(),
             bytes: 0,
         }))
@@ -263,82 +280,153 @@ const SHARE_MIN: usize = 1024;
 /// `u32` of bytes.
 const VIEW_MAX: usize = 1 << 26;
 
-/// Whether the pieces of `items` that are [`SHARE_MIN`] values or longer
-/// (`lengths`) fill at least half of the buffer they point into, so that
-/// keeping them as slices leaves the count within 2× of what is held.
-fn shares_buffer(items: &Float64Array, lengths: impl Iterator<Item = usize>) -> bool {
-    let shared: usize = lengths.filter(|&len| len >= SHARE_MIN).sum();
-    items.null_count() == 0 && 2 * shared * size_of::<f64>() >= items.values().inner().capacity()
+/// Whether a batch of values, `items`, fills at least half of the buffer it
+/// points into, so that keeping it as a slice leaves the count within 2× of
+/// what is held.
+fn fills_buffer(items: &Float64Array) -> bool {
+    items.null_count() == 0
+        && items.len() >= SHARE_MIN
+        && 2 * size_of_val(&items.values()[..]) >= items.values().inner().capacity()
 }
 
-/// The state's type: for each group, a list of pieces of its values, each
-/// piece the bytes of its floats (in the machine's byte order) as one
-/// binary view.
-///
-/// Between the partial and the final aggregate the state is hashed to its
-/// partition (`take`) and gathered into batches (`concat`). A list of floats
-/// would be copied both times, every value; a view is 16 bytes that point
-/// into the piece, and the piece itself never moves. The final aggregate
-/// keeps large pieces where they are ([`merge_pieces`]), so a value is
-/// copied twice in all: into its group, and into the keys it is selected
-/// from.
-fn state_type() -> DataType {
-    DataType::List(piece_field())
+fn float_field() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::Float64, true))
 }
 
 fn piece_field() -> FieldRef {
     Arc::new(Field::new_list_field(DataType::BinaryView, true))
 }
 
-/// Builds a state column, one list of pieces per group (or per row).
+/// Builds the state columns, one list per group (or per row).
+///
+/// Between the partial and the final aggregate, DataFusion hashes the state
+/// to its partition (`take`) and gathers it into batches (`concat`). A list
+/// of floats is copied both times, every value. So within one process
+/// ([`Exchange::InProcess`]) each piece of [`SHARE_MIN`] values or more goes
+/// in a second column, `pieces`: binary views of 16 bytes, each pointing at
+/// a piece's own buffer (its floats in the machine's byte order), which
+/// `take` and `concat` pass on without copying it. The final aggregate keeps
+/// such pieces where they are ([`merge_pieces`]), so most values are copied
+/// twice in all: into their group, and into the keys they are selected from.
+/// Shorter pieces go in the first column, `values`, a list of floats, copied
+/// compactly. A memory pool may count a piece once for each partition a
+/// batch of state was split into, since each part refers to every buffer of
+/// the batch; the pieces themselves are held once.
+///
+/// Written out ([`Exchange::Serialized`]), a list of views would write every
+/// buffer of the batch into each partition's file, so every value goes in
+/// `values` instead.
 struct StateBuilder {
-    lists: ListBuilder<BinaryViewBuilder>,
+    exchange: Exchange,
+    floats: Vec<f64>,
+    float_lengths: Vec<usize>,
+    views: Vec<u128>,
+    blocks: Vec<Buffer>,
+    view_lengths: Vec<usize>,
 }
 
 impl StateBuilder {
-    fn with_capacity(lists: usize) -> Self {
+    fn new(exchange: Exchange, lists: usize) -> Self {
         StateBuilder {
-            lists: ListBuilder::with_capacity(BinaryViewBuilder::new(), lists)
-                .with_field(piece_field()),
+            exchange,
+            floats: Vec::new(),
+            float_lengths: Vec::with_capacity(lists),
+            views: Vec::new(),
+            blocks: Vec::new(),
+            view_lengths: Vec::with_capacity(lists),
         }
     }
 
-    /// Adds a piece to the list being built: a long piece by reference to
-    /// its buffer, a short one copied into a shared block.
-    fn piece(&mut self, piece: ScalarBuffer<f64>) -> Result<()> {
-        let views = self.lists.values();
-        if piece.len() < SHARE_MIN {
-            if !piece.is_empty() {
-                views.append_value(piece.inner().as_slice());
-            }
-            return Ok(());
-        }
-        for start in (0..piece.len()).step_by(VIEW_MAX) {
-            let part = piece.slice(start, VIEW_MAX.min(piece.len() - start));
-            let bytes = u32::try_from(size_of_val(&part[..])).expect("VIEW_MAX floats fit a u32");
-            let block = views.append_block(part.into_inner());
-            views.try_append_view(block, 0, bytes)?;
-        }
-        Ok(())
-    }
-
-    /// Closes the list being built: one group's values, or one row's.
-    fn close(&mut self) {
-        self.lists.append(true);
-    }
-
-    /// One group's values as one list.
-    fn group(&mut self, values: Values) -> Result<()> {
+    /// One group's values as one list in each column.
+    fn group(&mut self, values: Values) {
+        let (floats, views) = (self.floats.len(), self.views.len());
         for piece in values.into_pieces() {
-            self.piece(piece)?;
+            if self.exchange == Exchange::Serialized || piece.len() < SHARE_MIN {
+                self.floats.extend_from_slice(&piece);
+                continue;
+            }
+            for start in (0..piece.len()).step_by(VIEW_MAX) {
+                let part = piece.slice(start, VIEW_MAX.min(piece.len() - start));
+                let block = u32::try_from(self.blocks.len())
+                    .expect("a state batch holds fewer than 2^32 pieces");
+                self.views
+                    .push(make_view(part.inner().as_slice(), block, 0));
+                self.blocks.push(part.into_inner());
+            }
         }
-        self.close();
-        Ok(())
+        self.float_lengths.push(self.floats.len() - floats);
+        self.view_lengths.push(self.views.len() - views);
     }
 
-    fn finish(mut self) -> ListArray {
-        self.lists.finish()
+    /// One row of converted input: its value, or none.
+    fn row(&mut self, value: Option<f64>) {
+        self.floats.extend(value);
+        self.float_lengths.push(usize::from(value.is_some()));
+        self.view_lengths.push(0);
     }
+
+    fn finish(self) -> Result<Vec<ListArray>> {
+        let values = ListArray::try_new(
+            float_field(),
+            OffsetBuffer::from_lengths(self.float_lengths),
+            Arc::new(Float64Array::from(self.floats)),
+            None,
+        )?;
+        if self.exchange == Exchange::Serialized {
+            return Ok(vec![values]);
+        }
+        let views = BinaryViewArray::try_new(ScalarBuffer::from(self.views), self.blocks, None)?;
+        let pieces = ListArray::try_new(
+            piece_field(),
+            OffsetBuffer::from_lengths(self.view_lengths),
+            Arc::new(views),
+            None,
+        )?;
+        Ok(vec![values, pieces])
+    }
+}
+
+/// The state columns as lists: floats, then (within one process) pieces;
+/// an error if they are not what this version writes.
+fn state_columns(columns: &[ArrayRef]) -> Result<Vec<&ListArray>> {
+    let items = [DataType::Float64, DataType::BinaryView];
+    if columns.is_empty() || columns.len() > items.len() {
+        return internal_err!("percentile state has {} columns, not 1 or 2", columns.len());
+    }
+    columns
+        .iter()
+        .zip(&items)
+        .enumerate()
+        .map(
+            |(index, (column, item))| match column.as_list_opt::<i32>() {
+                Some(list) if list.value_type() == *item => Ok(list),
+                _ => internal_err!(
+                    "percentile state column {index} is a {}, not a list of {item}: the partial \
+                 and final aggregates come from different loadlens versions; run the query \
+                 with one version",
+                    column.data_type()
+                ),
+            },
+        )
+        .collect()
+}
+
+/// Appends row `row` of each state column to `values`; returns the bytes
+/// this adds.
+fn merge_row(values: &mut Values, columns: &[&ListArray], row: usize) -> Result<usize> {
+    let mut added = 0;
+    if let Some(floats) = columns.first().filter(|c| c.is_valid(row)) {
+        let offsets = floats.value_offsets();
+        let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        let items = floats.values().as_primitive::<Float64Type>();
+        added += values.extend(&items.slice(start, end - start), false);
+    }
+    if let Some(pieces) = columns.get(1).filter(|c| c.is_valid(row)) {
+        let offsets = pieces.value_offsets();
+        let range = offsets[row] as usize..offsets[row + 1] as usize;
+        added += merge_pieces(values, pieces.values().as_binary_view(), range)?;
+    }
+    Ok(added)
 }
 
 /// A long piece of state that fills at least half of its buffer, as floats
@@ -386,8 +474,8 @@ fn merge_pieces(
     Ok(added)
 }
 
-/// One group's values: full pieces that never move (filled here, or slices
-/// of a merged state array, not copied), and the piece being filled. Their
+/// One group's values: full pieces that never move (filled here, or
+/// pieces of merged state, not copied), and the piece being filled. Their
 /// order is not the order the values came in.
 #[derive(Debug, Default)]
 struct Values {
@@ -562,6 +650,7 @@ fn select_quantiles(keys: &mut [i64], qs: &[f64]) -> Vec<f64> {
 #[derive(Debug)]
 struct PercentileGroups {
     quantiles: Quantiles,
+    exchange: Exchange,
     groups: Vec<Values>,
     /// Bytes the groups hold, kept as they grow because `size` is asked
     /// after every batch and must not visit every group.
@@ -610,15 +699,9 @@ impl GroupsAccumulator for PercentileGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Values::default);
-        let lists = values[0].as_list::<i32>();
-        let pieces = lists.values().as_binary_view();
-        let offsets = lists.value_offsets();
+        let columns = state_columns(values)?;
         for (row, &group) in group_indices.iter().enumerate() {
-            if lists.is_null(row) {
-                continue;
-            }
-            let range = offsets[row] as usize..offsets[row + 1] as usize;
-            self.bytes += merge_pieces(&mut self.groups[group], pieces, range)?;
+            self.bytes += merge_row(&mut self.groups[group], &columns, row)?;
         }
         Ok(())
     }
@@ -634,11 +717,15 @@ impl GroupsAccumulator for PercentileGroups {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let groups = self.take(emit_to);
-        let mut state = StateBuilder::with_capacity(groups.len());
+        let mut state = StateBuilder::new(self.exchange, groups.len());
         for values in groups {
-            state.group(values)?;
+            state.group(values);
         }
-        Ok(vec![Arc::new(state.finish())])
+        Ok(state
+            .finish()?
+            .into_iter()
+            .map(|c| Arc::new(c) as ArrayRef)
+            .collect())
     }
 
     fn convert_to_state(
@@ -648,17 +735,16 @@ impl GroupsAccumulator for PercentileGroups {
     ) -> Result<Vec<ArrayRef>> {
         // One list per row: its value, or nothing when it is NULL or filtered out.
         let array = values[0].as_primitive::<Float64Type>();
-        let mut state = StateBuilder::with_capacity(array.len());
+        let mut state = StateBuilder::new(self.exchange, array.len());
         for row in 0..array.len() {
-            if array.is_valid(row) && selected(opt_filter, row) {
-                state
-                    .lists
-                    .values()
-                    .append_value(array.value(row).to_ne_bytes());
-            }
-            state.close();
+            let kept = array.is_valid(row) && selected(opt_filter, row);
+            state.row(kept.then(|| array.value(row)));
         }
-        Ok(vec![Arc::new(state.finish())])
+        Ok(state
+            .finish()?
+            .into_iter()
+            .map(|c| Arc::new(c) as ArrayRef)
+            .collect())
     }
 
     fn size(&self) -> usize {
@@ -669,6 +755,7 @@ impl GroupsAccumulator for PercentileGroups {
 #[derive(Debug)]
 struct PercentileAccumulator {
     quantiles: Quantiles,
+    exchange: Exchange,
     values: Values,
 }
 
@@ -676,26 +763,27 @@ impl Accumulator for PercentileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let array = values[0].as_primitive::<Float64Type>();
         // A batch that fills its buffer is kept as it is, not copied.
-        let share = shares_buffer(array, std::iter::once(array.len()));
-        self.values.extend(array, share);
+        self.values.extend(array, fills_buffer(array));
         Ok(())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        let pieces = lists.values().as_binary_view();
-        let offsets = lists.value_offsets();
-        for row in (0..lists.len()).filter(|&row| lists.is_valid(row)) {
-            let range = offsets[row] as usize..offsets[row + 1] as usize;
-            merge_pieces(&mut self.values, pieces, range)?;
+        let columns = state_columns(states)?;
+        let rows = columns.first().map_or(0, |c| c.len());
+        for row in 0..rows {
+            merge_row(&mut self.values, &columns, row)?;
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let mut state = StateBuilder::with_capacity(1);
-        state.group(std::mem::take(&mut self.values))?;
-        Ok(vec![ScalarValue::List(Arc::new(state.finish()))])
+        let mut state = StateBuilder::new(self.exchange, 1);
+        state.group(std::mem::take(&mut self.values));
+        let columns = state.finish()?;
+        Ok(columns
+            .into_iter()
+            .map(|c| ScalarValue::List(Arc::new(c)))
+            .collect())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -760,10 +848,23 @@ mod tests {
     }
 
     fn groups(q: f64) -> PercentileGroups {
+        groups_for(q, Exchange::InProcess)
+    }
+
+    fn groups_for(q: f64, exchange: Exchange) -> PercentileGroups {
         PercentileGroups {
             quantiles: Quantiles::One(q),
+            exchange,
             groups: Vec::new(),
             bytes: 0,
+        }
+    }
+
+    fn single(q: f64, exchange: Exchange) -> PercentileAccumulator {
+        PercentileAccumulator {
+            quantiles: Quantiles::One(q),
+            exchange,
+            values: Values::default(),
         }
     }
 
@@ -839,10 +940,7 @@ mod tests {
             if group == 1 {
                 expected.push(1e6);
             }
-            let mut single = PercentileAccumulator {
-                quantiles: Quantiles::One(0.99),
-                values: Values::default(),
-            };
+            let mut single = single(0.99, Exchange::InProcess);
             single
                 .update_batch(&floats(
                     &expected.iter().map(|&v| Some(v)).collect::<Vec<_>>(),
@@ -862,6 +960,7 @@ mod tests {
         let qs = vec![0.99, 0.5, 0.0, 0.95, 1.0];
         let mut acc = PercentileGroups {
             quantiles: Quantiles::Many(qs.clone()),
+            exchange: Exchange::InProcess,
             groups: Vec::new(),
             bytes: 0,
         };
@@ -975,24 +1074,43 @@ mod tests {
         }
     }
 
-    /// A state column of one piece per list, each a view of `len` bytes at
-    /// `offset` into one buffer, `block`.
-    fn views_of(block: Buffer, pieces: &[(u32, u32)]) -> ArrayRef {
-        let mut state = StateBuilder::with_capacity(pieces.len());
-        let id = state.lists.values().append_block(block);
-        for &(offset, len) in pieces {
-            state
-                .lists
-                .values()
-                .try_append_view(id, offset, len)
-                .unwrap();
-            state.close();
-        }
-        Arc::new(state.finish())
+    /// State of one piece per group, each a view of `len` bytes at `offset`
+    /// into one buffer, `block`, and no short values.
+    fn views_of(block: Buffer, pieces: &[(u32, u32)]) -> Vec<ArrayRef> {
+        let views: Vec<u128> = pieces
+            .iter()
+            .map(|&(offset, len)| {
+                let bytes = &block.as_slice()[offset as usize..(offset + len) as usize];
+                make_view(bytes, 0, offset)
+            })
+            .collect();
+        let views = BinaryViewArray::try_new(ScalarBuffer::from(views), vec![block], None).unwrap();
+        let n = pieces.len();
+        let floats = ListArray::new(
+            float_field(),
+            OffsetBuffer::new_zeroed(n),
+            Arc::new(Float64Array::from(Vec::<f64>::new())),
+            None,
+        );
+        let lists = ListArray::new(
+            piece_field(),
+            OffsetBuffer::from_lengths(vec![1; n]),
+            Arc::new(views),
+            None,
+        );
+        vec![Arc::new(floats), Arc::new(lists)]
     }
 
     fn block_of(values: impl Iterator<Item = f64>) -> Buffer {
         Buffer::from_vec(values.collect::<Vec<f64>>())
+    }
+
+    /// The values of each group of `indices` (one per value of `data`).
+    fn by_group(data: &[f64], indices: &[usize], group: usize) -> Vec<f64> {
+        (0..data.len())
+            .filter(|&i| indices[i] == group)
+            .map(|i| data[i])
+            .collect()
     }
 
     #[test]
@@ -1006,7 +1124,7 @@ mod tests {
         let total = SHARE_MIN + 8 * (SHARE_MIN - 1);
         let state = views_of(block_of((0..total).map(|i| i as f64)), &pieces);
         let mut acc = groups(0.5);
-        acc.merge_batch(&[state], &(0..9).collect::<Vec<_>>(), 9)
+        acc.merge_batch(&state, &(0..9).collect::<Vec<_>>(), 9)
             .unwrap();
         assert!(acc.groups.iter().all(|g| g.full.is_empty()), "copied");
         assert_eq!(acc.groups[1].iter().next(), Some(SHARE_MIN as f64));
@@ -1019,23 +1137,49 @@ mod tests {
         let at = block.as_ptr();
         let alone = views_of(block, &[(0, SHARE_MIN as u32 * f)]);
         let mut acc = groups(0.5);
-        acc.merge_batch(&[alone], &[0], 1).unwrap();
+        acc.merge_batch(&alone, &[0], 1).unwrap();
         assert_eq!(acc.groups[0].full.len(), 1, "shared");
         assert_eq!(acc.groups[0].full[0].inner().as_ptr(), at);
         assert_eq!(acc.bytes, SHARE_MIN * size_of::<f64>());
-        // A piece 4 bytes into its buffer cannot be read as floats in place:
-        // it is copied, and its values are the same.
-        let mut bytes = vec![0u8; 4];
+        // A piece 4 bytes into a buffer it fills cannot be read as floats in
+        // place: it is copied, and its values are the same.
+        let mut bytes = Vec::with_capacity(4 + SHARE_MIN * size_of::<f64>());
+        bytes.extend([0u8; 4]);
         bytes.extend((0..SHARE_MIN).flat_map(|i| (i as f64).to_ne_bytes()));
-        let skewed = views_of(Buffer::from_vec(bytes), &[(4, SHARE_MIN as u32 * f)]);
+        let skewed = Buffer::from_vec(bytes);
+        assert!(
+            skewed.capacity() <= 2 * SHARE_MIN * size_of::<f64>(),
+            "fills"
+        );
+        let skewed = views_of(skewed, &[(4, SHARE_MIN as u32 * f)]);
         let mut acc = groups(0.5);
-        acc.merge_batch(&[skewed], &[0], 1).unwrap();
+        acc.merge_batch(&skewed, &[0], 1).unwrap();
         assert!(acc.groups[0].full.is_empty(), "copied");
         assert!(acc.groups[0].iter().eq((0..SHARE_MIN).map(|i| i as f64)));
         // A piece that is not whole floats is an error, not a panic.
         let torn = views_of(block_of((0..4).map(f64::from)), &[(0, 20)]);
-        let err = groups(0.5).merge_batch(&[torn], &[0], 1).unwrap_err();
+        let err = groups(0.5).merge_batch(&torn, &[0], 1).unwrap_err();
         assert!(err.to_string().contains("20 bytes"), "{err}");
+    }
+
+    #[test]
+    fn state_of_another_form_is_an_error_not_a_panic() {
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
+        for state in [
+            vec![],
+            vec![floats.clone()],
+            views_of(block_of((0..4).map(f64::from)), &[(0, 32)])
+                .into_iter()
+                .rev()
+                .collect(),
+        ] {
+            let err = groups(0.5).merge_batch(&state, &[0, 1], 2).unwrap_err();
+            assert!(err.to_string().contains("percentile state"), "{err}");
+            let err = single(0.5, Exchange::InProcess)
+                .merge_batch(&state)
+                .unwrap_err();
+            assert!(err.to_string().contains("percentile state"), "{err}");
+        }
     }
 
     #[test]
@@ -1047,21 +1191,35 @@ mod tests {
             .collect();
         let mut partial = groups(0.99);
         let values = floats(&data.iter().map(|&v| Some(v)).collect::<Vec<_>>());
-        let indices: Vec<usize> = (0..data.len()).map(|i| usize::from(i % 3 == 0)).collect();
+        // Group 0 closes a piece; group 2 stays short, so it travels as floats.
+        let indices: Vec<usize> = (0..data.len())
+            .map(|i| match i % 3 {
+                0 if i < 3000 => 2,
+                0 => 1,
+                _ => 0,
+            })
+            .collect();
         partial.update_batch(&values, &indices, None, 3).unwrap();
         let full = partial.groups[0].full[0].inner().as_ptr();
         let state = partial.state(EmitTo::All).unwrap();
-        let taken = arrow::compute::take(
-            &state[0],
-            &arrow::array::UInt32Array::from(vec![2, 1]),
-            None,
-        )
-        .unwrap();
-        let first = state[0].slice(0, 1);
-        let gathered = arrow::compute::concat(&[first.as_ref(), taken.as_ref()]).unwrap();
+        assert_eq!(state.len(), 2);
+        assert_eq!(
+            state[0].as_list::<i32>().value_length(2),
+            1000,
+            "short, as floats"
+        );
+        let gathered: Vec<ArrayRef> = state
+            .iter()
+            .map(|column| {
+                let order = arrow::array::UInt32Array::from(vec![2, 1]);
+                let taken = arrow::compute::take(column, &order, None).unwrap();
+                let first = column.slice(0, 1);
+                arrow::compute::concat(&[first.as_ref(), taken.as_ref()]).unwrap()
+            })
+            .collect();
 
         let mut merged = groups(0.99);
-        merged.merge_batch(&[gathered], &[0, 2, 1], 3).unwrap();
+        merged.merge_batch(&gathered, &[0, 2, 1], 3).unwrap();
         let pointers: Vec<_> = merged.groups[0]
             .full
             .iter()
@@ -1069,18 +1227,84 @@ mod tests {
             .collect();
         assert!(pointers.contains(&full), "the full piece was not copied");
         for (group, got) in evaluated(&mut merged, EmitTo::All).into_iter().enumerate() {
-            let mut mine: Vec<f64> = (0..data.len())
-                .filter(|i| indices[*i] == group)
-                .map(|i| data[i])
-                .collect();
+            let mut mine = by_group(&data, &indices, group);
             assert_eq!(got, quantile_linear(&mut mine, 0.99), "group {group}");
+        }
+    }
+
+    #[test]
+    fn both_forms_of_state_merge_to_the_same_answers_grouped_or_not() {
+        // In each half: group 0 closes a piece and leaves an open one too
+        // empty to keep in place, group 1 has one long open piece, group 2
+        // a short one.
+        let data: Vec<f64> = (0..(3 * PIECE) as u32)
+            .map(|i| f64::from((i * 7919) % 65_521) - 300.0)
+            .collect();
+        let indices: Vec<usize> = (0..data.len())
+            .map(|i| match i % 10 {
+                1 => 1,
+                _ if i % 1000 == 0 => 2,
+                _ => 0,
+            })
+            .collect();
+        let halves = |exchange| {
+            let mut parts = [groups_for(0.9, exchange), groups_for(0.9, exchange)];
+            for (half, acc) in parts.iter_mut().enumerate() {
+                let rows: Vec<usize> = (0..data.len()).filter(|i| i % 2 == half).collect();
+                let idx: Vec<usize> = rows.iter().map(|&i| indices[i]).collect();
+                let vals = floats(&rows.iter().map(|&i| Some(data[i])).collect::<Vec<_>>());
+                acc.update_batch(&vals, &idx, None, 3).unwrap();
+            }
+            parts
+        };
+        for exchange in [Exchange::InProcess, Exchange::Serialized] {
+            let mut merged = groups_for(0.9, exchange);
+            for mut part in halves(exchange) {
+                let state = part.state(EmitTo::All).unwrap();
+                let columns = if exchange == Exchange::Serialized {
+                    1
+                } else {
+                    2
+                };
+                assert_eq!(state.len(), columns, "{exchange:?}");
+                merged.merge_batch(&state, &[0, 1, 2], 3).unwrap();
+            }
+            assert_eq!(
+                merged.bytes,
+                merged.groups.iter().map(Values::bytes).sum::<usize>()
+            );
+            for (group, got) in evaluated(&mut merged, EmitTo::All).into_iter().enumerate() {
+                let mut mine = by_group(&data, &indices, group);
+                assert_eq!(got, quantile_linear(&mut mine, 0.9), "{exchange:?} {group}");
+            }
+            // Without groups: two accumulators' states, as scalars, merged.
+            let mut whole = single(0.9, exchange);
+            for half in 0..2 {
+                let mut part = single(0.9, exchange);
+                let rows: Vec<Option<f64>> = data
+                    .iter()
+                    .skip(half)
+                    .step_by(2)
+                    .map(|&v| Some(v))
+                    .collect();
+                part.update_batch(&floats(&rows)).unwrap();
+                let state: Vec<ArrayRef> = part
+                    .state()
+                    .unwrap()
+                    .iter()
+                    .map(|scalar| scalar.to_array().unwrap())
+                    .collect();
+                whole.merge_batch(&state).unwrap();
+            }
+            let expected = quantile_linear(&mut data.clone(), 0.9);
+            assert_eq!(whole.evaluate().unwrap(), ScalarValue::Float64(expected));
         }
     }
 
     #[test]
     fn large_groups_fill_pieces_and_merged_state_is_kept_without_a_copy() {
         // More values than one piece, so groups close pieces, and merged
-        // state long enough to be kept as slices of the state array.
+        // state long enough to be kept where it is.
         let data: Vec<f64> = (0..(2 * PIECE + 77) as u32)
             .map(|i| f64::from((i * 7919) % 100_003) / 3.0)
             .collect();
@@ -1120,10 +1344,7 @@ mod tests {
 
     #[test]
     fn the_single_accumulator_keeps_whole_batches_and_answers_again_as_a_window_grows() {
-        let mut single = PercentileAccumulator {
-            quantiles: Quantiles::One(0.5),
-            values: Values::default(),
-        };
+        let mut single = single(0.5, Exchange::InProcess);
         let batch: Vec<Option<f64>> = (0..SHARE_MIN as u32).map(|i| Some(f64::from(i))).collect();
         single.update_batch(&floats(&batch)).unwrap();
         assert_eq!(single.values.full.len(), 1, "the batch is kept, not copied");
