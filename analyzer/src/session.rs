@@ -109,14 +109,17 @@ pub fn default_memory_limit() -> usize {
     total_kib.map_or(2 << 30, |kib| kib * 1024 / 2)
 }
 
-/// How [`Store::attach`] registers the Parquet tables.
+/// How [`Store::attach`] registers the Parquet tables, which also says
+/// which engine runs the queries: the embedded one, or a distributed one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tables {
     /// Wrapped so that a bound on a table's time column also prunes its
-    /// `date=` folders; for the embedded engine.
+    /// `date=` folders; for the embedded engine, whose aggregates pass
+    /// their state on in memory ([`functions::percentile::Exchange::InProcess`]).
     Pruned,
     /// Plain listing tables, which a distributed engine can send to its
-    /// workers; a missing folder is listed as empty there.
+    /// workers; a missing folder is listed as empty there. Aggregates write
+    /// their state out ([`functions::percentile::Exchange::Serialized`]).
     Portable,
 }
 

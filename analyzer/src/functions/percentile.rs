@@ -20,7 +20,7 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, internal_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -270,8 +270,9 @@ impl Answers {
 /// a fifth of the percentile query's time); a full piece never moves.
 const PIECE: usize = 64 * 1024;
 
-/// Pieces at least this long travel in the state as they are, and are kept
-/// as they are when merged if they fill at least half of their buffer; a
+/// Pieces at least this long travel in the state as they are (within one
+/// process, see [`StateBuilder`]), and are kept as they are when merged if
+/// they fill at least half of their buffer; a
 /// slice pins its whole buffer, and only what the groups count bounds the
 /// memory a query holds. Shorter pieces are copied.
 const SHARE_MIN: usize = 1024;
@@ -306,12 +307,16 @@ fn piece_field() -> FieldRef {
 /// in a second column, `pieces`: binary views of 16 bytes, each pointing at
 /// a piece's own buffer (its floats in the machine's byte order), which
 /// `take` and `concat` pass on without copying it. The final aggregate keeps
-/// such pieces where they are ([`merge_pieces`]), so most values are copied
-/// twice in all: into their group, and into the keys they are selected from.
-/// Shorter pieces go in the first column, `values`, a list of floats, copied
-/// compactly. A memory pool may count a piece once for each partition a
-/// batch of state was split into, since each part refers to every buffer of
-/// the batch; the pieces themselves are held once.
+/// those that fill at least half of their buffer where they are
+/// ([`merge_pieces`]), so most values are copied twice in all: into their
+/// group, and into the keys they are selected from. Shorter pieces go in the
+/// first column, `values`, a list of floats, copied compactly.
+///
+/// Each part of a batch of state split by `take` refers to every buffer of
+/// the batch, so a memory pool counts a piece once for each partition,
+/// though it is held once. A repartition that cannot reserve that much
+/// spills the state to disk, which copies the pieces it writes: slower, not
+/// wrong.
 ///
 /// Written out ([`Exchange::Serialized`]), a list of views would write every
 /// buffer of the batch into each partition's file, so every value goes in
@@ -365,7 +370,16 @@ impl StateBuilder {
         self.view_lengths.push(0);
     }
 
-    fn finish(self) -> Result<Vec<ListArray>> {
+    /// The state columns; an error if one batch of state holds more values
+    /// than a list's 32-bit offsets can count.
+    fn finish(self) -> Result<Vec<ArrayRef>> {
+        if i32::try_from(self.floats.len()).is_err() {
+            return exec_err!(
+                "percentile state of one batch holds {} values, more than 2^31; \
+                 use percentile_sketch, or more partitions (DATAFUSION_EXECUTION_TARGET_PARTITIONS)",
+                self.floats.len()
+            );
+        }
         let values = ListArray::try_new(
             float_field(),
             OffsetBuffer::from_lengths(self.float_lengths),
@@ -373,7 +387,7 @@ impl StateBuilder {
             None,
         )?;
         if self.exchange == Exchange::Serialized {
-            return Ok(vec![values]);
+            return Ok(vec![Arc::new(values)]);
         }
         let views = BinaryViewArray::try_new(ScalarBuffer::from(self.views), self.blocks, None)?;
         let pieces = ListArray::try_new(
@@ -382,7 +396,7 @@ impl StateBuilder {
             Arc::new(views),
             None,
         )?;
-        Ok(vec![values, pieces])
+        Ok(vec![Arc::new(values), Arc::new(pieces)])
     }
 }
 
@@ -391,7 +405,10 @@ impl StateBuilder {
 fn state_columns(columns: &[ArrayRef]) -> Result<Vec<&ListArray>> {
     let items = [DataType::Float64, DataType::BinaryView];
     if columns.is_empty() || columns.len() > items.len() {
-        return internal_err!("percentile state has {} columns, not 1 or 2", columns.len());
+        return exec_err!("percentile state has {} columns, not 1 or 2", columns.len());
+    }
+    if columns.iter().any(|c| c.len() != columns[0].len()) {
+        return exec_err!("percentile state columns differ in length");
     }
     columns
         .iter()
@@ -400,7 +417,7 @@ fn state_columns(columns: &[ArrayRef]) -> Result<Vec<&ListArray>> {
         .map(
             |(index, (column, item))| match column.as_list_opt::<i32>() {
                 Some(list) if list.value_type() == *item => Ok(list),
-                _ => internal_err!(
+                _ => exec_err!(
                     "percentile state column {index} is a {}, not a list of {item}: the partial \
                  and final aggregates come from different loadlens versions; run the query \
                  with one version",
@@ -457,9 +474,7 @@ fn merge_pieces(
         let view = ByteView::from(pieces.views()[i]);
         let len = view.length as usize;
         if !len.is_multiple_of(size_of::<f64>()) {
-            return internal_err!(
-                "a piece of percentile state holds {len} bytes, not whole floats"
-            );
+            return exec_err!("a piece of percentile state holds {len} bytes, not whole floats");
         }
         let shared = pieces
             .data_buffers()
@@ -721,11 +736,7 @@ impl GroupsAccumulator for PercentileGroups {
         for values in groups {
             state.group(values);
         }
-        Ok(state
-            .finish()?
-            .into_iter()
-            .map(|c| Arc::new(c) as ArrayRef)
-            .collect())
+        state.finish()
     }
 
     fn convert_to_state(
@@ -740,11 +751,7 @@ impl GroupsAccumulator for PercentileGroups {
             let kept = array.is_valid(row) && selected(opt_filter, row);
             state.row(kept.then(|| array.value(row)));
         }
-        Ok(state
-            .finish()?
-            .into_iter()
-            .map(|c| Arc::new(c) as ArrayRef)
-            .collect())
+        state.finish()
     }
 
     fn size(&self) -> usize {
@@ -769,8 +776,7 @@ impl Accumulator for PercentileAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let columns = state_columns(states)?;
-        let rows = columns.first().map_or(0, |c| c.len());
-        for row in 0..rows {
+        for row in 0..columns[0].len() {
             merge_row(&mut self.values, &columns, row)?;
         }
         Ok(())
@@ -779,11 +785,11 @@ impl Accumulator for PercentileAccumulator {
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let mut state = StateBuilder::new(self.exchange, 1);
         state.group(std::mem::take(&mut self.values));
-        let columns = state.finish()?;
-        Ok(columns
-            .into_iter()
-            .map(|c| ScalarValue::List(Arc::new(c)))
-            .collect())
+        state
+            .finish()?
+            .iter()
+            .map(|column| Ok(ScalarValue::List(Arc::new(column.as_list::<i32>().clone()))))
+            .collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -1165,9 +1171,12 @@ mod tests {
     #[test]
     fn state_of_another_form_is_an_error_not_a_panic() {
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
+        let mut uneven = views_of(block_of((0..4).map(f64::from)), &[(0, 32)]);
+        uneven[1] = uneven[1].slice(0, 0);
         for state in [
             vec![],
             vec![floats.clone()],
+            uneven,
             views_of(block_of((0..4).map(f64::from)), &[(0, 32)])
                 .into_iter()
                 .rev()
@@ -1233,10 +1242,34 @@ mod tests {
     }
 
     #[test]
+    fn state_of_the_first_groups_leaves_the_rest_counted() {
+        let data: Vec<f64> = (0..(PIECE + 3000) as u32).map(f64::from).collect();
+        let indices: Vec<usize> = (0..data.len()).map(|i| usize::from(i % 4 == 0)).collect();
+        let mut partial = groups(0.5);
+        let values = floats(&data.iter().map(|&v| Some(v)).collect::<Vec<_>>());
+        partial.update_batch(&values, &indices, None, 2).unwrap();
+        let first = partial.state(EmitTo::First(1)).unwrap();
+        assert_eq!(first[0].len(), 1);
+        assert_eq!(partial.groups.len(), 1);
+        assert_eq!(
+            partial.bytes,
+            partial.groups.iter().map(Values::bytes).sum::<usize>()
+        );
+        let rest = partial.state(EmitTo::All).unwrap();
+        let mut merged = groups(0.5);
+        merged.merge_batch(&first, &[0], 2).unwrap();
+        merged.merge_batch(&rest, &[1], 2).unwrap();
+        for (group, got) in evaluated(&mut merged, EmitTo::All).into_iter().enumerate() {
+            let mut mine = by_group(&data, &indices, group);
+            assert_eq!(got, quantile_linear(&mut mine, 0.5), "group {group}");
+        }
+    }
+
+    #[test]
     fn both_forms_of_state_merge_to_the_same_answers_grouped_or_not() {
-        // In each half: group 0 closes a piece and leaves an open one too
-        // empty to keep in place, group 1 has one long open piece, group 2
-        // a short one.
+        // Group 0 closes a piece in each half and leaves an open one too
+        // empty to keep in place; group 1 (odd rows only) has one long open
+        // piece, kept; group 2 (even rows only) a short one, sent as floats.
         let data: Vec<f64> = (0..(3 * PIECE) as u32)
             .map(|i| f64::from((i * 7919) % 65_521) - 300.0)
             .collect();
@@ -1261,18 +1294,22 @@ mod tests {
             let mut merged = groups_for(0.9, exchange);
             for mut part in halves(exchange) {
                 let state = part.state(EmitTo::All).unwrap();
-                let columns = if exchange == Exchange::Serialized {
-                    1
-                } else {
-                    2
-                };
-                assert_eq!(state.len(), columns, "{exchange:?}");
+                let views = state
+                    .get(1)
+                    .map_or(0, |pieces| pieces.as_list::<i32>().values().len());
+                match exchange {
+                    Exchange::Serialized => assert_eq!(state.len(), 1),
+                    Exchange::InProcess => assert!(state.len() == 2 && views > 0),
+                }
                 merged.merge_batch(&state, &[0, 1, 2], 3).unwrap();
             }
             assert_eq!(
                 merged.bytes,
                 merged.groups.iter().map(Values::bytes).sum::<usize>()
             );
+            for (group, values) in merged.groups.iter().enumerate() {
+                assert_eq!(values.len(), by_group(&data, &indices, group).len());
+            }
             for (group, got) in evaluated(&mut merged, EmitTo::All).into_iter().enumerate() {
                 let mut mine = by_group(&data, &indices, group);
                 assert_eq!(got, quantile_linear(&mut mine, 0.9), "{exchange:?} {group}");
