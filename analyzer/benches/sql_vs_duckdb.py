@@ -127,6 +127,12 @@ def breakdown(run_id: str) -> list[Query]:
     where = f"WHERE run_id = '{run_id}'"
     parts = [
         ("count", "COUNT(*): the filter columns", f"SELECT COUNT(*) FROM requests {where}"),
+        ("nothing", "SELECT 1: the round trip, parsing and planning", "SELECT 1"),
+        (
+            "is_error",
+            "COUNT(*) of errors: plus status_code",
+            f"SELECT COUNT(*) FROM requests {where} AND is_error",
+        ),
         (
             "max",
             "MAX(latency_ms): plus three timestamp columns",

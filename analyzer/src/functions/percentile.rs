@@ -281,13 +281,15 @@ const SHARE_MIN: usize = 1024;
 /// `u32` of bytes.
 const VIEW_MAX: usize = 1 << 26;
 
-/// Whether a batch of values, `items`, fills at least half of the buffer it
-/// points into, so that keeping it as a slice leaves the count within 2× of
-/// what is held.
-fn fills_buffer(items: &Float64Array) -> bool {
-    items.null_count() == 0
-        && items.len() >= SHARE_MIN
-        && 2 * size_of_val(&items.values()[..]) >= items.values().inner().capacity()
+/// Whether a piece may be kept where it is, not copied: it is at least
+/// [`SHARE_MIN`] values long and fills at least half of the allocation it
+/// points into, so that counting its values keeps the count within 2× of
+/// what is held. A buffer the allocator does not own reports no capacity,
+/// so it is copied.
+fn fills(piece: &ScalarBuffer<f64>) -> bool {
+    let bytes = size_of_val(&piece[..]);
+    let capacity = piece.inner().capacity();
+    piece.len() >= SHARE_MIN && capacity > 0 && capacity <= 2 * bytes
 }
 
 fn float_field() -> FieldRef {
@@ -436,7 +438,7 @@ fn merge_row(values: &mut Values, columns: &[&ListArray], row: usize) -> Result<
         let offsets = floats.value_offsets();
         let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
         let items = floats.values().as_primitive::<Float64Type>();
-        added += values.extend(&items.slice(start, end - start), false);
+        added += values.copy(&items.slice(start, end - start));
     }
     if let Some(pieces) = columns.get(1).filter(|c| c.is_valid(row)) {
         let offsets = pieces.value_offsets();
@@ -446,12 +448,10 @@ fn merge_row(values: &mut Values, columns: &[&ListArray], row: usize) -> Result<
     Ok(added)
 }
 
-/// A long piece of state that fills at least half of its buffer, as floats
-/// in place; `None` when it must be copied instead.
-fn shared_piece(block: &Buffer, offset: usize, len: usize) -> Option<ScalarBuffer<f64>> {
-    let capacity = block.capacity();
-    let fills = len >= SHARE_MIN * size_of::<f64>() && capacity > 0 && capacity <= 2 * len;
-    if !fills || offset.checked_add(len)? > block.len() {
+/// The `len` bytes at `offset` in `block` as floats, in place; `None` when
+/// they are out of bounds or do not start on a float's alignment.
+fn floats_at(block: &Buffer, offset: usize, len: usize) -> Option<ScalarBuffer<f64>> {
+    if offset.checked_add(len)? > block.len() {
         return None;
     }
     let bytes = block.slice_with_length(offset, len);
@@ -476,13 +476,14 @@ fn merge_pieces(
         if !len.is_multiple_of(size_of::<f64>()) {
             return exec_err!("a piece of percentile state holds {len} bytes, not whole floats");
         }
-        let shared = pieces
+        // Views of 12 bytes or fewer hold their bytes, not a buffer's index.
+        let in_place = pieces
             .data_buffers()
             .get(view.buffer_index as usize)
             .filter(|_| len > 12)
-            .and_then(|block| shared_piece(block, view.offset as usize, len));
-        added += match shared {
-            Some(piece) => values.append(piece, true),
+            .and_then(|block| floats_at(block, view.offset as usize, len));
+        added += match in_place {
+            Some(piece) => values.add(piece),
             None => values.extend_from_bytes(pieces.value(i)),
         };
     }
@@ -548,10 +549,10 @@ impl Values {
         }
     }
 
-    /// Appends `piece` as it is (not copied) when `share` and it is at least
-    /// [`SHARE_MIN`] long, else its values; returns the bytes this adds.
-    fn append(&mut self, piece: ScalarBuffer<f64>, share: bool) -> usize {
-        if !share || piece.len() < SHARE_MIN {
+    /// Appends `piece`, kept as it is when it [`fills`] its buffer and
+    /// copied otherwise; returns the bytes this adds.
+    fn add(&mut self, piece: ScalarBuffer<f64>) -> usize {
+        if !fills(&piece) {
             return piece.iter().map(|&v| self.push(v)).sum();
         }
         let bytes = size_of_val(&piece[..]);
@@ -559,10 +560,10 @@ impl Values {
         bytes
     }
 
-    /// Appends the valid values of `items` (see [`Values::append`]).
-    fn extend(&mut self, items: &Float64Array, share: bool) -> usize {
+    /// Copies the valid values of `items`; returns the bytes allocated.
+    fn copy(&mut self, items: &Float64Array) -> usize {
         if items.null_count() == 0 {
-            self.append(items.values().clone(), share)
+            items.values().iter().map(|&v| self.push(v)).sum()
         } else {
             items.iter().flatten().map(|v| self.push(v)).sum()
         }
@@ -770,7 +771,11 @@ impl Accumulator for PercentileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let array = values[0].as_primitive::<Float64Type>();
         // A batch that fills its buffer is kept as it is, not copied.
-        self.values.extend(array, fills_buffer(array));
+        if array.null_count() == 0 {
+            self.values.add(array.values().clone());
+        } else {
+            self.values.copy(array);
+        }
         Ok(())
     }
 
