@@ -451,6 +451,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    collector::avoid_huge_pages();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error ({info}); this is a loadlens bug, please report it");
     }));

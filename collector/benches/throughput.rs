@@ -67,6 +67,8 @@ fn options() -> Options {
 }
 
 fn main() {
+    // As the `loadlens` binary does, for both roles.
+    collector::avoid_huge_pages();
     if std::env::var(ROLE).as_deref() == Ok("collector") {
         serve();
         return;
