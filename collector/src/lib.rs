@@ -41,10 +41,11 @@ pub use ingest::{FlushReport, Ingest};
 /// mimalloc hands freed pages back to the kernel after 10 ms. With huge
 /// pages (mimalloc asks for them on its segments), each page the next
 /// requests touch again costs the kernel zeroing 2 MiB rather than 4 KiB.
-/// Off, the collector did 15-30% more spans per CPU-second in its bench
-/// (BENCHMARKS.md, "huge pages"); the analyzer's and the generator's
-/// benches did not change. Call it first thing: it covers memory mapped
-/// before it too. Where the kernel lacks the setting, nothing changes.
+/// Off, the collector did 17% more spans per CPU-second in its bench, and
+/// the traced generator bench, whose collector shares the target's core,
+/// sent 10-18% more requests (BENCHMARKS.md); the analyzer's queries did
+/// not change. Call it first thing: it covers memory mapped before it too.
+/// Where the kernel lacks the setting, nothing changes.
 pub fn avoid_huge_pages() {
     #[cfg(target_os = "linux")]
     // An error means a kernel older than 3.15, which has no such setting:
