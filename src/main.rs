@@ -451,7 +451,6 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    collector::avoid_huge_pages();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error ({info}); this is a loadlens bug, please report it");
     }));
@@ -527,6 +526,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             steps,
             step_duration,
         } => {
+            // It runs a collector in this process.
+            collector::avoid_huge_pages();
             let config = quickstart::QuickstartConfig {
                 data_dir: data,
                 steps,
@@ -541,6 +542,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Run(args) => run(args).await,
         Command::Collector(args) => {
+            collector::avoid_huge_pages();
             let config = collector_config(args).map_err(|e| Failure::by(true, e))?;
             collector::run(config).await.map_err(|e| {
                 let usage = e.is_usage();

@@ -67,9 +67,10 @@ fn options() -> Options {
 }
 
 fn main() {
-    // As the `loadlens` binary does, for both roles.
-    collector::avoid_huge_pages();
     if std::env::var(ROLE).as_deref() == Ok("collector") {
+        // As `loadlens collector` does; the decode-only peer, in this
+        // process, keeps the kernel's default.
+        collector::avoid_huge_pages();
         serve();
         return;
     }
