@@ -196,6 +196,8 @@ pub struct Ingest {
     /// Keeps shipping (which moves local files out of the way) and compaction
     /// (which reads and replaces them) apart.
     moving_files: tokio::sync::Mutex<()>,
+    /// Span files compaction has compared with the rest of their partition.
+    checked: Arc<Mutex<crate::store::compact::Checked>>,
     /// Ids of spans flushed lately, so a client's resend of them is dropped.
     recent: Arc<Mutex<RecentSpans>>,
 }
@@ -240,6 +242,7 @@ impl Ingest {
             flushing: tokio::sync::Mutex::new(()),
             ship_to: None,
             moving_files: tokio::sync::Mutex::new(()),
+            checked: Arc::default(),
             recent,
         })
     }
@@ -511,10 +514,13 @@ impl Ingest {
     ) -> Result<crate::store::compact::CompactionReport, IngestError> {
         let _moving = self.moving_files.lock().await;
         let root = self.root.clone();
-        let done =
-            tokio::task::spawn_blocking(move || crate::store::compact::compact(&root, target_size))
-                .await
-                .expect("compaction does not panic");
+        let checked = Arc::clone(&self.checked);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut checked = checked.lock().expect("checked files lock");
+            crate::store::compact::compact(&root, target_size, &mut checked)
+        })
+        .await
+        .expect("compaction does not panic");
         let stats = &self.shared.stats;
         match done {
             Ok(report) => {
@@ -896,6 +902,18 @@ mod tests {
         assert_eq!(ingest.recent_spans(), 0);
         submit(&ingest, &request()).await;
         assert_eq!(ingest.flush().await.unwrap().rows, 3);
+        // ... until compaction compares the two files (a target of one byte:
+        // both count as large, so this is the comparison, not a merge).
+        let compacted = ingest.compact(1).await.unwrap();
+        assert_eq!(
+            (compacted.rows_in, compacted.rows_out, compacted.duplicates),
+            (3, 0, 3)
+        );
+        let mut span_files = 0;
+        crate::store::visit_files(&root.join("spans"), "", &mut |_, name, _| {
+            span_files += usize::from(name.ends_with(".parquet"));
+        });
+        assert_eq!(span_files, 1);
         ingest.close();
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -2,6 +2,16 @@
 //! drops spans repeated by client retries, keeping one row per
 //! (trace_id, span_id).
 //!
+//! Each span file is also compared once with the rest of its partition: the
+//! ids of the other files whose time range overlaps its own. A span that
+//! another file holds already (a retry later than the flush's dedupe window,
+//! after both copies' files were merged or grew large) is dropped from the
+//! file being compared, which is rewritten like a merge of one file. Files are
+//! compared one at a time and each rewrite lands before the next comparison,
+//! so of two copies exactly one stays. [`Checked`] remembers which files were
+//! compared; after a restart, files younger than [`CHECK_WITHIN`] are compared
+//! again, older ones are taken as settled.
+//!
 //! A merge is crash-safe through an intent file written before the new file
 //! appears:
 //!
@@ -22,12 +32,14 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use ahash::AHashSet;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
-use super::recent::RecentSpans;
+use super::recent::{SpanKey, read_keys};
 use super::writer::{self, WriteError};
 
 /// Most rows one merge holds in memory (eight row groups).
@@ -46,17 +58,189 @@ pub struct CompactionReport {
     pub duplicates: usize,
 }
 
+/// Span files not in [`Checked`] and last written longer ago than this are
+/// not compared with their partition: after a restart, only the files of the
+/// last day are read again. Client retries come within minutes.
+pub const CHECK_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The span files already compared with the rest of their partition. Kept by
+/// the caller from one pass to the next, so each file is read for that once.
+#[derive(Debug, Default)]
+pub struct Checked(AHashSet<PathBuf>);
+
 /// Merges, in every partition of every table below `root`, runs of files
 /// smaller than half of `target_size` until a merged file would pass
-/// `target_size` bytes or [`MAX_MERGE_ROWS`] rows.
-pub fn compact(root: &Path, target_size: usize) -> Result<CompactionReport, WriteError> {
+/// `target_size` bytes or [`MAX_MERGE_ROWS`] rows; then compares each span
+/// file not yet `checked` with the rest of its partition (see the module
+/// documentation).
+pub fn compact(
+    root: &Path,
+    target_size: usize,
+    checked: &mut Checked,
+) -> Result<CompactionReport, WriteError> {
     let mut report = CompactionReport::default();
+    let mut present = AHashSet::new();
     for (table, dir) in partitions(root) {
-        for group in groups(&dir, target_size)? {
-            merge(table, &dir, &group, &mut report)?;
+        let groups = groups(&dir, target_size)?;
+        // Reading every footer of a partition is for spans, and only when
+        // there is something to compare.
+        let mut ranges = match table {
+            Table::Spans if !groups.is_empty() || !unchecked(&dir, checked)?.is_empty() => {
+                Some(Ranges::read(&dir)?)
+            }
+            _ => None,
+        };
+        for group in groups {
+            let inputs: Vec<&Path> = group.iter().map(|i| i.path.as_path()).collect();
+            let stored = match &ranges {
+                Some(ranges) => ranges.stored_outside(&inputs)?,
+                None => AHashSet::new(),
+            };
+            let merged = merge(table, &dir, &group, &stored, &mut report)?;
+            if let Some(ranges) = ranges.as_mut() {
+                ranges.replaced(&inputs, merged, checked);
+            }
+        }
+        if let Some(ranges) = ranges.as_mut() {
+            compare_new_files(table, &dir, ranges, checked, &mut report)?;
+        }
+        present.extend(files(&dir, is_data_file));
+    }
+    checked.0.retain(|path| present.contains(path));
+    Ok(report)
+}
+
+/// Compares each span file of `dir` not yet checked with the partition's
+/// other files, and rewrites it without the spans they hold.
+fn compare_new_files(
+    table: Table,
+    dir: &Path,
+    ranges: &mut Ranges,
+    checked: &mut Checked,
+    report: &mut CompactionReport,
+) -> Result<(), WriteError> {
+    for path in unchecked(dir, checked)? {
+        let stored = ranges.stored_outside(&[path.as_path()])?;
+        let repeated = !stored.is_empty()
+            && read_keys(&path)
+                .map_err(invalid(&path))?
+                .iter()
+                .any(|k| stored.contains(k));
+        if !repeated {
+            checked.0.insert(path);
+            continue;
+        }
+        let input = Input {
+            rows: row_count(&path)?,
+            path: path.clone(),
+        };
+        let merged = merge(table, dir, &[input], &stored, report)?;
+        if matches!(merged, Merged::Left) {
+            checked.0.insert(path.clone());
+        }
+        ranges.replaced(&[path.as_path()], merged, checked);
+    }
+    Ok(())
+}
+
+/// The data files of `dir` not yet `checked`, leaving out those last
+/// written longer ago than [`CHECK_WITHIN`].
+fn unchecked(dir: &Path, checked: &Checked) -> Result<Vec<PathBuf>, WriteError> {
+    let settled = SystemTime::now()
+        .checked_sub(CHECK_WITHIN)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut found = Vec::new();
+    for path in files(dir, is_data_file) {
+        if checked.0.contains(&path) {
+            continue;
+        }
+        let modified = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(io_err(&path))?;
+        if modified >= settled {
+            found.push(path);
         }
     }
-    Ok(report)
+    Ok(found)
+}
+
+/// The time range of each span file of a partition, from its footer.
+struct Ranges(Vec<Output>);
+
+impl Ranges {
+    fn read(dir: &Path) -> Result<Ranges, WriteError> {
+        let mut ranges = Vec::new();
+        for path in files(dir, is_data_file) {
+            let (min_time, max_time) = time_range(&path)?;
+            ranges.push(Output {
+                path,
+                min_time,
+                max_time,
+            });
+        }
+        Ok(Ranges(ranges))
+    }
+
+    /// The ids of the spans in the partition's other files whose time range
+    /// overlaps that of `inputs`: a repeat has its first copy's start time.
+    fn stored_outside(&self, inputs: &[&Path]) -> Result<AHashSet<SpanKey>, WriteError> {
+        let ours = |file: &Output| inputs.contains(&file.path.as_path());
+        let (min_time, max_time) = self
+            .0
+            .iter()
+            .filter(|file| ours(file))
+            .fold((i64::MAX, i64::MIN), |(lo, hi), file| {
+                (lo.min(file.min_time), hi.max(file.max_time))
+            });
+        let mut stored = AHashSet::new();
+        for file in &self.0 {
+            if !ours(file) && file.min_time <= max_time && min_time <= file.max_time {
+                stored.extend(read_keys(&file.path).map_err(invalid(&file.path))?);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Takes in what [`merge`] made of `inputs`; its output needs no
+    /// comparison (it was made without the spans stored elsewhere).
+    fn replaced(&mut self, inputs: &[&Path], merged: Merged, checked: &mut Checked) {
+        match merged {
+            Merged::Left => {}
+            Merged::Into(output) => {
+                self.0.retain(|file| !inputs.contains(&file.path.as_path()));
+                checked.0.insert(output.path.clone());
+                self.0.push(output);
+            }
+            Merged::Removed => self.0.retain(|file| !inputs.contains(&file.path.as_path())),
+        }
+    }
+}
+
+/// The smallest and largest time in a data file, from its key-value
+/// metadata; a file without them (not written by loadlens) spans all time.
+fn time_range(path: &Path) -> Result<(i64, i64), WriteError> {
+    let meta = reader(path)?.metadata().clone();
+    let value = |key: &str| -> Option<i64> {
+        meta.file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == key)?
+            .value
+            .as_deref()?
+            .parse()
+            .ok()
+    };
+    Ok((
+        value(schema::MIN_TIME_KEY).unwrap_or(i64::MIN),
+        value(schema::MAX_TIME_KEY).unwrap_or(i64::MAX),
+    ))
+}
+
+fn invalid(path: &Path) -> impl FnOnce(Box<dyn std::error::Error>) -> WriteError + '_ {
+    move |e| WriteError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    }
 }
 
 /// Finishes merges that a crash interrupted; returns how many intents it found.
@@ -200,12 +384,33 @@ fn segment(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A file a merge wrote, with its time range.
+#[derive(Debug)]
+struct Output {
+    path: PathBuf,
+    min_time: i64,
+    max_time: i64,
+}
+
+/// What [`merge`] did with its group.
+enum Merged {
+    /// Nothing: files of an older schema version.
+    Left,
+    /// Replaced the group with this file.
+    Into(Output),
+    /// Deleted the group: other files hold every span in it.
+    Removed,
+}
+
+/// Writes the rows of `group` as one file, without repeats among them and
+/// without the spans in `stored`, then deletes the group.
 fn merge(
     table: Table,
     dir: &Path,
     group: &[Input],
+    stored: &AHashSet<SpanKey>,
     report: &mut CompactionReport,
-) -> Result<(), WriteError> {
+) -> Result<Merged, WriteError> {
     let mut batches: Vec<RecordBatch> = Vec::new();
     for input in group {
         let read = reader(&input.path)?
@@ -221,11 +426,24 @@ fn merge(
             .first()
             .is_some_and(|b| b.schema().fields() != table.file_schema().fields())
         {
-            return Ok(());
+            return Ok(Merged::Left);
         }
         batches.extend(read);
     }
-    let prepared = writer::prepare(table, &batches, &RecentSpans::off())?;
+    let prepared = writer::prepare(table, &batches, &|key| stored.contains(key))?;
+    report.files_in += group.len();
+    report.rows_in += group.iter().map(|i| i.rows).sum::<usize>();
+    report.rows_out += prepared.num_rows();
+    report.duplicates += prepared.duplicates;
+    if prepared.num_rows() == 0 {
+        // No intent needed: should this stop half way, the files left hold
+        // only spans stored elsewhere, and the next comparison removes them.
+        for input in group {
+            remove_if_present(&input.path)?;
+        }
+        writer::sync_dir(dir)?;
+        return Ok(Merged::Removed);
+    }
     let wal_segment = group.iter().map(|i| segment(&i.path)).max().unwrap_or(0);
     let output = writer::file_name(prepared.min_time, wal_segment);
     let inputs: Vec<String> = group
@@ -248,11 +466,11 @@ fn merge(
     remove_if_present(&intent)?;
 
     report.merges += 1;
-    report.files_in += group.len();
-    report.rows_in += group.iter().map(|i| i.rows).sum::<usize>();
-    report.rows_out += prepared.num_rows();
-    report.duplicates += prepared.duplicates;
-    Ok(())
+    Ok(Merged::Into(Output {
+        path: dir.join(output),
+        min_time: prepared.min_time,
+        max_time: prepared.max_time,
+    }))
 }
 
 #[cfg(test)]
@@ -341,7 +559,8 @@ mod tests {
         let dir = write_files(&root, &[spans(1..11), spans(6..21), spans(21..31)]);
         assert_eq!(read_dir_rows(&dir).0, 35);
 
-        let report = compact(&root, 1 << 20).unwrap();
+        let mut checked = Checked::default();
+        let report = compact(&root, 1 << 20, &mut checked).unwrap();
         assert_eq!(
             report,
             CompactionReport {
@@ -373,9 +592,108 @@ mod tests {
 
         // A second pass has nothing left to do.
         assert_eq!(
-            compact(&root, 1 << 20).unwrap(),
+            compact(&root, 1 << 20, &mut checked).unwrap(),
             CompactionReport::default()
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Each span id in `ids`, once, in order.
+    fn once_each(ids: &[u8]) -> Vec<u8> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_resend_later_than_the_flush_window_is_dropped_from_the_later_file() {
+        let root = store("late");
+        // A target so small that every file counts as large: no merges.
+        let target = 64;
+        let mut checked = Checked::default();
+        let dir = write_files(&root, &[spans(1..21)]);
+        assert_eq!(
+            compact(&root, target, &mut checked).unwrap(),
+            CompactionReport::default()
+        );
+
+        // Spans 15..20 again, with new ones, long after the first copy.
+        write_files(&root, &[spans(15..31)]);
+        let report = compact(&root, target, &mut checked).unwrap();
+        assert_eq!(
+            report,
+            CompactionReport {
+                merges: 1,
+                files_in: 1,
+                rows_in: 16,
+                rows_out: 10,
+                duplicates: 6,
+            }
+        );
+        let (rows, ids, parts) = read_dir_rows(&dir);
+        assert_eq!((rows, parts.len()), (30, 2));
+        assert_eq!(once_each(&ids), (1..31).collect::<Vec<u8>>());
+
+        // Both files are checked now; nothing is read or done again.
+        assert_eq!(
+            compact(&root, target, &mut checked).unwrap(),
+            CompactionReport::default()
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn of_two_unchecked_files_holding_the_same_spans_exactly_one_copy_stays() {
+        let root = store("pair");
+        // As after a restart: neither file has been compared yet.
+        let dir = write_files(&root, &[spans(1..11), spans(5..16)]);
+        let report = compact(&root, 64, &mut Checked::default()).unwrap();
+        assert_eq!(report.duplicates, 6);
+        let (rows, ids, parts) = read_dir_rows(&dir);
+        assert_eq!((rows, parts.len()), (15, 2));
+        assert_eq!(once_each(&ids), (1..16).collect::<Vec<u8>>());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_file_whose_every_span_is_stored_elsewhere_is_removed() {
+        let root = store("removed");
+        let mut checked = Checked::default();
+        let dir = write_files(&root, &[spans(1..21)]);
+        compact(&root, 64, &mut checked).unwrap();
+        write_files(&root, &[spans(5..11)]);
+        let report = compact(&root, 64, &mut checked).unwrap();
+        assert_eq!(
+            report,
+            CompactionReport {
+                merges: 0,
+                files_in: 1,
+                rows_in: 6,
+                rows_out: 0,
+                duplicates: 6,
+            }
+        );
+        let (rows, ids, parts) = read_dir_rows(&dir);
+        assert_eq!((rows, parts.len()), (20, 1));
+        assert_eq!(once_each(&ids), (1..21).collect::<Vec<u8>>());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn files_older_than_the_check_horizon_are_taken_as_settled() {
+        let root = store("settled");
+        let dir = write_files(&root, &[spans(1..11), spans(5..16)]);
+        let long_ago = SystemTime::now() - CHECK_WITHIN - Duration::from_secs(3600);
+        for path in files(&dir, is_data_file) {
+            File::options()
+                .append(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(long_ago))
+                .unwrap();
+        }
+        let report = compact(&root, 64, &mut Checked::default()).unwrap();
+        assert_eq!(report, CompactionReport::default());
+        assert_eq!(read_dir_rows(&dir).0, 21);
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -384,7 +702,7 @@ mod tests {
         let root = store("big");
         let dir = write_files(&root, &[spans(1..11), spans(11..21)]);
         // A target so small that every file counts as large.
-        let report = compact(&root, 64).unwrap();
+        let report = compact(&root, 64, &mut Checked::default()).unwrap();
         assert_eq!(report.merges, 0);
         assert_eq!(read_dir_rows(&dir).2.len(), 2);
         std::fs::remove_dir_all(&root).unwrap();
@@ -415,7 +733,7 @@ mod tests {
             .iter()
             .flat_map(|p| reader(p).unwrap().build().unwrap().map(|b| b.unwrap()))
             .collect();
-        let prepared = writer::prepare(Table::Spans, &batches, &RecentSpans::off()).unwrap();
+        let prepared = writer::prepare(Table::Spans, &batches, &|_| false).unwrap();
         writer::write_file(
             &dir,
             "part-merged-w11.parquet",

@@ -245,7 +245,7 @@ impl RecentSpans {
     }
 }
 
-fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {
+pub(super) fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
     let schema = builder.parquet_schema();
     let ids = [schema::spans::col::TRACE_ID, schema::spans::col::SPAN_ID];

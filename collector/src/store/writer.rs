@@ -86,7 +86,8 @@ pub fn write_partition_after(
         source,
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
-    let mut prepared = prepare(key.table, batches, recent)?;
+    let stored = |key: &SpanKey| !recent.is_empty() && recent.contains(key);
+    let mut prepared = prepare(key.table, batches, &stored)?;
     let rows = prepared.num_rows();
     if rows == 0 && prepared.duplicates > 0 {
         // Safe to leave no file: should the log be replayed, its rows are
@@ -180,13 +181,13 @@ impl Prepared<'_> {
 
 /// Orders the rows of `batches` by time and, for spans, keeps one row per
 /// (trace_id, span_id): client retries resend spans already accepted, and
-/// the first to arrive is kept. Spans whose ids `recent` holds are dropped as
-/// repeats. No row is copied here: [`Prepared::chunks`] gathers them from the
+/// the first to arrive is kept. Spans for which `stored` is true (their ids
+/// are in a file already) are dropped as repeats. No row is copied here: [`Prepared::chunks`] gathers them from the
 /// batches as they are, in their final order, while the file is written.
 pub(crate) fn prepare<'a>(
     table: Table,
     batches: &'a [RecordBatch],
-    recent: &RecentSpans,
+    stored: &dyn Fn(&SpanKey) -> bool,
 ) -> Result<Prepared<'a>, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
@@ -212,13 +213,11 @@ pub(crate) fn prepare<'a>(
     let mut seen = AHashSet::new();
     if table == Table::Spans {
         seen.reserve(rows.capacity());
-        // Most flushes of a fresh collector have nothing to look up.
-        let check_recent = !recent.is_empty();
         for (b, batch) in batches.iter().enumerate() {
             let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
             for row in 0..batch.num_rows() {
                 let key = span_key(traces, spans, row);
-                if !(check_recent && recent.contains(&key)) && seen.insert(key) {
+                if !stored(&key) && seen.insert(key) {
                     rows.push((b, row));
                 } else {
                     duplicates += 1;
@@ -470,7 +469,7 @@ mod tests {
             batch(&[(2, t + 20, "b"), (1, t + 5, "a resent")]),
             batch(&[(4, t + 20, "d")]),
         ];
-        let prepared = prepare(Table::Spans, &batches, &RecentSpans::off()).unwrap();
+        let prepared = prepare(Table::Spans, &batches, &|_| false).unwrap();
         let gathered = gather(&prepared);
         let names = column::<StringArray>(&gathered, schema::spans::col::NAME);
         let names: Vec<&str> = names.iter().map(Option::unwrap).collect();
@@ -482,7 +481,7 @@ mod tests {
             (t as i64 + 10, t as i64 + 30)
         );
         assert_eq!(gathered.schema(), Table::Spans.file_schema());
-        let none = prepare(Table::Spans, &[], &RecentSpans::off()).unwrap();
+        let none = prepare(Table::Spans, &[], &|_| false).unwrap();
         assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
     }
 
