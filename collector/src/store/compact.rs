@@ -23,6 +23,9 @@
 //! [`recover`] finishes what a crash interrupted: if the output exists the
 //! inputs still listed are deleted, otherwise the inputs stay and only the
 //! intent goes (its temporary output is removed with the other temporary files).
+//! Each pass does the same for its partition first: a merge an I/O error
+//! stopped half way leaves inputs that a restart would delete, so they must
+//! not count as holding the spans the output left out.
 //! The merged file names its inputs under `loadlens.compacted_from` in its
 //! key-value metadata.
 //!
@@ -39,7 +42,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
-use super::recent::{SpanKey, read_keys};
+use super::recent::{SpanKey, visit_keys};
 use super::writer::{self, WriteError};
 
 /// Most rows one merge holds in memory (eight row groups).
@@ -59,12 +62,14 @@ pub struct CompactionReport {
 }
 
 /// Span files not in [`Checked`] and last written longer ago than this are
-/// not compared with their partition: after a restart, only the files of the
-/// last day are read again. Client retries come within minutes.
+/// taken as settled, not compared with their partition: after a restart,
+/// only the files of the last day are read again. Client retries come
+/// within minutes.
 pub const CHECK_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The span files already compared with the rest of their partition. Kept by
-/// the caller from one pass to the next, so each file is read for that once.
+/// The span files already compared with the rest of their partition (or
+/// taken as settled). Kept by the caller from one pass to the next, so each
+/// file is read for that once.
 #[derive(Debug, Default)]
 pub struct Checked(AHashSet<PathBuf>);
 
@@ -81,28 +86,31 @@ pub fn compact(
     let mut report = CompactionReport::default();
     let mut present = AHashSet::new();
     for (table, dir) in partitions(root) {
+        // A merge that an error stopped half way is finished first: its
+        // inputs must not count as holding the spans its output left out.
+        recover_dir(&dir)?;
         let groups = groups(&dir, target_size)?;
-        // Reading every footer of a partition is for spans, and only when
-        // there is something to compare.
-        let mut ranges = match table {
-            Table::Spans if !groups.is_empty() || !unchecked(&dir, checked)?.is_empty() => {
-                Some(Ranges::read(&dir)?)
-            }
-            _ => None,
-        };
+        // Every footer of the partition is read only when there is work;
+        // files flushed after this wait for the next pass.
+        let work = table == Table::Spans
+            && (!groups.is_empty()
+                || files(&dir, is_data_file)
+                    .iter()
+                    .any(|p| !checked.0.contains(p)));
+        let mut span_files = work.then(|| SpanFiles::read(&dir));
         for group in groups {
             let inputs: Vec<&Path> = group.iter().map(|i| i.path.as_path()).collect();
-            let stored = match &ranges {
-                Some(ranges) => ranges.stored_outside(&inputs)?,
+            let stored = match &span_files {
+                Some(span_files) => span_files.stored_elsewhere(&inputs)?,
                 None => AHashSet::new(),
             };
             let merged = merge(table, &dir, &group, &stored, &mut report)?;
-            if let Some(ranges) = ranges.as_mut() {
-                ranges.replaced(&inputs, merged, checked);
+            if let Some(span_files) = span_files.as_mut() {
+                span_files.replaced(&inputs, merged, checked);
             }
         }
-        if let Some(ranges) = ranges.as_mut() {
-            compare_new_files(table, &dir, ranges, checked, &mut report)?;
+        if let Some(span_files) = span_files.as_mut() {
+            compare_unchecked(&dir, span_files, checked, &mut report)?;
         }
         present.extend(files(&dir, is_data_file));
     }
@@ -112,21 +120,42 @@ pub fn compact(
 
 /// Compares each span file of `dir` not yet checked with the partition's
 /// other files, and rewrites it without the spans they hold.
-fn compare_new_files(
-    table: Table,
+fn compare_unchecked(
     dir: &Path,
-    ranges: &mut Ranges,
+    span_files: &mut SpanFiles,
     checked: &mut Checked,
     report: &mut CompactionReport,
 ) -> Result<(), WriteError> {
-    for path in unchecked(dir, checked)? {
-        let stored = ranges.stored_outside(&[path.as_path()])?;
-        let repeated = !stored.is_empty()
-            && read_keys(&path)
-                .map_err(invalid(&path))?
-                .iter()
-                .any(|k| stored.contains(k));
-        if !repeated {
+    let settled = SystemTime::now()
+        .checked_sub(CHECK_WITHIN)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let unchecked: Vec<PathBuf> = span_files
+        .0
+        .iter()
+        .map(|file| file.path.clone())
+        .filter(|path| !checked.0.contains(path))
+        .collect();
+    for path in unchecked {
+        let modified = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(io_err(&path))?;
+        if modified < settled {
+            checked.0.insert(path);
+            continue;
+        }
+        let stored = match span_files.stored_elsewhere(&[path.as_path()]) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Its own ids cannot be read; neither can a query's.
+                eprintln!(
+                    "collector: compaction leaves {} as it is: {e}",
+                    path.display()
+                );
+                checked.0.insert(path);
+                continue;
+            }
+        };
+        if stored.is_empty() {
             checked.0.insert(path);
             continue;
         }
@@ -134,68 +163,77 @@ fn compare_new_files(
             rows: row_count(&path)?,
             path: path.clone(),
         };
-        let merged = merge(table, dir, &[input], &stored, report)?;
+        let merged = merge(Table::Spans, dir, &[input], &stored, report)?;
         if matches!(merged, Merged::Left) {
             checked.0.insert(path.clone());
         }
-        ranges.replaced(&[path.as_path()], merged, checked);
+        span_files.replaced(&[path.as_path()], merged, checked);
     }
     Ok(())
 }
 
-/// The data files of `dir` not yet `checked`, leaving out those last
-/// written longer ago than [`CHECK_WITHIN`].
-fn unchecked(dir: &Path, checked: &Checked) -> Result<Vec<PathBuf>, WriteError> {
-    let settled = SystemTime::now()
-        .checked_sub(CHECK_WITHIN)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut found = Vec::new();
-    for path in files(dir, is_data_file) {
-        if checked.0.contains(&path) {
-            continue;
-        }
-        let modified = fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .map_err(io_err(&path))?;
-        if modified >= settled {
-            found.push(path);
-        }
-    }
-    Ok(found)
+/// A span file and the range of its start times.
+#[derive(Debug)]
+struct SpanFile {
+    path: PathBuf,
+    min_time: i64,
+    max_time: i64,
 }
 
-/// The time range of each span file of a partition, from its footer.
-struct Ranges(Vec<Output>);
+/// The span files of a partition as the pass found them, kept up to date
+/// with what it merges.
+struct SpanFiles(Vec<SpanFile>);
 
-impl Ranges {
-    fn read(dir: &Path) -> Result<Ranges, WriteError> {
-        let mut ranges = Vec::new();
+impl SpanFiles {
+    /// Every span file of `dir` whose footer can be read; the others are
+    /// left out (a query fails on them too) with a message.
+    fn read(dir: &Path) -> SpanFiles {
+        let mut span_files = Vec::new();
         for path in files(dir, is_data_file) {
-            let (min_time, max_time) = time_range(&path)?;
-            ranges.push(Output {
-                path,
-                min_time,
-                max_time,
-            });
+            match time_range(&path) {
+                Ok((min_time, max_time)) => span_files.push(SpanFile {
+                    path,
+                    min_time,
+                    max_time,
+                }),
+                Err(e) => eprintln!("collector: compaction leaves {} out: {e}", path.display()),
+            }
         }
-        Ok(Ranges(ranges))
+        SpanFiles(span_files)
     }
 
-    /// The ids of the spans in the partition's other files whose time range
-    /// overlaps that of `inputs`: a repeat has its first copy's start time.
-    fn stored_outside(&self, inputs: &[&Path]) -> Result<AHashSet<SpanKey>, WriteError> {
-        let ours = |file: &Output| inputs.contains(&file.path.as_path());
-        let (min_time, max_time) = self
-            .0
-            .iter()
-            .filter(|file| ours(file))
-            .fold((i64::MAX, i64::MIN), |(lo, hi), file| {
-                (lo.min(file.min_time), hi.max(file.max_time))
-            });
+    /// The ids of `inputs`' spans that the partition's other files hold.
+    /// Only files whose time range overlaps the inputs' are read (a repeat
+    /// has its first copy's start time), and only the ids the inputs have
+    /// are kept, so the set is never larger than the inputs.
+    fn stored_elsewhere(&self, inputs: &[&Path]) -> Result<AHashSet<SpanKey>, WriteError> {
+        let mut ours = AHashSet::new();
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for input in inputs {
+            let (lo, hi) = time_range(input)?;
+            (min_time, max_time) = (min_time.min(lo), max_time.max(hi));
+            visit_keys(input, &mut |key| {
+                ours.insert(key);
+            })
+            .map_err(invalid(input))?;
+        }
         let mut stored = AHashSet::new();
         for file in &self.0 {
-            if !ours(file) && file.min_time <= max_time && min_time <= file.max_time {
-                stored.extend(read_keys(&file.path).map_err(invalid(&file.path))?);
+            let overlaps = file.min_time <= max_time && min_time <= file.max_time;
+            if !overlaps || inputs.contains(&file.path.as_path()) {
+                continue;
+            }
+            let read = visit_keys(&file.path, &mut |key| {
+                if ours.contains(&key) {
+                    stored.insert(key);
+                }
+            });
+            if let Err(e) = read {
+                // Not counted as holding anything: nothing is dropped for it.
+                eprintln!(
+                    "collector: compaction leaves {} out: {e}",
+                    file.path.display()
+                );
             }
         }
         Ok(stored)
@@ -204,14 +242,16 @@ impl Ranges {
     /// Takes in what [`merge`] made of `inputs`; its output needs no
     /// comparison (it was made without the spans stored elsewhere).
     fn replaced(&mut self, inputs: &[&Path], merged: Merged, checked: &mut Checked) {
-        match merged {
-            Merged::Left => {}
-            Merged::Into(output) => {
-                self.0.retain(|file| !inputs.contains(&file.path.as_path()));
-                checked.0.insert(output.path.clone());
-                self.0.push(output);
-            }
-            Merged::Removed => self.0.retain(|file| !inputs.contains(&file.path.as_path())),
+        if matches!(merged, Merged::Left) {
+            return;
+        }
+        self.0.retain(|file| !inputs.contains(&file.path.as_path()));
+        for input in inputs {
+            checked.0.remove(*input);
+        }
+        if let Merged::Into(output) = merged {
+            checked.0.insert(output.path.clone());
+            self.0.push(output);
         }
     }
 }
@@ -247,23 +287,29 @@ fn invalid(path: &Path) -> impl FnOnce(Box<dyn std::error::Error>) -> WriteError
 pub fn recover(root: &Path) -> Result<usize, WriteError> {
     let mut found = 0;
     for (_, dir) in partitions(root) {
-        for intent in files(&dir, |name| {
-            name.starts_with(".compact-") && name.ends_with(".intent")
-        }) {
-            found += 1;
-            let text = fs::read_to_string(&intent).map_err(io_err(&intent))?;
-            let mut names = text.lines().filter(|l| !l.is_empty());
-            let output = names.next().unwrap_or_default();
-            if !output.is_empty() && dir.join(output).exists() {
-                for input in names {
-                    remove_if_present(&dir.join(input))?;
-                }
-            }
-            writer::sync_dir(&dir)?;
-            remove_if_present(&intent)?;
-        }
+        found += recover_dir(&dir)?;
     }
     Ok(found)
+}
+
+/// [`recover`] for one partition folder.
+fn recover_dir(dir: &Path) -> Result<usize, WriteError> {
+    let intents = files(dir, |name| {
+        name.starts_with(".compact-") && name.ends_with(".intent")
+    });
+    for intent in &intents {
+        let text = fs::read_to_string(intent).map_err(io_err(intent))?;
+        let mut names = text.lines().filter(|l| !l.is_empty());
+        let output = names.next().unwrap_or_default();
+        if !output.is_empty() && dir.join(output).exists() {
+            for input in names {
+                remove_if_present(&dir.join(input))?;
+            }
+        }
+        writer::sync_dir(dir)?;
+        remove_if_present(intent)?;
+    }
+    Ok(intents.len())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
@@ -384,20 +430,12 @@ fn segment(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A file a merge wrote, with its time range.
-#[derive(Debug)]
-struct Output {
-    path: PathBuf,
-    min_time: i64,
-    max_time: i64,
-}
-
 /// What [`merge`] did with its group.
 enum Merged {
     /// Nothing: files of an older schema version.
     Left,
     /// Replaced the group with this file.
-    Into(Output),
+    Into(SpanFile),
     /// Deleted the group: other files hold every span in it.
     Removed,
 }
@@ -466,7 +504,7 @@ fn merge(
     remove_if_present(&intent)?;
 
     report.merges += 1;
-    Ok(Merged::Into(Output {
+    Ok(Merged::Into(SpanFile {
         path: dir.join(output),
         min_time: prepared.min_time,
         max_time: prepared.max_time,
@@ -598,8 +636,7 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
-    /// Each span id in `ids`, once, in order.
-    fn once_each(ids: &[u8]) -> Vec<u8> {
+    fn sorted(ids: &[u8]) -> Vec<u8> {
         let mut ids = ids.to_vec();
         ids.sort();
         ids
@@ -632,7 +669,7 @@ mod tests {
         );
         let (rows, ids, parts) = read_dir_rows(&dir);
         assert_eq!((rows, parts.len()), (30, 2));
-        assert_eq!(once_each(&ids), (1..31).collect::<Vec<u8>>());
+        assert_eq!(sorted(&ids), (1..31).collect::<Vec<u8>>());
 
         // Both files are checked now; nothing is read or done again.
         assert_eq!(
@@ -651,7 +688,7 @@ mod tests {
         assert_eq!(report.duplicates, 6);
         let (rows, ids, parts) = read_dir_rows(&dir);
         assert_eq!((rows, parts.len()), (15, 2));
-        assert_eq!(once_each(&ids), (1..16).collect::<Vec<u8>>());
+        assert_eq!(sorted(&ids), (1..16).collect::<Vec<u8>>());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -675,7 +712,84 @@ mod tests {
         );
         let (rows, ids, parts) = read_dir_rows(&dir);
         assert_eq!((rows, parts.len()), (20, 1));
-        assert_eq!(once_each(&ids), (1..21).collect::<Vec<u8>>());
+        assert_eq!(sorted(&ids), (1..21).collect::<Vec<u8>>());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_merge_drops_the_spans_a_file_outside_its_group_holds() {
+        let root = store("outside");
+        // A large file of spans 1..200, then two small ones after it; the
+        // first small one resends 195..200.
+        let dir = write_files(&root, &[spans(1..201), spans(195..211), spans(211..221)]);
+        let size = |ids: std::ops::Range<u8>| {
+            let first = ids.start;
+            let (_, _, parts) = read_dir_rows(&dir);
+            parts
+                .iter()
+                .find(|p| {
+                    let batch = reader(p).unwrap().build().unwrap().next().unwrap().unwrap();
+                    let column = batch.column_by_name("span_id").unwrap();
+                    let ids = column
+                        .as_any()
+                        .downcast_ref::<FixedSizeBinaryArray>()
+                        .unwrap();
+                    (0..ids.len()).any(|i| ids.value(i)[0] == first)
+                })
+                .map(|p| std::fs::metadata(p).unwrap().len() as usize)
+                .unwrap()
+        };
+        // Large: at least half the target; the small ones are below it.
+        let target = 2 * size(1..201);
+        assert!(size(195..211) < target / 2 && size(211..221) < target / 2);
+        let report = compact(&root, target, &mut Checked::default()).unwrap();
+        assert_eq!((report.merges, report.duplicates), (1, 6));
+        let (rows, ids, parts) = read_dir_rows(&dir);
+        assert_eq!((rows, parts.len()), (220, 2));
+        assert_eq!(sorted(&ids), (1..221).collect::<Vec<u8>>());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_merge_left_half_done_is_finished_before_files_are_compared() {
+        let root = store("half-done");
+        // Span 10 is in `held` and in `input`. An earlier pass merged `input`
+        // into `part-0-w99` without span 10 (as `held` had it), then an I/O
+        // error stopped it before `input` was deleted.
+        let dir = write_files(&root, &[spans(10..11), spans(1..11)]);
+        let (_, _, parts) = read_dir_rows(&dir);
+        let input = parts
+            .iter()
+            .find(|p| row_count(p).unwrap() == 10)
+            .unwrap()
+            .clone();
+        let batches: Vec<RecordBatch> = reader(&input)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let prepared = writer::prepare(Table::Spans, &batches, &|key| *key == [10; 24]).unwrap();
+        let name = input.file_name().unwrap().to_str().unwrap().to_string();
+        writer::write_file(
+            &dir,
+            "part-0-w99.parquet",
+            Table::Spans,
+            &prepared,
+            std::slice::from_ref(&name),
+        )
+        .unwrap();
+        let intent = dir.join(".compact-3.intent");
+        std::fs::write(&intent, format!("part-0-w99.parquet\n{name}\n")).unwrap();
+
+        // The pass finishes that merge before it compares anything: `input`
+        // must not count as a copy of span 10, since a restart would delete it.
+        compact(&root, 64, &mut Checked::default()).unwrap();
+        assert!(!intent.exists() && !input.exists());
+        assert!(dir.join("part-0-w99.parquet").exists());
+        let (rows, ids, _) = read_dir_rows(&dir);
+        assert_eq!(rows, 10);
+        assert_eq!(sorted(&ids), (1..11).collect::<Vec<u8>>());
         std::fs::remove_dir_all(&root).unwrap();
     }
 

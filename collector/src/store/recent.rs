@@ -245,7 +245,20 @@ impl RecentSpans {
     }
 }
 
-pub(super) fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {
+fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {
+    let mut keys = AHashSet::new();
+    visit_keys(path, &mut |key| {
+        keys.insert(key);
+    })?;
+    Ok(keys)
+}
+
+/// Calls `visit` with the (trace_id, span_id) of every row of a span file,
+/// reading only those two columns, a batch at a time.
+pub(super) fn visit_keys(
+    path: &Path,
+    visit: &mut dyn FnMut(SpanKey),
+) -> Result<(), Box<dyn std::error::Error>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
     let schema = builder.parquet_schema();
     let ids = [schema::spans::col::TRACE_ID, schema::spans::col::SPAN_ID];
@@ -256,8 +269,6 @@ pub(super) fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::e
         )
         .collect::<Vec<_>>();
     let mask = ProjectionMask::leaves(schema, leaves);
-    let rows = usize::try_from(builder.metadata().file_metadata().num_rows())?;
-    let mut keys = AHashSet::with_capacity(rows.min(1 << 20));
     for batch in builder.with_projection(mask).build()? {
         let batch = batch?;
         let column = |name: &str, width: i32| {
@@ -268,9 +279,11 @@ pub(super) fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::e
                 .ok_or_else(|| format!("no {name} column of {width}-byte ids"))
         };
         let (traces, spans) = (column(ids[0], 16)?, column(ids[1], 8)?);
-        keys.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)));
+        for row in 0..batch.num_rows() {
+            visit(span_key(traces, spans, row));
+        }
     }
-    Ok(keys)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -182,8 +182,9 @@ impl Prepared<'_> {
 /// Orders the rows of `batches` by time and, for spans, keeps one row per
 /// (trace_id, span_id): client retries resend spans already accepted, and
 /// the first to arrive is kept. Spans for which `stored` is true (their ids
-/// are in a file already) are dropped as repeats. No row is copied here: [`Prepared::chunks`] gathers them from the
-/// batches as they are, in their final order, while the file is written.
+/// are in a file already) are dropped as repeats. No row is copied here:
+/// [`Prepared::chunks`] gathers them from the batches as they are, in their
+/// final order, while the file is written.
 pub(crate) fn prepare<'a>(
     table: Table,
     batches: &'a [RecordBatch],
