@@ -87,7 +87,7 @@ pub fn write_partition_after(
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
     let stored = |key: &SpanKey| !recent.is_empty() && recent.contains(key);
-    let mut prepared = prepare(key.table, batches, &stored)?;
+    let mut prepared = prepare(key.table, batches, stored)?;
     let rows = prepared.num_rows();
     if rows == 0 && prepared.duplicates > 0 {
         // Safe to leave no file: should the log be replayed, its rows are
@@ -188,7 +188,7 @@ impl Prepared<'_> {
 pub(crate) fn prepare<'a>(
     table: Table,
     batches: &'a [RecordBatch],
-    stored: &dyn Fn(&SpanKey) -> bool,
+    stored: impl Fn(&SpanKey) -> bool,
 ) -> Result<Prepared<'a>, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
@@ -470,7 +470,7 @@ mod tests {
             batch(&[(2, t + 20, "b"), (1, t + 5, "a resent")]),
             batch(&[(4, t + 20, "d")]),
         ];
-        let prepared = prepare(Table::Spans, &batches, &|_| false).unwrap();
+        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
         let gathered = gather(&prepared);
         let names = column::<StringArray>(&gathered, schema::spans::col::NAME);
         let names: Vec<&str> = names.iter().map(Option::unwrap).collect();
@@ -482,7 +482,7 @@ mod tests {
             (t as i64 + 10, t as i64 + 30)
         );
         assert_eq!(gathered.schema(), Table::Spans.file_schema());
-        let none = prepare(Table::Spans, &[], &|_| false).unwrap();
+        let none = prepare(Table::Spans, &[], |_| false).unwrap();
         assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
     }
 
