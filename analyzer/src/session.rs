@@ -15,6 +15,7 @@ use datafusion::datasource::listing::{
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use schema::layout::{DATE, PARTITION_COLUMNS, RUN_ID};
 use schema::object::ObjectRoot;
@@ -23,7 +24,9 @@ use std::num::NonZeroUsize;
 
 use crate::AnalyzerError;
 use crate::functions;
+use crate::not_null::ProvenNotNull;
 use crate::pruning::DayPruned;
+use crate::short_eq::ShortStringEq;
 
 /// A store opened for queries.
 pub struct Store {
@@ -196,7 +199,14 @@ impl Store {
             .with_memory_pool(Arc::new(pool))
             .build_arc()
             .map_err(|e| AnalyzerError::Execution(e.to_string()))?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(ProvenNotNull))
+            .with_physical_optimizer_rule(Arc::new(ShortStringEq))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         Store::attach(ctx, root, Tables::Pruned).await
     }
 
