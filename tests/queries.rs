@@ -18,7 +18,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use common::{loadlens, stderr};
+use common::{TempDir, loadlens, stderr};
 
 type Row = serde_json::Map<String, Value>;
 
@@ -639,16 +639,21 @@ fn parquet_output_is_readable_parquet() {
     let _ = std::fs::remove_file(out);
 }
 
-/// The files `EXPLAIN` says a query reads.
-fn files_read(query: &str) -> Vec<String> {
+/// What `loadlens sql --format csv` prints for `sql` over the store at `dir`.
+fn sql_csv(dir: &Path, sql: &str) -> String {
     let output = loadlens()
         .args(["sql", "--format", "csv", "--data"])
-        .arg(&fixture().dir)
-        .arg(format!("EXPLAIN {query}"))
+        .arg(dir)
+        .arg(sql)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let plan = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{sql}: {}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The files `EXPLAIN` says a query reads.
+fn files_read(query: &str) -> Vec<String> {
+    let plan = sql_csv(&fixture().dir, &format!("EXPLAIN {query}"));
     let mut files: Vec<String> = plan
         .split(|c: char| c == '[' || c == ']' || c == ',' || c.is_whitespace())
         .filter(|part| part.ends_with(".parquet") || part.contains(".parquet:"))
@@ -705,21 +710,6 @@ fn filters_on_run_and_time_prune_partitions_in_the_plan() {
     );
 }
 
-/// The plan and the answer of `query` over the store at `dir`.
-fn explain_and_run(dir: &Path, query: &str) -> (String, String) {
-    let run = |sql: String| {
-        let output = loadlens()
-            .args(["sql", "--format", "csv", "--data"])
-            .arg(dir)
-            .arg(&sql)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{sql}: {}", stderr(&output));
-        String::from_utf8(output.stdout).unwrap()
-    };
-    (run(format!("EXPLAIN {query}")), run(query.to_string()))
-}
-
 /// The columns the Parquet scans of a plan read.
 fn columns_scanned(plan: &str) -> Vec<String> {
     plan.split("DataSourceExec:")
@@ -734,12 +724,12 @@ fn columns_scanned(plan: &str) -> Vec<String> {
 fn request_ids_that_the_files_prove_present_are_not_read() {
     // Only generator spans: every file's footer counts no null request_id,
     // so the `requests` view's `request_id IS NOT NULL` needs no reading.
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("requests-only-fixture");
-    let _ = std::fs::remove_dir_all(&dir);
-    let summary = fixtures::write(&dir, &fixtures::Spec::requests_only(3_000, 11)).unwrap();
+    let dir = TempDir::new("requests-only");
+    let summary = fixtures::write(dir.path(), &fixtures::Spec::requests_only(3_000, 11)).unwrap();
     let query =
         "SELECT COUNT(*) AS n, SUM(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors FROM requests";
-    let (plan, answer) = explain_and_run(&dir, query);
+    let plan = sql_csv(dir.path(), &format!("EXPLAIN {query}"));
+    let answer = sql_csv(dir.path(), query);
     let columns = columns_scanned(&plan);
     assert!(columns.contains(&"status_code".to_string()), "{plan}");
     assert!(!columns.contains(&"request_id".to_string()), "{plan}");
@@ -757,7 +747,8 @@ fn request_ids_that_the_files_prove_present_are_not_read() {
 
     // Server spans beside them, without request ids: the test stays, and
     // the answer is the same count of requests.
-    let (plan, answer) = explain_and_run(&fixture().dir, query);
+    let plan = sql_csv(&fixture().dir, &format!("EXPLAIN {query}"));
+    let answer = sql_csv(&fixture().dir, query);
     assert!(
         columns_scanned(&plan).contains(&"request_id".to_string()),
         "{plan}"
@@ -767,7 +758,6 @@ fn request_ids_that_the_files_prove_present_are_not_read() {
         answer,
         format!("n,errors\n{},{}\n", summary.request_spans, summary.errors)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

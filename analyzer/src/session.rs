@@ -24,9 +24,8 @@ use std::num::NonZeroUsize;
 
 use crate::AnalyzerError;
 use crate::functions;
-use crate::not_null::ProvenNotNull;
 use crate::pruning::DayPruned;
-use crate::short_eq::ShortStringEq;
+use crate::rules::{ProvenNotNull, ShortStringEq};
 
 /// A store opened for queries.
 pub struct Store {

@@ -12,8 +12,8 @@
 //! (`kind = 'CLIENT'`, `status_code = 'ERROR'`) spent a fifth of the error
 //! counts' time there (BENCHMARKS.md, "Analyzer").
 //!
-//! Only filters are rewritten ([`FilterExec`]): that is where such
-//! comparisons run over every row. The rewritten expression prints and
+//! Only filters are rewritten: that is where such comparisons run over
+//! every row. The rewritten expression prints and
 //! behaves as the comparison it replaces, and evaluates through it whenever
 //! the input is not a string-view array.
 //!
@@ -33,17 +33,18 @@ use arrow::buffer::{BooleanBuffer, MutableBuffer};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::filter::FilterExecBuilder;
 
-/// The rule; sessions that run their plans in this process add it
-/// (`Store::open_with`).
+use super::rewrite_filters;
+
+/// The rule.
 #[derive(Debug, Default)]
 pub struct ShortStringEq;
 
@@ -53,22 +54,18 @@ impl PhysicalOptimizerRule for ShortStringEq {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(filter) = node.downcast_ref::<FilterExec>() else {
-                return Ok(Transformed::no(node));
-            };
+        rewrite_filters(plan, |filter| {
             let schema = filter.input().schema();
             let predicate =
                 Arc::clone(filter.predicate()).transform_up(|expr| Ok(rewrite(expr, &schema)))?;
             if !predicate.transformed {
-                return Ok(Transformed::no(node));
+                return Ok(None);
             }
             let filter = FilterExecBuilder::from(filter)
                 .with_predicate(predicate.data)
                 .build()?;
-            Ok(Transformed::yes(Arc::new(filter) as Arc<dyn ExecutionPlan>))
+            Ok(Some(Arc::new(filter) as Arc<dyn ExecutionPlan>))
         })
-        .data()
     }
 
     fn name(&self) -> &str {
@@ -258,9 +255,10 @@ mod tests {
     use super::*;
     use arrow::array::{ArrayRef, StringArray, StringViewArray};
     use arrow::datatypes::Field;
+    use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::datasource::MemTable;
-    use datafusion::execution::session_state::SessionStateBuilder;
     use datafusion::physical_expr::expressions::col;
+    use datafusion::physical_plan::filter::FilterExec;
     use datafusion::prelude::SessionContext;
 
     /// Strings that share prefixes and lengths with the literals below, and
@@ -411,10 +409,10 @@ mod tests {
             if let Some(filter) = node.downcast_ref::<FilterExec>() {
                 filter.predicate().apply(|expr| {
                     found += usize::from(expr.downcast_ref::<ShortEq>().is_some());
-                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                    Ok(TreeNodeRecursion::Continue)
                 })?;
             }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            Ok(TreeNodeRecursion::Continue)
         })
         .unwrap();
         found
@@ -423,13 +421,7 @@ mod tests {
     #[tokio::test]
     async fn plans_with_the_rule_count_what_plans_without_it_count() {
         let table = batch(Arc::new(StringViewArray::from(words())));
-        let with_rule = SessionContext::new_with_state(
-            SessionStateBuilder::new()
-                .with_default_features()
-                .with_physical_optimizer_rule(Arc::new(ShortStringEq))
-                .build(),
-        );
-        let without = SessionContext::new();
+        let (with_rule, without) = super::super::tests::sessions(ShortStringEq);
         for ctx in [&with_rule, &without] {
             let mem = MemTable::try_new(table.schema(), vec![vec![table.clone()]]).unwrap();
             ctx.register_table("t", Arc::new(mem)).unwrap();
