@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use schema::attr;
-
+use crate::convert::keys;
 use crate::convert::values::{Attr, ValueRef};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -45,12 +44,12 @@ impl Tally {
         let mut run_id = resource_run_id;
         let (mut step, mut error_type, mut intended, mut is_request) = (None, None, None, false);
         for attr in attributes {
-            match (attr.key, attr.value) {
-                (attr::RUN_ID, Some(ValueRef::Str(v))) => run_id = Some(v),
-                (attr::STEP, Some(ValueRef::Str(v))) => step = Some(v),
-                (attr::ERROR_TYPE, Some(ValueRef::Str(v))) => error_type = Some(v),
-                (attr::INTENDED_START, Some(ValueRef::Int(v))) => intended = Some(v),
-                (attr::REQUEST_ID, Some(_)) => is_request = true,
+            match (attr.slot, attr.value) {
+                (Some(keys::RUN_ID), Some(ValueRef::Str(v))) => run_id = Some(v),
+                (Some(keys::STEP), Some(ValueRef::Str(v))) => step = Some(v),
+                (Some(keys::ERROR_TYPE), Some(ValueRef::Str(v))) => error_type = Some(v),
+                (Some(keys::INTENDED_START), Some(ValueRef::Int(v))) => intended = Some(v),
+                (Some(keys::REQUEST_ID), Some(_)) => is_request = true,
                 _ => {}
             }
         }

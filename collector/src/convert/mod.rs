@@ -1,6 +1,7 @@
 //! OTLP to Arrow: each export request becomes record batches, grouped by the
 //! partition (day, run) their rows belong to.
 
+pub(crate) mod keys;
 pub mod metrics;
 pub mod spans;
 pub(crate) mod values;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, ArrayRef, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder,
     TimestampNanosecondBuilder, UInt32Builder,
 };
 use arrow::datatypes::Fields;
@@ -12,9 +12,10 @@ use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use schema::spans::{PROMOTED, Promoted, promoted};
+use schema::spans::{PROMOTED, Promoted};
 use schema::{Table, attr};
 
+use super::keys;
 use super::values::{
     Attr, AttrMapBuilder, ValueRef, append_attr_refs, attr_map_builder, find_str_ref,
 };
@@ -213,7 +214,12 @@ impl Rows {
             self.out.reject(reason);
             return;
         }
-        let run_id = find_str_ref(&span.attributes, attr::RUN_ID).or(resource.info.run_id);
+        let run_id = span
+            .attributes
+            .iter()
+            .find(|a| a.slot == Some(keys::RUN_ID))
+            .and_then(|a| a.value?.as_str())
+            .or(resource.info.run_id);
         self.out.red.add_span(
             &span.attributes,
             span.start_time,
@@ -305,6 +311,45 @@ impl<'a> ResourceInfo<'a> {
     }
 }
 
+/// One promoted column. Most spans carry a few of the promoted keys, so a
+/// column is built only from the first row that has its key, and a row
+/// without it is filled in as NULL when the next value comes or at the end.
+/// A column no row fills is NULL throughout.
+enum PromotedColumn {
+    Absent(Promoted),
+    Present(PromotedBuilder),
+}
+
+impl PromotedColumn {
+    /// Sets row `row`'s value; false if it does not fit the column's type
+    /// (then the row is NULL).
+    fn append(&mut self, value: Option<ValueRef<'_>>, row: usize) -> bool {
+        let builder = match self {
+            PromotedColumn::Present(builder) => builder,
+            PromotedColumn::Absent(ty) => {
+                *self = PromotedColumn::Present(PromotedBuilder::new(*ty));
+                let PromotedColumn::Present(builder) = self else {
+                    unreachable!("just made present")
+                };
+                builder
+            }
+        };
+        builder.append_nulls(row - builder.len());
+        builder.append(value)
+    }
+
+    /// The column of `rows` rows.
+    fn finish(self, rows: usize) -> ArrayRef {
+        match self {
+            PromotedColumn::Absent(ty) => arrow::array::new_null_array(&ty.data_type(), rows),
+            PromotedColumn::Present(mut builder) => {
+                builder.append_nulls(rows - builder.len());
+                builder.finish()
+            }
+        }
+    }
+}
+
 /// A builder for one promoted column.
 enum PromotedBuilder {
     Utf8(StringBuilder),
@@ -354,6 +399,24 @@ impl PromotedBuilder {
         }
     }
 
+    fn len(&self) -> usize {
+        match self {
+            PromotedBuilder::Utf8(b) => b.len(),
+            PromotedBuilder::Int64(b) => b.len(),
+            PromotedBuilder::Int32(b) => b.len(),
+            PromotedBuilder::Timestamp(b) => b.len(),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            PromotedBuilder::Utf8(b) => b.append_nulls(n),
+            PromotedBuilder::Int64(b) => b.append_nulls(n),
+            PromotedBuilder::Int32(b) => b.append_nulls(n),
+            PromotedBuilder::Timestamp(b) => b.append_nulls(n),
+        }
+    }
+
     fn finish(self) -> ArrayRef {
         match self {
             PromotedBuilder::Utf8(mut b) => Arc::new(b.finish()),
@@ -382,11 +445,12 @@ struct SpansBuilder {
     kind: StringBuilder,
     status_code: StringBuilder,
     status_message: StringBuilder,
-    promoted: Vec<PromotedBuilder>,
+    promoted: Vec<PromotedColumn>,
     attributes: AttrMapBuilder,
     resource_attributes: AttrMapBuilder,
     events: EventsBuilder,
     links: LinksBuilder,
+    rows: usize,
 }
 
 impl SpansBuilder {
@@ -409,11 +473,15 @@ impl SpansBuilder {
             kind: StringBuilder::new(),
             status_code: StringBuilder::new(),
             status_message: StringBuilder::new(),
-            promoted: PROMOTED.iter().map(|p| PromotedBuilder::new(p.2)).collect(),
+            promoted: PROMOTED
+                .iter()
+                .map(|p| PromotedColumn::Absent(p.2))
+                .collect(),
             attributes: attr_map_builder(),
             resource_attributes: attr_map_builder(),
             events: EventsBuilder::default(),
             links: LinksBuilder::default(),
+            rows: 0,
         }
     }
 
@@ -453,22 +521,25 @@ impl SpansBuilder {
         // column, and leaves the map if its value fits the column's type.
         let mut found = [None::<usize>; PROMOTED.len()];
         for (at, attr) in span.attributes.iter().enumerate() {
-            if let Some((i, _)) = promoted(attr.key) {
-                found[i].get_or_insert(at);
+            if let Some(slot) = attr.slot.filter(|s| *s != keys::RUN_ID) {
+                found[usize::from(slot)].get_or_insert(at);
             }
         }
         let mut moved = [false; PROMOTED.len()];
-        for (i, builder) in self.promoted.iter_mut().enumerate() {
-            let value = found[i].and_then(|at| span.attributes[at].value);
-            moved[i] = builder.append(value) && found[i].is_some();
+        for (slot, at) in found.iter().enumerate() {
+            if let Some(at) = *at {
+                moved[slot] = self.promoted[slot].append(span.attributes[at].value, self.rows);
+            }
         }
-        append_attr_refs(&mut self.attributes, &span.attributes, |at, attr| {
-            attr.key == attr::RUN_ID
-                || found
-                    .iter()
-                    .zip(moved)
-                    .any(|(found, moved)| moved && *found == Some(at))
-        });
+        append_attr_refs(
+            &mut self.attributes,
+            &span.attributes,
+            |at, attr| match attr.slot {
+                Some(keys::RUN_ID) => true,
+                Some(slot) => moved[usize::from(slot)] && found[usize::from(slot)] == Some(at),
+                None => false,
+            },
+        );
         append_attr_refs(
             &mut self.resource_attributes,
             &resource.attributes,
@@ -476,6 +547,7 @@ impl SpansBuilder {
         );
         self.events.append(span);
         self.links.append(span);
+        self.rows += 1;
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -498,7 +570,8 @@ impl SpansBuilder {
             Arc::new(self.status_code.finish()),
             Arc::new(self.status_message.finish()),
         ];
-        columns.extend(self.promoted.into_iter().map(PromotedBuilder::finish));
+        let rows = self.rows;
+        columns.extend(self.promoted.into_iter().map(|c| c.finish(rows)));
         columns.push(Arc::new(self.attributes.finish()));
         columns.push(Arc::new(self.resource_attributes.finish()));
         let schema = schema::spans::schema();
@@ -715,5 +788,107 @@ fn status_name(code: i32) -> &'static str {
         1 => "OK",
         2 => "ERROR",
         _ => "UNSET",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, MapArray};
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use schema::spans::col;
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn text(s: &str) -> Value {
+        Value::StringValue(s.into())
+    }
+
+    /// The attribute map of row `row` as (key, value) pairs.
+    fn map_of(batch: &RecordBatch, row: usize) -> Vec<(String, String)> {
+        let map: &MapArray = batch
+            .column_by_name(col::ATTRIBUTES)
+            .unwrap()
+            .as_map_opt()
+            .unwrap();
+        let entries = map.value(row);
+        let keys = entries.column(0).as_string::<i32>();
+        let values = entries.column(1).as_string::<i32>();
+        (0..entries.len())
+            .map(|i| (keys.value(i).to_string(), values.value(i).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn promoted_columns_fill_from_the_rows_that_have_their_key() {
+        let rows = [
+            vec![kv("custom", text("a"))],
+            vec![kv(attr::HTTP_ROUTE, text("/x")), kv("custom", text("b"))],
+            vec![kv(attr::HTTP_RESPONSE_STATUS_CODE, text("abc"))],
+            vec![
+                kv(attr::HTTP_ROUTE, text("/y")),
+                kv(attr::HTTP_ROUTE, text("/z")),
+            ],
+        ];
+        let spans = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, attributes)| Span {
+                trace_id: vec![1; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: "GET".into(),
+                start_time_unix_nano: 1_000 + i as u64,
+                end_time_unix_nano: 2_000,
+                attributes,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        for converted in [
+            convert(&request).unwrap(),
+            convert_encoded(&request.encode_to_vec()).unwrap(),
+        ] {
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            let route = batch.column_by_name(col::HTTP_ROUTE).unwrap();
+            let route: Vec<_> = route.as_string::<i32>().iter().collect();
+            assert_eq!(route, [None, Some("/x"), None, Some("/y")]);
+
+            // A value that does not fit the column stays in the map.
+            let status = batch
+                .column_by_name(col::HTTP_RESPONSE_STATUS_CODE)
+                .unwrap();
+            assert_eq!(status.null_count(), 4);
+            assert_eq!(
+                map_of(batch, 2),
+                [("http.response.status_code".into(), "abc".into())]
+            );
+            // Only the first of a repeated key moves to the column.
+            assert_eq!(map_of(batch, 3), [("http.route".into(), "/z".into())]);
+            assert_eq!(map_of(batch, 1), [("custom".into(), "b".into())]);
+
+            // Columns no row fills are NULL, of the schema's type (the
+            // batch was built against it).
+            for name in [col::RPC_SYSTEM, col::INTENDED_START, col::SHARD] {
+                let column = batch.column_by_name(name).unwrap();
+                assert_eq!((column.len(), column.null_count()), (4, 4), "{name}");
+            }
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 
+use super::keys::{Slot, known};
+
 /// Builds `Map<Utf8, Utf8>` columns in the layout `schema::attribute_map` declares.
 pub type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 
@@ -27,12 +29,15 @@ pub struct Attr<'a> {
     pub key: &'a str,
     /// `None` when the attribute has no value (stored as NULL).
     pub value: Option<ValueRef<'a>>,
+    /// Which known key `key` is, if any.
+    pub slot: Option<Slot>,
 }
 
 impl<'a> Attr<'a> {
     pub fn from_kv(kv: &'a KeyValue) -> Self {
         Attr {
             key: &kv.key,
+            slot: known(kv.key.as_bytes()).map(|(slot, _)| slot),
             value: kv
                 .value
                 .as_ref()

@@ -15,6 +15,7 @@
 use arrow::error::ArrowError;
 
 use super::Converted;
+use super::keys::known;
 use super::spans::{EventRef, LinkRef, ResourceRef, Rows, SpanRef};
 use super::values::{Attr, ValueRef};
 
@@ -56,7 +57,19 @@ impl<'a> Fields<'a> {
     }
 
     /// A varint as prost reads it: at most ten bytes, the tenth at most 1.
+    #[inline]
     fn varint(&mut self) -> Walk<u64> {
+        // Keys, lengths and small numbers: one byte.
+        if let Some((&byte, rest)) = self.bytes.split_first()
+            && byte < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(byte));
+        }
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Walk<u64> {
         let mut value = 0u64;
         for (i, &byte) in self.bytes.iter().enumerate().take(10) {
             if i == 9 && byte > 1 {
@@ -373,12 +386,20 @@ fn walk_link(bytes: &[u8]) -> Walk<LinkRef<'_>> {
 /// `KeyValue`: a key and at most one `AnyValue`.
 fn walk_key_value(bytes: &[u8]) -> Walk<Attr<'_>> {
     let mut key = "";
+    let mut slot = None;
     let mut value = None;
     let mut value_seen = false;
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
         match (number, wire_type) {
-            (1, LEN) => key = fields.str()?,
+            (1, LEN) => {
+                let bytes = fields.len_delimited()?;
+                (key, slot) = match known(bytes) {
+                    // The known key's own `str`: no UTF-8 check needed.
+                    Some((known_slot, known_key)) => (known_key, Some(known_slot)),
+                    None => (std::str::from_utf8(bytes).map_err(|_| Unsupported)?, None),
+                };
+            }
             (2, LEN) => {
                 if value_seen {
                     return Err(Unsupported);
@@ -394,7 +415,7 @@ fn walk_key_value(bytes: &[u8]) -> Walk<Attr<'_>> {
             _ => fields.skip(wire_type)?,
         }
     }
-    Ok(Attr { key, value })
+    Ok(Attr { key, value, slot })
 }
 
 /// `AnyValue`: a oneof, so the last of its fields wins. Arrays and key-value

@@ -1,0 +1,127 @@
+//! Attribute keys the span converter looks for, recognised once per
+//! attribute as it is read. A span of a load run carries about ten such
+//! keys; comparing each attribute's key with every promoted key, then again
+//! for the run id, the RED figures and the attribute map, cost more than
+//! reading the attribute.
+
+use std::sync::LazyLock;
+
+use schema::attr;
+use schema::spans::PROMOTED;
+
+/// Which known key an attribute has: `0..PROMOTED.len()` is the promoted
+/// column of that index, [`RUN_ID`] the run id.
+pub(crate) type Slot = u8;
+
+/// `loadlens.run.id`, which picks the partition and has no column of its own.
+pub(crate) const RUN_ID: Slot = PROMOTED.len() as Slot;
+
+/// Promoted keys the RED figures read.
+pub(crate) const STEP: Slot = promoted_slot(attr::STEP);
+pub(crate) const ERROR_TYPE: Slot = promoted_slot(attr::ERROR_TYPE);
+pub(crate) const INTENDED_START: Slot = promoted_slot(attr::INTENDED_START);
+pub(crate) const REQUEST_ID: Slot = promoted_slot(attr::REQUEST_ID);
+
+/// Keys longer than this are never known ones.
+const MAX_LEN: usize = 64;
+
+const _: () = assert!(PROMOTED.len() < 64, "slots are bits of a u64");
+
+/// Known keys by length: bit `s` of `by_len[n]` is set when slot `s`'s key
+/// is `n` bytes long. Most lengths hold none or one key, so a key is
+/// compared with at most a couple of others.
+struct Known {
+    keys: Vec<&'static str>,
+    by_len: [u64; MAX_LEN + 1],
+}
+
+static KNOWN: LazyLock<Known> = LazyLock::new(|| {
+    let keys: Vec<&'static str> = PROMOTED.iter().map(|p| p.0).chain([attr::RUN_ID]).collect();
+    let mut by_len = [0u64; MAX_LEN + 1];
+    for (slot, key) in keys.iter().enumerate() {
+        assert!(key.len() <= MAX_LEN, "known key {key} is too long");
+        by_len[key.len()] |= 1 << slot;
+    }
+    Known { keys, by_len }
+});
+
+/// The slot of `key` and the key as a `str`, if it is a known one. The
+/// `str` is the known key itself, so a caller holding raw bytes need not
+/// check them for UTF-8.
+#[inline]
+pub(crate) fn known(key: &[u8]) -> Option<(Slot, &'static str)> {
+    let known = &*KNOWN;
+    let mut candidates = *known.by_len.get(key.len())?;
+    while candidates != 0 {
+        let slot = candidates.trailing_zeros() as usize;
+        if known.keys[slot].as_bytes() == key {
+            return Some((slot as Slot, known.keys[slot]));
+        }
+        candidates &= candidates - 1;
+    }
+    None
+}
+
+/// The slot of a promoted key, at compile time.
+const fn promoted_slot(key: &str) -> Slot {
+    let mut slot = 0;
+    while slot < PROMOTED.len() {
+        if same(PROMOTED[slot].0.as_bytes(), key.as_bytes()) {
+            return slot as Slot;
+        }
+        slot += 1;
+    }
+    panic!("not a promoted key");
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_key_is_found_in_its_slot() {
+        for (slot, (key, _, _)) in PROMOTED.iter().enumerate() {
+            assert_eq!(known(key.as_bytes()), Some((slot as Slot, *key)));
+            assert_eq!(schema::spans::promoted(key).map(|p| p.0), Some(slot));
+        }
+        assert_eq!(known(attr::RUN_ID.as_bytes()), Some((RUN_ID, attr::RUN_ID)));
+        assert_eq!(PROMOTED[STEP as usize].0, attr::STEP);
+        assert_eq!(PROMOTED[ERROR_TYPE as usize].0, attr::ERROR_TYPE);
+        assert_eq!(PROMOTED[INTENDED_START as usize].0, attr::INTENDED_START);
+        assert_eq!(PROMOTED[REQUEST_ID as usize].0, attr::REQUEST_ID);
+    }
+
+    #[test]
+    fn other_keys_are_not_known() {
+        for key in [
+            "",
+            "custom.key",
+            "http.route ",
+            "Http.route",
+            "http.rout",
+            "service.name",
+            &"x".repeat(MAX_LEN + 1),
+        ] {
+            assert_eq!(known(key.as_bytes()), None, "{key:?}");
+        }
+        // Same length as a known key, one byte off.
+        let mut near = attr::REQUEST_ID.as_bytes().to_vec();
+        *near.last_mut().unwrap() ^= 1;
+        assert_eq!(known(&near), None);
+        assert_eq!(known(&[0xff; 10]), None);
+    }
+}
