@@ -32,6 +32,12 @@ impl Signal {
 
 const MAGIC: &[u8; 4] = b"LLW1";
 const HEADER: usize = 4 + 1 + 4 + 4;
+
+/// Records smaller than this are gathered in memory and written with the
+/// next ones; larger ones (a generator's batch is about 100 KB) go straight
+/// to the file, as copying them first would cost more than the write saves.
+const BUFFER: usize = 64 * 1024;
+
 /// Records larger than this are refused at append and treated as corruption at replay.
 const MAX_RECORD: usize = 256 * 1024 * 1024;
 
@@ -102,7 +108,7 @@ impl Wal {
             dir,
             sequence,
             path,
-            file: BufWriter::with_capacity(1 << 20, file),
+            file: BufWriter::with_capacity(BUFFER, file),
             sync,
         })
     }

@@ -334,7 +334,10 @@ impl PromotedColumn {
                 builder
             }
         };
-        builder.append_nulls(row - builder.len());
+        let missing = row - builder.len();
+        if missing > 0 {
+            builder.append_nulls(missing);
+        }
         builder.append(value)
     }
 
@@ -343,7 +346,10 @@ impl PromotedColumn {
         match self {
             PromotedColumn::Absent(ty) => arrow::array::new_null_array(&ty.data_type(), rows),
             PromotedColumn::Present(mut builder) => {
-                builder.append_nulls(rows - builder.len());
+                let missing = rows - builder.len();
+                if missing > 0 {
+                    builder.append_nulls(missing);
+                }
                 builder.finish()
             }
         }
