@@ -16,18 +16,61 @@ mod shell;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Has mimalloc return the free pages it holds to the operating system. The
-/// ledger writer calls it after each file: sorting and encoding a file
-/// allocates tens of megabytes at once and frees them, and mimalloc kept
-/// those pages, so RSS crept up through a long run (BENCHMARKS.md,
-/// "RSS growth").
+/// Calls into mimalloc itself. Its functions are declared `unsafe` only
+/// because they are foreign; the two here take plain numbers.
 #[allow(unsafe_code)]
-fn return_free_memory() {
-    // SAFETY: `mi_collect` takes no arguments that point anywhere; it walks
-    // mimalloc's own structures (the calling thread's heap, and the shared
-    // arenas under mimalloc's locks) and may be called from any thread at any
-    // time. It is declared `unsafe` only because it is an FFI function.
-    unsafe { libmimalloc_sys::mi_collect(true) }
+mod allocator {
+    /// Has mimalloc return the free pages it holds to the operating system.
+    /// The ledger writer calls it after each file: sorting and encoding a
+    /// file allocates tens of megabytes at once and frees them, and mimalloc
+    /// kept those pages, so RSS crept up through a long run (BENCHMARKS.md,
+    /// "RSS growth").
+    pub fn return_free_memory() {
+        // SAFETY: `mi_collect` takes no arguments that point anywhere; it
+        // walks mimalloc's own structures (the calling thread's heap, and the
+        // shared arenas under mimalloc's locks) and may be called from any
+        // thread at any time.
+        unsafe { libmimalloc_sys::mi_collect(true) }
+    }
+
+    /// `mi_option_purge_delay` in mimalloc v2's `mi_option_t`
+    /// (`include/mimalloc.h` of the version libmimalloc-sys builds), for
+    /// which the crate names no constant. The test below checks it.
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+    /// Has mimalloc keep pages freed for `ms` milliseconds before it returns
+    /// them to the operating system (its default is 10).
+    pub fn keep_free_pages_for(ms: u32) {
+        // SAFETY: `mi_option_set` stores a number in mimalloc's option
+        // table; mimalloc reads the option each time it purges, from any
+        // thread.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, ms.into()) }
+    }
+
+    #[cfg(test)]
+    fn purge_delay() -> std::ffi::c_long {
+        // SAFETY: as `mi_option_set`, a read of the option table.
+        unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_option_set_is_the_purge_delay() {
+            // mimalloc's default purge delay, unless the environment set
+            // one. The options either side of it default to 1 and 0.
+            let expected = std::env::var("MIMALLOC_PURGE_DELAY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10);
+            assert_eq!(super::purge_delay(), expected);
+            super::keep_free_pages_for(collector::FREE_PAGES_KEPT_MS);
+            assert_eq!(
+                super::purge_delay(),
+                std::ffi::c_long::from(collector::FREE_PAGES_KEPT_MS)
+            );
+        }
+    }
 }
 
 /// Exit codes, as documented in the README.
@@ -528,6 +571,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         } => {
             // It runs a collector in this process.
             collector::avoid_huge_pages();
+            allocator::keep_free_pages_for(collector::FREE_PAGES_KEPT_MS);
             let config = quickstart::QuickstartConfig {
                 data_dir: data,
                 steps,
@@ -543,6 +587,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Run(args) => run(args).await,
         Command::Collector(args) => {
             collector::avoid_huge_pages();
+            allocator::keep_free_pages_for(collector::FREE_PAGES_KEPT_MS);
             let config = collector_config(args).map_err(|e| Failure::by(true, e))?;
             collector::run(config).await.map_err(|e| {
                 let usage = e.is_usage();
@@ -672,7 +717,7 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
     config.shard = args.shard;
     config.start_at = args.start_at;
     config.progress = !args.quiet;
-    config.after_ledger_file = Some(return_free_memory);
+    config.after_ledger_file = Some(allocator::return_free_memory);
     config.ledger = match (args.no_ledger, args.data, args.no_telemetry) {
         (true, _, _) | (false, None, true) => None,
         (false, Some(data), _) => Some(data),

@@ -300,6 +300,11 @@ fn end_to_end(
     let _ = std::fs::remove_dir_all(&data);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(ROLE, "collector")
+        // As `loadlens collector` sets it (through mimalloc's API there).
+        .env(
+            "MIMALLOC_PURGE_DELAY",
+            collector::FREE_PAGES_KEPT_MS.to_string(),
+        )
         .env("LOADLENS_BENCH_DATA", &data)
         .env(
             "LOADLENS_BENCH_FSYNC",
