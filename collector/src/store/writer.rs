@@ -7,8 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ahash::AHashSet;
-use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
-use arrow::compute::interleave_record_batch;
+use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array};
+use arrow::compute::interleave;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -172,9 +172,27 @@ impl Prepared<'_> {
             for (batch, _) in rows {
                 local[*batch] = usize::MAX;
             }
-            let gathered = interleave_record_batch(&sources, &indices)?;
+            let columns = self
+                .schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(c, field)| {
+                    let arrays: Vec<&dyn Array> =
+                        sources.iter().map(|b| b.column(c).as_ref()).collect();
+                    // Most spans carry few of the promoted columns, and many
+                    // leave trace state, versions and status message unset:
+                    // such a column is NULL in every source, and gathering it
+                    // row by row would only give NULLs back.
+                    if arrays.iter().all(|a| a.null_count() == a.len()) {
+                        Ok(new_null_array(field.data_type(), indices.len()))
+                    } else {
+                        interleave(&arrays, &indices)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             // The file's schema exactly, whatever metadata the inputs carried.
-            RecordBatch::try_new(self.schema.clone(), gathered.columns().to_vec())
+            RecordBatch::try_new(self.schema.clone(), columns)
         })
     }
 }
@@ -484,6 +502,63 @@ mod tests {
         assert_eq!(gathered.schema(), Table::Spans.file_schema());
         let none = prepare(Table::Spans, &[], |_| false).unwrap();
         assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
+    }
+
+    #[test]
+    fn columns_null_in_every_source_gather_as_arrow_would() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        let t = 1_795_392_000_000_000_000u64;
+        // Routes in the first batch only: that column is gathered, while
+        // those NULL in both (trace state, RPC, ...) are not.
+        let with_route = |id: u8, start: u64| Span {
+            trace_id: vec![id; 16],
+            span_id: vec![id; 8],
+            name: "GET".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 10,
+            attributes: vec![KeyValue {
+                key: schema::attr::HTTP_ROUTE.into(),
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue(format!("/r{id}"))),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let routed = crate::convert::spans::convert(&ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![with_route(1, t + 30), with_route(2, t + 10)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+        .unwrap()
+        .batches
+        .pop()
+        .unwrap()
+        .1;
+        let batches = [routed, batch(&[(3, t + 20, "c"), (4, t, "d")])];
+        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+        let gathered = gather(&prepared);
+        let expected = arrow::compute::interleave_record_batch(
+            &batches.iter().collect::<Vec<_>>(),
+            &prepared.order,
+        )
+        .unwrap();
+        for (c, field) in gathered.schema().fields().iter().enumerate() {
+            assert_eq!(gathered.column(c), expected.column(c), "{}", field.name());
+        }
+        let routes = column::<StringArray>(&gathered, schema::spans::col::HTTP_ROUTE);
+        assert_eq!(
+            routes.iter().collect::<Vec<_>>(),
+            [None, Some("/r2"), None, Some("/r1")]
+        );
+        let rpc = gathered
+            .column_by_name(schema::spans::col::RPC_SYSTEM)
+            .unwrap();
+        assert_eq!((rpc.len(), rpc.null_count()), (4, 4));
     }
 
     /// The encodings of each column of the first row group of the file at `path`.
