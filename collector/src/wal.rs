@@ -10,7 +10,7 @@
 //! mid-append, never acknowledged) ends that segment's replay.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Which OTLP export a record holds.
@@ -35,7 +35,8 @@ const HEADER: usize = 4 + 1 + 4 + 4;
 
 /// Records smaller than this are gathered in memory and written with the
 /// next ones; larger ones (a generator's batch is about 100 KB) go straight
-/// to the file, as copying them first would cost more than the write saves.
+/// to the file, header and payload in one write, as copying them first
+/// would cost more than the write saves.
 const BUFFER: usize = 64 * 1024;
 
 /// Records larger than this are refused at append and treated as corruption at replay.
@@ -67,6 +68,10 @@ pub struct Wal {
     path: PathBuf,
     file: BufWriter<File>,
     sync: bool,
+    /// A write to this segment failed part-way. Replay stops at the torn
+    /// record, so nothing may follow it here: the next append moves to a
+    /// new segment, after committing the records before the tear.
+    torn: bool,
 }
 
 /// A closed segment found at start, to replay.
@@ -110,6 +115,7 @@ impl Wal {
             path,
             file: BufWriter::with_capacity(BUFFER, file),
             sync,
+            torn: false,
         })
     }
 
@@ -131,8 +137,31 @@ impl Wal {
         header[4] = signal as u8;
         header[5..9].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         header[9..13].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.file.write_all(&header).map_err(err(&self.path))?;
-        self.file.write_all(payload).map_err(err(&self.path))
+        if self.torn {
+            self.rotate()?;
+        }
+        // One write for header and payload: a large record goes to the file
+        // in a single system call, a small one into the buffer.
+        let mut parts = [IoSlice::new(&header), IoSlice::new(payload)];
+        let mut parts = &mut parts[..];
+        while !parts.is_empty() {
+            match self.file.write_vectored(parts) {
+                Ok(0) => {
+                    self.torn = true;
+                    return Err(WalError {
+                        path: self.path.clone(),
+                        source: io::ErrorKind::WriteZero.into(),
+                    });
+                }
+                Ok(n) => IoSlice::advance_slices(&mut parts, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.torn = true;
+                    return Err(err(&self.path)(e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes every appended record durable (fdatasync unless sync is off).
@@ -277,6 +306,55 @@ mod tests {
             ]
         );
         assert_eq!(replayed.torn_bytes, 7);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn small_and_large_records_replay_in_order() {
+        let root = temp("sizes");
+        let (mut wal, _) = Wal::open(&root, false).unwrap();
+        // Around the buffer's size: buffered, written straight, and both
+        // after one another.
+        let sizes = [10, BUFFER - HEADER, BUFFER, 3 * BUFFER + 7, 1, 100_000, 5];
+        let records: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect())
+            .collect();
+        for record in &records {
+            wal.append(Signal::Traces, record).unwrap();
+        }
+        wal.commit().unwrap();
+        let path = wal.path.clone();
+        drop(wal);
+        let replayed = read_segment(&path).unwrap();
+        let payloads: Vec<Vec<u8>> = replayed.records.into_iter().map(|r| r.1).collect();
+        assert_eq!(payloads, records);
+        assert_eq!(replayed.torn_bytes, 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn after_a_torn_write_records_go_to_a_new_segment() {
+        let root = temp("tear");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        let first = wal.sequence();
+        wal.append(Signal::Traces, b"before").unwrap();
+        // As a failed write leaves it: part of a record at the end.
+        wal.file.write_all(&MAGIC[..]).unwrap();
+        wal.torn = true;
+        wal.append(Signal::Traces, b"after").unwrap();
+        wal.commit().unwrap();
+        assert_eq!(wal.sequence(), first + 1);
+        drop(wal);
+        let (_, segments) = Wal::open(&root, true).unwrap();
+        let replayed: Vec<Replayed> = segments
+            .iter()
+            .map(|s| read_segment(&s.path).unwrap())
+            .collect();
+        assert_eq!(replayed[0].records, [(Signal::Traces, b"before".to_vec())]);
+        assert_eq!(replayed[0].torn_bytes, 4);
+        assert_eq!(replayed[1].records, [(Signal::Traces, b"after".to_vec())]);
         fs::remove_dir_all(&root).unwrap();
     }
 
