@@ -35,12 +35,31 @@ mod allocator {
 
     /// `mi_option_purge_delay` in mimalloc v2's `mi_option_t`
     /// (`include/mimalloc.h` of the version libmimalloc-sys builds), for
-    /// which the crate names no constant. The test below checks it.
+    /// which the crate names no constant: between the two it names.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    const _: () = assert!(
+        PURGE_DELAY == libmimalloc_sys::mi_option_eager_commit_delay + 1
+            && PURGE_DELAY + 1 == libmimalloc_sys::mi_option_use_numa_nodes
+    );
+
+    /// Applies [`collector::free_pages_kept_ms`] for a collector with this
+    /// pending-memory bound, unless the environment sets mimalloc's delay
+    /// itself (mimalloc read it at start).
+    pub fn keep_free_pages_for_collector(max_pending_bytes: usize) {
+        let from_environment = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        if let (false, Some(ms)) = (
+            from_environment,
+            collector::free_pages_kept_ms(max_pending_bytes),
+        ) {
+            keep_free_pages_for(ms);
+        }
+    }
 
     /// Has mimalloc keep pages freed for `ms` milliseconds before it returns
     /// them to the operating system (its default is 10).
-    pub fn keep_free_pages_for(ms: u32) {
+    fn keep_free_pages_for(ms: u32) {
         // SAFETY: `mi_option_set` stores a number in mimalloc's option
         // table; mimalloc reads the option each time it purges, from any
         // thread.
@@ -58,17 +77,14 @@ mod allocator {
         #[test]
         fn the_option_set_is_the_purge_delay() {
             // mimalloc's default purge delay, unless the environment set
-            // one. The options either side of it default to 1 and 0.
+            // one.
             let expected = std::env::var("MIMALLOC_PURGE_DELAY")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10);
             assert_eq!(super::purge_delay(), expected);
-            super::keep_free_pages_for(collector::FREE_PAGES_KEPT_MS);
-            assert_eq!(
-                super::purge_delay(),
-                std::ffi::c_long::from(collector::FREE_PAGES_KEPT_MS)
-            );
+            super::keep_free_pages_for(100);
+            assert_eq!(super::purge_delay(), 100);
         }
     }
 }
@@ -569,9 +585,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             steps,
             step_duration,
         } => {
-            // It runs a collector in this process.
+            // It runs a collector in this process, with the default bound.
             collector::avoid_huge_pages();
-            allocator::keep_free_pages_for(collector::FREE_PAGES_KEPT_MS);
+            allocator::keep_free_pages_for_collector(collector::config::DEFAULT_MAX_PENDING_BYTES);
             let config = quickstart::QuickstartConfig {
                 data_dir: data,
                 steps,
@@ -587,8 +603,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Run(args) => run(args).await,
         Command::Collector(args) => {
             collector::avoid_huge_pages();
-            allocator::keep_free_pages_for(collector::FREE_PAGES_KEPT_MS);
             let config = collector_config(args).map_err(|e| Failure::by(true, e))?;
+            allocator::keep_free_pages_for_collector(config.max_pending_bytes);
             collector::run(config).await.map_err(|e| {
                 let usage = e.is_usage();
                 Failure::by(usage, e)

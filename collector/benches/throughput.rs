@@ -300,10 +300,15 @@ fn end_to_end(
     let _ = std::fs::remove_dir_all(&data);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(ROLE, "collector")
-        // As `loadlens collector` sets it (through mimalloc's API there).
+        // As `loadlens collector` sets it for the default bound (through
+        // mimalloc's API there), unless this run's environment sets it.
         .env(
             "MIMALLOC_PURGE_DELAY",
-            collector::FREE_PAGES_KEPT_MS.to_string(),
+            std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| {
+                let bound = collector::config::DEFAULT_MAX_PENDING_BYTES;
+                let ms = collector::free_pages_kept_ms(bound).map_or(10, i64::from);
+                ms.to_string()
+            }),
         )
         .env("LOADLENS_BENCH_DATA", &data)
         .env(

@@ -83,6 +83,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The pending-memory bound when none is configured.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 512 * 1024 * 1024;
+
 impl CollectorConfig {
     /// The standard OTLP ports on loopback.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -92,7 +95,7 @@ impl CollectorConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             flush_interval: Duration::from_secs(5),
             flush_rows: 200_000,
-            max_pending_bytes: 512 * 1024 * 1024,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             max_grpc_message: 4 * 1024 * 1024,
             max_http_body: 20 * 1024 * 1024,
             wal_sync: true,

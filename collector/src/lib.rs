@@ -35,25 +35,30 @@ use tokio::task::JoinSet;
 pub use config::CollectorConfig;
 pub use ingest::{FlushReport, Ingest};
 
-/// How long a collector's allocator keeps freed pages before returning them
-/// to the operating system, in milliseconds (`loadlens collector` and
-/// `loadlens quickstart` set it; mimalloc's default is 10).
+/// How long a collector's allocator should keep freed pages before it
+/// returns them to the operating system, in milliseconds, for a
+/// pending-memory bound of `max_pending_bytes`; `None` leaves mimalloc's
+/// default (10 ms). `loadlens collector` and `loadlens quickstart` apply it
+/// unless `MIMALLOC_PURGE_DELAY` is set.
 ///
 /// Each flush frees the memory of up to 200,000 pending rows at once. With
 /// 10 ms, mimalloc returned it before the next requests' builders and
 /// buffers could reuse it, and they faulted fresh pages in again: page
-/// faults and `madvise` were about a tenth of the collector's samples. With
-/// 100 ms the bench did 9-24% more spans per CPU-second, for 40-75 MiB more
-/// peak RSS at a 512 MiB pending bound; under the overload test's 24 MiB
-/// bound the peak rose from 117 to 167 MiB, inside the bound README.md
-/// states (BENCHMARKS.md).
-pub const FREE_PAGES_KEPT_MS: u32 = 100;
+/// faults and `madvise` were about a sixth of the collector's samples. With
+/// 100 ms (whole segments go back after ten times that, mimalloc's
+/// `arena_purge_mult`) the bench did about 15% more spans per CPU-second
+/// for 40-75 MiB more peak RSS (BENCHMARKS.md). That is small beside the
+/// default bound of 512 MiB, but under a bound of a few tens of MiB it
+/// would double the collector's memory, so below 256 MiB the default stays.
+pub fn free_pages_kept_ms(max_pending_bytes: usize) -> Option<u32> {
+    (max_pending_bytes >= 256 << 20).then_some(100)
+}
 
 /// Turns transparent huge pages off for this process, for a collector.
 ///
 /// The collector allocates and frees tens of megabytes with every flush, and
 /// mimalloc hands freed pages back to the kernel after a short delay
-/// ([`FREE_PAGES_KEPT_MS`]). With huge pages (mimalloc asks for them on the
+/// ([`free_pages_kept_ms`]). With huge pages (mimalloc asks for them on the
 /// memory it reserves), each page the next requests touch again costs the
 /// kernel zeroing 2 MiB rather than 4 KiB. Off, the collector did 9-23% more spans per CPU-second in its
 /// bench, and the traced generator bench, whose collector shares the

@@ -897,4 +897,61 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn red_figures_come_from_the_keys_they_name() {
+        let start = 1_795_392_000_000_000_000u64;
+        let span = |id: u8, attributes: Vec<KeyValue>| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![id; 8],
+            name: "GET".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 250_000_000,
+            attributes,
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(
+                            1,
+                            vec![
+                                kv(attr::RUN_ID, text("r1")),
+                                kv(attr::STEP, text("browse")),
+                                kv(attr::REQUEST_ID, Value::IntValue(7)),
+                                kv(attr::ERROR_TYPE, text("timeout")),
+                                // Latency counts from the intended start.
+                                kv(
+                                    attr::INTENDED_START,
+                                    Value::IntValue(start as i64 - 250_000_000),
+                                ),
+                            ],
+                        ),
+                        span(
+                            2,
+                            vec![
+                                kv(attr::RUN_ID, text("r1")),
+                                kv(attr::STEP, text("browse")),
+                                kv(attr::REQUEST_ID, Value::IntValue(8)),
+                            ],
+                        ),
+                        // Not a generator request: no request id.
+                        span(3, vec![kv(attr::RUN_ID, text("r1"))]),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut expected = crate::red::Tally::default();
+        expected.add("r1", "browse", Some("timeout"), 0.5);
+        expected.add("r1", "browse", None, 0.25);
+        for converted in [
+            convert(&request).unwrap(),
+            convert_encoded(&request.encode_to_vec()).unwrap(),
+        ] {
+            assert_eq!(converted.red, expected);
+        }
+    }
 }
