@@ -797,12 +797,26 @@ fn status_name(code: i32) -> &'static str {
     }
 }
 
+/// One request of `spans`, under an empty resource and scope. For tests.
+#[cfg(test)]
+pub(crate) fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{Array, AsArray, MapArray};
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
     use schema::spans::col;
 
     fn kv(key: &str, value: Value) -> KeyValue {
@@ -856,15 +870,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
+        let request = request_of(spans);
         for converted in [
             convert(&request).unwrap(),
             convert_encoded(&request.encode_to_vec()).unwrap(),
@@ -910,40 +916,32 @@ mod tests {
             attributes,
             ..Default::default()
         };
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![
-                        span(
-                            1,
-                            vec![
-                                kv(attr::RUN_ID, text("r1")),
-                                kv(attr::STEP, text("browse")),
-                                kv(attr::REQUEST_ID, Value::IntValue(7)),
-                                kv(attr::ERROR_TYPE, text("timeout")),
-                                // Latency counts from the intended start.
-                                kv(
-                                    attr::INTENDED_START,
-                                    Value::IntValue(start as i64 - 250_000_000),
-                                ),
-                            ],
-                        ),
-                        span(
-                            2,
-                            vec![
-                                kv(attr::RUN_ID, text("r1")),
-                                kv(attr::STEP, text("browse")),
-                                kv(attr::REQUEST_ID, Value::IntValue(8)),
-                            ],
-                        ),
-                        // Not a generator request: no request id.
-                        span(3, vec![kv(attr::RUN_ID, text("r1"))]),
-                    ],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
+        let request = request_of(vec![
+            span(
+                1,
+                vec![
+                    kv(attr::RUN_ID, text("r1")),
+                    kv(attr::STEP, text("browse")),
+                    kv(attr::REQUEST_ID, Value::IntValue(7)),
+                    kv(attr::ERROR_TYPE, text("timeout")),
+                    // Latency counts from the intended start.
+                    kv(
+                        attr::INTENDED_START,
+                        Value::IntValue(start as i64 - 250_000_000),
+                    ),
+                ],
+            ),
+            span(
+                2,
+                vec![
+                    kv(attr::RUN_ID, text("r1")),
+                    kv(attr::STEP, text("browse")),
+                    kv(attr::REQUEST_ID, Value::IntValue(8)),
+                ],
+            ),
+            // Not a generator request: no request id.
+            span(3, vec![kv(attr::RUN_ID, text("r1"))]),
+        ]);
         let mut expected = crate::red::Tally::default();
         expected.add("r1", "browse", Some("timeout"), 0.5);
         expected.add("r1", "browse", None, 0.25);

@@ -523,7 +523,7 @@ mod tests {
     use crate::store::write_partition;
     use arrow::array::{Array, FixedSizeBinaryArray};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use opentelemetry_proto::tonic::trace::v1::Span;
 
     const T0: u64 = 1_795_435_200_000_000_000;
 
@@ -539,15 +539,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
+        crate::convert::spans::request_of(spans)
     }
 
     fn store(name: &str) -> PathBuf {

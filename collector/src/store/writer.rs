@@ -441,9 +441,9 @@ pub(crate) fn wal_segment_in_name(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convert::spans::request_of;
     use arrow::array::StringArray;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use opentelemetry_proto::tonic::trace::v1::Span;
 
     /// One converted batch of spans (ids, start time, name).
     fn batch_of<'a>(spans: impl IntoIterator<Item = (Vec<u8>, u64, &'a str)>) -> RecordBatch {
@@ -458,15 +458,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
+        let request = request_of(spans);
         let mut converted = crate::convert::spans::convert(&request).unwrap();
         converted.batches.pop().unwrap().1
     }
@@ -525,15 +517,10 @@ mod tests {
             }],
             ..Default::default()
         };
-        let routed = crate::convert::spans::convert(&ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![with_route(1, t + 30), with_route(2, t + 10)],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        })
+        let routed = crate::convert::spans::convert(&request_of(vec![
+            with_route(1, t + 30),
+            with_route(2, t + 10),
+        ]))
         .unwrap()
         .batches
         .pop()
