@@ -17,7 +17,7 @@ mod shell;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Calls into mimalloc itself. Its functions are declared `unsafe` only
-/// because they are foreign; the two here take plain numbers.
+/// because they are foreign; the ones here take plain values, no pointers.
 #[allow(unsafe_code)]
 mod allocator {
     /// Has mimalloc return the free pages it holds to the operating system.
@@ -49,10 +49,10 @@ mod allocator {
         let from_environment = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
             .iter()
             .any(|name| std::env::var_os(name).is_some());
-        if let (false, Some(ms)) = (
-            from_environment,
-            collector::free_pages_kept_ms(max_pending_bytes),
-        ) {
+        if from_environment {
+            return;
+        }
+        if let Some(ms) = collector::free_pages_kept_ms(max_pending_bytes) {
             keep_free_pages_for(ms);
         }
     }

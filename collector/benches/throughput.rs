@@ -298,18 +298,17 @@ fn end_to_end(
 ) -> EndToEnd {
     let data = std::env::temp_dir().join(format!("loadlens-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    // As `loadlens collector` sets it for the default bound (through
+    // mimalloc's API there); a delay this run's environment sets passes on.
+    let bound = collector::config::DEFAULT_MAX_PENDING_BYTES;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+        && let Some(ms) = collector::free_pages_kept_ms(bound)
+    {
+        command.env("MIMALLOC_PURGE_DELAY", ms.to_string());
+    }
+    let mut child = command
         .env(ROLE, "collector")
-        // As `loadlens collector` sets it for the default bound (through
-        // mimalloc's API there), unless this run's environment sets it.
-        .env(
-            "MIMALLOC_PURGE_DELAY",
-            std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| {
-                let bound = collector::config::DEFAULT_MAX_PENDING_BYTES;
-                let ms = collector::free_pages_kept_ms(bound).map_or(10, i64::from);
-                ms.to_string()
-            }),
-        )
         .env("LOADLENS_BENCH_DATA", &data)
         .env(
             "LOADLENS_BENCH_FSYNC",

@@ -60,9 +60,10 @@ pub fn free_pages_kept_ms(max_pending_bytes: usize) -> Option<u32> {
 /// mimalloc hands freed pages back to the kernel after a short delay
 /// ([`free_pages_kept_ms`]). With huge pages (mimalloc asks for them on the
 /// memory it reserves), each page the next requests touch again costs the
-/// kernel zeroing 2 MiB rather than 4 KiB. Off, the collector did 9-23% more spans per CPU-second in its
-/// bench, and the traced generator bench, whose collector shares the
-/// target's core, sent 10-18% more requests (BENCHMARKS.md). The analyzer
+/// kernel zeroing 2 MiB rather than 4 KiB. Off, the collector did 9-23% more
+/// spans per CPU-second in its bench, and the traced generator bench, whose
+/// collector shares the target's core, sent 10-18% more requests
+/// (BENCHMARKS.md). The analyzer
 /// keeps the kernel's default: its queries were no faster without.
 ///
 /// Since Linux 5.0 the setting stops new huge pages in every mapping of the

@@ -142,26 +142,10 @@ impl Wal {
         }
         // One write for header and payload: a large record goes to the file
         // in a single system call, a small one into the buffer.
-        let mut parts = [IoSlice::new(&header), IoSlice::new(payload)];
-        let mut parts = &mut parts[..];
-        while !parts.is_empty() {
-            match self.file.write_vectored(parts) {
-                Ok(0) => {
-                    self.torn = true;
-                    return Err(WalError {
-                        path: self.path.clone(),
-                        source: io::ErrorKind::WriteZero.into(),
-                    });
-                }
-                Ok(n) => IoSlice::advance_slices(&mut parts, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.torn = true;
-                    return Err(err(&self.path)(e));
-                }
-            }
-        }
-        Ok(())
+        write_all_vectored(&mut self.file, &header, payload).map_err(|e| {
+            self.torn = true;
+            err(&self.path)(e)
+        })
     }
 
     /// Makes every appended record durable (fdatasync unless sync is off).
@@ -262,6 +246,21 @@ fn segment_sequence(path: &Path) -> Option<u64> {
         .strip_suffix(".log")?
         .parse()
         .ok()
+}
+
+/// Writes `a` then `b`, in as few calls as the writer takes.
+fn write_all_vectored(file: &mut impl Write, a: &[u8], b: &[u8]) -> io::Result<()> {
+    let mut parts = [IoSlice::new(a), IoSlice::new(b)];
+    let mut parts = &mut parts[..];
+    while !parts.is_empty() {
+        match file.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {

@@ -83,21 +83,15 @@ fn rewrite(expr: Arc<dyn PhysicalExpr>, schema: &Schema) -> Transformed<Arc<dyn 
     let Some(binary) = expr.downcast_ref::<BinaryExpr>() else {
         return Transformed::no(expr);
     };
-    let negated = match binary.op() {
-        Operator::Eq => false,
-        Operator::NotEq => true,
-        _ => return Transformed::no(expr),
-    };
-    let (value_left, literal) = match (literal_text(binary.left()), literal_text(binary.right())) {
-        (None, Some(text)) => (true, text),
-        (Some(text), None) => (false, text),
-        _ => return Transformed::no(expr),
-    };
-    let value = if value_left {
-        binary.left()
-    } else {
-        binary.right()
-    };
+    if !matches!(binary.op(), Operator::Eq | Operator::NotEq) {
+        return Transformed::no(expr);
+    }
+    let (value, literal, value_left) =
+        match (literal_text(binary.left()), literal_text(binary.right())) {
+            (None, Some(text)) => (binary.left(), text, true),
+            (Some(text), None) => (binary.right(), text, false),
+            _ => return Transformed::no(expr),
+        };
     let is_view = value
         .data_type(schema)
         .is_ok_and(|ty| ty == DataType::Utf8View);
@@ -106,7 +100,6 @@ fn rewrite(expr: Arc<dyn PhysicalExpr>, schema: &Schema) -> Transformed<Arc<dyn 
             original: binary.clone(),
             value_left,
             target,
-            negated,
         })),
         _ => Transformed::no(expr),
     }
@@ -177,7 +170,6 @@ struct ShortEq {
     /// Whether the value is on the left of the literal.
     value_left: bool,
     target: ShortView,
-    negated: bool,
 }
 
 impl ShortEq {
@@ -209,7 +201,8 @@ impl PhysicalExpr for ShortEq {
         match self.value().evaluate(batch)? {
             ColumnarValue::Array(array) if array.data_type() == &DataType::Utf8View => {
                 let strings = array.as_string_view();
-                let values = self.target.compare(strings.views(), self.negated);
+                let negated = *self.original.op() == Operator::NotEq;
+                let values = self.target.compare(strings.views(), negated);
                 Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
                     values,
                     strings.nulls().cloned(),
@@ -379,7 +372,6 @@ mod tests {
             original,
             value_left: true,
             target: ShortView::new(b"OK").unwrap(),
-            negated: false,
         });
         assert_eq!(evaluate(&expr, &views), vec![Some(true), Some(true)]);
         assert_eq!(expr.to_string(), "OK = OK");

@@ -311,52 +311,11 @@ impl<'a> ResourceInfo<'a> {
     }
 }
 
-/// One promoted column. Most spans carry a few of the promoted keys, so a
-/// column is built only from the first row that has its key, and a row
-/// without it is filled in as NULL when the next value comes or at the end.
-/// A column no row fills is NULL throughout.
-enum PromotedColumn {
-    Absent(Promoted),
-    Present(PromotedBuilder),
-}
-
-impl PromotedColumn {
-    /// Sets row `row`'s value; false if it does not fit the column's type
-    /// (then the row is NULL).
-    fn append(&mut self, value: Option<ValueRef<'_>>, row: usize) -> bool {
-        let builder = match self {
-            PromotedColumn::Present(builder) => builder,
-            PromotedColumn::Absent(ty) => {
-                *self = PromotedColumn::Present(PromotedBuilder::new(*ty));
-                let PromotedColumn::Present(builder) = self else {
-                    unreachable!("just made present")
-                };
-                builder
-            }
-        };
-        let missing = row - builder.len();
-        if missing > 0 {
-            builder.append_nulls(missing);
-        }
-        builder.append(value)
-    }
-
-    /// The column of `rows` rows.
-    fn finish(self, rows: usize) -> ArrayRef {
-        match self {
-            PromotedColumn::Absent(ty) => arrow::array::new_null_array(&ty.data_type(), rows),
-            PromotedColumn::Present(mut builder) => {
-                let missing = rows - builder.len();
-                if missing > 0 {
-                    builder.append_nulls(missing);
-                }
-                builder.finish()
-            }
-        }
-    }
-}
-
-/// A builder for one promoted column.
+/// A builder for one promoted column. Most spans carry a few of the
+/// promoted keys, so a column's builder is made at the first row that has
+/// its key; the rows before, and later rows without it, are filled in as
+/// NULL ([`PromotedBuilder::fill_to`]). A column no row fills is NULL
+/// throughout.
 enum PromotedBuilder {
     Utf8(StringBuilder),
     Int64(Int64Builder),
@@ -414,12 +373,17 @@ impl PromotedBuilder {
         }
     }
 
-    fn append_nulls(&mut self, n: usize) {
+    /// NULLs up to `rows` rows: for the rows that lacked the key.
+    fn fill_to(&mut self, rows: usize) {
+        let missing = rows - self.len();
+        if missing == 0 {
+            return;
+        }
         match self {
-            PromotedBuilder::Utf8(b) => b.append_nulls(n),
-            PromotedBuilder::Int64(b) => b.append_nulls(n),
-            PromotedBuilder::Int32(b) => b.append_nulls(n),
-            PromotedBuilder::Timestamp(b) => b.append_nulls(n),
+            PromotedBuilder::Utf8(b) => b.append_nulls(missing),
+            PromotedBuilder::Int64(b) => b.append_nulls(missing),
+            PromotedBuilder::Int32(b) => b.append_nulls(missing),
+            PromotedBuilder::Timestamp(b) => b.append_nulls(missing),
         }
     }
 
@@ -451,7 +415,8 @@ struct SpansBuilder {
     kind: StringBuilder,
     status_code: StringBuilder,
     status_message: StringBuilder,
-    promoted: Vec<PromotedColumn>,
+    /// By slot; `None` until a row has the key.
+    promoted: Vec<Option<PromotedBuilder>>,
     attributes: AttrMapBuilder,
     resource_attributes: AttrMapBuilder,
     events: EventsBuilder,
@@ -479,10 +444,7 @@ impl SpansBuilder {
             kind: StringBuilder::new(),
             status_code: StringBuilder::new(),
             status_message: StringBuilder::new(),
-            promoted: PROMOTED
-                .iter()
-                .map(|p| PromotedColumn::Absent(p.2))
-                .collect(),
+            promoted: PROMOTED.iter().map(|_| None).collect(),
             attributes: attr_map_builder(),
             resource_attributes: attr_map_builder(),
             events: EventsBuilder::default(),
@@ -534,7 +496,10 @@ impl SpansBuilder {
         let mut moved = [false; PROMOTED.len()];
         for (slot, at) in found.iter().enumerate() {
             if let Some(at) = *at {
-                moved[slot] = self.promoted[slot].append(span.attributes[at].value, self.rows);
+                let column = self.promoted[slot]
+                    .get_or_insert_with(|| PromotedBuilder::new(PROMOTED[slot].2));
+                column.fill_to(self.rows);
+                moved[slot] = column.append(span.attributes[at].value);
             }
         }
         append_attr_refs(
@@ -577,7 +542,18 @@ impl SpansBuilder {
             Arc::new(self.status_message.finish()),
         ];
         let rows = self.rows;
-        columns.extend(self.promoted.into_iter().map(|c| c.finish(rows)));
+        columns.extend(
+            self.promoted
+                .into_iter()
+                .zip(PROMOTED)
+                .map(|(column, (_, _, ty))| match column {
+                    Some(mut column) => {
+                        column.fill_to(rows);
+                        column.finish()
+                    }
+                    None => arrow::array::new_null_array(&ty.data_type(), rows),
+                }),
+        );
         columns.push(Arc::new(self.attributes.finish()));
         columns.push(Arc::new(self.resource_attributes.finish()));
         let schema = schema::spans::schema();

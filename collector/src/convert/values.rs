@@ -38,13 +38,17 @@ impl<'a> Attr<'a> {
         Attr {
             key: &kv.key,
             slot: known(kv.key.as_bytes()).map(|(slot, _)| slot),
-            value: kv
-                .value
-                .as_ref()
-                .and_then(|v| v.value.as_ref())
-                .map(ValueRef::from_value),
+            value: value_of(kv),
         }
     }
+}
+
+/// The value of a decoded attribute, if it has one.
+fn value_of(kv: &KeyValue) -> Option<ValueRef<'_>> {
+    kv.value
+        .as_ref()
+        .and_then(|v| v.value.as_ref())
+        .map(ValueRef::from_value)
 }
 
 /// An attribute value without copying it.
@@ -134,7 +138,7 @@ pub fn append_attrs<'a>(
 ) {
     for kv in attrs {
         if !skip(kv) {
-            append_attr(builder, Attr::from_kv(kv));
+            append_attr(builder, &kv.key, value_of(kv));
         }
     }
     builder
@@ -150,7 +154,7 @@ pub fn append_attr_refs(
 ) {
     for (i, attr) in attrs.iter().enumerate() {
         if !skip(i, attr) {
-            append_attr(builder, *attr);
+            append_attr(builder, attr.key, attr.value);
         }
     }
     builder
@@ -158,9 +162,9 @@ pub fn append_attr_refs(
         .expect("keys and values are appended in pairs");
 }
 
-fn append_attr(builder: &mut AttrMapBuilder, attr: Attr<'_>) {
-    builder.keys().append_value(attr.key);
-    match attr.value {
+fn append_attr(builder: &mut AttrMapBuilder, key: &str, value: Option<ValueRef<'_>>) {
+    builder.keys().append_value(key);
+    match value {
         Some(value) => value.append_to(builder.values()),
         None => builder.values().append_null(),
     }
@@ -214,7 +218,7 @@ pub fn find_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     attrs
         .iter()
         .find(|kv| kv.key == key)
-        .and_then(|kv| Attr::from_kv(kv).value?.as_str())
+        .and_then(|kv| value_of(kv)?.as_str())
 }
 
 #[cfg(test)]
