@@ -110,6 +110,12 @@ fn main() {
         walk
     );
 
+    let parquet = to_parquet(&templates, batches.min(2000));
+    println!(
+        "Arrow to Parquet : {:>10.0} spans per CPU-second (a flush: order, dedupe, gather, encode, fsync; one thread)",
+        parquet
+    );
+
     let end_to_end = end_to_end(&templates, batches, &options);
     println!(
         "end to end       : {:>10.0} spans per collector CPU-second; {:.0} spans/s wall; {:.2} CPU-seconds over {:.2} s",
@@ -159,7 +165,14 @@ fn int(key: &str, value: i64) -> KeyValue {
     }
 }
 
+/// Nanoseconds between the ends of consecutive spans: 500,000 requests a
+/// second, the rate the collector is meant to keep up with.
+const SPACING_NS: u64 = 2_000;
+
 /// One request of 512 generator-like CLIENT spans with 10 attributes each.
+/// Like a generator's, they are in the order their requests ended, so their
+/// start times, by which the collector sorts, interleave with those of the
+/// batches around them (latencies of 2-42 ms span about 40 batches).
 fn template(seed: usize) -> ExportTraceServiceRequest {
     let routes = [
         "/api/items",
@@ -170,8 +183,9 @@ fn template(seed: usize) -> ExportTraceServiceRequest {
     let spans = (0..BATCH)
         .map(|i| {
             let n = (seed * BATCH + i) as u64;
-            let start = T0 + n * 1_000_000;
             let latency = 2_000_000 + (n * 7919 % 40_000_000);
+            // A second past T0, so that no start falls on the day before.
+            let start = T0 + 1_000_000_000 + n * SPACING_NS - latency;
             let route = routes[(n % 4) as usize];
             let status = if n.is_multiple_of(97) { 503 } else { 200 };
             Span {
@@ -236,13 +250,24 @@ fn ids(n: u64, len: usize) -> Vec<u8> {
     id
 }
 
-/// Makes batch `k` unique: shifts every id by whole batches.
+/// Makes batch `k` unique: shifts every id, and every time, by whole batches.
 fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
     let offset = (k / 16 * 16 * BATCH) as u64;
+    let later = offset * SPACING_NS;
     for span in &mut request.resource_spans[0].scope_spans[0].spans {
         for id in [&mut span.trace_id, &mut span.span_id] {
             let n = u64::from_be_bytes(id[..8].try_into().unwrap());
             id[..8].copy_from_slice(&(n + offset).to_be_bytes());
+        }
+        span.start_time_unix_nano += later;
+        span.end_time_unix_nano += later;
+        for attribute in &mut span.attributes {
+            if attribute.key == "loadlens.intended_start_unix_nano"
+                && let Some(any_value::Value::IntValue(at)) =
+                    attribute.value.as_mut().and_then(|v| v.value.as_mut())
+            {
+                *at += later as i64;
+            }
         }
     }
 }
@@ -275,6 +300,35 @@ fn per_cpu_second(
         .map(|k| work(&payloads[k % payloads.len()]))
         .sum();
     spans as f64 / (thread_cpu_seconds() - start)
+}
+
+/// Spans per CPU-second of the flush alone: `batches` payloads converted
+/// (untimed), then written a flush's worth of rows at a time as the collector
+/// does with its default settings.
+fn to_parquet(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
+    let flush_rows = collector::CollectorConfig::new("unused").flush_rows;
+    let converted: Vec<_> = (0..batches)
+        .flat_map(|k| {
+            let mut request = templates[k % templates.len()].clone();
+            stamp(&mut request, k);
+            collector::convert::spans::convert_encoded(&request.encode_to_vec())
+                .expect("converts")
+                .batches
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("loadlens-bench-flush-{}", std::process::id()));
+    let start = thread_cpu_seconds();
+    let mut rows = 0;
+    for flush in converted.chunks(flush_rows.div_ceil(BATCH)) {
+        let key = &flush[0].0;
+        let batches: Vec<_> = flush.iter().map(|(_, batch)| batch.clone()).collect();
+        let written = collector::store::write_partition(&dir, key, &batches, 0).expect("writes");
+        rows += written.rows;
+    }
+    let cpu = thread_cpu_seconds() - start;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rows, batches * BATCH, "every converted span was written");
+    rows as f64 / cpu
 }
 
 fn decode_request(payload: &[u8]) -> ExportTraceServiceRequest {
