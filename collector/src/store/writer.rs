@@ -359,6 +359,12 @@ const REPEATED_TIMES: &[(Table, &str)] = &[
     (Table::MetricsSummary, schema::metrics::col::START_TIME),
 ];
 
+/// zstd's fastest level. Against level 3, a quickstart run's spans came out
+/// 0.8% larger and the analyzer bench's 0.03% (`cargo run --release -p
+/// collector --example rewrite`), for less CPU per flush (BENCHMARKS.md):
+/// most of a span's bytes are ids and times, which no level shrinks much.
+const ZSTD_LEVEL: i32 = 1;
+
 fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> WriterProperties {
     let rows = prepared.num_rows();
     let mut metadata = vec![
@@ -380,7 +386,7 @@ fn properties(table: Table, prepared: &Prepared, compacted_from: &[String]) -> W
     let time_index = prepared.time_index;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))

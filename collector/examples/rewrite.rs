@@ -1,0 +1,109 @@
+//! Rewrites every Parquet file of a store through the collector's writer, into
+//! a temporary folder, and prints how many bytes each table takes before and
+//! after: the way to see what a change to the writer's encodings or
+//! compression does to real data.
+//!
+//! ```text
+//! cargo run --release -p collector --example rewrite -- DIR
+//! ```
+//!
+//! Each file is written as one flush of its rows would be. The store itself
+//! is only read.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use schema::Table;
+
+fn main() {
+    let Some(store) = std::env::args().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: rewrite DIR (a loadlens store, or any folder of its Parquet files)");
+        std::process::exit(2);
+    };
+    let out = std::env::temp_dir().join(format!("loadlens-rewrite-{}", std::process::id()));
+    // Table name → (files, rows, bytes before, bytes after).
+    let mut sizes: BTreeMap<&str, (usize, usize, u64, u64)> = BTreeMap::new();
+    for path in parquet_files(&store) {
+        match rewrite(&path, &out) {
+            Ok((table, rows, before, after)) => {
+                let entry = sizes.entry(table.name()).or_default();
+                entry.0 += 1;
+                entry.1 += rows;
+                entry.2 += before;
+                entry.3 += after;
+            }
+            Err(e) => eprintln!("skipped {}: {e}", path.display()),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    if sizes.is_empty() {
+        eprintln!("no loadlens Parquet files below {}", store.display());
+        std::process::exit(2);
+    }
+    println!(
+        "table                  files        rows   bytes before    bytes after  per row before  per row after"
+    );
+    for (table, (files, rows, before, after)) in sizes {
+        let per_row = |bytes: u64| bytes as f64 / rows.max(1) as f64;
+        println!(
+            "{table:<20} {files:>7} {rows:>11} {before:>14} {after:>14} {:>15.1} {:>14.1}",
+            per_row(before),
+            per_row(after)
+        );
+    }
+}
+
+/// Table, rows, bytes before and after, of one file rewritten below `out`.
+fn rewrite(path: &Path, out: &Path) -> Result<(Table, usize, u64, u64), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let before = file.metadata().map_err(|e| e.to_string())?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let table = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == schema::TABLE_KEY))
+        .and_then(|kv| kv.value.as_deref())
+        .and_then(|name| Table::ALL.into_iter().find(|t| t.name() == name))
+        .ok_or("no loadlens table named in its metadata")?;
+    let batches = builder
+        .build()
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = collector::convert::PartitionKey {
+        table,
+        date: "1970-01-01".into(),
+        run_id: None,
+    };
+    let written =
+        collector::store::write_partition(out, &key, &batches, 0).map_err(|e| e.to_string())?;
+    let after = match &written.path {
+        Some(path) => std::fs::metadata(path).map_err(|e| e.to_string())?.len(),
+        None => 0,
+    };
+    Ok((table, written.rows, before, after))
+}
+
+/// Every `.parquet` file below `dir`.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
