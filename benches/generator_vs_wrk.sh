@@ -56,9 +56,13 @@ echo "machine: $(nproc) cores, $(uname -m); generator on core $gen_core, nginx o
 echo "connections $connections, $seconds s each, after a 3 s warm-up run"
 taskset -c "$gen_core" wrk -t1 -c "$connections" -d3s "$url" >/dev/null
 
-wrk_rps=$(taskset -c "$gen_core" wrk -t1 -c "$connections" -d"${seconds}s" "$url" \
-    | awk '/Requests\/sec/ {print $2}')
-echo "wrk -t1:                          $wrk_rps req/s"
+/usr/bin/time -f "%U %S" -o "$work/wrk.cpu" taskset -c "$gen_core" wrk -t1 -c "$connections" \
+    -d"${seconds}s" "$url" >"$work/wrk.out"
+wrk_rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
+# CPU time wrk spent per request, in microseconds, as for loadlens below.
+wrk_cpu=$(python3 -c 'import sys; cpu=sum(map(float, open(sys.argv[1]).read().split())); print(round(1e6 * cpu / int(sys.argv[2]), 1))' \
+    "$work/wrk.cpu" "$(awk '/requests in/ {print $1}' "$work/wrk.out")")
+echo "wrk -t1:                          $wrk_rps req/s ($wrk_cpu us CPU per request)"
 
 # oha (cargo install oha) is a second peer when it is installed.
 oha_rps=""
@@ -106,13 +110,17 @@ echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, 
 echo "  CPU-s over the ${seconds} s traced run: generator $generator_cpu (core $gen_core);" \
     "nginx $nginx_cpu + collector $collector_cpu (core $srv_core)"
 
-python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" "$off_cpu" "$on_cpu" <<'PY'
+python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" "$off_cpu" "$on_cpu" "$wrk_cpu" <<'PY'
 import sys
 wrk, off, on = map(float, sys.argv[1:4])
 print(f"ratio telemetry off / wrk:  {off / wrk:.2f}  (goal >= 1.0)")
 print(f"ratio traced / wrk:         {on / wrk:.2f}  (goal >= 0.8)")
-off_cpu, on_cpu = map(float, sys.argv[5:7])
+off_cpu, on_cpu, wrk_cpu = map(float, sys.argv[5:8])
 print(f"CPU per request, off / traced: {off_cpu / on_cpu:.2f}  (the traced rate the generator's own core allows, as a share of the untraced one)")
+# When nginx's core is the limit, both tools make about the same rate
+# whatever they cost; requests per CPU-second compare the tools themselves.
+print(f"requests per CPU-second, telemetry off / wrk: {wrk_cpu / off_cpu:.2f}")
+print(f"requests per CPU-second, traced / wrk:        {wrk_cpu / on_cpu:.2f}")
 if sys.argv[4]:
     oha = float(sys.argv[4])
     print(f"ratio telemetry off / oha:  {off / oha:.2f}")
