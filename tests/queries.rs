@@ -70,25 +70,8 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 fn read_batches(dir: &Path) -> Vec<RecordBatch> {
-    parquet_files(dir)
+    schema::layout::parquet_files(dir)
         .into_iter()
         .flat_map(|path| {
             ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())

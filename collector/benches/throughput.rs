@@ -443,30 +443,17 @@ fn end_to_end(
 /// Files, bytes and rows (from each file's footer) of the Parquet files below `dir`.
 fn parquet_files(dir: &Path) -> (usize, u64, u64) {
     use parquet::file::reader::FileReader;
-    let mut files = 0;
+    let files = schema::layout::parquet_files(dir);
     let mut bytes = 0;
     let mut rows = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                files += 1;
-                bytes += entry.metadata().unwrap().len();
-                let reader = parquet::file::reader::SerializedFileReader::new(
-                    std::fs::File::open(&path).unwrap(),
-                )
-                .expect("a readable Parquet file");
-                rows += reader.metadata().file_metadata().num_rows() as u64;
-            }
-        }
+    for path in &files {
+        let file = std::fs::File::open(path).unwrap();
+        bytes += file.metadata().unwrap().len();
+        let reader = parquet::file::reader::SerializedFileReader::new(file)
+            .expect("a readable Parquet file");
+        rows += reader.metadata().file_metadata().num_rows() as u64;
     }
-    (files, bytes, rows)
+    (files.len(), bytes, rows)
 }
 
 /// The collector side: start, say where, serve until stdin closes, flush, report.

@@ -25,7 +25,7 @@ fn main() {
     let out = std::env::temp_dir().join(format!("loadlens-rewrite-{}", std::process::id()));
     // Table name → (files, rows, bytes before, bytes after).
     let mut sizes: BTreeMap<&str, (usize, usize, u64, u64)> = BTreeMap::new();
-    for path in parquet_files(&store) {
+    for path in schema::layout::parquet_files(&store) {
         match rewrite(&path, &out) {
             Ok((table, rows, before, after)) => {
                 let entry = sizes.entry(table.name()).or_default();
@@ -85,25 +85,4 @@ fn rewrite(path: &Path, out: &Path) -> Result<(Table, usize, u64, u64), String> 
         None => 0,
     };
     Ok((table, written.rows, before, after))
-}
-
-/// Every `.parquet` file below `dir`.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
 }

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{
     Array, AsArray, FixedSizeBinaryArray, Int32Array, ListArray, MapArray, RecordBatch,
@@ -253,25 +253,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// Every Parquet file below `dir`.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(parquet_files(&path));
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn read_table(root: &Path, table: &str) -> RecordBatch {
-    let files = parquet_files(&root.join(table));
+    let files = schema::layout::parquet_files(&root.join(table));
     assert!(!files.is_empty(), "no files for {table}");
     let mut batches = Vec::new();
     for path in files {
@@ -585,7 +568,7 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
 
     // Every file: zstd, schema version and time range in the metadata; spans
     // carry a bloom filter on trace_id.
-    for path in parquet_files(&dir) {
+    for path in schema::layout::parquet_files(&dir) {
         let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         let meta = reader.metadata();
         let kv: Vec<_> = meta.file_metadata().key_value_metadata().unwrap().to_vec();

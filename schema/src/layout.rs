@@ -101,6 +101,28 @@ pub fn partition_dir_for_day(
         .join(format!("{RUN_ID}={run}"))
 }
 
+/// Every `.parquet` file below `dir`, at any depth, sorted by path. A folder
+/// that cannot be read counts as empty.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 /// Percent-encodes the characters Hive escapes in partition values, so a run id
 /// can never climb out of its folder or split a `key=value` segment.
 pub fn escape_partition_value(value: &str) -> String {
@@ -171,6 +193,34 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parquet_files_are_found_at_any_depth_in_path_order() {
+        let root = std::env::temp_dir().join(format!("schema-files-{}", std::process::id()));
+        let deep = root.join("spans/date=2026-12-05/run_id=a");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(root.join("runs")).unwrap();
+        for file in [
+            deep.join("part-2.parquet"),
+            deep.join("part-1.parquet"),
+            deep.join(".part-3.parquet.tmp"),
+            root.join("runs/part-0.parquet"),
+            root.join("notes.txt"),
+        ] {
+            std::fs::write(file, b"").unwrap();
+        }
+        let found = parquet_files(&root);
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(
+            found,
+            vec![
+                root.join("runs/part-0.parquet"),
+                deep.join("part-1.parquet"),
+                deep.join("part-2.parquet"),
+            ]
+        );
+        assert!(parquet_files(&root.join("missing")).is_empty());
+    }
 
     #[test]
     fn days_match_known_dates() {
