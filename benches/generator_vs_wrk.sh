@@ -66,11 +66,17 @@ echo "wrk -t1:                          $wrk_rps req/s ($wrk_cpu us CPU per requ
 
 # oha (cargo install oha) is a second peer when it is installed.
 oha_rps=""
+oha_cpu=""
 if command -v oha >/dev/null; then
-    oha_rps=$(taskset -c "$gen_core" oha -z "${seconds}s" -c "$connections" --no-tui \
-        --output-format json "$url" \
-        | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"], 1))')
-    echo "oha:                              $oha_rps req/s"
+    /usr/bin/time -f "%U %S" -o "$work/oha.cpu" taskset -c "$gen_core" oha -z "${seconds}s" \
+        -c "$connections" --no-tui --output-format json "$url" >"$work/oha.json"
+    read -r oha_rps oha_cpu < <(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+cpu = sum(map(float, open(sys.argv[2]).read().split()))
+print(round(s["requestsPerSec"], 1), round(1e6 * cpu / (s["requestsPerSec"] * s["total"]), 1))' \
+        "$work/oha.json" "$work/oha.cpu")
+    echo "oha:                              $oha_rps req/s ($oha_cpu us CPU per request)"
 fi
 
 summary_rps() { python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"], 1))' "$1"; }
@@ -110,7 +116,7 @@ echo "loadlens, every request traced:  $on_rps req/s (spans exported $exported, 
 echo "  CPU-s over the ${seconds} s traced run: generator $generator_cpu (core $gen_core);" \
     "nginx $nginx_cpu + collector $collector_cpu (core $srv_core)"
 
-python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" "$off_cpu" "$on_cpu" "$wrk_cpu" <<'PY'
+python3 - "$wrk_rps" "$off_rps" "$on_rps" "$oha_rps" "$off_cpu" "$on_cpu" "$wrk_cpu" "$oha_cpu" <<'PY'
 import sys
 wrk, off, on = map(float, sys.argv[1:4])
 print(f"ratio telemetry off / wrk:  {off / wrk:.2f}  (goal >= 1.0)")
@@ -125,4 +131,7 @@ if sys.argv[4]:
     oha = float(sys.argv[4])
     print(f"ratio telemetry off / oha:  {off / oha:.2f}")
     print(f"ratio traced / oha:         {on / oha:.2f}")
+    oha_cpu = float(sys.argv[8])
+    print(f"requests per CPU-second, telemetry off / oha: {oha_cpu / off_cpu:.2f}")
+    print(f"requests per CPU-second, traced / oha:        {oha_cpu / on_cpu:.2f}")
 PY
