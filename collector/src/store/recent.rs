@@ -11,10 +11,16 @@
 //!
 //! Keys are the exact 24 bytes of (trace_id, span_id), never a hash of them:
 //! two distinct spans must never be taken for one, or an acknowledged span
-//! would be lost. The ids live in one hash table, each tagged with its
-//! generation; a generation covers at most a quarter of the window and a
-//! quarter of the count bound, and expiring one sweeps the table once. A
-//! lookup is one probe. The index is bounded twice: by age (the window) and by
+//! would be lost. The ids live in one hash table, each tagged with the number
+//! of the flush that wrote it. A flush claims each of its spans' ids as it
+//! orders its rows ([`RecentSpans::claim`]): one probe both finds an id
+//! written before, or earlier in the same flush, and adds a new one. Once the
+//! file is in place the flush is committed; should the write fail, its ids
+//! are forgotten again, so that the retry keeps its rows.
+//!
+//! Flushes are grouped in generations; a generation covers at most a quarter
+//! of the window and a quarter of the count bound, and expiring one sweeps
+//! the table once. The index is bounded twice: by age (the window) and by
 //! count (the oldest generations go first; the newest is always kept whole,
 //! so the bound may be passed by one flush). At 32 to 64 bytes per span
 //! (hash-table load), the default bound of 1,000,000 spans holds 30 to 70 MB.
@@ -27,6 +33,8 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+use std::collections::hash_map::Entry;
 
 use ahash::{AHashMap, AHashSet};
 use arrow::array::{Array, FixedSizeBinaryArray};
@@ -79,20 +87,35 @@ impl Default for Dedupe {
 #[derive(Debug)]
 pub struct RecentSpans {
     limits: Dedupe,
-    /// Every id remembered, with the number of its generation: one table, so
-    /// a lookup is one probe (one cache miss) however many generations live.
+    /// Every id remembered, with the number of the flush that wrote it: one
+    /// table, so a lookup is one probe (one cache miss) however many
+    /// generations live.
     ids: AHashMap<SpanKey, u32>,
     /// Oldest first.
     generations: VecDeque<Generation>,
-    next_generation: u32,
+    /// The number the next flush takes. Numbers grow by one per flush, in
+    /// the order flushes begin, and wrap.
+    next_flush: u32,
 }
 
 #[derive(Debug)]
 struct Generation {
-    number: u32,
+    /// Its first flush: it holds the flushes from this one up to the next
+    /// generation's first.
+    first_flush: u32,
     started: Instant,
     /// Ids recorded into it.
     recorded: usize,
+}
+
+/// A flush adding its ids to the index: from [`RecentSpans::begin`], ended
+/// by [`RecentSpans::commit`] or [`RecentSpans::abandon`].
+#[derive(Debug)]
+#[must_use = "a flush must be committed or abandoned"]
+pub struct Flush {
+    number: u32,
+    /// Ids it added.
+    claimed: usize,
 }
 
 impl RecentSpans {
@@ -101,7 +124,7 @@ impl RecentSpans {
             limits,
             ids: AHashMap::new(),
             generations: VecDeque::new(),
-            next_generation: 0,
+            next_flush: 0,
         }
     }
 
@@ -135,11 +158,44 @@ impl RecentSpans {
     }
 
     /// Remembers the ids of spans that are now in a file.
-    pub fn record(&mut self, keys: AHashSet<SpanKey>, now: Instant) {
+    pub fn record(&mut self, keys: impl IntoIterator<Item = SpanKey>, now: Instant) {
         if self.is_off() {
             return;
         }
+        let mut flush = self.begin(now);
+        for key in keys {
+            self.ids.insert(key, flush.number);
+            flush.claimed += 1;
+        }
+        self.commit(flush, now);
+    }
+
+    /// Starts a flush: forgets what the window has passed, and numbers it.
+    pub fn begin(&mut self, now: Instant) -> Flush {
         self.expire(now);
+        let number = self.next_flush;
+        self.next_flush = self.next_flush.wrapping_add(1);
+        Flush { number, claimed: 0 }
+    }
+
+    /// True if `key` is new, and adds it for `flush`; false if a file has
+    /// it already, or `flush` claimed it before (a repeat within the flush).
+    pub fn claim(&mut self, flush: &mut Flush, key: SpanKey) -> bool {
+        match self.ids.entry(key) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(vacant) => {
+                vacant.insert(flush.number);
+                flush.claimed += 1;
+                true
+            }
+        }
+    }
+
+    /// The flush's file is in place: its ids stay for the window.
+    pub fn commit(&mut self, flush: Flush, now: Instant) {
+        if flush.claimed == 0 {
+            return;
+        }
         let quarter = self.limits.window / 4;
         let room = self.limits.max_spans.div_ceil(4);
         let open = self.generations.back().is_some_and(|newest| {
@@ -147,19 +203,24 @@ impl RecentSpans {
         });
         if !open {
             self.generations.push_back(Generation {
-                number: self.next_generation,
+                first_flush: flush.number,
                 started: now,
                 recorded: 0,
             });
-            self.next_generation = self.next_generation.wrapping_add(1);
         }
         let newest = self.generations.back_mut().expect("a generation is open");
-        newest.recorded += keys.len();
-        let number = newest.number;
-        self.ids.extend(keys.into_iter().map(|key| (key, number)));
+        newest.recorded += flush.claimed;
         while self.ids.len() > self.limits.max_spans && self.generations.len() > 1 {
             self.generations.pop_front();
-            self.forget_before(self.generations.front().map(|g| g.number));
+            self.forget_before(self.generations.front().map(|g| g.first_flush));
+        }
+    }
+
+    /// The flush's file was not written: its ids are forgotten, so that a
+    /// retry of it keeps its rows.
+    pub fn abandon(&mut self, flush: Flush) {
+        if flush.claimed > 0 {
+            self.ids.retain(|_, number| *number != flush.number);
         }
     }
 
@@ -173,17 +234,17 @@ impl RecentSpans {
             self.generations.pop_front();
         }
         if self.generations.len() < before {
-            self.forget_before(self.generations.front().map(|g| g.number));
+            self.forget_before(self.generations.front().map(|g| g.first_flush));
         }
     }
 
-    /// Drops every id of a generation older than `oldest` (all, for `None`).
+    /// Drops every id of a flush older than `oldest` (all, for `None`).
     fn forget_before(&mut self, oldest: Option<u32>) {
         match oldest {
-            // Numbers grow by one per generation; `wrapping_sub` keeps the
-            // order right across a wrap of u32 (four billion generations).
+            // Numbers grow by one per flush; `wrapping_sub` keeps the order
+            // right across a wrap of u32 (four billion flushes).
             Some(oldest) => {
-                let newest = self.next_generation.wrapping_sub(1);
+                let newest = self.next_flush.wrapping_sub(1);
                 let live = newest.wrapping_sub(oldest);
                 self.ids
                     .retain(|_, number| newest.wrapping_sub(*number) <= live);
@@ -370,17 +431,52 @@ mod tests {
             max_spans: 25,
             ..LIMITS
         });
-        recent.next_generation = u32::MAX - 1;
+        recent.next_flush = u32::MAX - 1;
         for (i, start) in (0..40).step_by(10).enumerate() {
             recent.record(
                 keys(start..start + 10),
                 t0 + Duration::from_secs(31 * i as u64),
             );
         }
-        // Generations u32::MAX - 1, u32::MAX, 0 and 1; the bound keeps the last two.
+        // Flushes (and generations) u32::MAX - 1, u32::MAX, 0 and 1; the bound keeps the last two.
         assert_eq!(recent.len(), 20);
         assert!(recent.contains(&[20; 24]) && recent.contains(&[39; 24]));
         assert!(!recent.contains(&[19; 24]));
+    }
+
+    #[test]
+    fn a_flush_claims_new_ids_once_and_an_abandoned_one_gives_them_back() {
+        let t0 = Instant::now();
+        let mut recent = RecentSpans::new(LIMITS);
+        recent.record(keys(0..10), t0);
+        let mut flush = recent.begin(t0);
+        assert!(
+            !recent.claim(&mut flush, [3; 24]),
+            "written by an earlier flush"
+        );
+        assert!(recent.claim(&mut flush, [10; 24]));
+        assert!(
+            !recent.claim(&mut flush, [10; 24]),
+            "a repeat within the flush"
+        );
+        assert!(recent.claim(&mut flush, [11; 24]));
+        // The file could not be written: the retry keeps its rows.
+        recent.abandon(flush);
+        assert_eq!(recent.len(), 10);
+        assert!(!recent.contains(&[10; 24]) && recent.contains(&[3; 24]));
+        let mut retry = recent.begin(t0);
+        assert!(recent.claim(&mut retry, [10; 24]));
+        assert!(recent.claim(&mut retry, [11; 24]));
+        recent.commit(retry, t0);
+        assert_eq!(recent.len(), 12);
+        // Committed, they are repeats for the next flush, and leave with
+        // their generation.
+        let mut next = recent.begin(t0 + Duration::from_secs(1));
+        assert!(!recent.claim(&mut next, [11; 24]));
+        recent.commit(next, t0 + Duration::from_secs(1));
+        recent.record(keys(20..21), t0 + Duration::from_secs(151));
+        assert!(!recent.contains(&[11; 24]) && !recent.contains(&[3; 24]));
+        assert_eq!(recent.len(), 1);
     }
 
     #[test]

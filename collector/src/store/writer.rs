@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ahash::AHashSet;
 use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array};
@@ -70,8 +71,8 @@ pub fn write_partition(
 }
 
 /// [`write_partition`] for a flush: spans whose ids `recent` holds (written
-/// by an earlier flush) are dropped too, and once the file is in place the
-/// ids it holds join `recent`.
+/// by an earlier flush) are dropped too, and the ids of the spans written
+/// join `recent`, for good once the file is in place.
 pub fn write_partition_after(
     root: &Path,
     key: &PartitionKey,
@@ -81,13 +82,40 @@ pub fn write_partition_after(
 ) -> Result<Written, WriteError> {
     let dir =
         schema::layout::partition_dir_for_day(root, key.table, &key.date, key.run_id.as_deref());
-    let io_err = |source| WriteError::Io {
+    fs::create_dir_all(&dir).map_err(|source| WriteError::Io {
         path: dir.clone(),
         source,
-    };
-    fs::create_dir_all(&dir).map_err(io_err)?;
-    let stored = |key: &SpanKey| !recent.is_empty() && recent.contains(key);
-    let mut prepared = prepare(key.table, batches, stored)?;
+    })?;
+    if key.table != Table::Spans || recent.is_off() {
+        let prepared = prepare(key.table, batches, |_| false)?;
+        return write_prepared(&dir, key.table, &prepared, wal_segment);
+    }
+    // One probe per span both drops repeats and adds new ids. Should the
+    // write fail, the ids go again: kept, they would make a retry of this
+    // flush drop its own rows.
+    let mut flush = recent.begin(Instant::now());
+    let written = prepare_keeping(key.table, batches, |id| recent.claim(&mut flush, id))
+        .and_then(|prepared| write_prepared(&dir, key.table, &prepared, wal_segment));
+    match written {
+        Ok(written) => {
+            recent.commit(flush, Instant::now());
+            Ok(written)
+        }
+        Err(e) => {
+            recent.abandon(flush);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the rows of one flush as a file in `dir`, unless every row was a
+/// repeat.
+fn write_prepared(
+    dir: &Path,
+    table: Table,
+    prepared: &Prepared,
+    wal_segment: u64,
+) -> Result<Written, WriteError> {
     let rows = prepared.num_rows();
     if rows == 0 && prepared.duplicates > 0 {
         // Safe to leave no file: should the log be replayed, its rows are
@@ -99,13 +127,7 @@ pub fn write_partition_after(
         });
     }
     let name = file_name(prepared.min_time, wal_segment);
-    write_file(&dir, &name, key.table, &prepared, &[])?;
-    // Only now: ids recorded before the file is in place would make a retry
-    // of a failed flush drop its own rows.
-    recent.record(
-        std::mem::take(&mut prepared.keys),
-        std::time::Instant::now(),
-    );
+    write_file(dir, &name, table, prepared, &[])?;
     Ok(Written {
         path: Some(dir.join(name)),
         rows,
@@ -132,8 +154,6 @@ pub(crate) struct Prepared<'a> {
     pub min_time: i64,
     pub max_time: i64,
     pub duplicates: usize,
-    /// For spans, the ids of the rows kept.
-    pub keys: AHashSet<SpanKey>,
 }
 
 /// Rows gathered at a time when a file is written. Gathering a whole flush
@@ -208,6 +228,20 @@ pub(crate) fn prepare<'a>(
     batches: &'a [RecordBatch],
     stored: impl Fn(&SpanKey) -> bool,
 ) -> Result<Prepared<'a>, WriteError> {
+    let mut seen = AHashSet::new();
+    if table == Table::Spans {
+        seen.reserve(batches.iter().map(|b| b.num_rows()).sum());
+    }
+    prepare_keeping(table, batches, |key| !stored(&key) && seen.insert(key))
+}
+
+/// [`prepare`], keeping the spans for which `keep` is true, asked once per
+/// span in arrival order.
+fn prepare_keeping<'a>(
+    table: Table,
+    batches: &'a [RecordBatch],
+    mut keep: impl FnMut(SpanKey) -> bool,
+) -> Result<Prepared<'a>, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
     let time_index = schema.index_of(table.time_column()).map_err(arrow_err)?;
@@ -229,14 +263,11 @@ pub(crate) fn prepare<'a>(
     let mut rows: Vec<(usize, usize)> =
         Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     let mut duplicates = 0;
-    let mut seen = AHashSet::new();
     if table == Table::Spans {
-        seen.reserve(rows.capacity());
         for (b, batch) in batches.iter().enumerate() {
             let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
             for row in 0..batch.num_rows() {
-                let key = span_key(traces, spans, row);
-                if !stored(&key) && seen.insert(key) {
+                if keep(span_key(traces, spans, row)) {
                     rows.push((b, row));
                 } else {
                     duplicates += 1;
@@ -269,7 +300,6 @@ pub(crate) fn prepare<'a>(
         min_time,
         max_time,
         duplicates,
-        keys: seen,
     })
 }
 
@@ -500,6 +530,59 @@ mod tests {
         assert_eq!(gathered.schema(), Table::Spans.file_schema());
         let none = prepare(Table::Spans, &[], |_| false).unwrap();
         assert_eq!((none.num_rows(), none.chunks().count()), (0, 0));
+    }
+
+    #[test]
+    fn a_flush_drops_repeats_of_its_own_spans_and_of_spans_written_before() {
+        let t = 1_795_392_000_000_000_000u64;
+        let root = std::env::temp_dir().join(format!("loadlens-flushes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let key = PartitionKey {
+            table: Table::Spans,
+            date: "2026-11-23".into(),
+            run_id: None,
+        };
+        let mut recent = RecentSpans::new(crate::store::Dedupe::default());
+        let first = [batch(&[
+            (1, t + 10, "a"),
+            (2, t + 20, "b"),
+            (1, t + 5, "a again"),
+        ])];
+        let written = write_partition_after(&root, &key, &first, 1, &mut recent).unwrap();
+        assert_eq!((written.rows, written.duplicates), (2, 1));
+        assert_eq!(recent.len(), 2);
+        let names = |path: &Path| -> Vec<String> {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(path).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            batches
+                .iter()
+                .flat_map(|b| {
+                    column::<StringArray>(b, schema::spans::col::NAME)
+                        .iter()
+                        .map(|n| n.unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        assert_eq!(names(&written.path.unwrap()), ["a", "b"]);
+        // A client resends span 2 with a new one: only the new one is written.
+        let second = [batch(&[(2, t + 20, "b resent"), (3, t + 30, "c")])];
+        let written = write_partition_after(&root, &key, &second, 2, &mut recent).unwrap();
+        assert_eq!((written.rows, written.duplicates), (1, 1));
+        assert_eq!(names(&written.path.unwrap()), ["c"]);
+        // Nothing new: no file at all.
+        let written = write_partition_after(&root, &key, &first, 3, &mut recent).unwrap();
+        assert_eq!(
+            (written.path, written.rows, written.duplicates),
+            (None, 0, 3)
+        );
+        assert_eq!(recent.len(), 3);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
