@@ -31,10 +31,9 @@
 //! ([`super::ship`]).
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-
-use std::collections::hash_map::Entry;
 
 use ahash::{AHashMap, AHashSet};
 use arrow::array::{Array, FixedSizeBinaryArray};

@@ -91,8 +91,8 @@ pub fn write_partition_after(
         return write_prepared(&dir, key.table, &prepared, wal_segment);
     }
     // One probe per span both drops repeats and adds new ids. Should the
-    // write fail, the ids go again: kept, they would make a retry of this
-    // flush drop its own rows.
+    // write fail, the flush's ids are forgotten: kept, they would make its
+    // retry drop its own rows.
     let mut flush = recent.begin(Instant::now());
     let written = prepare_keeping(key.table, batches, |id| recent.claim(&mut flush, id))
         .and_then(|prepared| write_prepared(&dir, key.table, &prepared, wal_segment));
