@@ -5,10 +5,14 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ahash::AHashSet;
-use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array,
+};
+use arrow::buffer::{MutableBuffer, NullBuffer};
 use arrow::compute::interleave;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -206,6 +210,8 @@ impl Prepared<'_> {
                     // row by row would only give NULLs back.
                     if arrays.iter().all(|a| a.null_count() == a.len()) {
                         Ok(new_null_array(field.data_type(), indices.len()))
+                    } else if let DataType::FixedSizeBinary(width) = field.data_type() {
+                        gather_fixed(&arrays, &indices, *width)
                     } else {
                         interleave(&arrays, &indices)
                     }
@@ -215,6 +221,41 @@ impl Prepared<'_> {
             RecordBatch::try_new(self.schema.clone(), columns)
         })
     }
+}
+
+/// `interleave` for ids: arrow gathers fixed-size binary values through its
+/// generic path, a call per row; this copies each id's bytes.
+fn gather_fixed(
+    arrays: &[&dyn Array],
+    indices: &[(usize, usize)],
+    width: i32,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let arrays = arrays
+        .iter()
+        .map(|a| {
+            a.as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| {
+                    arrow::error::ArrowError::SchemaError(format!(
+                        "a FixedSizeBinary({width}) column holds {}",
+                        a.data_type()
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut values = MutableBuffer::with_capacity(indices.len() * width as usize);
+    for &(array, row) in indices {
+        values.extend_from_slice(arrays[array].value(row));
+    }
+    let nulls = arrays
+        .iter()
+        .any(|a| a.null_count() > 0)
+        .then(|| NullBuffer::from_iter(indices.iter().map(|&(a, row)| arrays[a].is_valid(row))));
+    Ok(Arc::new(FixedSizeBinaryArray::try_new(
+        width,
+        values.into(),
+        nulls,
+    )?))
 }
 
 /// Orders the rows of `batches` by time and, for spans, keeps one row per
@@ -260,7 +301,9 @@ fn prepare_keeping<'a>(
         })
         .collect::<Result<Vec<_>, _>>()?;
     // (batch, row) of every row kept, in arrival order.
-    let mut rows: Vec<(usize, usize)> =
+    // (time, batch, row) of every row kept, in arrival order: the time read
+    // once here, not at each comparison of the sort.
+    let mut rows: Vec<(i64, usize, usize)> =
         Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     let mut duplicates = 0;
     if table == Table::Spans {
@@ -268,30 +311,24 @@ fn prepare_keeping<'a>(
             let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
             for row in 0..batch.num_rows() {
                 if keep(span_key(traces, spans, row)) {
-                    rows.push((b, row));
+                    rows.push((times[b].value(row), b, row));
                 } else {
                     duplicates += 1;
                 }
             }
         }
     } else {
-        rows.extend(
-            batches
-                .iter()
-                .enumerate()
-                .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row))),
-        );
+        for (b, batch) in batches.iter().enumerate() {
+            rows.extend((0..batch.num_rows()).map(|row| (times[b].value(row), b, row)));
+        }
     }
     // Stable, so rows of equal time keep their arrival order.
-    rows.sort_by_key(|&(b, row)| times[b].value(row));
-    let (min_time, max_time) = match rows.as_slice() {
-        [] => (0, 0),
-        [first, .., last] => (times[first.0].value(first.1), times[last.0].value(last.1)),
-        [only] => {
-            let t = times[only.0].value(only.1);
-            (t, t)
-        }
+    rows.sort_by_key(|&(time, ..)| time);
+    let (min_time, max_time) = match (rows.first(), rows.last()) {
+        (Some(first), Some(last)) => (first.0, last.0),
+        _ => (0, 0),
     };
+    let rows = rows.into_iter().map(|(_, b, row)| (b, row)).collect();
     Ok(Prepared {
         sources: batches.iter().collect(),
         order: rows,
@@ -594,6 +631,8 @@ mod tests {
         let with_route = |id: u8, start: u64| Span {
             trace_id: vec![id; 16],
             span_id: vec![id; 8],
+            // A parent for one span only: ids gathered around NULLs.
+            parent_span_id: if id == 2 { vec![9; 8] } else { vec![] },
             name: "GET".into(),
             start_time_unix_nano: start,
             end_time_unix_nano: start + 10,
