@@ -46,10 +46,7 @@ mod allocator {
     /// pending-memory bound, unless the environment sets mimalloc's delay
     /// itself (mimalloc read it at start).
     pub fn keep_free_pages_for_collector(max_pending_bytes: usize) {
-        let from_environment = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some());
-        if from_environment {
+        if collector::purge_delay_from_environment() {
             return;
         }
         if let Some(ms) = collector::free_pages_kept_ms(max_pending_bytes) {

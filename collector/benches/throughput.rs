@@ -360,7 +360,7 @@ fn end_to_end(
     // As `loadlens collector` sets it for the default bound (through
     // mimalloc's API there); a delay this run's environment sets passes on.
     let bound = collector::config::DEFAULT_MAX_PENDING_BYTES;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+    if !collector::purge_delay_from_environment()
         && let Some(ms) = collector::free_pages_kept_ms(bound)
     {
         command.env("MIMALLOC_PURGE_DELAY", ms.to_string());

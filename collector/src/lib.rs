@@ -39,7 +39,7 @@ pub use ingest::{FlushReport, Ingest};
 /// returns them to the operating system, in milliseconds, for a
 /// pending-memory bound of `max_pending_bytes`; `None` leaves mimalloc's
 /// default (10 ms). `loadlens collector` and `loadlens quickstart` apply it
-/// unless `MIMALLOC_PURGE_DELAY` is set.
+/// unless the environment sets the delay ([`purge_delay_from_environment`]).
 ///
 /// Each flush frees the memory of up to 200,000 pending rows at once. With
 /// 10 ms, mimalloc returned it before the next requests' builders and
@@ -52,6 +52,15 @@ pub use ingest::{FlushReport, Ingest};
 /// would double the collector's memory, so below 256 MiB the default stays.
 pub fn free_pages_kept_ms(max_pending_bytes: usize) -> Option<u32> {
     (max_pending_bytes >= 256 << 20).then_some(100)
+}
+
+/// Whether this process's environment sets mimalloc's purge delay (under
+/// its current name or the older one), which then wins over
+/// [`free_pages_kept_ms`].
+pub fn purge_delay_from_environment() -> bool {
+    ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
 }
 
 /// Turns transparent huge pages off for this process, for a collector.

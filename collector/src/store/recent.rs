@@ -111,7 +111,7 @@ struct Generation {
 /// by [`RecentSpans::commit`] or [`RecentSpans::abandon`].
 #[derive(Debug)]
 #[must_use = "a flush must be committed or abandoned"]
-pub struct Flush {
+pub(crate) struct Flush {
     number: u32,
     /// Ids it added.
     claimed: usize,
@@ -170,7 +170,7 @@ impl RecentSpans {
     }
 
     /// Starts a flush: forgets what the window has passed, and numbers it.
-    pub fn begin(&mut self, now: Instant) -> Flush {
+    pub(crate) fn begin(&mut self, now: Instant) -> Flush {
         self.expire(now);
         let number = self.next_flush;
         self.next_flush = self.next_flush.wrapping_add(1);
@@ -179,7 +179,7 @@ impl RecentSpans {
 
     /// True if `key` is new, and adds it for `flush`; false if a file has
     /// it already, or `flush` claimed it before (a repeat within the flush).
-    pub fn claim(&mut self, flush: &mut Flush, key: SpanKey) -> bool {
+    pub(crate) fn claim(&mut self, flush: &mut Flush, key: SpanKey) -> bool {
         match self.ids.entry(key) {
             Entry::Occupied(_) => false,
             Entry::Vacant(vacant) => {
@@ -191,7 +191,7 @@ impl RecentSpans {
     }
 
     /// The flush's file is in place: its ids stay for the window.
-    pub fn commit(&mut self, flush: Flush, now: Instant) {
+    pub(crate) fn commit(&mut self, flush: Flush, now: Instant) {
         if flush.claimed == 0 {
             return;
         }
@@ -217,7 +217,7 @@ impl RecentSpans {
 
     /// The flush's file was not written: its ids are forgotten, so that a
     /// retry of it keeps its rows.
-    pub fn abandon(&mut self, flush: Flush) {
+    pub(crate) fn abandon(&mut self, flush: Flush) {
         if flush.claimed > 0 {
             self.ids.retain(|_, number| *number != flush.number);
         }

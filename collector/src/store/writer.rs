@@ -589,14 +589,7 @@ mod tests {
         assert_eq!((written.rows, written.duplicates), (2, 1));
         assert_eq!(recent.len(), 2);
         let names = |path: &Path| -> Vec<String> {
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                File::open(path).unwrap(),
-            )
-            .unwrap()
-            .build()
-            .unwrap();
-            let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-            batches
+            read_file(path)
                 .iter()
                 .flat_map(|b| {
                     column::<StringArray>(b, schema::spans::col::NAME)
@@ -732,6 +725,18 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// Every row of the Parquet file at `path`.
+    fn read_file(path: &Path) -> Vec<RecordBatch> {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
     fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         batch
             .column_by_name(name)
@@ -789,15 +794,8 @@ mod tests {
             );
         }
         assert!(encodings[col::NAME].contains(&Encoding::RLE_DICTIONARY));
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            File::open(&path).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
         let mut times = Vec::new();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in read_file(&path) {
             let starts = column::<TimestampNanosecondArray>(&batch, schema::spans::col::START_TIME);
             times.extend(starts.values().iter().copied());
         }
