@@ -1,6 +1,7 @@
 //! One Parquet file per partition flush: sorted by time, zstd, bloom filter on
 //! `trace_id`, page-level statistics, `sorting_columns` and key-value metadata;
-//! times as deltas, ids without a dictionary, other columns with one.
+//! times and the spans' integers as deltas, ids without a dictionary, other
+//! columns with one.
 
 use std::fs::{self, File};
 use std::io;
