@@ -578,11 +578,7 @@ mod tests {
         let t = 1_795_392_000_000_000_000u64;
         let root = std::env::temp_dir().join(format!("loadlens-flushes-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let key = PartitionKey {
-            table: Table::Spans,
-            date: "2026-11-23".into(),
-            run_id: None,
-        };
+        let key = spans_key();
         let mut recent = RecentSpans::new(crate::store::Dedupe::default());
         let first = [batch(&[
             (1, t + 10, "a"),
@@ -729,6 +725,15 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// The partition of a day's spans with no run.
+    fn spans_key() -> PartitionKey {
+        PartitionKey {
+            table: Table::Spans,
+            date: "2026-11-23".into(),
+            run_id: None,
+        }
+    }
+
     /// Every row of the Parquet file at `path`.
     fn read_file(path: &Path) -> Vec<RecordBatch> {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -772,11 +777,7 @@ mod tests {
             .collect();
         let root = std::env::temp_dir().join(format!("loadlens-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let key = PartitionKey {
-            table: Table::Spans,
-            date: "2026-11-23".into(),
-            run_id: None,
-        };
+        let key = spans_key();
         let written = write_partition(&root, &key, &batches, 7).unwrap();
         assert_eq!((written.rows, written.duplicates), (n as usize, 0));
         let path = written.path.unwrap();
