@@ -4,11 +4,13 @@
 //! compression does to real data.
 //!
 //! ```text
-//! cargo run --release -p collector --example rewrite -- DIR
+//! cargo run --release -p collector --example rewrite -- DIR [OUT]
 //! ```
 //!
 //! Each file is written as one flush of its rows would be. The store itself
-//! is only read.
+//! is only read. With OUT, a new folder, the rewritten files are kept there
+//! (one `date=1970-01-01` partition per table, no `run_id`), so that
+//! queries can be timed on them with `loadlens sql --data OUT`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,11 +20,26 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
 fn main() {
-    let Some(store) = std::env::args().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: rewrite DIR (a loadlens store, or any folder of its Parquet files)");
+    let mut args = std::env::args().skip(1).map(PathBuf::from);
+    let Some(store) = args.next() else {
+        eprintln!(
+            "usage: rewrite DIR [OUT] (DIR: a loadlens store, or any folder of its Parquet files; OUT: a new folder to keep the rewritten files in)"
+        );
         std::process::exit(2);
     };
-    let out = std::env::temp_dir().join(format!("loadlens-rewrite-{}", std::process::id()));
+    let kept = args.next();
+    if let Some(out) = &kept
+        && out.exists()
+    {
+        eprintln!(
+            "{} exists; name a new folder to keep the rewritten files in",
+            out.display()
+        );
+        std::process::exit(2);
+    }
+    let out = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("loadlens-rewrite-{}", std::process::id()))
+    });
     // Table name → (files, rows, bytes before, bytes after).
     let mut sizes: BTreeMap<&str, (usize, usize, u64, u64)> = BTreeMap::new();
     for path in schema::layout::parquet_files(&store) {
@@ -37,7 +54,9 @@ fn main() {
             Err(e) => eprintln!("skipped {}: {e}", path.display()),
         }
     }
-    let _ = std::fs::remove_dir_all(&out);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&out);
+    }
     if sizes.is_empty() {
         eprintln!("no loadlens Parquet files below {}", store.display());
         std::process::exit(2);
