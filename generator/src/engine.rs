@@ -2,6 +2,7 @@
 //! send it (with a token, and once more after a 401), check and extract,
 //! then record the step three ways: the live totals, its span, its ledger row.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -9,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use exporter::SpanSink;
-use http::{HeaderValue, Request, Uri};
+use http::uri::Authority;
+use http::{HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::Full;
 
 use crate::auth::{Fetched, TokenProvider};
 use crate::clock::Clock;
+use crate::h1;
 use crate::http::{self as client, ErrorType, HttpClient, Keep, Outcome};
 use crate::ledger::{LedgerRow, LedgerSink};
 use crate::plan::{Plan, RequestPlan, TokenSource};
@@ -62,6 +65,14 @@ pub struct Counters {
     pub sampled_out: AtomicU64,
     /// Requests retried once after a 401.
     pub auth_retries: AtomicU64,
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Whether `value` may be a header's value, by the rule `http::HeaderValue`
+/// applies: no control characters but tab.
+fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| (b >= 32 && b != 127) || b == b'\t')
 }
 
 impl Engine {
@@ -213,8 +224,15 @@ impl Engine {
         let mut outcome = match outcome {
             Some(outcome) => outcome,
             None => {
-                self.send(step, values, token.as_deref(), &trace, &mut url)
-                    .await
+                self.send(
+                    step,
+                    values,
+                    token.as_deref(),
+                    &trace,
+                    &mut url,
+                    request.keep,
+                )
+                .await
             }
         };
         let mut auth_retried = false;
@@ -227,7 +245,7 @@ impl Engine {
             outcome = match auth.renew(stale).await {
                 Ok(fresh) => {
                     url.clear();
-                    self.send(step, values, Some(&fresh), &trace, &mut url)
+                    self.send(step, values, Some(&fresh), &trace, &mut url, request.keep)
                         .await
                 }
                 Err(_) => Outcome::not_sent(Instant::now(), ErrorType::Auth),
@@ -305,7 +323,8 @@ impl Engine {
         outcome.error.is_none()
     }
 
-    /// Renders and sends one request; `url` receives the rendered URL.
+    /// Renders and sends one request; `url` receives the rendered URL, and
+    /// the outcome keeps what `keep` asks for of the response.
     async fn send(
         &self,
         step: usize,
@@ -313,40 +332,135 @@ impl Engine {
         token: Option<&str>,
         trace: &exporter::TraceContext,
         url: &mut String,
+        keep: Keep,
     ) -> Outcome {
-        let keep = self.plan.requests[step].keep;
-        match self.build(step, values, token, trace, url) {
-            Ok(http_request) => {
-                // Waiting for a connection is latency, not service time: the
-                // send time is taken once the request has one.
-                let _connection = match &self.connections {
-                    Some(limit) => limit.clone().acquire_owned().await.ok(),
-                    None => None,
+        let request = &self.plan.requests[step];
+        let failed = |error| Outcome::not_sent(Instant::now(), error);
+        let uri = match self.uri(step, values, url) {
+            Ok(uri) => uri,
+            Err(error) => return failed(error),
+        };
+        let uri = &*uri;
+        let timeout = self.plan.http.timeout;
+        // Waiting for a connection is latency, not service time: the send
+        // time is taken once the request has one.
+        match self.client.h1_for(uri) {
+            Some(pool) => {
+                let Some(authority) = uri.authority() else {
+                    return failed(ErrorType::InvalidRequest);
                 };
-                client::send(&self.client, http_request, self.plan.http.timeout, keep).await
+                let message = match self.message(request, values, token, trace, uri, authority) {
+                    Ok(message) => message,
+                    Err(error) => return failed(error),
+                };
+                let _connection = self.connection().await;
+                pool.send_message(authority.as_str(), &message, timeout, keep)
+                    .await
             }
-            Err(error) => Outcome::not_sent(Instant::now(), error),
+            None => {
+                let http_request = match self.build(request, values, token, trace, uri) {
+                    Ok(http_request) => http_request,
+                    Err(error) => return failed(error),
+                };
+                let _connection = self.connection().await;
+                client::send_hyper(&self.client, http_request, timeout, keep.body).await
+            }
         }
     }
 
-    fn build(
+    /// The step's URL rendered into `url`, and parsed (at start, once, when
+    /// it has no template).
+    fn uri(
         &self,
         step: usize,
         values: &mut IterationValues<'_>,
-        token: Option<&str>,
-        trace: &exporter::TraceContext,
         url: &mut String,
-    ) -> Result<Request<Full<Bytes>>, ErrorType> {
-        let request = &self.plan.requests[step];
-        request
+    ) -> Result<Cow<'_, Uri>, ErrorType> {
+        self.plan.requests[step]
             .url
             .render(values, url)
             .map_err(|_| ErrorType::MissingValue)?;
-        let uri = match &self.fixed_uris[step] {
-            Some(uri) => uri.clone(),
-            None => url.parse().map_err(|_| ErrorType::InvalidRequest)?,
-        };
-        let mut builder = Request::builder().method(request.method.clone()).uri(uri);
+        match &self.fixed_uris[step] {
+            Some(uri) => Ok(Cow::Borrowed(uri)),
+            None => url
+                .parse()
+                .map(Cow::Owned)
+                .map_err(|_| ErrorType::InvalidRequest),
+        }
+    }
+
+    /// A permit of the connection limit, if there is one.
+    async fn connection(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let limit = self.connections.as_ref()?;
+        limit.clone().acquire_owned().await.ok()
+    }
+
+    /// The request written straight into bytes for loadlens's HTTP/1.1
+    /// client: no `http::Request`, header map or body future on the way.
+    fn message<'p>(
+        &self,
+        request: &'p RequestPlan,
+        values: &mut IterationValues<'_>,
+        token: Option<&str>,
+        trace: &exporter::TraceContext,
+        uri: &Uri,
+        authority: &Authority,
+    ) -> Result<h1::Message<'p>, ErrorType> {
+        let host_given = request.headers.iter().any(|(name, _)| name == header::HOST);
+        let mut message = h1::Message::new(&request.method, uri, authority.as_str(), host_given);
+        let mut rendered = String::new();
+        for (name, template) in &request.headers {
+            let value = match template.as_literal() {
+                Some(value) => value,
+                None => {
+                    rendered.clear();
+                    template
+                        .render(values, &mut rendered)
+                        .map_err(|_| ErrorType::MissingValue)?;
+                    &rendered
+                }
+            };
+            if !is_header_value(value) {
+                return Err(ErrorType::InvalidRequest);
+            }
+            message.header(name, value.as_bytes());
+        }
+        if let (Some(token), Some(auth)) = (token, &self.plan.auth) {
+            if !is_header_value(&auth.prefix) || !is_header_value(token) {
+                return Err(ErrorType::Auth);
+            }
+            message.header_parts(&auth.header, &[auth.prefix.as_bytes(), token.as_bytes()]);
+        }
+        if self.propagate {
+            message.header(&TRACEPARENT, &trace.traceparent_bytes());
+        }
+        match &request.body {
+            Some(template) => match template.as_literal() {
+                Some(body) => message.finish(body.as_bytes()),
+                None => {
+                    let body = template
+                        .to_string(values)
+                        .map_err(|_| ErrorType::MissingValue)?;
+                    message.finish(body.as_bytes());
+                }
+            },
+            None => message.finish(&[]),
+        }
+        Ok(message)
+    }
+
+    /// The request as hyper takes it (HTTPS, HTTP/2).
+    fn build(
+        &self,
+        request: &RequestPlan,
+        values: &mut IterationValues<'_>,
+        token: Option<&str>,
+        trace: &exporter::TraceContext,
+        uri: &Uri,
+    ) -> Result<Request<Full<Bytes>>, ErrorType> {
+        let mut builder = Request::builder()
+            .method(request.method.clone())
+            .uri(uri.clone());
         for (name, template) in &request.headers {
             let value = match template.as_literal() {
                 Some(v) => HeaderValue::from_str(v),
@@ -365,7 +479,7 @@ impl Engine {
             builder = builder.header(&auth.header, value);
         }
         if self.propagate {
-            builder = builder.header("traceparent", trace.to_traceparent());
+            builder = builder.header(TRACEPARENT, trace.to_traceparent());
         }
         let body = match &request.body {
             Some(template) => Bytes::from(
@@ -407,18 +521,9 @@ impl Engine {
                 let mut values = IterationValues::new(&self.plan);
                 let trace = span::new_context();
                 let mut url = String::new();
-                let outcome = match self.build(*request, &mut values, None, &trace, &mut url) {
-                    Ok(http_request) => {
-                        client::send(
-                            &self.client,
-                            http_request,
-                            self.plan.http.timeout,
-                            Keep::ALL,
-                        )
-                        .await
-                    }
-                    Err(error) => Outcome::not_sent(Instant::now(), error),
-                };
+                let outcome = self
+                    .send(*request, &mut values, None, &trace, &mut url, Keep::ALL)
+                    .await;
                 (
                     outcome,
                     format!("login request '{}'", self.plan.requests[*request].name),
@@ -594,5 +699,125 @@ impl Values for IterationValues<'_> {
 
     fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::scenario::ScenarioFile;
+
+    fn engine(yaml: &str) -> Engine {
+        let file = ScenarioFile::parse(Path::new("s.yaml"), yaml.to_string()).unwrap();
+        let plan = Plan::compile(&file, (0, 1)).unwrap();
+        let client = client::client(&plan.http).unwrap();
+        Engine::new(plan, client, None, None, None, "run".into(), (0, 1), true)
+    }
+
+    /// A step written out both ways: straight into bytes for loadlens's
+    /// HTTP/1.1 client, and as the `http::Request` hyper takes, then
+    /// written by the same client's writer.
+    async fn both_ways(
+        engine: &Engine,
+        step: usize,
+        token: Option<&str>,
+    ) -> (Result<Vec<u8>, ErrorType>, Result<Vec<u8>, ErrorType>) {
+        let request = &engine.plan.requests[step];
+        let trace = span::new_context();
+        let mut url = String::new();
+        let mut values = IterationValues::new(&engine.plan);
+        let uri = engine.uri(step, &mut values, &mut url).unwrap();
+        let authority = uri.authority().unwrap();
+        assert!(engine.client.h1_for(&uri).is_some());
+        let direct = engine
+            .message(request, &mut values, token, &trace, &uri, authority)
+            .map(|m| m.as_bytes().to_vec());
+        let mut values = IterationValues::new(&engine.plan);
+        let via_request = match engine.build(request, &mut values, token, &trace, &uri) {
+            Ok(built) => {
+                let (parts, body) = built.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                Ok(h1::Message::of(&parts, authority.as_str(), &body)
+                    .as_bytes()
+                    .to_vec())
+            }
+            Err(error) => Err(error),
+        };
+        (direct, via_request)
+    }
+
+    #[tokio::test]
+    async fn requests_written_straight_into_bytes_match_the_general_path() {
+        let engine = engine(
+            r#"
+auth:
+  oauth2: { token_url: 'http://h/token', client_id: c, client_secret: s }
+requests:
+  plain: { url: 'http://h:81/p?q=1' }
+  templated:
+    method: POST
+    url: 'http://h/items/{{rand_int 5 5}}'
+    headers: { x-id: 'a{{rand_int 7 7}}', accept: text/plain }
+    body: '{"n": {{rand_int 3 3}}}'
+  hosted:
+    method: PUT
+    url: 'http://h/x'
+    headers: { host: other, content-length: '0' }
+  broken:
+    url: 'http://h/'
+    headers: { x-bad: "a\x01b" }
+load: { model: constant, rate: 1, duration: 1s }
+"#,
+        );
+        let step = |name: &str| {
+            engine
+                .plan
+                .requests
+                .iter()
+                .position(|r| r.name == name)
+                .unwrap()
+        };
+        for name in ["plain", "templated", "hosted"] {
+            let (direct, via_request) = both_ways(&engine, step(name), Some("tok")).await;
+            assert_eq!(direct, via_request, "{name}");
+            let text = String::from_utf8(direct.unwrap()).unwrap();
+            assert!(text.contains("\r\nauthorization: Bearer tok\r\n"), "{text}");
+            assert!(text.contains("\r\ntraceparent: 00-"), "{text}");
+        }
+        let (plain, _) = both_ways(&engine, step("plain"), None).await;
+        let plain = String::from_utf8(plain.unwrap()).unwrap();
+        assert!(
+            plain.starts_with("GET /p?q=1 HTTP/1.1\r\nhost: h:81\r\ntraceparent: 00-"),
+            "{plain}"
+        );
+        assert!(plain.ends_with("-01\r\n\r\n"), "{plain}");
+        let (templated, _) = both_ways(&engine, step("templated"), None).await;
+        let templated = String::from_utf8(templated.unwrap()).unwrap();
+        assert!(
+            templated.starts_with("POST /items/5 HTTP/1.1\r\nhost: h\r\n"),
+            "{templated}"
+        );
+        assert!(templated.contains("\r\nx-id: a7\r\n"), "{templated}");
+        assert!(
+            templated.ends_with("content-length: 8\r\n\r\n{\"n\": 3}"),
+            "{templated}"
+        );
+        let (hosted, _) = both_ways(&engine, step("hosted"), None).await;
+        let hosted = String::from_utf8(hosted.unwrap()).unwrap();
+        assert!(hosted.starts_with("PUT /x HTTP/1.1\r\n"), "{hosted}");
+        assert!(hosted.contains("\r\nhost: other\r\n"), "{hosted}");
+        assert_eq!(hosted.matches("host").count(), 1, "{hosted}");
+        assert_eq!(hosted.matches("content-length").count(), 1, "{hosted}");
+
+        let (direct, via_request) = both_ways(&engine, step("broken"), None).await;
+        assert_eq!(direct, Err(ErrorType::InvalidRequest));
+        assert_eq!(via_request, Err(ErrorType::InvalidRequest));
+        let (direct, via_request) = both_ways(&engine, step("plain"), Some("t\nx")).await;
+        assert_eq!(direct, Err(ErrorType::Auth));
+        assert_eq!(via_request, Err(ErrorType::Auth));
     }
 }

@@ -14,12 +14,13 @@
 //! was framed, both sides meant to keep it open, and nothing was left unread.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -107,29 +108,34 @@ impl Pool {
             Ok(collected) => collected.to_bytes(),
             Err(never) => match never {},
         };
+        let Some(authority) = parts.uri.authority().map(|a| a.as_str()) else {
+            let mut outcome = Outcome::not_sent(Instant::now(), ErrorType::InvalidRequest);
+            outcome.bytes_sent = body.len() as u64;
+            return outcome;
+        };
+        let message = Message::of(&parts, authority, &body);
+        self.send_message(authority, &message, timeout, keep).await
+    }
+
+    /// Sends a request already written out to `authority` (`host:port`) and
+    /// reads its whole response.
+    pub async fn send_message(
+        &self,
+        authority: &str,
+        message: &Message<'_>,
+        timeout: Duration,
+        keep: Keep,
+    ) -> Outcome {
         let sent_at = Instant::now();
         let deadline = tokio::time::Instant::from(sent_at + timeout);
         let mut outcome = Outcome::not_sent(sent_at, ErrorType::Io);
-        outcome.bytes_sent = body.len() as u64;
-
-        let Some(authority) = parts.uri.authority().map(|a| a.as_str()) else {
-            outcome.error = Some(ErrorType::InvalidRequest);
-            return outcome;
-        };
-        // The whole request in one buffer, written at once: one segment for
-        // small requests, one wake-up of the server.
-        let mut message = Vec::with_capacity(256 + body.len());
-        write_head(&mut message, &parts, authority, body.len());
-        message.extend_from_slice(&body);
-
+        outcome.bytes_sent = message.body as u64;
+        let method = message.method;
+        let bytes = &message.bytes[..];
         let exchange = async {
-            match self
-                .exchange(authority, &message, &parts.method, keep, true)
-                .await
-            {
+            match self.exchange(authority, bytes, method, keep, true).await {
                 Err(failure) if failure.stale => {
-                    self.exchange(authority, &message, &parts.method, keep, false)
-                        .await
+                    self.exchange(authority, bytes, method, keep, false).await
                 }
                 result => result,
             }
@@ -278,35 +284,91 @@ fn split_authority(authority: &str) -> (&str, u16) {
     (host, port)
 }
 
-/// The request line and headers. `Host` comes from the URL unless the
-/// scenario set one; `Content-Length` is sent when there is a body or the
-/// method expects one, unless the scenario framed the body itself.
-fn write_head(out: &mut Vec<u8>, parts: &http::request::Parts, authority: &str, body: usize) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !parts.headers.contains_key(http::header::HOST) {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_bytes());
-        out.extend_from_slice(b"\r\n");
+/// One HTTP/1.1 request written out whole, so that it goes to the server
+/// in one write: one segment for small requests, one wake-up of the server.
+/// The caller adds headers whose values it has checked (as
+/// `http::HeaderValue` would: no control characters but tab).
+#[derive(Debug)]
+pub struct Message<'a> {
+    method: &'a Method,
+    bytes: Vec<u8>,
+    /// The caller gave `Content-Length` or `Transfer-Encoding` itself.
+    framed: bool,
+    /// Length of the body.
+    body: usize,
+}
+
+impl<'a> Message<'a> {
+    /// The request line, then `Host` from `authority` unless `host_given`:
+    /// the caller then adds its own among the headers.
+    pub fn new(method: &'a Method, uri: &Uri, authority: &str, host_given: bool) -> Message<'a> {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(method.as_str().as_bytes());
+        bytes.push(b' ');
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        bytes.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
+        bytes.extend_from_slice(b" HTTP/1.1\r\n");
+        if !host_given {
+            bytes.extend_from_slice(b"host: ");
+            bytes.extend_from_slice(authority.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        Message {
+            method,
+            bytes,
+            framed: false,
+            body: 0,
+        }
     }
-    for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+
+    /// The request whose head is `parts`: headers in their order, `Host`
+    /// first from `authority` unless they hold one.
+    pub fn of(parts: &'a http::request::Parts, authority: &str, body: &[u8]) -> Message<'a> {
+        let host_given = parts.headers.contains_key(http::header::HOST);
+        let mut message = Message::new(&parts.method, &parts.uri, authority, host_given);
+        for (name, value) in &parts.headers {
+            message.header(name, value.as_bytes());
+        }
+        message.finish(body);
+        message
     }
-    let framed = parts.headers.contains_key(http::header::CONTENT_LENGTH)
-        || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let expects_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    if !framed && (body > 0 || expects_body) {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
-    out.extend_from_slice(b"\r\n");
+
+    pub fn header(&mut self, name: &HeaderName, value: &[u8]) {
+        self.header_parts(name, &[value]);
+    }
+
+    /// A header whose value is `parts` one after the other.
+    pub fn header_parts(&mut self, name: &HeaderName, parts: &[&[u8]]) {
+        self.framed |=
+            *name == http::header::CONTENT_LENGTH || *name == http::header::TRANSFER_ENCODING;
+        self.bytes.extend_from_slice(name.as_str().as_bytes());
+        self.bytes.extend_from_slice(b": ");
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
+        self.bytes.extend_from_slice(b"\r\n");
+    }
+
+    /// Ends the head and appends `body`. `Content-Length` is sent when there
+    /// is a body or the method expects one, unless the caller framed the body
+    /// itself.
+    pub fn finish(&mut self, body: &[u8]) {
+        let expects_body = matches!(*self.method, Method::POST | Method::PUT | Method::PATCH);
+        if !self.framed && (!body.is_empty() || expects_body) {
+            self.bytes.extend_from_slice(b"content-length: ");
+            self.bytes
+                .extend_from_slice(body.len().to_string().as_bytes());
+            self.bytes.extend_from_slice(b"\r\n");
+        }
+        self.bytes.extend_from_slice(b"\r\n");
+        self.bytes.extend_from_slice(body);
+        self.body = body.len();
+    }
 }
 
 /// Why reading a response failed.
@@ -362,9 +424,15 @@ impl Connection {
         let mut read_any = self.start < self.end;
         loop {
             let parsed = {
-                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut response = httparse::Response::new(&mut slots);
-                match response.parse(&self.buffer[self.start..self.end]) {
+                // Uninitialised slots: setting 100 of them up for every
+                // response would cost more than parsing a short head.
+                let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut []);
+                match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                    &mut response,
+                    &self.buffer[self.start..self.end],
+                    &mut slots,
+                ) {
                     Ok(httparse::Status::Complete(length)) => {
                         Some(Head::from(&response, length, keep.headers))
                     }
@@ -807,10 +875,10 @@ mod tests {
     fn request_heads_carry_host_and_frame_bodies() {
         let head = |request: Request<Full<Bytes>>, body: usize| {
             let (parts, _) = request.into_parts();
-            let authority = parts.uri.authority().unwrap().to_string();
-            let mut out = Vec::new();
-            write_head(&mut out, &parts, &authority, body);
-            String::from_utf8(out).unwrap()
+            let authority = parts.uri.authority().unwrap().as_str();
+            let message = Message::of(&parts, authority, &b"abc"[..body]);
+            assert_eq!(message.body, body);
+            String::from_utf8(message.bytes).unwrap()
         };
         let empty = || Full::new(Bytes::new());
         assert_eq!(
@@ -835,7 +903,7 @@ mod tests {
                     .unwrap(),
                 3
             ),
-            "PUT /x HTTP/1.1\r\nhost: other\r\ncontent-length: 3\r\n\r\n"
+            "PUT /x HTTP/1.1\r\nhost: other\r\ncontent-length: 3\r\n\r\nabc"
         );
         assert_eq!(split_authority("[::1]:8080"), ("::1", 8080));
         assert_eq!(split_authority("example.com"), ("example.com", 80));

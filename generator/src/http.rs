@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request};
+use http::{HeaderMap, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -270,6 +270,15 @@ impl Outcome {
     }
 }
 
+impl HttpClient {
+    /// loadlens's own HTTP/1.1 client, when it is the one that sends to `uri`.
+    pub fn h1_for(&self, uri: &Uri) -> Option<&h1::Pool> {
+        self.h1
+            .as_ref()
+            .filter(|_| uri.scheme() == Some(&http::uri::Scheme::HTTP))
+    }
+}
+
 /// Sends one request and reads the whole response; keeps of it what `keep`
 /// asks for (hyper keeps the headers whatever it asks).
 pub async fn send(
@@ -278,16 +287,15 @@ pub async fn send(
     timeout: Duration,
     keep: Keep,
 ) -> Outcome {
-    match &client.h1 {
-        Some(pool) if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) => {
-            pool.send(request, timeout, keep).await
-        }
-        _ => send_hyper(&client.hyper, request, timeout, keep.body).await,
+    match client.h1_for(request.uri()) {
+        Some(pool) => pool.send(request, timeout, keep).await,
+        None => send_hyper(client, request, timeout, keep.body).await,
     }
 }
 
-async fn send_hyper(
-    client: &HyperClient,
+/// Sends one request through hyper, whatever its URL.
+pub async fn send_hyper(
+    client: &HttpClient,
     request: Request<Full<Bytes>>,
     timeout: Duration,
     keep_body: bool,
@@ -304,11 +312,12 @@ async fn send_hyper(
         outcome.bytes_sent = bytes_sent;
         outcome
     };
-    let response = match tokio::time::timeout_at(deadline.into(), client.request(request)).await {
-        Err(_) => return fail(None, ErrorType::Timeout),
-        Ok(Err(e)) => return fail(None, classify(&e)),
-        Ok(Ok(response)) => response,
-    };
+    let response =
+        match tokio::time::timeout_at(deadline.into(), client.hyper.request(request)).await {
+            Err(_) => return fail(None, ErrorType::Timeout),
+            Ok(Err(e)) => return fail(None, classify(&e)),
+            Ok(Ok(response)) => response,
+        };
     let first_byte_at = Instant::now();
     let (parts, mut body) = response.into_parts();
     let mut kept = keep_body.then(Vec::new);
