@@ -66,16 +66,17 @@ impl TraceContext {
     pub fn traceparent_bytes(&self) -> [u8; 55] {
         // Written byte by byte: `format!` with per-byte `{:02x}` showed up
         // in the generator's profile.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        fn hex(out: &mut [u8], bytes: &[u8]) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+                pair[0] = HEX[usize::from(b >> 4)];
+                pair[1] = HEX[usize::from(b & 15)];
+            }
+        }
         let mut out = [b'-'; 55];
         out[..2].copy_from_slice(b"00");
-        let ids = self.trace_id.0.iter().chain(&self.parent_id.0);
-        // Digits go at 3..35 and 36..52; the dashes between stay.
-        let places = (3..35).step_by(2).chain((36..52).step_by(2));
-        for (at, b) in places.zip(ids) {
-            out[at] = HEX[usize::from(b >> 4)];
-            out[at + 1] = HEX[usize::from(b & 15)];
-        }
+        hex(&mut out[3..35], &self.trace_id.0);
+        hex(&mut out[36..52], &self.parent_id.0);
         out[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
         out
     }

@@ -180,7 +180,7 @@ impl Engine {
         let mut values = IterationValues::new(&self.plan);
         let mut due = intended;
         for &step in &choice.steps {
-            let ok = self.step(stage, vu, step, flow, due, &mut values).await;
+            let (ok, ended) = self.step(stage, vu, step, flow, due, &mut values).await;
             if let Some(feeder) = values.exhausted.take() {
                 self.abort(format!(
                     "feeder '{feeder}' has handed out every row (mode: unique)"
@@ -190,12 +190,12 @@ impl Engine {
                 break;
             }
             // The next step of a flow is due as soon as this one ends.
-            due = Instant::now();
+            due = ended;
         }
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Sends one step; returns whether it succeeded.
+    /// Sends one step; returns whether it succeeded and when it ended.
     async fn step(
         &self,
         stage: usize,
@@ -204,7 +204,7 @@ impl Engine {
         flow: Option<&str>,
         intended: Instant,
         values: &mut IterationValues<'_>,
-    ) -> bool {
+    ) -> (bool, Instant) {
         let request = &self.plan.requests[step];
         let mut trace = span::new_context();
         let sampling = self.plan.sampling;
@@ -320,7 +320,7 @@ impl Engine {
                 })
                 .await;
         }
-        outcome.error.is_none()
+        (outcome.error.is_none(), outcome.end)
     }
 
     /// Renders and sends one request; `url` receives the rendered URL, and

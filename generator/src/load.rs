@@ -99,8 +99,13 @@ pub async fn run_stage(
             for vu in shard_vus(vus, engine.shard) {
                 let engine = engine.clone();
                 workers.spawn(async move {
-                    while Instant::now() < end && !engine.aborted() {
-                        engine.iteration(index, vu, Instant::now()).await;
+                    loop {
+                        // One clock read serves as the check and the start.
+                        let now = Instant::now();
+                        if now >= end || engine.aborted() {
+                            break;
+                        }
+                        engine.iteration(index, vu, now).await;
                         if !think.is_zero() {
                             tokio::time::sleep(think).await;
                         }
