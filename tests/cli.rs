@@ -98,6 +98,24 @@ fn usage_errors_exit_2_with_one_line() {
         2,
         "scheme",
     );
+    // The SDKs' batch variables are read, and a bad one stops the run
+    // before it sends anything.
+    command_fails_with(
+        loadlens()
+            .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "lots")
+            .args([
+                "run",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--collector",
+                "http://127.0.0.1:1",
+                "--no-ledger",
+            ]),
+        2,
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"lots\"",
+    );
     let missing = std::env::temp_dir().join("loadlens-no-such-store");
     fails_with(
         &["sql", "--data", missing.to_str().unwrap(), "SELECT 1"],

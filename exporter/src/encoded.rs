@@ -169,6 +169,18 @@ fn delimited(length: usize) -> usize {
     1 + encoded_len_varint(length as u64) + length
 }
 
+/// Bytes a span takes in a request made by [`request`].
+pub fn in_request(span: &EncodedSpan) -> usize {
+    delimited(span.0.len())
+}
+
+/// Bytes of a request made by [`request`] besides its spans' (an upper
+/// bound: the lengths' varints are taken at their longest).
+pub fn request_overhead(resource: &[u8], scope: &[u8]) -> usize {
+    // Three nested messages, each a key and a length of at most 10 bytes.
+    delimited(resource.len()) + delimited(scope.len()) + 3 * 11
+}
+
 /// An `ExportTraceServiceRequest` with one `ResourceSpans` holding one
 /// `ScopeSpans`: `resource` and `scope` are the encoded `Resource` and
 /// `InstrumentationScope`, `spans` the encoded spans.

@@ -31,6 +31,9 @@ pub struct ExporterConfig {
     pub scope: (String, String),
     /// Spans per export request.
     pub batch_size: usize,
+    /// Largest export request, in bytes: a batch whose spans would make a
+    /// larger one goes out as several requests.
+    pub max_request_bytes: usize,
     /// Spans the queue holds before new spans are dropped (and counted).
     pub queue_capacity: usize,
     /// Longest a span waits in a partial batch.
@@ -49,8 +52,13 @@ pub struct ExporterConfig {
     pub max_retry_delay: Duration,
 }
 
+/// The default bound on an export request: under the 4 MiB that gRPC
+/// servers accept by default (tonic's, the OpenTelemetry Collector's and
+/// `loadlens collector`'s `max_grpc_message`), with room to spare.
+pub const MAX_REQUEST_BYTES: usize = 3 << 20;
+
 impl ExporterConfig {
-    /// Defaults: OTLP/gRPC, batches of 512, a queue of 65,536 spans, flush every
+    /// Defaults: OTLP/gRPC, batches of 2,048 (and at most 3 MiB a request), a queue of 65,536 spans, flush every
     /// 200 ms, 5 attempts, 10 s per attempt, backoff 50 ms doubling to 2 s, and
     /// server-requested waits up to 30 s.
     pub fn new(endpoint: impl Into<String>, resource: Vec<KeyValue>) -> Self {
@@ -59,7 +67,10 @@ impl ExporterConfig {
             protocol: Protocol::Grpc,
             resource,
             scope: ("loadlens".into(), env!("CARGO_PKG_VERSION").into()),
-            batch_size: 512,
+            // Four times the SDKs' 512: a collector's cost per request is
+            // then spread over more spans (BENCHMARKS.md, "Generator").
+            batch_size: 2048,
+            max_request_bytes: MAX_REQUEST_BYTES,
             queue_capacity: 1 << 16,
             flush_interval: Duration::from_millis(200),
             max_attempts: 5,
@@ -74,6 +85,40 @@ impl ExporterConfig {
     pub fn with_protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
         self
+    }
+
+    /// These settings with the batch settings the OpenTelemetry SDKs read
+    /// from their environment, where `var` (`std::env::var(..).ok()`) has
+    /// them: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// and `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_EXPORT_TIMEOUT` in
+    /// milliseconds. As the specification says, a batch is never larger
+    /// than the queue.
+    pub fn with_batch_env(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            let Some(text) = var(name) else {
+                return Ok(None);
+            };
+            match text.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(format!(
+                    "{name}={text:?} is not a whole number above 0; set it to one, or unset it for the default"
+                )),
+            }
+        };
+        if let Some(n) = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+            self.batch_size = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = number("OTEL_BSP_MAX_QUEUE_SIZE")? {
+            self.queue_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(ms) = number("OTEL_BSP_SCHEDULE_DELAY")? {
+            self.flush_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number("OTEL_BSP_EXPORT_TIMEOUT")? {
+            self.timeout = Duration::from_millis(ms);
+        }
+        self.batch_size = self.batch_size.min(self.queue_capacity);
+        Ok(self)
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
@@ -340,6 +385,7 @@ pub(crate) fn scope((name, version): &(String, String)) -> InstrumentationScope 
 /// spans are spliced in after them.
 struct Shipper {
     transport: Transport<Traces>,
+    max_request_bytes: usize,
     retry_policy: RetryPolicy,
     counters: Arc<Counters>,
     resource: Vec<u8>,
@@ -350,6 +396,7 @@ impl Shipper {
     fn new(config: ExporterConfig, transport: Transport<Traces>, counters: Arc<Counters>) -> Self {
         Shipper {
             retry_policy: config.retry_policy(),
+            max_request_bytes: config.max_request_bytes,
             resource: resource(&config.resource).encode_to_vec(),
             scope: scope(&config.scope).encode_to_vec(),
             transport,
@@ -357,9 +404,34 @@ impl Shipper {
         }
     }
 
+    /// Exports `spans` in as few requests as fit under the bound on a
+    /// request's size (a span larger than the bound goes alone).
     async fn export(&self, spans: Vec<EncodedSpan>) {
+        let room = self
+            .max_request_bytes
+            .saturating_sub(crate::encoded::request_overhead(
+                &self.resource,
+                &self.scope,
+            ));
+        let mut rest = &spans[..];
+        while !rest.is_empty() {
+            let mut bytes = crate::encoded::in_request(&rest[0]);
+            let mut end = 1;
+            while let Some(span) = rest.get(end) {
+                bytes += crate::encoded::in_request(span);
+                if bytes > room {
+                    break;
+                }
+                end += 1;
+            }
+            self.export_request(&rest[..end]).await;
+            rest = &rest[end..];
+        }
+    }
+
+    async fn export_request(&self, spans: &[EncodedSpan]) {
         let count = spans.len() as u64;
-        let request = crate::encoded::request(&self.resource, &self.scope, &spans);
+        let request = crate::encoded::request(&self.resource, &self.scope, spans);
         let delivery = self
             .transport
             .export_with_retries(&request, &self.retry_policy)
@@ -387,6 +459,64 @@ impl Shipper {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.message);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ExporterConfig {
+        ExporterConfig::new("http://127.0.0.1:4317", Vec::new())
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn batch_settings_come_from_the_sdk_environment_variables() {
+        let unset = config().with_batch_env(env(&[])).unwrap();
+        assert_eq!(unset.batch_size, 2048);
+        assert_eq!(unset.queue_capacity, 65_536);
+
+        let set = config()
+            .with_batch_env(env(&[
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048"),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", " 100000 "),
+                ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+                ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+            ]))
+            .unwrap();
+        assert_eq!(set.batch_size, 2048);
+        assert_eq!(set.queue_capacity, 100_000);
+        assert_eq!(set.flush_interval, Duration::from_millis(50));
+        assert_eq!(set.timeout, Duration::from_secs(3));
+
+        // A batch never outgrows the queue.
+        let small = config()
+            .with_batch_env(env(&[("OTEL_BSP_MAX_QUEUE_SIZE", "100")]))
+            .unwrap();
+        assert_eq!(small.batch_size, 100);
+
+        for bad in ["0", "-5", "lots", ""] {
+            let err = config()
+                .with_batch_env(env(&[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", bad)]))
+                .unwrap_err();
+            assert!(
+                err.starts_with("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=") && err.contains("whole number"),
+                "{err}"
+            );
         }
     }
 }

@@ -71,6 +71,36 @@ async fn grpc_retry_waits_as_long_as_retry_info_asks() {
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_the_request_bound_goes_out_as_several_requests() {
+    use prost::Message as _;
+    let fake = Fake::new([]);
+    let endpoint = common::grpc(fake.clone()).await;
+    let mut config = config(endpoint, Protocol::Grpc);
+    config.max_request_bytes = 4096;
+    let exporter = Exporter::start(config).unwrap();
+    let sink = exporter.sink();
+    for i in 0..SPANS {
+        sink.send(Span {
+            name: "x".repeat(600),
+            ..span(i)
+        });
+    }
+    let stats = exporter.shutdown().await;
+
+    assert_eq!(stats.exported, SPANS);
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(fake.spans_accepted() as u64, SPANS);
+    let sizes: Vec<usize> = fake
+        .calls()
+        .iter()
+        .map(|call| call.traces.as_ref().unwrap().encoded_len())
+        .collect();
+    // 20 spans of about 650 bytes: at least four requests of at most 4 KiB.
+    assert!(sizes.len() >= 4, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 4096), "{sizes:?}");
+}
+
+#[tokio::test]
 async fn grpc_server_delay_is_capped() {
     let fake = Fake::new([unavailable_retry_after(Duration::from_secs(3600))]);
     let endpoint = common::grpc(fake.clone()).await;

@@ -32,6 +32,8 @@ pub enum RunError {
     Export(#[from] exporter::ExportError),
     #[error("--data: {0}")]
     BadStore(String),
+    #[error("environment: {0}")]
+    BadEnv(String),
 }
 
 impl RunError {
@@ -39,7 +41,10 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            RunError::BadLoad(_) | RunError::Export(_) | RunError::BadStore(_)
+            RunError::BadLoad(_)
+                | RunError::Export(_)
+                | RunError::BadStore(_)
+                | RunError::BadEnv(_)
         )
     }
 }
@@ -67,7 +72,11 @@ pub async fn run(plan: Plan, config: RunConfig) -> Result<RunSummary, RunError> 
         exporter
     };
     let exporter = match &config.collector {
-        Some(endpoint) => Some(Exporter::start(exporter_config(endpoint))?),
+        Some(endpoint) => Some(Exporter::start(
+            exporter_config(endpoint)
+                .with_batch_env(|name| std::env::var(name).ok())
+                .map_err(RunError::BadEnv)?,
+        )?),
         None => None,
     };
     let metrics = match &config.collector {
