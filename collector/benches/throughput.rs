@@ -4,8 +4,12 @@
 //! decoded. Figures go to BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync]
+//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync] [--batch N]
 //! ```
+//!
+//! `--batch` sets the spans per request (512 unless given, as the figures
+//! in BENCHMARKS.md are): comparing two sizes shows what the collector pays
+//! per request rather than per span.
 //!
 //! The collector runs in a child process so that its CPU time and peak memory
 //! are its own; this process is the OTLP client. "Per core" means per second
@@ -30,7 +34,12 @@ use prost::Message;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 512;
+/// Spans per request: 512 unless `--batch` says otherwise.
+static BATCH_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn batch() -> usize {
+    *BATCH_SIZE.get().unwrap_or(&512)
+}
 const ROLE: &str = "LOADLENS_BENCH_ROLE";
 /// 2026-11-23T00:00:00Z, so every span lands in one day's partition.
 const T0: u64 = 1_795_392_000_000_000_000;
@@ -58,6 +67,9 @@ fn options() -> Options {
             "--spans" => options.spans = number("--spans"),
             "--in-flight" => options.in_flight = number("--in-flight").max(1),
             "--no-fsync" => options.fsync = false,
+            "--batch" => {
+                let _ = BATCH_SIZE.set(number("--batch").max(1));
+            }
             // `cargo bench` passes --bench; anything else is a mistake.
             "--bench" => {}
             other => panic!("unknown argument {other}; see the comment at the top of this file"),
@@ -75,10 +87,11 @@ fn main() {
         return;
     }
     let options = options();
-    let batches = options.spans.div_ceil(BATCH);
-    let spans = batches * BATCH;
+    let batches = options.spans.div_ceil(batch());
+    let spans = batches * batch();
     println!(
-        "collector throughput: {spans} spans in {batches} batches of {BATCH}, 10 attributes each, fsync {}",
+        "collector throughput: {spans} spans in {batches} batches of {}, 10 attributes each, fsync {}",
+        batch(),
         if options.fsync { "on" } else { "off" }
     );
 
@@ -180,9 +193,9 @@ fn template(seed: usize) -> ExportTraceServiceRequest {
         "/api/cart",
         "/api/checkout",
     ];
-    let spans = (0..BATCH)
+    let spans = (0..batch())
         .map(|i| {
-            let n = (seed * BATCH + i) as u64;
+            let n = (seed * batch() + i) as u64;
             let latency = 2_000_000 + (n * 7919 % 40_000_000);
             // A second past T0, so that no start falls on the day before.
             let start = T0 + 1_000_000_000 + n * SPACING_NS - latency;
@@ -252,7 +265,7 @@ fn ids(n: u64, len: usize) -> Vec<u8> {
 
 /// Makes batch `k` unique: shifts every id, and every time, by whole batches.
 fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
-    let offset = (k / 16 * 16 * BATCH) as u64;
+    let offset = (k / 16 * 16 * batch()) as u64;
     let later = offset * SPACING_NS;
     for span in &mut request.resource_spans[0].scope_spans[0].spans {
         for id in [&mut span.trace_id, &mut span.span_id] {
@@ -322,7 +335,7 @@ fn to_parquet(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
     let mut recent = collector::store::RecentSpans::new(collector::store::Dedupe::default());
     let start = thread_cpu_seconds();
     let mut rows = 0;
-    for flush in converted.chunks(flush_rows.div_ceil(BATCH)) {
+    for flush in converted.chunks(flush_rows.div_ceil(batch())) {
         let key = &flush[0].0;
         let batches: Vec<_> = flush.iter().map(|(_, batch)| batch.clone()).collect();
         let written = collector::store::write_partition_after(&dir, key, &batches, 0, &mut recent)
@@ -331,7 +344,7 @@ fn to_parquet(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
     }
     let cpu = thread_cpu_seconds() - start;
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(rows, batches * BATCH, "every converted span was written");
+    assert_eq!(rows, batches * batch(), "every converted span was written");
     rows as f64 / cpu
 }
 
@@ -434,7 +447,7 @@ fn end_to_end(
     let (files, parquet_bytes, rows) = parquet_files(&data.join("spans"));
     let _ = std::fs::remove_dir_all(&data);
     EndToEnd {
-        spans: batches * BATCH,
+        spans: batches * batch(),
         wall,
         cpu_seconds: cpu_after - cpu_before,
         rows,
