@@ -407,7 +407,7 @@ impl Engine {
         authority: &Authority,
     ) -> Result<h1::Message<'p>, ErrorType> {
         let host_given = request.headers.iter().any(|(name, _)| name == header::HOST);
-        let mut message = h1::Message::new(&request.method, uri, authority.as_str(), host_given);
+        let mut writer = h1::Writer::new(&request.method, uri, authority.as_str(), host_given);
         let mut rendered = String::new();
         for (name, template) in &request.headers {
             let value = match template.as_literal() {
@@ -423,30 +423,29 @@ impl Engine {
             if !is_header_value(value) {
                 return Err(ErrorType::InvalidRequest);
             }
-            message.header(name, value.as_bytes());
+            writer.header(name, value.as_bytes());
         }
         if let (Some(token), Some(auth)) = (token, &self.plan.auth) {
             if !is_header_value(&auth.prefix) || !is_header_value(token) {
                 return Err(ErrorType::Auth);
             }
-            message.header_parts(&auth.header, &[auth.prefix.as_bytes(), token.as_bytes()]);
+            writer.header_parts(&auth.header, &[auth.prefix.as_bytes(), token.as_bytes()]);
         }
         if self.propagate {
-            message.header(&TRACEPARENT, &trace.traceparent_bytes());
+            writer.header(&TRACEPARENT, &trace.traceparent_bytes());
         }
-        match &request.body {
+        Ok(match &request.body {
             Some(template) => match template.as_literal() {
-                Some(body) => message.finish(body.as_bytes()),
+                Some(body) => writer.finish(body.as_bytes()),
                 None => {
                     let body = template
                         .to_string(values)
                         .map_err(|_| ErrorType::MissingValue)?;
-                    message.finish(body.as_bytes());
+                    writer.finish(body.as_bytes())
                 }
             },
-            None => message.finish(&[]),
-        }
-        Ok(message)
+            None => writer.finish(&[]),
+        })
     }
 
     /// The request as hyper takes it (HTTPS, HTTP/2).

@@ -286,22 +286,47 @@ fn split_authority(authority: &str) -> (&str, u16) {
 
 /// One HTTP/1.1 request written out whole, so that it goes to the server
 /// in one write: one segment for small requests, one wake-up of the server.
-/// The caller adds headers whose values it has checked (as
-/// `http::HeaderValue` would: no control characters but tab).
 #[derive(Debug)]
 pub struct Message<'a> {
     method: &'a Method,
     bytes: Vec<u8>,
-    /// The caller gave `Content-Length` or `Transfer-Encoding` itself.
-    framed: bool,
     /// Length of the body.
     body: usize,
 }
 
 impl<'a> Message<'a> {
+    /// The request whose head is `parts`: headers in their order, `Host`
+    /// first from `authority` unless they hold one.
+    pub fn of(parts: &'a http::request::Parts, authority: &str, body: &[u8]) -> Message<'a> {
+        let host_given = parts.headers.contains_key(http::header::HOST);
+        let mut writer = Writer::new(&parts.method, &parts.uri, authority, host_given);
+        for (name, value) in &parts.headers {
+            writer.header(name, value.as_bytes());
+        }
+        writer.finish(body)
+    }
+
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Writes a [`Message`]: the request line, headers, then the body. The
+/// caller adds headers whose values it has checked (as `http::HeaderValue`
+/// would: no control characters but tab).
+#[derive(Debug)]
+pub struct Writer<'a> {
+    method: &'a Method,
+    bytes: Vec<u8>,
+    /// The caller gave `Content-Length` or `Transfer-Encoding` itself.
+    framed: bool,
+}
+
+impl<'a> Writer<'a> {
     /// The request line, then `Host` from `authority` unless `host_given`:
     /// the caller then adds its own among the headers.
-    pub fn new(method: &'a Method, uri: &Uri, authority: &str, host_given: bool) -> Message<'a> {
+    pub fn new(method: &'a Method, uri: &Uri, authority: &str, host_given: bool) -> Writer<'a> {
         let mut bytes = Vec::with_capacity(256);
         bytes.extend_from_slice(method.as_str().as_bytes());
         bytes.push(b' ');
@@ -313,29 +338,11 @@ impl<'a> Message<'a> {
             bytes.extend_from_slice(authority.as_bytes());
             bytes.extend_from_slice(b"\r\n");
         }
-        Message {
+        Writer {
             method,
             bytes,
             framed: false,
-            body: 0,
         }
-    }
-
-    /// The request whose head is `parts`: headers in their order, `Host`
-    /// first from `authority` unless they hold one.
-    pub fn of(parts: &'a http::request::Parts, authority: &str, body: &[u8]) -> Message<'a> {
-        let host_given = parts.headers.contains_key(http::header::HOST);
-        let mut message = Message::new(&parts.method, &parts.uri, authority, host_given);
-        for (name, value) in &parts.headers {
-            message.header(name, value.as_bytes());
-        }
-        message.finish(body);
-        message
-    }
-
-    /// The bytes to write.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
     }
 
     pub fn header(&mut self, name: &HeaderName, value: &[u8]) {
@@ -357,7 +364,7 @@ impl<'a> Message<'a> {
     /// Ends the head and appends `body`. `Content-Length` is sent when there
     /// is a body or the method expects one, unless the caller framed the body
     /// itself.
-    pub fn finish(&mut self, body: &[u8]) {
+    pub fn finish(mut self, body: &[u8]) -> Message<'a> {
         let expects_body = matches!(*self.method, Method::POST | Method::PUT | Method::PATCH);
         if !self.framed && (!body.is_empty() || expects_body) {
             self.bytes.extend_from_slice(b"content-length: ");
@@ -367,7 +374,11 @@ impl<'a> Message<'a> {
         }
         self.bytes.extend_from_slice(b"\r\n");
         self.bytes.extend_from_slice(body);
-        self.body = body.len();
+        Message {
+            method: self.method,
+            bytes: self.bytes,
+            body: body.len(),
+        }
     }
 }
 
