@@ -749,6 +749,13 @@ mod tests {
         (direct, via_request)
     }
 
+    /// The step as sent, after checking that both ways agree.
+    async fn written(engine: &Engine, step: usize, token: Option<&str>) -> String {
+        let (direct, via_request) = both_ways(engine, step, token).await;
+        assert_eq!(direct, via_request, "step {step}");
+        String::from_utf8(direct.unwrap()).unwrap()
+    }
+
     #[tokio::test]
     async fn requests_written_straight_into_bytes_match_the_general_path() {
         let engine = engine(
@@ -781,21 +788,17 @@ load: { model: constant, rate: 1, duration: 1s }
                 .unwrap()
         };
         for name in ["plain", "templated", "hosted"] {
-            let (direct, via_request) = both_ways(&engine, step(name), Some("tok")).await;
-            assert_eq!(direct, via_request, "{name}");
-            let text = String::from_utf8(direct.unwrap()).unwrap();
+            let text = written(&engine, step(name), Some("tok")).await;
             assert!(text.contains("\r\nauthorization: Bearer tok\r\n"), "{text}");
             assert!(text.contains("\r\ntraceparent: 00-"), "{text}");
         }
-        let (plain, _) = both_ways(&engine, step("plain"), None).await;
-        let plain = String::from_utf8(plain.unwrap()).unwrap();
+        let plain = written(&engine, step("plain"), None).await;
         assert!(
             plain.starts_with("GET /p?q=1 HTTP/1.1\r\nhost: h:81\r\ntraceparent: 00-"),
             "{plain}"
         );
         assert!(plain.ends_with("-01\r\n\r\n"), "{plain}");
-        let (templated, _) = both_ways(&engine, step("templated"), None).await;
-        let templated = String::from_utf8(templated.unwrap()).unwrap();
+        let templated = written(&engine, step("templated"), None).await;
         assert!(
             templated.starts_with("POST /items/5 HTTP/1.1\r\nhost: h\r\n"),
             "{templated}"
@@ -805,8 +808,7 @@ load: { model: constant, rate: 1, duration: 1s }
             templated.ends_with("content-length: 8\r\n\r\n{\"n\": 3}"),
             "{templated}"
         );
-        let (hosted, _) = both_ways(&engine, step("hosted"), None).await;
-        let hosted = String::from_utf8(hosted.unwrap()).unwrap();
+        let hosted = written(&engine, step("hosted"), None).await;
         assert!(hosted.starts_with("PUT /x HTTP/1.1\r\n"), "{hosted}");
         assert!(hosted.contains("\r\nhost: other\r\n"), "{hosted}");
         assert_eq!(hosted.matches("host").count(), 1, "{hosted}");
