@@ -58,9 +58,10 @@ pub struct ExporterConfig {
 pub const MAX_REQUEST_BYTES: usize = 3 << 20;
 
 impl ExporterConfig {
-    /// Defaults: OTLP/gRPC, batches of 2,048 (and at most 3 MiB a request), a queue of 65,536 spans, flush every
-    /// 200 ms, 5 attempts, 10 s per attempt, backoff 50 ms doubling to 2 s, and
-    /// server-requested waits up to 30 s.
+    /// Defaults: OTLP/gRPC, batches of 2,048 spans and at most 3 MiB a
+    /// request, a queue of 65,536 spans, flush every 200 ms, 5 attempts, 10 s
+    /// per attempt, backoff 50 ms doubling to 2 s, and server-requested waits
+    /// up to 30 s.
     pub fn new(endpoint: impl Into<String>, resource: Vec<KeyValue>) -> Self {
         ExporterConfig {
             endpoint: endpoint.into(),
