@@ -40,6 +40,7 @@ static BATCH_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 fn batch() -> usize {
     *BATCH_SIZE.get().unwrap_or(&512)
 }
+
 const ROLE: &str = "LOADLENS_BENCH_ROLE";
 /// 2026-11-23T00:00:00Z, so every span lands in one day's partition.
 const T0: u64 = 1_795_392_000_000_000_000;

@@ -185,7 +185,7 @@ pub fn request_overhead(resource: &[u8], scope: &[u8]) -> usize {
 /// `ScopeSpans`: `resource` and `scope` are the encoded `Resource` and
 /// `InstrumentationScope`, `spans` the encoded spans.
 pub fn request(resource: &[u8], scope: &[u8], spans: &[EncodedSpan]) -> RawMessage {
-    let spans_length: usize = spans.iter().map(|s| delimited(s.0.len())).sum();
+    let spans_length: usize = spans.iter().map(in_request).sum();
     let scope_spans = delimited(scope.len()) + spans_length;
     let resource_spans = delimited(resource.len()) + delimited(scope_spans);
     let mut out = Vec::with_capacity(delimited(resource_spans));
