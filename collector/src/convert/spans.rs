@@ -17,7 +17,7 @@ use schema::{Table, attr};
 
 use super::keys;
 use super::values::{
-    Attr, AttrMapBuilder, ValueRef, append_attr_refs, attr_map_builder, find_str_ref,
+    Attr, AttrMapBuilder, ValueRef, append_attr_refs, attr_map_builder_with_capacity, find_str_ref,
 };
 use super::{Converted, EncodedError, Partitioned, append_non_empty, list_array, list_fields};
 
@@ -40,6 +40,7 @@ pub fn convert(request: &ExportTraceServiceRequest) -> Result<Converted, ArrowEr
                 .scope
                 .as_ref()
                 .map_or(("", ""), |s| (s.name.as_str(), s.version.as_str()));
+            rows.expect(scope_spans.spans.len());
             for decoded in &scope_spans.spans {
                 span.fill_from(decoded);
                 rows.add(&span, &resource, scope);
@@ -204,12 +205,23 @@ pub(crate) struct Rows {
     out: Converted,
     spans: Partitioned<SpansBuilder>,
     runs: Partitioned<RunsBuilder>,
+    /// Spans announced by [`Rows::expect`] and not added yet: the room a
+    /// new partition's builders are made with.
+    expected: usize,
 }
 
 impl Rows {
+    /// Announces `spans` more spans, so that builders are made with room for
+    /// them instead of growing (and copying) as rows arrive.
+    pub fn expect(&mut self, spans: usize) {
+        self.expected = self.expected.saturating_add(spans);
+    }
+
     /// Adds one span of `resource` and `scope` (name, version), or counts it
     /// as rejected.
     pub fn add(&mut self, span: &SpanRef<'_>, resource: &ResourceRef<'_>, scope: (&str, &str)) {
+        let room = self.expected.max(1);
+        self.expected = self.expected.saturating_sub(1);
         if let Err(reason) = validate(span) {
             self.out.reject(reason);
             return;
@@ -233,7 +245,7 @@ impl Rows {
                 .append(span);
         } else {
             self.spans
-                .get(start, run_id, SpansBuilder::new)
+                .get(start, run_id, || SpansBuilder::with_capacity(room))
                 .append(span, resource, scope);
         }
     }
@@ -324,12 +336,16 @@ enum PromotedBuilder {
 }
 
 impl PromotedBuilder {
-    fn new(ty: Promoted) -> Self {
+    fn with_capacity(ty: Promoted, rows: usize) -> Self {
         match ty {
-            Promoted::Utf8 => PromotedBuilder::Utf8(StringBuilder::new()),
-            Promoted::Int64 => PromotedBuilder::Int64(Int64Builder::new()),
-            Promoted::Int32 => PromotedBuilder::Int32(Int32Builder::new()),
-            Promoted::Timestamp => PromotedBuilder::Timestamp(TimestampNanosecondBuilder::new()),
+            Promoted::Utf8 => {
+                PromotedBuilder::Utf8(StringBuilder::with_capacity(rows, rows * STRING_ROOM))
+            }
+            Promoted::Int64 => PromotedBuilder::Int64(Int64Builder::with_capacity(rows)),
+            Promoted::Int32 => PromotedBuilder::Int32(Int32Builder::with_capacity(rows)),
+            Promoted::Timestamp => {
+                PromotedBuilder::Timestamp(TimestampNanosecondBuilder::with_capacity(rows))
+            }
         }
     }
 
@@ -422,34 +438,46 @@ struct SpansBuilder {
     events: EventsBuilder,
     links: LinksBuilder,
     rows: usize,
+    /// Rows the builders were made with room for.
+    room: usize,
 }
 
+/// Bytes per row a string column is made with room for: most names,
+/// routes and addresses fit, and a longer column grows once or twice.
+const STRING_ROOM: usize = 16;
+
 impl SpansBuilder {
-    fn new() -> Self {
+    /// Builders with room for `rows` rows. Columns most spans leave empty
+    /// (trace state, versions, status message; events and links) start
+    /// with none and allocate at their first value.
+    fn with_capacity(rows: usize) -> Self {
+        let strings = || StringBuilder::with_capacity(rows, rows * STRING_ROOM);
+        let sparse = || StringBuilder::with_capacity(rows, 0);
         SpansBuilder {
-            start_time: TimestampNanosecondBuilder::new(),
-            end_time: TimestampNanosecondBuilder::new(),
-            duration: Int64Builder::new(),
-            trace_id: FixedSizeBinaryBuilder::new(16),
-            span_id: FixedSizeBinaryBuilder::new(8),
-            parent_span_id: FixedSizeBinaryBuilder::new(8),
-            trace_state: StringBuilder::new(),
-            flags: UInt32Builder::new(),
-            service_name: StringBuilder::new(),
-            service_version: StringBuilder::new(),
-            environment: StringBuilder::new(),
-            scope_name: StringBuilder::new(),
-            scope_version: StringBuilder::new(),
-            name: StringBuilder::new(),
-            kind: StringBuilder::new(),
-            status_code: StringBuilder::new(),
-            status_message: StringBuilder::new(),
+            start_time: TimestampNanosecondBuilder::with_capacity(rows),
+            end_time: TimestampNanosecondBuilder::with_capacity(rows),
+            duration: Int64Builder::with_capacity(rows),
+            trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
+            span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
+            parent_span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
+            trace_state: sparse(),
+            flags: UInt32Builder::with_capacity(rows),
+            service_name: strings(),
+            service_version: sparse(),
+            environment: sparse(),
+            scope_name: strings(),
+            scope_version: sparse(),
+            name: strings(),
+            kind: strings(),
+            status_code: strings(),
+            status_message: sparse(),
             promoted: PROMOTED.iter().map(|_| None).collect(),
-            attributes: attr_map_builder(),
-            resource_attributes: attr_map_builder(),
-            events: EventsBuilder::default(),
-            links: LinksBuilder::default(),
+            attributes: attr_map_builder_with_capacity(rows, rows),
+            resource_attributes: attr_map_builder_with_capacity(rows, 0),
+            events: EventsBuilder::with_capacity(rows),
+            links: LinksBuilder::with_capacity(rows),
             rows: 0,
+            room: rows,
         }
     }
 
@@ -496,8 +524,9 @@ impl SpansBuilder {
         let mut moved = [false; PROMOTED.len()];
         for (slot, at) in found.iter().enumerate() {
             if let Some(at) = *at {
+                let room = self.room;
                 let column = self.promoted[slot]
-                    .get_or_insert_with(|| PromotedBuilder::new(PROMOTED[slot].2));
+                    .get_or_insert_with(|| PromotedBuilder::with_capacity(PROMOTED[slot].2, room));
                 column.fill_to(self.rows);
                 moved[slot] = column.append(span.attributes[at].value);
             }
@@ -576,13 +605,16 @@ struct EventsBuilder {
     attributes: AttrMapBuilder,
 }
 
-impl Default for EventsBuilder {
-    fn default() -> Self {
+impl EventsBuilder {
+    /// Room for the list offsets of `rows` spans; none for the events.
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         EventsBuilder {
-            offsets: vec![0],
-            time: TimestampNanosecondBuilder::new(),
-            name: StringBuilder::new(),
-            attributes: attr_map_builder(),
+            offsets,
+            time: TimestampNanosecondBuilder::with_capacity(0),
+            name: StringBuilder::with_capacity(0, 0),
+            attributes: attr_map_builder_with_capacity(0, 0),
         }
     }
 }
@@ -620,14 +652,17 @@ struct LinksBuilder {
     attributes: AttrMapBuilder,
 }
 
-impl Default for LinksBuilder {
-    fn default() -> Self {
+impl LinksBuilder {
+    /// Room for the list offsets of `rows` spans; none for the links.
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         LinksBuilder {
-            offsets: vec![0],
-            trace_id: FixedSizeBinaryBuilder::new(16),
-            span_id: FixedSizeBinaryBuilder::new(8),
-            trace_state: StringBuilder::new(),
-            attributes: attr_map_builder(),
+            offsets,
+            trace_id: FixedSizeBinaryBuilder::with_capacity(0, 16),
+            span_id: FixedSizeBinaryBuilder::with_capacity(0, 8),
+            trace_state: StringBuilder::with_capacity(0, 0),
+            attributes: attr_map_builder_with_capacity(0, 0),
         }
     }
 }
@@ -878,6 +913,50 @@ mod tests {
                 assert_eq!((column.len(), column.null_count()), (4, 4), "{name}");
             }
         }
+    }
+
+    /// Pending rows are bounded by the memory their arrays take, so a
+    /// request's rows should take about what they hold: builders made with
+    /// the default room (1,024 rows each) made a request of a few spans
+    /// weigh as much as one of a thousand.
+    #[test]
+    fn rows_take_the_room_of_the_request_not_a_default() {
+        let memory = |n: usize| {
+            let spans = (0..n)
+                .map(|i| Span {
+                    trace_id: vec![1; 16],
+                    span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                    name: "GET /api/items".into(),
+                    start_time_unix_nano: 1_000 + i as u64,
+                    end_time_unix_nano: 2_000 + i as u64,
+                    attributes: vec![
+                        kv(attr::URL_FULL, text("http://shop.internal/api/items")),
+                        kv(attr::REQUEST_ID, Value::IntValue(i as i64)),
+                        kv("custom", text("a")),
+                    ],
+                    ..Default::default()
+                })
+                .collect();
+            let request = request_of(spans);
+            let mut sizes = Vec::new();
+            for converted in [
+                convert(&request).unwrap(),
+                convert_encoded(&request.encode_to_vec()).unwrap(),
+            ] {
+                let [(_, batch)] = &converted.batches[..] else {
+                    panic!("one partition: {:?}", converted.batches);
+                };
+                assert_eq!(batch.num_rows(), n);
+                sizes.push(batch.get_array_memory_size());
+            }
+            assert_eq!(sizes[0], sizes[1], "both paths make the same room");
+            sizes[0]
+        };
+        let (few, many) = (memory(8), memory(1024));
+        assert!(
+            few * 20 < many,
+            "8 spans take {few} bytes, 1,024 take {many}"
+        );
     }
 
     #[test]

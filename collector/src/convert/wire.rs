@@ -224,6 +224,7 @@ fn walk_scope_spans<'a>(
     span: &mut SpanRef<'a>,
 ) -> Walk<()> {
     let mut scope = None;
+    let mut spans = 0;
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
         match number {
@@ -237,6 +238,7 @@ fn walk_scope_spans<'a>(
             2 => {
                 expect(wire_type, LEN)?;
                 fields.len_delimited()?;
+                spans += 1;
             }
             3 => {
                 expect(wire_type, LEN)?;
@@ -245,6 +247,7 @@ fn walk_scope_spans<'a>(
             _ => fields.skip(wire_type)?,
         }
     }
+    rows.expect(spans);
     let scope = scope.unwrap_or(("", ""));
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
