@@ -86,6 +86,13 @@ pub fn avoid_huge_pages() {
     }
 }
 
+/// The largest HTTP/2 frame clients may send. At the protocol's default of
+/// 16 KiB a batch of 512 spans (about 200 KiB) comes in a dozen DATA frames,
+/// each decoded, counted against the windows and handed on by itself; at
+/// 1 MiB it comes in one (BENCHMARKS.md). A frame is buffered whole before
+/// it is handed on, so this is also the most a connection holds unread.
+const MAX_HTTP2_FRAME: u32 = 1 << 20;
+
 /// Why the collector could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
@@ -179,7 +186,8 @@ impl Collector {
         let window = u32::try_from(config.max_grpc_message).unwrap_or(u32::MAX);
         let mut grpc_server = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(window))
-            .initial_connection_window_size(Some(window.saturating_mul(2)));
+            .initial_connection_window_size(Some(window.saturating_mul(2)))
+            .max_frame_size(Some(MAX_HTTP2_FRAME));
         if let Some(tls) = &tls {
             grpc_server =
                 grpc_server
