@@ -28,6 +28,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use schema::attr;
 
 /// The allocator the `loadlens` binary uses, so the collector measured here
 /// allocates as the shipped one does.
@@ -221,7 +222,7 @@ fn template(seed: usize) -> ExportTraceServiceRequest {
                     int("server.port", 8080),
                     string("loadlens.step", "4"),
                     int("loadlens.request.id", n as i64),
-                    int("loadlens.intended_start_unix_nano", start as i64),
+                    int(attr::INTENDED_START, start as i64),
                     int("http.response.body.size", 1024 + (n % 512) as i64),
                 ],
                 status: Some(Status {
@@ -254,29 +255,44 @@ fn template(seed: usize) -> ExportTraceServiceRequest {
     }
 }
 
-/// Ids unique per span and never all zero.
+/// Ids unique per span, never all zero, and as random to look at as the
+/// ones tracers make (W3C trace context asks for random ids): a trace id is
+/// two mixes of `n`, a span id one. The mix is a bijection, so no two spans
+/// share an id. Ids that count up instead compress to a fraction of their
+/// size, which real ones never do.
 fn ids(n: u64, len: usize) -> Vec<u8> {
-    let mut id = vec![0u8; len];
-    id[..8].copy_from_slice(&(n + 1).to_be_bytes());
+    let mut id = Vec::with_capacity(len);
+    id.extend_from_slice(&mix(n + 1).to_be_bytes());
     if len == 16 {
-        id[8..].copy_from_slice(&0x6c6f_6164_6c65_6e73u64.to_be_bytes());
+        id.extend_from_slice(&mix(!n).to_be_bytes());
     }
     id
 }
 
-/// Makes batch `k` unique: shifts every id, and every time, by whole batches.
+/// SplitMix64's finalizer: a bijection on u64 whose outputs look random.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Makes batch `k` unique: gives span `i` the ids of span `k * batch + i`,
+/// and shifts every time by whole batches.
 fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
     let offset = (k / 16 * 16 * batch()) as u64;
     let later = offset * SPACING_NS;
-    for span in &mut request.resource_spans[0].scope_spans[0].spans {
-        for id in [&mut span.trace_id, &mut span.span_id] {
-            let n = u64::from_be_bytes(id[..8].try_into().unwrap());
-            id[..8].copy_from_slice(&(n + offset).to_be_bytes());
-        }
+    let first = (k * batch()) as u64;
+    for (i, span) in request.resource_spans[0].scope_spans[0]
+        .spans
+        .iter_mut()
+        .enumerate()
+    {
+        span.trace_id = ids(first + i as u64, 16);
+        span.span_id = ids(first + i as u64, 8);
         span.start_time_unix_nano += later;
         span.end_time_unix_nano += later;
         for attribute in &mut span.attributes {
-            if attribute.key == "loadlens.intended_start_unix_nano"
+            if attribute.key == attr::INTENDED_START
                 && let Some(any_value::Value::IntValue(at)) =
                     attribute.value.as_mut().and_then(|v| v.value.as_mut())
             {
