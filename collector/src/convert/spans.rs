@@ -40,7 +40,13 @@ pub fn convert(request: &ExportTraceServiceRequest) -> Result<Converted, ArrowEr
                 .scope
                 .as_ref()
                 .map_or(("", ""), |s| (s.name.as_str(), s.version.as_str()));
-            rows.expect(scope_spans.spans.len());
+            let (spans, bytes) = scope_spans
+                .spans
+                .iter()
+                .map(Message::encoded_len)
+                .filter(|len| *len >= MIN_SPAN_BYTES)
+                .fold((0, 0), |(n, total), len| (n + 1, total + len));
+            rows.expect(spans, bytes);
             for decoded in &scope_spans.spans {
                 span.fill_from(decoded);
                 rows.add(&span, &resource, scope);
@@ -205,22 +211,36 @@ pub(crate) struct Rows {
     out: Converted,
     spans: Partitioned<SpansBuilder>,
     runs: Partitioned<RunsBuilder>,
-    /// Spans announced by [`Rows::expect`] and not added yet: the room a
-    /// new partition's builders are made with.
+    /// Spans announced by [`Rows::expect`] and not added yet: the rows a
+    /// new partition's builders are made with room for.
     expected: usize,
+    /// Their encoded size, which bounds the room made for their strings.
+    expected_bytes: usize,
 }
 
+/// The fewest bytes an encoded span can take and still be stored: a
+/// trace id and a span id, each with its field key and length. Shorter
+/// spans are rejected, and are not counted as room to make.
+pub(crate) const MIN_SPAN_BYTES: usize = 18 + 10;
+
 impl Rows {
-    /// Announces `spans` more spans, so that builders are made with room for
-    /// them instead of growing (and copying) as rows arrive.
-    pub fn expect(&mut self, spans: usize) {
+    /// Announces `spans` more spans of `bytes` encoded bytes in all, so that
+    /// builders are made with room for them instead of growing (and
+    /// copying) as rows arrive. Count only spans of [`MIN_SPAN_BYTES`] or
+    /// more: the room is made before any span is checked, and a request of
+    /// empty spans must not make room for rows it never adds.
+    pub fn expect(&mut self, spans: usize, bytes: usize) {
         self.expected = self.expected.saturating_add(spans);
+        self.expected_bytes = self.expected_bytes.saturating_add(bytes);
     }
 
     /// Adds one span of `resource` and `scope` (name, version), or counts it
     /// as rejected.
     pub fn add(&mut self, span: &SpanRef<'_>, resource: &ResourceRef<'_>, scope: (&str, &str)) {
-        let room = self.expected.max(1);
+        let room = Room {
+            rows: self.expected.max(1),
+            bytes: self.expected_bytes,
+        };
         self.expected = self.expected.saturating_sub(1);
         if let Err(reason) = validate(span) {
             self.out.reject(reason);
@@ -336,10 +356,11 @@ enum PromotedBuilder {
 }
 
 impl PromotedBuilder {
-    fn with_capacity(ty: Promoted, rows: usize) -> Self {
+    fn with_capacity(ty: Promoted, room: Room) -> Self {
+        let rows = room.rows;
         match ty {
             Promoted::Utf8 => {
-                PromotedBuilder::Utf8(StringBuilder::with_capacity(rows, rows * STRING_ROOM))
+                PromotedBuilder::Utf8(StringBuilder::with_capacity(rows, room.string_bytes()))
             }
             Promoted::Int64 => PromotedBuilder::Int64(Int64Builder::with_capacity(rows)),
             Promoted::Int32 => PromotedBuilder::Int32(Int32Builder::with_capacity(rows)),
@@ -438,20 +459,39 @@ struct SpansBuilder {
     events: EventsBuilder,
     links: LinksBuilder,
     rows: usize,
-    /// Rows the builders were made with room for.
-    room: usize,
+    /// The room the builders were made with.
+    room: Room,
 }
 
 /// Bytes per row a string column is made with room for: most names,
 /// routes and addresses fit, and a longer column grows once or twice.
 const STRING_ROOM: usize = 16;
 
+/// The room a partition's builders are made with.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    rows: usize,
+    /// Encoded bytes of those rows' spans.
+    bytes: usize,
+}
+
+impl Room {
+    /// Bytes of string values one column is made with room for: a few
+    /// per row, but never more than a quarter of what the spans take
+    /// encoded, so that the room the string columns make in all stays
+    /// within a small multiple of the request's size.
+    fn string_bytes(self) -> usize {
+        (self.rows * STRING_ROOM).min(self.bytes / 4)
+    }
+}
+
 impl SpansBuilder {
     /// Builders with room for `rows` rows. Columns most spans leave empty
     /// (trace state, versions, status message; events and links) start
     /// with none and allocate at their first value.
-    fn with_capacity(rows: usize) -> Self {
-        let strings = || StringBuilder::with_capacity(rows, rows * STRING_ROOM);
+    fn with_capacity(room: Room) -> Self {
+        let rows = room.rows;
+        let strings = || StringBuilder::with_capacity(rows, room.string_bytes());
         let sparse = || StringBuilder::with_capacity(rows, 0);
         SpansBuilder {
             start_time: TimestampNanosecondBuilder::with_capacity(rows),
@@ -472,12 +512,12 @@ impl SpansBuilder {
             status_code: strings(),
             status_message: sparse(),
             promoted: PROMOTED.iter().map(|_| None).collect(),
-            attributes: attr_map_builder_with_capacity(rows, rows),
-            resource_attributes: attr_map_builder_with_capacity(rows, 0),
+            attributes: attr_map_builder_with_capacity(rows, rows, room.string_bytes()),
+            resource_attributes: attr_map_builder_with_capacity(rows, 0, 0),
             events: EventsBuilder::with_capacity(rows),
             links: LinksBuilder::with_capacity(rows),
             rows: 0,
-            room: rows,
+            room,
         }
     }
 
@@ -614,7 +654,7 @@ impl EventsBuilder {
             offsets,
             time: TimestampNanosecondBuilder::with_capacity(0),
             name: StringBuilder::with_capacity(0, 0),
-            attributes: attr_map_builder_with_capacity(0, 0),
+            attributes: attr_map_builder_with_capacity(0, 0, 0),
         }
     }
 }
@@ -662,7 +702,7 @@ impl LinksBuilder {
             trace_id: FixedSizeBinaryBuilder::with_capacity(0, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(0, 8),
             trace_state: StringBuilder::with_capacity(0, 0),
-            attributes: attr_map_builder_with_capacity(0, 0),
+            attributes: attr_map_builder_with_capacity(0, 0, 0),
         }
     }
 }
@@ -956,6 +996,72 @@ mod tests {
         assert!(
             few * 20 < many,
             "8 spans take {few} bytes, 1,024 take {many}"
+        );
+    }
+
+    /// Room is made before spans are checked; spans too short to store
+    /// must not make any, or a small request of empty spans after one good
+    /// one would make room for a great many rows.
+    #[test]
+    fn spans_too_short_to_store_make_no_room() {
+        let good = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![1; 8],
+            name: "GET /".into(),
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            ..Default::default()
+        };
+        let mut spans = vec![good];
+        spans.resize(50_001, Span::default());
+        let request = request_of(spans);
+        assert!(request.encoded_len() < 120_000);
+        for converted in [
+            convert(&request).unwrap(),
+            convert_encoded(&request.encode_to_vec()).unwrap(),
+        ] {
+            assert_eq!(converted.rejected, 50_000);
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            assert_eq!(batch.num_rows(), 1);
+            let memory = batch.get_array_memory_size();
+            assert!(memory < 64 * 1024, "one row takes {memory} bytes");
+        }
+    }
+
+    /// The room made for string values is bounded by the request's size:
+    /// spans with ids and times only (48 bytes encoded) must not get 16
+    /// bytes a row for each of their string columns, but at most a quarter
+    /// of the request's size each.
+    #[test]
+    fn string_room_stays_within_the_size_of_the_request() {
+        let spans = (0..10_000u64)
+            .map(|i| Span {
+                trace_id: (i + 1).to_be_bytes().repeat(2),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                start_time_unix_nano: 1_795_392_000_000_000_000 + i,
+                end_time_unix_nano: 1_795_392_000_000_001_000 + i,
+                ..Default::default()
+            })
+            .collect();
+        let request = request_of(spans);
+        let encoded = request.encoded_len();
+        let converted = convert_encoded(&request.encode_to_vec()).unwrap();
+        let batch = &converted.batches[0].1;
+        let (mut columns, mut room) = (0, 0);
+        for column in batch.columns() {
+            if let Some(strings) = column.as_string_opt::<i32>() {
+                columns += 1;
+                room += strings.values().capacity();
+            }
+        }
+        assert!(columns >= 10, "{columns} string columns");
+        // Five columns are made with room (name, kind, status, service and
+        // scope); the rest allocate at their first value.
+        assert!(
+            room <= 5 * encoded / 4 + 5 * 64,
+            "{room} bytes of room for strings, {encoded} encoded"
         );
     }
 

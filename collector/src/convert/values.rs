@@ -12,21 +12,21 @@ use super::keys::{Slot, known};
 pub type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 
 pub fn attr_map_builder() -> AttrMapBuilder {
-    attr_map_builder_with_capacity(1024, 1024)
+    attr_map_builder_with_capacity(1024, 1024, 1024)
 }
 
 /// A map builder with room for `rows` rows and `entries` entries, whose
-/// strings take `entries * 16` bytes before it grows. Room 0 allocates
-/// nothing until the first entry.
-pub fn attr_map_builder_with_capacity(rows: usize, entries: usize) -> AttrMapBuilder {
+/// keys and values take `bytes` bytes each before they grow. Room 0
+/// allocates nothing until the first entry.
+pub fn attr_map_builder_with_capacity(rows: usize, entries: usize, bytes: usize) -> AttrMapBuilder {
     MapBuilder::with_capacity(
         Some(MapFieldNames {
             entry: "key_value".into(),
             key: "key".into(),
             value: "value".into(),
         }),
-        StringBuilder::with_capacity(entries, entries * 16),
-        StringBuilder::with_capacity(entries, entries * 16),
+        StringBuilder::with_capacity(entries, bytes),
+        StringBuilder::with_capacity(entries, bytes),
         rows,
     )
 }

@@ -16,7 +16,7 @@ use arrow::error::ArrowError;
 
 use super::Converted;
 use super::keys::known;
-use super::spans::{EventRef, LinkRef, ResourceRef, Rows, SpanRef};
+use super::spans::{EventRef, LinkRef, MIN_SPAN_BYTES, ResourceRef, Rows, SpanRef};
 use super::values::{Attr, ValueRef};
 
 /// Something the walk leaves to prost.
@@ -224,7 +224,7 @@ fn walk_scope_spans<'a>(
     span: &mut SpanRef<'a>,
 ) -> Walk<()> {
     let mut scope = None;
-    let mut spans = 0;
+    let (mut spans, mut span_bytes) = (0, 0);
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
         match number {
@@ -237,8 +237,10 @@ fn walk_scope_spans<'a>(
             }
             2 => {
                 expect(wire_type, LEN)?;
-                fields.len_delimited()?;
-                spans += 1;
+                let span = fields.len_delimited()?.len();
+                if span >= MIN_SPAN_BYTES {
+                    (spans, span_bytes) = (spans + 1, span_bytes + span);
+                }
             }
             3 => {
                 expect(wire_type, LEN)?;
@@ -247,7 +249,7 @@ fn walk_scope_spans<'a>(
             _ => fields.skip(wire_type)?,
         }
     }
-    rows.expect(spans);
+    rows.expect(spans, span_bytes);
     let scope = scope.unwrap_or(("", ""));
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
