@@ -486,9 +486,9 @@ impl Room {
 }
 
 impl SpansBuilder {
-    /// Builders with room for `rows` rows. Columns most spans leave empty
-    /// (trace state, versions, status message; events and links) start
-    /// with none and allocate at their first value.
+    /// Builders with room for `room.rows` rows. Columns most spans leave
+    /// empty (trace state, versions, status message; events and links)
+    /// start with none and allocate at their first value.
     fn with_capacity(room: Room) -> Self {
         let rows = room.rows;
         let strings = || StringBuilder::with_capacity(rows, room.string_bytes());
