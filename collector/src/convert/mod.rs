@@ -84,6 +84,21 @@ impl<B> Partitioned<B> {
         Self::default()
     }
 
+    /// Partitions made.
+    pub fn len(&self) -> usize {
+        self.builders.len()
+    }
+
+    /// The builder of a partition made already.
+    pub fn find(&mut self, unix_nanos: i64, run_id: Option<&str>) -> Option<&mut B> {
+        let day = unix_nanos.div_euclid(NANOS_PER_DAY);
+        let run_id = run_id.filter(|r| !r.is_empty());
+        self.builders
+            .iter_mut()
+            .find(|(d, r, _)| *d == day && r.as_deref() == run_id)
+            .map(|(_, _, builder)| builder)
+    }
+
     pub fn get(
         &mut self,
         unix_nanos: i64,

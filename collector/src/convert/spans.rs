@@ -211,17 +211,32 @@ pub(crate) struct Rows {
     out: Converted,
     spans: Partitioned<SpansBuilder>,
     runs: Partitioned<RunsBuilder>,
-    /// Spans announced by [`Rows::expect`] and not added yet: the rows a
-    /// new partition's builders are made with room for.
-    expected: usize,
-    /// Their encoded size, which bounds the room made for their strings.
-    expected_bytes: usize,
+    /// Room the request may still give the builders of a new partition:
+    /// the spans announced by [`Rows::expect`], and their size for string
+    /// values. A partition's builders take what is left when
+    /// they are made, so however many partitions a request holds, the room
+    /// made for it in all stays within these.
+    room_rows: usize,
+    room_string_bytes: usize,
 }
 
 /// The fewest bytes an encoded span can take and still be stored: a
 /// trace id and a span id, each with its field key and length. Shorter
 /// spans are rejected, and are not counted as room to make.
 pub(crate) const MIN_SPAN_BYTES: usize = 18 + 10;
+
+/// The most partitions (day, run id) one request's spans may fall in.
+/// An exporter's batch holds one run, or two across midnight; each
+/// partition costs its builders some kilobytes whatever it holds, so a
+/// request of one span per run id would weigh a hundred times its size.
+/// Spans past the limit are rejected, and the answer says why.
+pub const MAX_PARTITIONS: usize = 64;
+
+/// The most rows one request makes room for: more than exporters put in a
+/// batch (512 by the OpenTelemetry SDKs, 2,048 by loadlens), and little
+/// memory should its spans fail their checks. A larger request's builders
+/// grow past it.
+const MAX_ROOM_ROWS: usize = 4096;
 
 impl Rows {
     /// Announces `spans` more spans of `bytes` encoded bytes in all, so that
@@ -230,18 +245,23 @@ impl Rows {
     /// more: the room is made before any span is checked, and a request of
     /// empty spans must not make room for rows it never adds.
     pub fn expect(&mut self, spans: usize, bytes: usize) {
-        self.expected = self.expected.saturating_add(spans);
-        self.expected_bytes = self.expected_bytes.saturating_add(bytes);
+        self.room_rows = self.room_rows.saturating_add(spans).min(MAX_ROOM_ROWS);
+        self.room_string_bytes = self.room_string_bytes.saturating_add(bytes);
+    }
+
+    /// The room for a new partition's builders, taken from the request's.
+    fn take_room(&mut self) -> Room {
+        let rows = std::mem::take(&mut self.room_rows);
+        let string_bytes = std::mem::take(&mut self.room_string_bytes);
+        Room {
+            rows: rows.max(1),
+            string_bytes_per_column: (string_bytes / STRING_COLUMNS).min(rows * STRING_ROOM),
+        }
     }
 
     /// Adds one span of `resource` and `scope` (name, version), or counts it
     /// as rejected.
     pub fn add(&mut self, span: &SpanRef<'_>, resource: &ResourceRef<'_>, scope: (&str, &str)) {
-        let room = Room {
-            rows: self.expected.max(1),
-            bytes: self.expected_bytes,
-        };
-        self.expected = self.expected.saturating_sub(1);
         if let Err(reason) = validate(span) {
             self.out.reject(reason);
             return;
@@ -252,18 +272,34 @@ impl Rows {
             .find(|a| a.slot == Some(keys::RUN_ID))
             .and_then(|a| a.value?.as_str())
             .or(resource.info.run_id);
+        let start = span.start_time as i64;
+        let is_run = span.name == attr::RUN_SPAN_NAME && run_id.is_some();
+        let new_partition = if is_run {
+            self.runs.find(start, run_id).is_none()
+        } else {
+            self.spans.find(start, run_id).is_none()
+        };
+        if new_partition && self.spans.len() + self.runs.len() >= MAX_PARTITIONS {
+            self.out.reject(format!(
+                "span '{}': the request's spans fall in more than {MAX_PARTITIONS} partitions (day, run id); send them in separate requests",
+                span.name
+            ));
+            return;
+        }
         self.out.red.add_span(
             &span.attributes,
             span.start_time,
             span.end_time,
             resource.info.run_id,
         );
-        let start = span.start_time as i64;
-        if span.name == attr::RUN_SPAN_NAME && run_id.is_some() {
+        if is_run {
             self.runs
                 .get(start, run_id, RunsBuilder::default)
                 .append(span);
+        } else if let Some(builder) = self.spans.find(start, run_id) {
+            builder.append(span, resource, scope);
         } else {
+            let room = self.take_room();
             self.spans
                 .get(start, run_id, || SpansBuilder::with_capacity(room))
                 .append(span, resource, scope);
@@ -359,9 +395,10 @@ impl PromotedBuilder {
     fn with_capacity(ty: Promoted, room: Room) -> Self {
         let rows = room.rows;
         match ty {
-            Promoted::Utf8 => {
-                PromotedBuilder::Utf8(StringBuilder::with_capacity(rows, room.string_bytes()))
-            }
+            Promoted::Utf8 => PromotedBuilder::Utf8(StringBuilder::with_capacity(
+                rows,
+                room.string_bytes_per_column,
+            )),
             Promoted::Int64 => PromotedBuilder::Int64(Int64Builder::with_capacity(rows)),
             Promoted::Int32 => PromotedBuilder::Int32(Int32Builder::with_capacity(rows)),
             Promoted::Timestamp => {
@@ -467,22 +504,30 @@ struct SpansBuilder {
 /// routes and addresses fit, and a longer column grows once or twice.
 const STRING_ROOM: usize = 16;
 
+/// String columns made with room for their values: the span's five that
+/// most spans fill (name, kind, status, service and scope name) and the
+/// promoted ones. Together they share the spans' encoded size, so their
+/// room is never more than the request; the attribute maps and the sparse
+/// columns grow from nothing.
+const STRING_COLUMNS: usize = 5 + promoted_strings();
+
+const fn promoted_strings() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < PROMOTED.len() {
+        if matches!(PROMOTED[i].2, Promoted::Utf8) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
 /// The room a partition's builders are made with.
 #[derive(Debug, Clone, Copy)]
 struct Room {
     rows: usize,
-    /// Encoded bytes of those rows' spans.
-    bytes: usize,
-}
-
-impl Room {
-    /// Bytes of string values one column is made with room for: a few
-    /// per row, but never more than a quarter of what the spans take
-    /// encoded, so that the room the string columns make in all stays
-    /// within a small multiple of the request's size.
-    fn string_bytes(self) -> usize {
-        (self.rows * STRING_ROOM).min(self.bytes / 4)
-    }
+    /// Bytes of values each string column with room gets.
+    string_bytes_per_column: usize,
 }
 
 impl SpansBuilder {
@@ -491,7 +536,7 @@ impl SpansBuilder {
     /// start with none and allocate at their first value.
     fn with_capacity(room: Room) -> Self {
         let rows = room.rows;
-        let strings = || StringBuilder::with_capacity(rows, room.string_bytes());
+        let strings = || StringBuilder::with_capacity(rows, room.string_bytes_per_column);
         let sparse = || StringBuilder::with_capacity(rows, 0);
         SpansBuilder {
             start_time: TimestampNanosecondBuilder::with_capacity(rows),
@@ -512,7 +557,7 @@ impl SpansBuilder {
             status_code: strings(),
             status_message: sparse(),
             promoted: PROMOTED.iter().map(|_| None).collect(),
-            attributes: attr_map_builder_with_capacity(rows, rows, room.string_bytes()),
+            attributes: attr_map_builder_with_capacity(rows, rows, 0),
             resource_attributes: attr_map_builder_with_capacity(rows, 0, 0),
             events: EventsBuilder::with_capacity(rows),
             links: LinksBuilder::with_capacity(rows),
@@ -1030,39 +1075,70 @@ mod tests {
         }
     }
 
-    /// The room made for string values is bounded by the request's size:
-    /// spans with ids and times only (48 bytes encoded) must not get 16
-    /// bytes a row for each of their string columns, but at most a quarter
-    /// of the request's size each.
+    /// The room a request gives its builders: the rows it announced, at
+    /// most [`MAX_ROOM_ROWS`], and its size shared by the string columns;
+    /// all of it to the first partition made, and none left for the next.
     #[test]
-    fn string_room_stays_within_the_size_of_the_request() {
-        let spans = (0..10_000u64)
+    fn a_request_gives_its_room_once() {
+        let mut rows = Rows::default();
+        rows.expect(10_000, 480_000);
+        let first = rows.take_room();
+        assert_eq!(first.rows, MAX_ROOM_ROWS);
+        assert!(first.string_bytes_per_column * STRING_COLUMNS <= 480_000);
+        assert!(first.string_bytes_per_column > 0);
+        let next = rows.take_room();
+        assert_eq!((next.rows, next.string_bytes_per_column), (1, 0));
+
+        // Spans of a generator's size: 16 bytes a row for each string column.
+        let mut rows = Rows::default();
+        rows.expect(10, 10 * 350);
+        let room = rows.take_room();
+        assert_eq!(
+            (room.rows, room.string_bytes_per_column),
+            (10, 10 * STRING_ROOM)
+        );
+        // Spans of ids and times only (48 bytes): less.
+        let mut rows = Rows::default();
+        rows.expect(10, 10 * 48);
+        assert!(rows.take_room().string_bytes_per_column * STRING_COLUMNS <= 480);
+    }
+
+    /// However many partitions a request's spans fall in (one per run id
+    /// here), the room made for them is the request's, not each one's; and
+    /// past [`MAX_PARTITIONS`] spans are rejected with the reason.
+    #[test]
+    fn partitions_share_the_room_of_their_request() {
+        let spans = (0..2_000u64)
             .map(|i| Span {
                 trace_id: (i + 1).to_be_bytes().repeat(2),
                 span_id: (i + 1).to_be_bytes().to_vec(),
+                name: "GET /".into(),
                 start_time_unix_nano: 1_795_392_000_000_000_000 + i,
                 end_time_unix_nano: 1_795_392_000_000_001_000 + i,
+                attributes: vec![kv(attr::RUN_ID, text(&format!("run-{i}")))],
                 ..Default::default()
             })
             .collect();
         let request = request_of(spans);
-        let encoded = request.encoded_len();
-        let converted = convert_encoded(&request.encode_to_vec()).unwrap();
-        let batch = &converted.batches[0].1;
-        let (mut columns, mut room) = (0, 0);
-        for column in batch.columns() {
-            if let Some(strings) = column.as_string_opt::<i32>() {
-                columns += 1;
-                room += strings.values().capacity();
-            }
+        for converted in [
+            convert(&request).unwrap(),
+            convert_encoded(&request.encode_to_vec()).unwrap(),
+        ] {
+            assert_eq!(converted.batches.len(), MAX_PARTITIONS);
+            assert_eq!(converted.rejected as usize, 2_000 - MAX_PARTITIONS);
+            let reason = converted.first_error.as_deref().unwrap_or_default();
+            assert!(reason.contains("more than 64 partitions"), "{reason}");
+            let memory: usize = converted
+                .batches
+                .iter()
+                .map(|(_, batch)| batch.get_array_memory_size())
+                .sum();
+            // A partition of one row takes about 13 KB, whatever the request.
+            assert!(
+                memory < MAX_PARTITIONS * 16 * 1024,
+                "{memory} bytes for {MAX_PARTITIONS} partitions of one span"
+            );
         }
-        assert!(columns >= 10, "{columns} string columns");
-        // Five columns are made with room (name, kind, status, service and
-        // scope); the rest allocate at their first value.
-        assert!(
-            room <= 5 * encoded / 4 + 5 * 64,
-            "{room} bytes of room for strings, {encoded} encoded"
-        );
     }
 
     #[test]
