@@ -89,8 +89,9 @@ pub fn avoid_huge_pages() {
 /// The largest HTTP/2 frame clients may send. At the protocol's default of
 /// 16 KiB a batch of 512 spans (about 200 KiB) comes in a dozen DATA frames,
 /// each decoded, counted against the windows and handed on by itself; at
-/// 1 MiB it comes in one (BENCHMARKS.md). A frame is buffered whole before
-/// it is handed on, so this is also the most a connection holds unread.
+/// 1 MiB it comes in one (BENCHMARKS.md). A frame is read whole before it
+/// is handed on, so a connection may keep a read buffer of this size, on
+/// top of the data its flow-control windows let it hold (README).
 const MAX_HTTP2_FRAME: u32 = 1 << 20;
 
 /// Why the collector could not start or stop cleanly.

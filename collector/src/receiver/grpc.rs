@@ -224,7 +224,16 @@ where
         }
     }
     match message {
-        Some(payload) => Read::Whole(parts.headers, payload),
+        Some(payload) => {
+            // As tonic does, request trailers join the metadata.
+            let mut headers = parts.headers;
+            for frame in body.read {
+                if let Ok(trailers) = frame.into_trailers() {
+                    headers.extend(trailers);
+                }
+            }
+            Read::Whole(headers, payload)
+        }
         None => Read::Other(http::Request::from_parts(parts, body)),
     }
 }
@@ -426,10 +435,16 @@ mod tests {
 
     /// An Export request whose body arrives as these DATA frames.
     fn request(frames: Vec<Vec<u8>>, gzip: bool) -> http::Request<TestBody> {
-        let frames: Vec<_> = frames
+        let frames = frames
             .into_iter()
-            .map(|f| Ok(Frame::data(Bytes::from(f))))
+            .map(|f| Frame::data(Bytes::from(f)))
             .collect();
+        request_of_frames(frames, gzip)
+    }
+
+    /// An Export request whose body is these frames.
+    fn request_of_frames(frames: Vec<Frame<Bytes>>, gzip: bool) -> http::Request<TestBody> {
+        let frames: Vec<_> = frames.into_iter().map(Ok).collect();
         let mut request =
             http::Request::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)));
         *request.uri_mut() = TRACE_EXPORT.parse().unwrap();
@@ -480,6 +495,22 @@ mod tests {
 
         let (status, pending) = export("whole", request(vec![frame], false)).await;
         assert_eq!((status.code(), pending), (tonic::Code::Ok, 3), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn request_trailers_join_the_metadata_on_the_direct_path() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sent-after", "the message".parse().unwrap());
+        let frames = vec![
+            Frame::data(Bytes::from(framed(0, &spans(1)))),
+            Frame::trailers(trailers),
+        ];
+        let read = read_whole_message(request_of_frames(frames, false), MAX_MESSAGE).await;
+        let Read::Whole(headers, _) = read else {
+            panic!("a message and trailers is the direct path");
+        };
+        assert_eq!(headers["x-sent-after"], "the message");
+        assert_eq!(headers["content-type"], "application/grpc");
     }
 
     fn gzip(message: &[u8]) -> Vec<u8> {
