@@ -927,6 +927,15 @@ mod tests {
         Value::StringValue(s.into())
     }
 
+    /// The request converted from the decoded structs and from its bytes;
+    /// the two must agree.
+    fn both_paths(request: &ExportTraceServiceRequest) -> [Converted; 2] {
+        [
+            convert(request).unwrap(),
+            convert_encoded(&request.encode_to_vec()).unwrap(),
+        ]
+    }
+
     /// The attribute map of row `row` as (key, value) pairs.
     fn map_of(batch: &RecordBatch, row: usize) -> Vec<(String, String)> {
         let map: &MapArray = batch
@@ -967,10 +976,7 @@ mod tests {
             })
             .collect();
         let request = request_of(spans);
-        for converted in [
-            convert(&request).unwrap(),
-            convert_encoded(&request.encode_to_vec()).unwrap(),
-        ] {
+        for converted in both_paths(&request) {
             let [(_, batch)] = &converted.batches[..] else {
                 panic!("one partition: {:?}", converted.batches);
             };
@@ -1024,10 +1030,7 @@ mod tests {
                 .collect();
             let request = request_of(spans);
             let mut sizes = Vec::new();
-            for converted in [
-                convert(&request).unwrap(),
-                convert_encoded(&request.encode_to_vec()).unwrap(),
-            ] {
+            for converted in both_paths(&request) {
                 let [(_, batch)] = &converted.batches[..] else {
                     panic!("one partition: {:?}", converted.batches);
                 };
@@ -1061,10 +1064,7 @@ mod tests {
         spans.resize(50_001, Span::default());
         let request = request_of(spans);
         assert!(request.encoded_len() < 120_000);
-        for converted in [
-            convert(&request).unwrap(),
-            convert_encoded(&request.encode_to_vec()).unwrap(),
-        ] {
+        for converted in both_paths(&request) {
             assert_eq!(converted.rejected, 50_000);
             let [(_, batch)] = &converted.batches[..] else {
                 panic!("one partition: {:?}", converted.batches);
@@ -1120,10 +1120,7 @@ mod tests {
             })
             .collect();
         let request = request_of(spans);
-        for converted in [
-            convert(&request).unwrap(),
-            convert_encoded(&request.encode_to_vec()).unwrap(),
-        ] {
+        for converted in both_paths(&request) {
             assert_eq!(converted.batches.len(), MAX_PARTITIONS);
             assert_eq!(converted.rejected as usize, 2_000 - MAX_PARTITIONS);
             let reason = converted.first_error.as_deref().unwrap_or_default();
@@ -1182,10 +1179,7 @@ mod tests {
         let mut expected = crate::red::Tally::default();
         expected.add("r1", "browse", Some("timeout"), 0.5);
         expected.add("r1", "browse", None, 0.25);
-        for converted in [
-            convert(&request).unwrap(),
-            convert_encoded(&request.encode_to_vec()).unwrap(),
-        ] {
+        for converted in both_paths(&request) {
             assert_eq!(converted.red, expected);
         }
     }
