@@ -89,14 +89,28 @@ impl<B> Partitioned<B> {
         self.builders.len()
     }
 
-    /// The builder of a partition made already.
-    pub fn find(&mut self, unix_nanos: i64, run_id: Option<&str>) -> Option<&mut B> {
+    /// Where the partition of a row at `unix_nanos` of `run_id` is: the
+    /// index of its builder, or, if none is made yet, its day.
+    pub fn position(&self, unix_nanos: i64, run_id: Option<&str>) -> Result<usize, i64> {
         let day = unix_nanos.div_euclid(NANOS_PER_DAY);
         let run_id = run_id.filter(|r| !r.is_empty());
         self.builders
-            .iter_mut()
-            .find(|(d, r, _)| *d == day && r.as_deref() == run_id)
-            .map(|(_, _, builder)| builder)
+            .iter()
+            .position(|(d, r, _)| *d == day && r.as_deref() == run_id)
+            .ok_or(day)
+    }
+
+    /// The builder at a position [`Partitioned::position`] gave.
+    pub fn at(&mut self, position: usize) -> &mut B {
+        &mut self.builders[position].2
+    }
+
+    /// Adds the builder of a partition [`Partitioned::position`] did not find.
+    pub fn push(&mut self, day: i64, run_id: Option<&str>, builder: B) -> &mut B {
+        let run_id = run_id.filter(|r| !r.is_empty());
+        self.builders
+            .push((day, run_id.map(str::to_string), builder));
+        &mut self.builders.last_mut().expect("just pushed").2
     }
 
     pub fn get(

@@ -274,12 +274,12 @@ impl Rows {
             .or(resource.info.run_id);
         let start = span.start_time as i64;
         let is_run = span.name == attr::RUN_SPAN_NAME && run_id.is_some();
-        let new_partition = if is_run {
-            self.runs.find(start, run_id).is_none()
+        let found = if is_run {
+            self.runs.position(start, run_id)
         } else {
-            self.spans.find(start, run_id).is_none()
+            self.spans.position(start, run_id)
         };
-        if new_partition && self.spans.len() + self.runs.len() >= MAX_PARTITIONS {
+        if found.is_err() && self.spans.len() + self.runs.len() >= MAX_PARTITIONS {
             self.out.reject(format!(
                 "span '{}': the request's spans fall in more than {MAX_PARTITIONS} partitions (day, run id); send them in separate requests",
                 span.name
@@ -292,17 +292,19 @@ impl Rows {
             span.end_time,
             resource.info.run_id,
         );
-        if is_run {
-            self.runs
-                .get(start, run_id, RunsBuilder::default)
-                .append(span);
-        } else if let Some(builder) = self.spans.find(start, run_id) {
-            builder.append(span, resource, scope);
-        } else {
-            let room = self.take_room();
-            self.spans
-                .get(start, run_id, || SpansBuilder::with_capacity(room))
-                .append(span, resource, scope);
+        match (is_run, found) {
+            (true, Ok(at)) => self.runs.at(at).append(span),
+            (true, Err(day)) => self
+                .runs
+                .push(day, run_id, RunsBuilder::default())
+                .append(span),
+            (false, Ok(at)) => self.spans.at(at).append(span, resource, scope),
+            (false, Err(day)) => {
+                let room = self.take_room();
+                self.spans
+                    .push(day, run_id, SpansBuilder::with_capacity(room))
+                    .append(span, resource, scope);
+            }
         }
     }
 
