@@ -16,6 +16,8 @@ BENCHMARKS.md ("Where the collector's CPU goes now") quotes its output.
 import collections
 import sys
 
+from perf_symbols import samples
+
 # (phase, pattern), most specific first.
 PHASES = [
     ("flush.encode.zstd", "ZSTD_"),
@@ -44,24 +46,6 @@ PHASES = [
     ("drop", "drop_in_place"),
     ("runtime", "tokio::"),
 ]
-
-
-def samples(lines, pid):
-    """Stacks (leaf first) of the samples of process `pid`."""
-    ours, stack = False, []
-    for line in lines:
-        if not line.strip():
-            if ours and stack:
-                yield stack
-            ours, stack = False, []
-        elif not line.startswith("\t"):
-            # A sample's header line: its pid.
-            ours, stack = line.split()[0] == pid, []
-        elif ours:
-            parts = line.strip().split(None, 1)
-            stack.append((parts[1] if len(parts) > 1 else "?").split("+0x")[0])
-    if ours and stack:
-        yield stack
 
 
 def phase(stack):

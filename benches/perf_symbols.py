@@ -16,38 +16,38 @@ import collections
 import sys
 
 
+def samples(lines, pid):
+    """Stacks (leaf first, symbols without offsets) of the samples of
+    process `pid` in `perf script -F pid,ip,sym` output. A sample is a
+    header line holding its pid (perf may pad it with spaces), then one
+    tab-indented line per frame, then a blank line."""
+    ours, stack = False, []
+    for line in lines:
+        if not line.strip():
+            if ours and stack:
+                yield stack
+            ours, stack = False, []
+        elif not line.startswith("\t"):
+            ours, stack = line.split()[0] == pid, []
+        elif ours:
+            parts = line.strip().split(None, 1)
+            stack.append((parts[1] if len(parts) > 1 else "?").split("+0x")[0])
+    if ours and stack:
+        yield stack
+
+
 def main() -> None:
     if len(sys.argv) < 2 or not sys.argv[1].isdigit():
         sys.exit(__doc__)
     pid = sys.argv[1]
     inclusive = "--inclusive" in sys.argv[2:]
     counts: collections.Counter[str] = collections.Counter()
-    samples = 0
-    ours = False
-    on_stack: set[str] = set()
-    leaf = True
-    for line in sys.stdin:
-        if not line.strip():
-            ours = False
-            continue
-        if not line[0].isspace():
-            # A sample's header line: its pid.
-            ours = line.split()[0] == pid
-            samples += ours
-            on_stack, leaf = set(), True
-            continue
-        if not ours:
-            continue
-        parts = line.split(None, 1)
-        symbol = parts[1].split("+0x")[0].strip() if len(parts) > 1 else "?"
-        if inclusive:
-            if symbol not in on_stack:
-                on_stack.add(symbol)
-                counts[symbol] += 1
-        elif leaf:
-            counts[symbol] += 1
-        leaf = False
-    print(f"{samples} samples of process {pid}")
+    total = 0
+    for stack in samples(sys.stdin, pid):
+        total += 1
+        # Inclusive: once for every symbol on the stack; else the leaf's.
+        counts.update(set(stack) if inclusive else stack[:1])
+    print(f"{total} samples of process {pid}")
     for symbol, count in counts.most_common():
         print(f"{count:8} {symbol}")
 
