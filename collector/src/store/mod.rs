@@ -2,6 +2,7 @@
 //! atomically (temporary name, fsync, rename, fsync of the folder).
 
 pub mod compact;
+mod dictionary;
 pub mod recent;
 pub mod ship;
 pub mod writer;

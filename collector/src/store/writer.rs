@@ -5,26 +5,30 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use ahash::AHashSet;
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array,
+    Array, ArrayRef, AsArray, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array,
 };
 use arrow::buffer::{MutableBuffer, NullBuffer};
 use arrow::compute::interleave;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use schema::Table;
 
 use crate::convert::PartitionKey;
+use crate::store::dictionary::{DictionaryColumn, Refused, Settings};
 use crate::store::recent::{RecentSpans, SpanKey, span_key};
 
 /// Why a partition could not be written. The rows stay pending.
@@ -176,51 +180,104 @@ impl Prepared<'_> {
 
     /// The rows in the file's order, at most `GATHER_ROWS` to a batch, each
     /// gathered only when the iterator reaches it.
+    #[cfg(test)]
     pub fn chunks(&self) -> impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> {
-        // Position of each source batch among a chunk's sources, or usize::MAX.
         let mut local = vec![usize::MAX; self.sources.len()];
-        self.order.chunks(GATHER_ROWS).map(move |rows| {
-            // Hand the gather only the batches this chunk draws on: it sets
-            // up every source it is given, for every column, and rows sorted
-            // by time come from a few neighbouring batches.
-            let mut sources = Vec::new();
-            let indices: Vec<(usize, usize)> = rows
-                .iter()
-                .map(|&(batch, row)| {
-                    if local[batch] == usize::MAX {
-                        local[batch] = sources.len();
-                        sources.push(self.sources[batch]);
-                    }
-                    (local[batch], row)
+        self.order
+            .chunks(GATHER_ROWS)
+            .map(move |rows| self.gather(rows, &mut local).batch(&self.schema))
+    }
+
+    /// `rows` over the batches they are in. `local` is scratch space, one
+    /// `usize::MAX` per source batch, and is left so.
+    fn gather(&self, rows: &[(usize, usize)], local: &mut [usize]) -> Gather<'_> {
+        // Hand the gather only the batches these rows draw on: it sets up
+        // every source it is given, for every column, and rows sorted by
+        // time come from a few neighbouring batches.
+        let mut sources = Vec::new();
+        let indices = rows
+            .iter()
+            .map(|&(batch, row)| {
+                if local[batch] == usize::MAX {
+                    local[batch] = sources.len();
+                    sources.push(self.sources[batch]);
+                }
+                (local[batch], row)
+            })
+            .collect();
+        for (batch, _) in rows {
+            local[*batch] = usize::MAX;
+        }
+        Gather { sources, indices }
+    }
+}
+
+/// Some rows of a flush, in the file's order, as (source, row) over the few
+/// batches they come from; each column is copied out only when asked for.
+struct Gather<'a> {
+    sources: Vec<&'a RecordBatch>,
+    indices: Vec<(usize, usize)>,
+}
+
+impl Gather<'_> {
+    /// The rows of column `c` as one array.
+    fn column(&self, c: usize, field: &Field) -> Result<ArrayRef, arrow::error::ArrowError> {
+        let arrays: Vec<&dyn Array> = self.sources.iter().map(|b| b.column(c).as_ref()).collect();
+        // Most spans carry few of the promoted columns, and many leave trace
+        // state, versions and status message unset: such a column is NULL in
+        // every source, and gathering it row by row would only give NULLs back.
+        if arrays.iter().all(|a| a.null_count() == a.len()) {
+            Ok(new_null_array(field.data_type(), self.indices.len()))
+        } else if let DataType::FixedSizeBinary(width) = field.data_type() {
+            gather_fixed(&arrays, &self.indices, *width)
+        } else {
+            interleave(&arrays, &self.indices)
+        }
+    }
+
+    #[cfg(test)]
+    fn batch(&self, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(c, field)| self.column(c, field))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The file's schema exactly, whatever metadata the inputs carried.
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+
+    /// Hands the values of string column `c` to `encoder`, row by row,
+    /// straight from the sources.
+    fn encode_strings(
+        &self,
+        c: usize,
+        encoder: &mut DictionaryColumn,
+    ) -> Result<Result<(), Refused>, arrow::error::ArrowError> {
+        let arrays = self
+            .sources
+            .iter()
+            .map(|b| {
+                b.column(c).as_string_opt::<i32>().ok_or_else(|| {
+                    arrow::error::ArrowError::SchemaError(format!(
+                        "a Utf8 column holds {}",
+                        b.column(c).data_type()
+                    ))
                 })
-                .collect();
-            for (batch, _) in rows {
-                local[*batch] = usize::MAX;
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Many of the promoted columns are NULL in every source.
+        if arrays.iter().all(|a| a.null_count() == a.len()) {
+            return Ok(encoder.push_nulls(self.indices.len()));
+        }
+        for &(source, row) in &self.indices {
+            let array = arrays[source];
+            let value = array.is_valid(row).then(|| array.value(row).as_bytes());
+            if let Err(refused) = encoder.push(value) {
+                return Ok(Err(refused));
             }
-            let columns = self
-                .schema
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(c, field)| {
-                    let arrays: Vec<&dyn Array> =
-                        sources.iter().map(|b| b.column(c).as_ref()).collect();
-                    // Most spans carry few of the promoted columns, and many
-                    // leave trace state, versions and status message unset:
-                    // such a column is NULL in every source, and gathering it
-                    // row by row would only give NULLs back.
-                    if arrays.iter().all(|a| a.null_count() == a.len()) {
-                        Ok(new_null_array(field.data_type(), indices.len()))
-                    } else if let DataType::FixedSizeBinary(width) = field.data_type() {
-                        gather_fixed(&arrays, &indices, *width)
-                    } else {
-                        interleave(&arrays, &indices)
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            // The file's schema exactly, whatever metadata the inputs carried.
-            RecordBatch::try_new(self.schema.clone(), columns)
-        })
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -374,21 +431,12 @@ pub(crate) fn write_file(
     let path = dir.join(name);
     let write = || -> Result<(), WriteError> {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut writer = ArrowWriter::try_new(
+        let file = encode(
             file,
-            prepared.schema.clone(),
-            Some(properties(table, prepared, compacted_from)),
-        )
-        .map_err(|source| WriteError::Parquet { table, source })?;
-        for chunk in prepared.chunks() {
-            let chunk = chunk.map_err(|source| WriteError::Arrow { table, source })?;
-            writer
-                .write(&chunk)
-                .map_err(|source| WriteError::Parquet { table, source })?;
-        }
-        let file = writer
-            .into_inner()
-            .map_err(|source| WriteError::Parquet { table, source })?;
+            table,
+            prepared,
+            properties(table, prepared, compacted_from),
+        )?;
         file.sync_all().map_err(io_err(&tmp))
     };
     if let Err(e) = write() {
@@ -398,6 +446,133 @@ pub(crate) fn write_file(
     }
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)
+}
+
+/// Writes `prepared` to `out` as one Parquet file, as `ArrowWriter` would,
+/// one row group per [`ROW_GROUP_ROWS`] rows. The string columns that
+/// [`DictionaryColumn`] takes it encodes from the source batches; the rest
+/// are gathered `GATHER_ROWS` rows at a time and encoded by `parquet`.
+fn encode<W: io::Write + Send>(
+    out: W,
+    table: Table,
+    prepared: &Prepared,
+    mut props: WriterProperties,
+) -> Result<W, WriteError> {
+    let parquet_err = |source| WriteError::Parquet { table, source };
+    let arrow_err = |source| WriteError::Arrow { table, source };
+    let schema = &prepared.schema;
+    let descr = ArrowSchemaConverter::new()
+        .with_coerce_types(props.coerce_types())
+        .convert(schema)
+        .map_err(parquet_err)?;
+    add_encoded_arrow_schema_to_metadata(schema, &mut props);
+    // The leaves of each field, in order: a map or a list of structs has
+    // several, a string one.
+    let mut leaves: Vec<Range<usize>> = vec![0..0; schema.fields().len()];
+    for leaf in 0..descr.num_columns() {
+        let field = descr.get_column_root_idx(leaf);
+        if leaves[field].is_empty() {
+            leaves[field] = leaf..leaf;
+        }
+        leaves[field].end = leaf + 1;
+    }
+    let ours: Vec<Option<Settings>> = schema
+        .fields()
+        .iter()
+        .zip(&leaves)
+        .map(|(field, leaves)| {
+            let string = field.data_type() == &DataType::Utf8 && leaves.len() == 1;
+            string
+                .then(|| Settings::for_column(&props, &descr.column(leaves.start)))
+                .flatten()
+        })
+        .collect();
+    let mut writer = SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props))
+        .map_err(parquet_err)?;
+    let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
+    // Columns refused in a row group go to parquet for the rest of the file.
+    let mut refused = vec![false; schema.fields().len()];
+    let mut local = vec![usize::MAX; prepared.sources.len()];
+    for (group, rows) in prepared.order.chunks(ROW_GROUP_ROWS).enumerate() {
+        let mut writers = factory.create_column_writers(group).map_err(parquet_err)?;
+        let mut encoders: Vec<Option<DictionaryColumn>> = ours
+            .iter()
+            .zip(&leaves)
+            .zip(&refused)
+            .map(|((settings, leaves), &refused)| {
+                let settings = settings.as_ref().filter(|_| !refused)?;
+                Some(DictionaryColumn::new(
+                    descr.column(leaves.start),
+                    settings.clone(),
+                ))
+            })
+            .collect();
+        for (n, chunk) in rows.chunks(GATHER_ROWS).enumerate() {
+            let gather = prepared.gather(chunk, &mut local);
+            for (c, field) in schema.fields().iter().enumerate() {
+                if let Some(encoder) = &mut encoders[c] {
+                    if gather
+                        .encode_strings(c, encoder)
+                        .map_err(arrow_err)?
+                        .is_ok()
+                    {
+                        continue;
+                    }
+                    // parquet's writer takes the column over from the
+                    // start of the row group.
+                    encoders[c] = None;
+                    refused[c] = true;
+                    for earlier in rows[..n * GATHER_ROWS].chunks(GATHER_ROWS) {
+                        let column = prepared
+                            .gather(earlier, &mut local)
+                            .column(c, field)
+                            .map_err(arrow_err)?;
+                        write_leaves(field, &column, &mut writers[leaves[c].clone()])
+                            .map_err(parquet_err)?;
+                    }
+                }
+                let column = gather.column(c, field).map_err(arrow_err)?;
+                write_leaves(field, &column, &mut writers[leaves[c].clone()])
+                    .map_err(parquet_err)?;
+            }
+        }
+        let mut group_writer = writer.next_row_group().map_err(parquet_err)?;
+        let mut writers = writers.into_iter();
+        for (encoder, leaves) in encoders.into_iter().zip(&leaves) {
+            // Taken either way: an encoded column's own writer goes unused.
+            let writers: Vec<_> = writers.by_ref().take(leaves.len()).collect();
+            match encoder {
+                Some(encoder) => {
+                    let (bytes, close) = encoder.finish().map_err(parquet_err)?;
+                    group_writer
+                        .append_column(&bytes, close)
+                        .map_err(parquet_err)?;
+                }
+                None => {
+                    for writer in writers {
+                        writer
+                            .close()
+                            .and_then(|chunk| chunk.append_to_row_group(&mut group_writer))
+                            .map_err(parquet_err)?;
+                    }
+                }
+            }
+        }
+        group_writer.close().map_err(parquet_err)?;
+    }
+    writer.into_inner().map_err(parquet_err)
+}
+
+/// Writes one column's array through the writers of its leaves.
+fn write_leaves(
+    field: &Field,
+    column: &ArrayRef,
+    writers: &mut [ArrowColumnWriter],
+) -> Result<(), parquet::errors::ParquetError> {
+    for (leaf, writer) in compute_leaves(field, column)?.iter().zip(writers) {
+        writer.write(leaf)?;
+    }
+    Ok(())
 }
 
 /// fsync of a folder, so renames and deletions in it survive a power loss.
@@ -520,6 +695,7 @@ mod tests {
     use super::*;
     use crate::convert::spans::request_of;
     use arrow::array::StringArray;
+    use bytes::Bytes;
     use opentelemetry_proto::tonic::trace::v1::Span;
 
     /// One converted batch of spans (ids, start time, name).
@@ -814,5 +990,292 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(times, expected);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Spans of the file schema, numbered from 0 and starting in that
+    /// order, whose string columns take every shape the dictionary encoder
+    /// meets; row `i` is in source batch `i % 3`, so each gather draws on
+    /// all three.
+    fn string_shapes(rows: usize) -> Vec<RecordBatch> {
+        use schema::spans::col;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |below: u64| {
+            // xorshift64: any fixed sequence will do.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let mut runs = Vec::new();
+        while runs.len() < rows {
+            let (length, value) = (1 + random(20) as usize, random(12));
+            runs.extend(std::iter::repeat_n(Some(format!("op-{value}")), length));
+        }
+        runs.truncate(rows);
+        let per_row = |f: &dyn Fn(usize) -> Option<String>| (0..rows).map(f).collect::<Vec<_>>();
+        let long = "x".repeat(65);
+        let strings: Vec<(&str, Vec<Option<String>>)> = vec![
+            // One value: a dictionary of one entry, indices of no bits.
+            (col::SERVICE_NAME, per_row(&|_| Some("checkout".into()))),
+            // Required, in runs of 1 to 20 rows.
+            (col::NAME, runs),
+            (col::KIND, per_row(&|_| Some("CLIENT".into()))),
+            (
+                col::STATUS_CODE,
+                per_row(&|i| Some(if i % 97 == 0 { "ERROR" } else { "OK" }.into())),
+            ),
+            // A new value every row: bit-packed indices.
+            (
+                col::HTTP_REQUEST_METHOD,
+                per_row(&|i| Some(["GET", "PUT", "POST", ""][i % 4].into())),
+            ),
+            // Nulls here and there, and two whole pages of them.
+            (
+                col::HTTP_ROUTE,
+                per_row(&|i| match i {
+                    _ if (30_000..72_000).contains(&i) || i % 7 == 0 => None,
+                    _ => Some(format!("/r/{}", i % 5)),
+                }),
+            ),
+            // Bytes past ASCII order by byte, not by character.
+            (
+                col::DEPLOYMENT_ENVIRONMENT,
+                per_row(&|i| Some(["prod-é", "prod-z", "ß", "prod"][i / 1000 % 4].into())),
+            ),
+            // Refused: too many values in the first gather...
+            (
+                col::URL_FULL,
+                per_row(&|i| Some(format!("http://shop/items?q={i}"))),
+            ),
+            // ...in the second, so the first is written again by parquet...
+            (
+                col::URL_PATH,
+                per_row(&|i| Some(format!("/items/{}", i / 3))),
+            ),
+            // ...and for a value longer than statistics keep.
+            (
+                col::ERROR_TYPE,
+                per_row(&|i| match i {
+                    20_000 => Some(long.clone()),
+                    _ if i % 10 == 0 => Some("timeout".into()),
+                    _ => None,
+                }),
+            ),
+        ];
+        let schema = Table::Spans.file_schema();
+        let numbers = arrow::array::Int64Array::from_iter_values(0..rows as i64);
+        let ids = |width: usize| {
+            FixedSizeBinaryArray::try_from_iter(
+                (0..rows).map(|i| (i as u128 + 1).to_be_bytes()[16 - width..].to_vec()),
+            )
+            .unwrap()
+        };
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| match field.name().as_str() {
+                col::TRACE_ID => Arc::new(ids(16)) as ArrayRef,
+                col::SPAN_ID => Arc::new(ids(8)),
+                name => match strings.iter().find(|(n, _)| *n == name) {
+                    Some((_, values)) => Arc::new(StringArray::from(values.clone())),
+                    None if field.is_nullable() => new_null_array(field.data_type(), rows),
+                    None => arrow::compute::cast(&numbers, field.data_type()).unwrap(),
+                },
+            })
+            .collect();
+        let all = RecordBatch::try_new(schema, columns).unwrap();
+        (0..3u64)
+            .map(|b| {
+                let rows = arrow::array::UInt64Array::from_iter_values((b..rows as u64).step_by(3));
+                arrow::compute::take_record_batch(&all, &rows).unwrap()
+            })
+            .collect()
+    }
+
+    /// A reader of `bytes` that reads the page index too.
+    fn with_page_index(
+        bytes: &Bytes,
+    ) -> parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<Bytes> {
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
+            bytes.clone(),
+            options,
+        )
+        .unwrap()
+    }
+
+    /// Checks each page's entry in the column index of every string column
+    /// against the rows the offset index says the page holds.
+    fn check_page_index(bytes: &Bytes) {
+        let reader = with_page_index(bytes);
+        let metadata = reader.metadata().clone();
+        let rows = reader
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        let rows = arrow::compute::concat_batches(&rows[0].schema(), &rows).unwrap();
+        let (column_index, offset_index) = (
+            metadata.column_index().unwrap(),
+            metadata.offset_index().unwrap(),
+        );
+        let mut first_row = 0;
+        for (group, meta) in metadata.row_groups().iter().enumerate() {
+            for (c, chunk) in meta.columns().iter().enumerate() {
+                let path = chunk.column_path();
+                let Some(values) = (path.parts().len() == 1)
+                    .then(|| rows.column_by_name(&path.string()))
+                    .flatten()
+                    .and_then(|column| column.as_string_opt::<i32>())
+                else {
+                    continue;
+                };
+                let parquet::file::page_index::column_index::ColumnIndexMetaData::BYTE_ARRAY(index) =
+                    &column_index[group][c]
+                else {
+                    panic!("{}: no column index", chunk.column_path());
+                };
+                let pages = offset_index[group][c].page_locations();
+                let (mut ascending, mut descending) = (true, true);
+                let mut last: Option<(&[u8], &[u8])> = None;
+                for (p, page) in pages.iter().enumerate() {
+                    let start = first_row + page.first_row_index as usize;
+                    let end = pages
+                        .get(p + 1)
+                        .map_or(first_row + meta.num_rows() as usize, |next| {
+                            first_row + next.first_row_index as usize
+                        });
+                    let page_values: Vec<&[u8]> = (start..end)
+                        .filter(|&r| values.is_valid(r))
+                        .map(|r| values.value(r).as_bytes())
+                        .collect();
+                    let what = format!("{} row group {group} page {p}", chunk.column_path());
+                    let nulls = (end - start - page_values.len()) as i64;
+                    assert_eq!(index.null_count(p), Some(nulls), "{what}");
+                    assert_eq!(index.is_null_page(p), page_values.is_empty(), "{what}");
+                    let (min, max) = (page_values.iter().min(), page_values.iter().max());
+                    if let (Some(&min), Some(&max)) = (min, max) {
+                        // Past 64 bytes, parquet keeps a shorter bound.
+                        let (index_min, index_max) =
+                            (index.min_value(p).unwrap(), index.max_value(p).unwrap());
+                        if min.len() <= 64 {
+                            assert_eq!(index_min, min, "{what}");
+                        } else {
+                            assert!(index_min.len() <= 64 && index_min <= min, "{what}");
+                        }
+                        if max.len() <= 64 {
+                            assert_eq!(index_max, max, "{what}");
+                        } else {
+                            assert!(index_max.len() <= 64 && index_max >= max, "{what}");
+                        }
+                        if let Some((last_min, last_max)) = last {
+                            ascending &= last_min <= min && last_max <= max;
+                            descending &= min <= last_min && max <= last_max;
+                        }
+                        last = Some((min, max));
+                    }
+                }
+                let order = match (ascending, descending) {
+                    (true, _) => parquet::basic::BoundaryOrder::ASCENDING,
+                    (false, true) => parquet::basic::BoundaryOrder::DESCENDING,
+                    _ => parquet::basic::BoundaryOrder::UNORDERED,
+                };
+                assert_eq!(
+                    column_index[group][c].get_boundary_order(),
+                    Some(order),
+                    "{}",
+                    chunk.column_path()
+                );
+            }
+            first_row += meta.num_rows() as usize;
+        }
+    }
+
+    #[test]
+    fn string_columns_encoded_here_read_back_as_parquet_writes_them() {
+        use schema::spans::col;
+        // Two row groups, the second of three gathers and some rows.
+        let rows = ROW_GROUP_ROWS + 3 * GATHER_ROWS + 123;
+        let batches = string_shapes(rows);
+        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+        let props = properties(Table::Spans, &prepared, &[]);
+        let ours = Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props.clone()).unwrap());
+        let mut reference =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), prepared.schema.clone(), Some(props))
+                .unwrap();
+        for chunk in prepared.chunks() {
+            reference.write(&chunk.unwrap()).unwrap();
+        }
+        let reference = Bytes::from(reference.into_inner().unwrap());
+
+        let read = |bytes: &Bytes| {
+            let reader = with_page_index(bytes);
+            let metadata = reader.metadata().clone();
+            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+            (
+                metadata,
+                arrow::compute::concat_batches(&prepared.schema, &batches).unwrap(),
+            )
+        };
+        let (ours_meta, ours_rows) = read(&ours);
+        let (reference_meta, reference_rows) = read(&reference);
+        assert_eq!(ours_rows.num_rows(), rows);
+        assert_eq!(ours_rows, reference_rows);
+        assert_eq!(ours_meta.row_groups().len(), 2);
+
+        // Chunks written here have pages of exactly 20,000 rows; parquet's
+        // writer cuts its pages where its batches of values end.
+        let refused = [col::URL_FULL, col::URL_PATH, col::ERROR_TYPE];
+        for (group, (ours, reference)) in ours_meta
+            .row_groups()
+            .iter()
+            .zip(reference_meta.row_groups())
+            .enumerate()
+        {
+            for (ours, reference) in ours.columns().iter().zip(reference.columns()) {
+                let name = ours.column_path().string();
+                let what = format!("{name}, row group {group}");
+                let pages = &ours_meta.offset_index().unwrap()[group];
+                let first_page_rows = |c: usize| {
+                    let pages = pages[c].page_locations();
+                    pages.get(1).map(|p| p.first_row_index)
+                };
+                let c = prepared.schema.index_of(&name).map_or(usize::MAX, |c| c);
+                let string = prepared
+                    .schema
+                    .fields()
+                    .get(c)
+                    .is_some_and(|f| f.data_type() == &DataType::Utf8);
+                if string {
+                    assert_eq!(
+                        first_page_rows(c) == Some(20_000),
+                        !refused.contains(&name.as_str()),
+                        "{what}: pages cut here or by parquet"
+                    );
+                }
+                assert_eq!(ours.statistics(), reference.statistics(), "{what}");
+                assert_eq!(ours.num_values(), reference.num_values(), "{what}");
+                assert_eq!(ours.encodings_mask(), reference.encodings_mask(), "{what}");
+                assert_eq!(
+                    ours.unencoded_byte_array_data_bytes(),
+                    reference.unencoded_byte_array_data_bytes(),
+                    "{what}"
+                );
+                assert_eq!(
+                    ours.definition_level_histogram(),
+                    reference.definition_level_histogram(),
+                    "{what}"
+                );
+                assert!(ours.page_encoding_stats_mask().is_some(), "{what}");
+                assert_eq!(
+                    ours.page_encoding_stats_mask(),
+                    reference.page_encoding_stats_mask(),
+                    "{what}"
+                );
+            }
+        }
+        check_page_index(&ours);
+        check_page_index(&reference);
     }
 }
