@@ -19,6 +19,7 @@ pub mod convert;
 pub mod ingest;
 pub mod receiver;
 pub mod red;
+mod short;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

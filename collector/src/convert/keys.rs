@@ -54,35 +54,12 @@ pub(crate) fn known(key: &[u8]) -> Option<(Slot, &'static str)> {
     let mut candidates = *known.by_len.get(key.len())?;
     while candidates != 0 {
         let slot = candidates.trailing_zeros() as usize;
-        if same_words(known.keys[slot].as_bytes(), key) {
+        if crate::short::eq(known.keys[slot].as_bytes(), key) {
             return Some((slot as Slot, known.keys[slot]));
         }
         candidates &= candidates - 1;
     }
     None
-}
-
-/// Whether two slices of the same length are equal, compared eight bytes
-/// at a time in line: a call to `memcmp` per attribute cost more than the
-/// comparison.
-#[inline]
-fn same_words(a: &[u8], b: &[u8]) -> bool {
-    debug_assert_eq!(a.len(), b.len());
-    let n = a.len();
-    if n < 8 {
-        return a == b;
-    }
-    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-    let mut at = 0;
-    while at + 8 < n {
-        if word(a, at) != word(b, at) {
-            return false;
-        }
-        at += 8;
-    }
-    // The last eight bytes, overlapping the words before when n is not a
-    // multiple of eight.
-    word(a, n - 8) == word(b, n - 8)
 }
 
 /// The slot of a promoted key, at compile time.
@@ -146,19 +123,5 @@ mod tests {
         *near.last_mut().unwrap() ^= 1;
         assert_eq!(known(&near), None);
         assert_eq!(known(&[0xff; 10]), None);
-    }
-
-    #[test]
-    fn words_compare_as_slices_do() {
-        let base: Vec<u8> = (0..40).collect();
-        for n in 0..=40 {
-            let a = &base[..n];
-            assert!(same_words(a, a), "{n}");
-            for flip in 0..n {
-                let mut b = a.to_vec();
-                b[flip] ^= 0x20;
-                assert!(!same_words(a, &b), "{n} bytes, byte {flip} differs");
-            }
-        }
     }
 }

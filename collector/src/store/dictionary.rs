@@ -176,7 +176,7 @@ impl DictionaryColumn {
         match value {
             Some(value) => {
                 let entry = match self.last {
-                    Some(last) if self.entry(last) == value => last,
+                    Some(last) if crate::short::eq(self.entry(last), value) => last,
                     _ => self.find_or_add(value)?,
                 };
                 self.last = Some(entry);

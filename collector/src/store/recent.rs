@@ -11,12 +11,18 @@
 //!
 //! Keys are the exact 24 bytes of (trace_id, span_id), never a hash of them:
 //! two distinct spans must never be taken for one, or an acknowledged span
-//! would be lost. The ids live in one hash table, each tagged with the number
-//! of the flush that wrote it. A flush claims each of its spans' ids as it
-//! orders its rows ([`RecentSpans::claim`]): one probe both finds an id
-//! written before, or earlier in the same flush, and adds a new one. Once the
-//! file is in place the flush is committed; should the write fail, its ids
-//! are forgotten again, so that the retry keeps its rows.
+//! would be lost. The ids live in hash tables, each tagged with the number
+//! of the flush that wrote it. A flush claims its spans' ids as it orders
+//! its rows ([`RecentSpans::claim_all`]): one probe both finds an id written
+//! before, or earlier in the same flush, and adds a new one. Once the file
+//! is in place the flush is committed; should the write fail, its ids are
+//! forgotten again, so that the retry keeps its rows.
+//!
+//! The index is split into [`SHARDS`] tables by a hash of the key, and a
+//! flush claims its ids shard by shard. At the default bound the index is
+//! some 50 MB, larger than the CPU's caches, so a probe of one table missed
+//! them once a span (BENCHMARKS.md); a shard is some 200 KB, and stays in
+//! cache while its ids are claimed.
 //!
 //! Flushes are grouped in generations; a generation covers at most a quarter
 //! of the window and a quarter of the count bound, and expiring one sweeps
@@ -49,6 +55,23 @@ pub const BYTES_PER_ID: usize = 64;
 
 /// trace_id (16 bytes) then span_id (8 bytes).
 pub type SpanKey = [u8; 24];
+
+/// Tables the index is split into (see the module's documentation).
+const SHARDS: usize = 256;
+
+/// The shard of `key`: the top bits of the span id and the low half of the
+/// trace id, mixed (MurmurHash3's 64-bit finalizer), so that ids that count
+/// up, as some tracers' do, spread over the shards as random ones do.
+fn shard(key: &SpanKey) -> usize {
+    let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
+    let mut x = word(8) ^ word(16).rotate_left(32);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    (x >> 56) as usize
+}
 
 /// The key of one row of two id columns.
 pub fn span_key(
@@ -86,10 +109,9 @@ impl Default for Dedupe {
 #[derive(Debug)]
 pub struct RecentSpans {
     limits: Dedupe,
-    /// Every id remembered, with the number of the flush that wrote it: one
-    /// table, so a lookup is one probe (one cache miss) however many
-    /// generations live.
-    ids: AHashMap<SpanKey, u32>,
+    /// Every id remembered, with the number of the flush that wrote it, in
+    /// the table of its [`shard`]: one probe however many generations live.
+    ids: Vec<AHashMap<SpanKey, u32>>,
     /// Oldest first.
     generations: VecDeque<Generation>,
     /// The number the next flush takes. Numbers grow by one per flush, in
@@ -121,7 +143,7 @@ impl RecentSpans {
     pub fn new(limits: Dedupe) -> Self {
         RecentSpans {
             limits,
-            ids: AHashMap::new(),
+            ids: (0..SHARDS).map(|_| AHashMap::new()).collect(),
             generations: VecDeque::new(),
             next_flush: 0,
         }
@@ -145,15 +167,15 @@ impl RecentSpans {
 
     /// Ids remembered now.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ids.iter().map(|table| table.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ids.iter().all(|table| table.is_empty())
     }
 
     pub fn contains(&self, key: &SpanKey) -> bool {
-        self.ids.contains_key(key)
+        self.ids[shard(key)].contains_key(key)
     }
 
     /// Remembers the ids of spans that are now in a file.
@@ -163,7 +185,7 @@ impl RecentSpans {
         }
         let mut flush = self.begin(now);
         for key in keys {
-            self.ids.insert(key, flush.number);
+            self.ids[shard(&key)].insert(key, flush.number);
             flush.claimed += 1;
         }
         self.commit(flush, now);
@@ -177,16 +199,46 @@ impl RecentSpans {
         Flush { number, claimed: 0 }
     }
 
-    /// True if `key` is new, and adds it for `flush`; false if a file has
-    /// it already, or `flush` claimed it before (a repeat within the flush).
-    pub(crate) fn claim(&mut self, flush: &mut Flush, key: SpanKey) -> bool {
-        match self.ids.entry(key) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(vacant) => {
-                vacant.insert(flush.number);
-                flush.claimed += 1;
-                true
+    /// Sets `new[i]` if `keys[i]` is new, and adds it for `flush`; clears
+    /// it if a file has the key already, or an earlier key of `keys` or of
+    /// the flush is the same (a repeat within the flush). `new` is as long
+    /// as `keys`.
+    pub(crate) fn claim_all(&mut self, flush: &mut Flush, keys: &[SpanKey], new: &mut [bool]) {
+        assert_eq!(keys.len(), new.len(), "a flag per key");
+        // The keys grouped by shard, each with its position; in arrival
+        // order within a shard, so that the first copy of a key is the one
+        // found new.
+        let shards: Vec<u8> = keys.iter().map(|key| shard(key) as u8).collect();
+        let mut starts = [0usize; SHARDS];
+        for &s in &shards {
+            starts[usize::from(s)] += 1;
+        }
+        let mut next = 0;
+        for start in &mut starts {
+            (*start, next) = (next, next + *start);
+        }
+        let mut grouped = vec![([0u8; 24], 0u32); keys.len()];
+        for (at, (key, &s)) in keys.iter().zip(&shards).enumerate() {
+            let slot = &mut starts[usize::from(s)];
+            grouped[*slot] = (*key, at as u32);
+            *slot += 1;
+        }
+        // Each start is now its shard's end.
+        let mut from = 0;
+        for (table, end) in self.ids.iter_mut().zip(starts) {
+            let group = &grouped[from..end];
+            table.reserve(group.len());
+            for &(key, at) in group {
+                new[at as usize] = match table.entry(key) {
+                    Entry::Occupied(_) => false,
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(flush.number);
+                        flush.claimed += 1;
+                        true
+                    }
+                };
             }
+            from = end;
         }
     }
 
@@ -209,7 +261,7 @@ impl RecentSpans {
         }
         let newest = self.generations.back_mut().expect("a generation is open");
         newest.recorded += flush.claimed;
-        while self.ids.len() > self.limits.max_spans && self.generations.len() > 1 {
+        while self.len() > self.limits.max_spans && self.generations.len() > 1 {
             self.generations.pop_front();
             self.forget_before(self.generations.front().map(|g| g.first_flush));
         }
@@ -219,7 +271,9 @@ impl RecentSpans {
     /// retry of it keeps its rows.
     pub(crate) fn abandon(&mut self, flush: Flush) {
         if flush.claimed > 0 {
-            self.ids.retain(|_, number| *number != flush.number);
+            for table in &mut self.ids {
+                table.retain(|_, number| *number != flush.number);
+            }
         }
     }
 
@@ -245,10 +299,11 @@ impl RecentSpans {
             Some(oldest) => {
                 let newest = self.next_flush.wrapping_sub(1);
                 let live = newest.wrapping_sub(oldest);
-                self.ids
-                    .retain(|_, number| newest.wrapping_sub(*number) <= live);
+                for table in &mut self.ids {
+                    table.retain(|_, number| newest.wrapping_sub(*number) <= live);
+                }
             }
-            None => self.ids.clear(),
+            None => self.ids.iter_mut().for_each(|table| table.clear()),
         }
     }
 
@@ -443,6 +498,57 @@ mod tests {
         assert!(!recent.contains(&[19; 24]));
     }
 
+    /// [`RecentSpans::claim_all`] of one key.
+    fn claim(recent: &mut RecentSpans, flush: &mut Flush, key: SpanKey) -> bool {
+        let mut new = [false];
+        recent.claim_all(flush, &[key], &mut new);
+        new[0]
+    }
+
+    #[test]
+    fn a_flush_claims_the_first_copy_of_each_new_id_whatever_its_shard() {
+        // Ids that count up, as some tracers' do, each sent up to three
+        // times in a shuffled order, after a flush recorded some of them.
+        let key = |n: u64| {
+            let mut key = [0u8; 24];
+            key[8..16].copy_from_slice(&n.to_le_bytes());
+            key[16..].copy_from_slice(&(n * 3).to_le_bytes());
+            key
+        };
+        let mut state = 0x9e37_79b9_u64;
+        let keys: Vec<SpanKey> = (0..30_000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                key((state >> 33) % 10_000)
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut recent = RecentSpans::new(Dedupe {
+            max_spans: 100_000,
+            ..LIMITS
+        });
+        recent.record((0..10_000).step_by(7).map(key), t0);
+        let mut seen: AHashSet<SpanKey> = (0..10_000).step_by(7).map(key).collect();
+        let expected: Vec<bool> = keys.iter().map(|k| seen.insert(*k)).collect();
+        let mut flush = recent.begin(t0);
+        let mut new = vec![false; keys.len()];
+        recent.claim_all(&mut flush, &keys, &mut new);
+        assert_eq!(new, expected);
+        assert!(new.iter().any(|&n| n) && new.iter().any(|&n| !n));
+        assert_eq!(flush.claimed, expected.iter().filter(|&&n| n).count());
+        recent.commit(flush, t0);
+        assert_eq!(recent.len(), seen.len());
+        // Counting ids spread over the shards.
+        let mut per_shard = [0usize; SHARDS];
+        (0..10_000).for_each(|n| per_shard[shard(&key(n))] += 1);
+        assert!(
+            per_shard.iter().all(|&n| (10..=80).contains(&n)),
+            "{per_shard:?}"
+        );
+    }
+
     #[test]
     fn a_flush_claims_new_ids_once_and_an_abandoned_one_gives_them_back() {
         let t0 = Instant::now();
@@ -450,28 +556,28 @@ mod tests {
         recent.record(keys(0..10), t0);
         let mut flush = recent.begin(t0);
         assert!(
-            !recent.claim(&mut flush, [3; 24]),
+            !claim(&mut recent, &mut flush, [3; 24]),
             "written by an earlier flush"
         );
-        assert!(recent.claim(&mut flush, [10; 24]));
+        assert!(claim(&mut recent, &mut flush, [10; 24]));
         assert!(
-            !recent.claim(&mut flush, [10; 24]),
+            !claim(&mut recent, &mut flush, [10; 24]),
             "a repeat within the flush"
         );
-        assert!(recent.claim(&mut flush, [11; 24]));
+        assert!(claim(&mut recent, &mut flush, [11; 24]));
         // The file could not be written: the retry keeps its rows.
         recent.abandon(flush);
         assert_eq!(recent.len(), 10);
         assert!(!recent.contains(&[10; 24]) && recent.contains(&[3; 24]));
         let mut retry = recent.begin(t0);
-        assert!(recent.claim(&mut retry, [10; 24]));
-        assert!(recent.claim(&mut retry, [11; 24]));
+        assert!(claim(&mut recent, &mut retry, [10; 24]));
+        assert!(claim(&mut recent, &mut retry, [11; 24]));
         recent.commit(retry, t0);
         assert_eq!(recent.len(), 12);
         // Committed, they are repeats for the next flush, and leave with
         // their generation.
         let mut next = recent.begin(t0 + Duration::from_secs(1));
-        assert!(!recent.claim(&mut next, [11; 24]));
+        assert!(!claim(&mut recent, &mut next, [11; 24]));
         recent.commit(next, t0 + Duration::from_secs(1));
         recent.record(keys(20..21), t0 + Duration::from_secs(151));
         assert!(!recent.contains(&[11; 24]) && !recent.contains(&[3; 24]));

@@ -103,8 +103,10 @@ pub fn write_partition_after(
     // write fail, the flush's ids are forgotten: kept, they would make its
     // retry drop its own rows.
     let mut flush = recent.begin(Instant::now());
-    let written = prepare_keeping(key.table, batches, |id| recent.claim(&mut flush, id))
-        .and_then(|prepared| write_prepared(&dir, key.table, &prepared, wal_segment));
+    let written = prepare_keeping(key.table, batches, |keys, new| {
+        recent.claim_all(&mut flush, keys, new)
+    })
+    .and_then(|prepared| write_prepared(&dir, key.table, &prepared, wal_segment));
     match written {
         Ok(written) => {
             recent.commit(flush, Instant::now());
@@ -327,19 +329,20 @@ pub(crate) fn prepare<'a>(
     batches: &'a [RecordBatch],
     stored: impl Fn(&SpanKey) -> bool,
 ) -> Result<Prepared<'a>, WriteError> {
-    let mut seen = AHashSet::new();
-    if table == Table::Spans {
-        seen.reserve(batches.iter().map(|b| b.num_rows()).sum());
-    }
-    prepare_keeping(table, batches, |key| !stored(&key) && seen.insert(key))
+    prepare_keeping(table, batches, |keys, keep| {
+        let mut seen = AHashSet::with_capacity(keys.len());
+        for (key, keep) in keys.iter().zip(keep) {
+            *keep = !stored(key) && seen.insert(*key);
+        }
+    })
 }
 
-/// [`prepare`], keeping the spans for which `keep` is true, asked once per
-/// span in arrival order.
+/// [`prepare`], keeping the spans that `keep` marks: it is given the keys
+/// of all the spans in arrival order, and a flag to set for each.
 fn prepare_keeping<'a>(
     table: Table,
     batches: &'a [RecordBatch],
-    mut keep: impl FnMut(SpanKey) -> bool,
+    keep: impl FnOnce(&[SpanKey], &mut [bool]),
 ) -> Result<Prepared<'a>, WriteError> {
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = table.file_schema();
@@ -365,10 +368,17 @@ fn prepare_keeping<'a>(
         Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     let mut duplicates = 0;
     if table == Table::Spans {
-        for (b, batch) in batches.iter().enumerate() {
+        let mut keys = Vec::with_capacity(rows.capacity());
+        for batch in batches {
             let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
-            for row in 0..batch.num_rows() {
-                if keep(span_key(traces, spans, row)) {
+            keys.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)));
+        }
+        let mut kept = vec![false; keys.len()];
+        keep(&keys, &mut kept);
+        let mut kept = kept.into_iter();
+        for (b, batch) in batches.iter().enumerate() {
+            for (row, keep) in (0..batch.num_rows()).zip(kept.by_ref()) {
+                if keep {
                     rows.push((times[b].value(row), b, row));
                 } else {
                     duplicates += 1;
