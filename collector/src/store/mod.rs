@@ -1,8 +1,8 @@
 //! The store on disk: pending rows per partition, and Parquet files written
 //! atomically (temporary name, fsync, rename, fsync of the folder).
 
+mod columns;
 pub mod compact;
-mod dictionary;
 pub mod recent;
 pub mod ship;
 pub mod writer;

@@ -28,7 +28,7 @@ use parquet::schema::types::ColumnPath;
 use schema::Table;
 
 use crate::convert::PartitionKey;
-use crate::store::dictionary::{DictionaryColumn, Refused, Settings};
+use crate::store::columns::{Encoder, Refused, Settings};
 use crate::store::recent::{RecentSpans, SpanKey, span_key};
 
 /// Why a partition could not be written. The rows stay pending.
@@ -249,34 +249,50 @@ impl Gather<'_> {
         RecordBatch::try_new(schema.clone(), columns)
     }
 
-    /// Hands the values of string column `c` to `encoder`, row by row,
-    /// straight from the sources.
-    fn encode_strings(
+    /// Hands the values of column `c` to `encoder`, row by row, straight
+    /// from the sources.
+    fn encode(
         &self,
         c: usize,
-        encoder: &mut DictionaryColumn,
+        encoder: &mut Encoder,
     ) -> Result<Result<(), Refused>, arrow::error::ArrowError> {
-        let arrays = self
-            .sources
-            .iter()
-            .map(|b| {
-                b.column(c).as_string_opt::<i32>().ok_or_else(|| {
-                    arrow::error::ArrowError::SchemaError(format!(
-                        "a Utf8 column holds {}",
-                        b.column(c).data_type()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns: Vec<&ArrayRef> = self.sources.iter().map(|b| b.column(c)).collect();
         // Many of the promoted columns are NULL in every source.
-        if arrays.iter().all(|a| a.null_count() == a.len()) {
+        if columns.iter().all(|a| a.null_count() == a.len()) {
             return Ok(encoder.push_nulls(self.indices.len()));
         }
-        for &(source, row) in &self.indices {
-            let array = arrays[source];
-            let value = array.is_valid(row).then(|| array.value(row).as_bytes());
-            if let Err(refused) = encoder.push(value) {
-                return Ok(Err(refused));
+        let wrong = |a: &ArrayRef| {
+            arrow::error::ArrowError::SchemaError(format!(
+                "column {c}, written here, holds {}",
+                a.data_type()
+            ))
+        };
+        match encoder {
+            Encoder::Strings(strings) => {
+                let arrays = columns
+                    .iter()
+                    .map(|a| a.as_string_opt::<i32>().ok_or_else(|| wrong(a)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for &(source, row) in &self.indices {
+                    let array = arrays[source];
+                    let value = array.is_valid(row).then(|| array.value(row).as_bytes());
+                    if let Err(refused) = strings.push(value) {
+                        return Ok(Err(refused));
+                    }
+                }
+            }
+            Encoder::Ids(ids) => {
+                let arrays = columns
+                    .iter()
+                    .map(|a| a.as_fixed_size_binary_opt().ok_or_else(|| wrong(a)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for &(source, row) in &self.indices {
+                    let array = arrays[source];
+                    let value = array.is_valid(row).then(|| array.value(row));
+                    if let Err(refused) = ids.push(value) {
+                        return Ok(Err(refused));
+                    }
+                }
             }
         }
         Ok(Ok(()))
@@ -459,9 +475,10 @@ pub(crate) fn write_file(
 }
 
 /// Writes `prepared` to `out` as one Parquet file, as `ArrowWriter` would,
-/// one row group per [`ROW_GROUP_ROWS`] rows. The string columns that
-/// [`DictionaryColumn`] takes it encodes from the source batches; the rest
-/// are gathered `GATHER_ROWS` rows at a time and encoded by `parquet`.
+/// one row group per [`ROW_GROUP_ROWS`] rows. The columns that
+/// [`Settings::for_column`] takes (strings and ids) are encoded here,
+/// straight from the source batches ([`super::columns`]); the rest are
+/// gathered `GATHER_ROWS` rows at a time and encoded by `parquet`.
 fn encode<W: io::Write + Send>(
     out: W,
     table: Table,
@@ -491,8 +508,11 @@ fn encode<W: io::Write + Send>(
         .iter()
         .zip(&leaves)
         .map(|(field, leaves)| {
-            let string = field.data_type() == &DataType::Utf8 && leaves.len() == 1;
-            string
+            let plain = matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::FixedSizeBinary(_)
+            ) && leaves.len() == 1;
+            plain
                 .then(|| Settings::for_column(&props, &descr.column(leaves.start)))
                 .flatten()
         })
@@ -505,27 +525,22 @@ fn encode<W: io::Write + Send>(
     let mut local = vec![usize::MAX; prepared.sources.len()];
     for (group, rows) in prepared.order.chunks(ROW_GROUP_ROWS).enumerate() {
         let mut writers = factory.create_column_writers(group).map_err(parquet_err)?;
-        let mut encoders: Vec<Option<DictionaryColumn>> = ours
+        let mut encoders: Vec<Option<Encoder>> = ours
             .iter()
             .zip(&leaves)
             .zip(&refused)
             .map(|((settings, leaves), &refused)| {
                 let settings = settings.as_ref().filter(|_| !refused)?;
-                Some(DictionaryColumn::new(
-                    descr.column(leaves.start),
-                    settings.clone(),
-                ))
+                Some(Encoder::new(descr.column(leaves.start), settings.clone()))
             })
-            .collect();
+            .map(Option::transpose)
+            .collect::<Result<_, _>>()
+            .map_err(parquet_err)?;
         for (n, chunk) in rows.chunks(GATHER_ROWS).enumerate() {
             let gather = prepared.gather(chunk, &mut local);
             for (c, field) in schema.fields().iter().enumerate() {
                 if let Some(encoder) = &mut encoders[c] {
-                    if gather
-                        .encode_strings(c, encoder)
-                        .map_err(arrow_err)?
-                        .is_ok()
-                    {
+                    if gather.encode(c, encoder).map_err(arrow_err)?.is_ok() {
                         continue;
                     }
                     // parquet's writer takes the column over from the
@@ -1243,23 +1258,18 @@ mod tests {
             .zip(reference_meta.row_groups())
             .enumerate()
         {
-            for (ours, reference) in ours.columns().iter().zip(reference.columns()) {
+            for (leaf, (ours, reference)) in
+                ours.columns().iter().zip(reference.columns()).enumerate()
+            {
                 let name = ours.column_path().string();
                 let what = format!("{name}, row group {group}");
-                let pages = &ours_meta.offset_index().unwrap()[group];
-                let first_page_rows = |c: usize| {
-                    let pages = pages[c].page_locations();
-                    pages.get(1).map(|p| p.first_row_index)
-                };
-                let c = prepared.schema.index_of(&name).map_or(usize::MAX, |c| c);
-                let string = prepared
-                    .schema
-                    .fields()
-                    .get(c)
-                    .is_some_and(|f| f.data_type() == &DataType::Utf8);
-                if string {
+                let pages = ours_meta.offset_index().unwrap()[group][leaf].page_locations();
+                let plain = prepared.schema.field_with_name(&name).is_ok_and(|f| {
+                    matches!(f.data_type(), DataType::Utf8 | DataType::FixedSizeBinary(_))
+                });
+                if plain {
                     assert_eq!(
-                        first_page_rows(c) == Some(20_000),
+                        pages.get(1).map(|p| p.first_row_index) == Some(20_000),
                         !refused.contains(&name.as_str()),
                         "{what}: pages cut here or by parquet"
                     );
@@ -1287,5 +1297,37 @@ mod tests {
         }
         check_page_index(&ours);
         check_page_index(&reference);
+
+        // The bloom filter on trace ids has the same bits.
+        let blooms = |bytes: &Bytes| {
+            use parquet::file::reader::{FileReader, SerializedFileReader};
+            let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+                .with_reader_properties(
+                    parquet::file::properties::ReaderProperties::builder()
+                        .set_read_bloom_filter(true)
+                        .build(),
+                )
+                .build();
+            let reader = SerializedFileReader::new_with_options(bytes.clone(), options).unwrap();
+            let leaf = prepared.schema.index_of(col::TRACE_ID).unwrap();
+            (0..reader.num_row_groups())
+                .map(|group| {
+                    let mut bits = Vec::new();
+                    // The group's first row is span `first`, of trace `first + 1`.
+                    let first = (group * ROW_GROUP_ROWS) as u128;
+                    let group = reader.get_row_group(group).unwrap();
+                    let filter = group.get_column_bloom_filter(leaf).expect("a bloom filter");
+                    filter.write_bitset(&mut bits).unwrap();
+                    assert!(
+                        filter.check(&(first + 1).to_be_bytes()[..]),
+                        "its first trace id"
+                    );
+                    bits
+                })
+                .collect::<Vec<_>>()
+        };
+        let (ours, reference) = (blooms(&ours), blooms(&reference));
+        assert_eq!(ours.len(), 2);
+        assert!(ours == reference, "bloom filters differ");
     }
 }

@@ -1,0 +1,216 @@
+//! Strings with few distinct values (service, scope and span names, kinds,
+//! status codes, methods, routes, steps) through a dictionary of our own.
+//!
+//! Rows sorted by time mostly repeat the value of the row before, so each
+//! value is compared with the previous one and hashed only when they
+//! differ; a page's statistics come from the dictionary entries it used,
+//! not from comparing every value. The chunk:
+//! - one dictionary page, PLAIN: each entry's length (u32, little-endian)
+//!   and bytes, in order of first appearance;
+//! - data pages: the definition levels of a nullable column, then one byte
+//!   of bit width and the dictionary indices of the non-null values in the
+//!   RLE / bit-packing hybrid.
+//!
+//! A column is refused when its dictionary would grow past [`MAX_ENTRIES`]
+//! or [`MAX_DICTIONARY_BYTES`], or a value is longer than the statistics
+//! keep whole; the writer then hands it to `parquet`'s writer from the
+//! start of its row group.
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::schema::types::ColumnDescPtr;
+
+use super::{Chunk, EncodedPage, PageRows, Refused, Settings, bit_width, hybrid};
+
+/// Most entries a dictionary may hold: indices of at most 12 bits. A column
+/// with more (unique URLs, say) gains little from a dictionary, and
+/// `parquet`'s writer decides what to do with it.
+pub(crate) const MAX_ENTRIES: usize = 4096;
+
+/// Most bytes a dictionary page may hold, well below `parquet`'s default
+/// limit (1 MiB), past which its own writer would stop using a dictionary.
+pub(crate) const MAX_DICTIONARY_BYTES: usize = 256 * 1024;
+
+/// A string column's chunk being encoded.
+#[derive(Debug)]
+pub(crate) struct DictionaryColumn {
+    descr: ColumnDescPtr,
+    settings: Settings,
+    nullable: bool,
+    /// The entry of each distinct value.
+    lookup: AHashMap<Box<[u8]>, u32>,
+    /// The dictionary page's PLAIN payload.
+    plain: Vec<u8>,
+    /// Where each entry's bytes are in `plain`: (start, length).
+    entries: Vec<(u32, u32)>,
+    /// The entry of the last non-null value.
+    last: Option<u32>,
+    page: PageRows,
+    /// The entry of each non-null value of the page being filled.
+    indices: Vec<u32>,
+    /// Which entries that page uses, a bit each.
+    used: Vec<u64>,
+    pages: Vec<EncodedPage>,
+}
+
+impl DictionaryColumn {
+    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Self {
+        DictionaryColumn {
+            nullable: descr.max_def_level() == 1,
+            descr,
+            settings,
+            lookup: AHashMap::new(),
+            plain: Vec::new(),
+            entries: Vec::new(),
+            last: None,
+            page: PageRows::default(),
+            indices: Vec::new(),
+            used: Vec::new(),
+            pages: Vec::new(),
+        }
+    }
+
+    /// Adds one row; `None` is a null.
+    #[inline]
+    pub(crate) fn push(&mut self, value: Option<&[u8]>) -> Result<(), Refused> {
+        match value {
+            Some(value) => {
+                let entry = match self.last {
+                    Some(last) if crate::short::eq(self.entry(last), value) => last,
+                    _ => self.find_or_add(value)?,
+                };
+                self.last = Some(entry);
+                self.indices.push(entry);
+                self.used[entry as usize / 64] |= 1 << (entry % 64);
+                self.page.value_bytes += value.len() as i64;
+                if self.nullable {
+                    self.page.levels.push(1);
+                }
+            }
+            None if !self.nullable => return Err(Refused::Invalid),
+            None => {
+                self.page.levels.push(0);
+                self.page.nulls += 1;
+            }
+        }
+        self.page.rows += 1;
+        if self.page.rows == self.settings.page_rows {
+            self.end_page();
+        }
+        Ok(())
+    }
+
+    /// Adds `rows` nulls.
+    pub(crate) fn push_nulls(&mut self, mut rows: usize) -> Result<(), Refused> {
+        if !self.nullable {
+            return Err(Refused::Invalid);
+        }
+        while rows > 0 {
+            let take = rows.min(self.settings.page_rows - self.page.rows);
+            let page = &mut self.page;
+            page.levels.resize(page.levels.len() + take, 0);
+            page.nulls += take as u64;
+            page.rows += take;
+            rows -= take;
+            if self.page.rows == self.settings.page_rows {
+                self.end_page();
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, entry: u32) -> &[u8] {
+        let (start, len) = self.entries[entry as usize];
+        &self.plain[start as usize..(start + len) as usize]
+    }
+
+    fn find_or_add(&mut self, value: &[u8]) -> Result<u32, Refused> {
+        if let Some(&entry) = self.lookup.get(value) {
+            return Ok(entry);
+        }
+        if value.len() > self.settings.max_value_len {
+            return Err(Refused::LongValue);
+        }
+        if self.entries.len() == MAX_ENTRIES
+            || self.plain.len() + 4 + value.len() > MAX_DICTIONARY_BYTES
+        {
+            return Err(Refused::TooManyValues);
+        }
+        let entry = self.entries.len() as u32;
+        self.plain
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.entries
+            .push((self.plain.len() as u32, value.len() as u32));
+        self.plain.extend_from_slice(value);
+        self.lookup.insert(value.into(), entry);
+        if self.used.len() * 64 < self.entries.len() {
+            self.used.push(0);
+        }
+        Ok(entry)
+    }
+
+    /// Encodes the rows of the page being filled as a page.
+    fn end_page(&mut self) {
+        let page = std::mem::take(&mut self.page);
+        let mut payload = page.levels_section(self.nullable);
+        let width = bit_width(self.entries.len().saturating_sub(1) as u32);
+        payload.push(width);
+        hybrid(&self.indices, width, &mut payload);
+        let min_max = self
+            .min_max()
+            .map(|(min, max)| (self.entry(min).to_vec(), self.entry(max).to_vec()));
+        self.pages.push(EncodedPage {
+            payload,
+            rows: page.rows,
+            nulls: page.nulls,
+            value_bytes: page.value_bytes,
+            min_max,
+        });
+        // The next page starts with room for every entry so far.
+        self.indices.clear();
+        self.used.clear();
+        self.used.resize(self.entries.len().div_ceil(64), 0);
+        if self.nullable {
+            self.page.levels.reserve(page.levels.capacity());
+        }
+    }
+
+    /// The smallest and largest of the entries the page uses.
+    fn min_max(&self) -> Option<(u32, u32)> {
+        let mut min_max: Option<(u32, u32)> = None;
+        for (word_at, &word) in self.used.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let entry = (word_at * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let value = self.entry(entry);
+                min_max = Some(match min_max {
+                    None => (entry, entry),
+                    Some((min, max)) => (
+                        if value < self.entry(min) { entry } else { min },
+                        if value > self.entry(max) { entry } else { max },
+                    ),
+                });
+            }
+        }
+        min_max
+    }
+
+    /// The chunk's bytes, from offset 0, and what `append_column` needs to
+    /// splice them into a row group.
+    pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        if self.page.rows > 0 {
+            self.end_page();
+        }
+        Chunk {
+            descr: &self.descr,
+            settings: &self.settings,
+            dictionary: Some((&self.plain, self.entries.len() as u32)),
+            pages: &self.pages,
+            bloom_filter: None,
+        }
+        .write()
+    }
+}

@@ -1,0 +1,159 @@
+//! Trace and span ids (fixed-size byte strings) as they are, PLAIN.
+//!
+//! Ids are random, so they get no dictionary; `parquet`'s writer still
+//! copies each into a value of its own, reference-counted, and compares it
+//! byte by byte for statistics. Here a page's payload is the definition
+//! levels of a nullable column, then the ids' bytes one after the other;
+//! bounds are kept as integers read big-endian, whose order is the bytes'
+//! order; and the bloom filter, if the column has one, takes each id as
+//! `parquet`'s does.
+
+use bytes::Bytes;
+use parquet::bloom_filter::Sbbf;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::schema::types::ColumnDescPtr;
+
+use super::{Chunk, EncodedPage, PageRows, Refused, Settings};
+
+/// An id column's chunk being encoded.
+#[derive(Debug)]
+pub(crate) struct IdColumn {
+    descr: ColumnDescPtr,
+    settings: Settings,
+    nullable: bool,
+    /// Bytes an id takes, 1 to 16.
+    width: usize,
+    page: PageRows,
+    /// The ids of the page being filled, one after the other.
+    values: Vec<u8>,
+    /// Its smallest and largest id, as integers (see [`IdColumn::bound`]).
+    bounds: Option<(u128, u128)>,
+    pages: Vec<EncodedPage>,
+    bloom_filter: Option<Sbbf>,
+}
+
+impl IdColumn {
+    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Result<Self, ParquetError> {
+        let bloom_filter = settings
+            .bloom_filter
+            .map(|(ndv, fpp)| Sbbf::new_with_ndv_fpp(ndv, fpp))
+            .transpose()?;
+        Ok(IdColumn {
+            nullable: descr.max_def_level() == 1,
+            width: descr.type_length() as usize,
+            descr,
+            settings,
+            page: PageRows::default(),
+            values: Vec::new(),
+            bounds: None,
+            pages: Vec::new(),
+            bloom_filter,
+        })
+    }
+
+    /// An id as an integer that orders as its bytes do: read big-endian,
+    /// from the first byte of 16, the rest zero. Ids of a column are all
+    /// the same length, so none is a prefix of another.
+    #[inline]
+    fn bound(id: &[u8]) -> u128 {
+        match id.len() {
+            16 => u128::from_be_bytes(id.try_into().expect("16 bytes")),
+            8 => u128::from(u64::from_be_bytes(id.try_into().expect("8 bytes"))) << 64,
+            _ => {
+                let mut padded = [0u8; 16];
+                padded[..id.len()].copy_from_slice(id);
+                u128::from_be_bytes(padded)
+            }
+        }
+    }
+
+    /// Adds one row; `None` is a null.
+    #[inline]
+    pub(crate) fn push(&mut self, id: Option<&[u8]>) -> Result<(), Refused> {
+        match id {
+            Some(id) if id.len() == self.width => {
+                self.values.extend_from_slice(id);
+                let bound = Self::bound(id);
+                self.bounds = Some(match self.bounds {
+                    None => (bound, bound),
+                    Some((min, max)) => (min.min(bound), max.max(bound)),
+                });
+                if let Some(filter) = &mut self.bloom_filter {
+                    filter.insert(id);
+                }
+                if self.nullable {
+                    self.page.levels.push(1);
+                }
+            }
+            Some(_) => return Err(Refused::Invalid),
+            None if !self.nullable => return Err(Refused::Invalid),
+            None => {
+                self.page.levels.push(0);
+                self.page.nulls += 1;
+            }
+        }
+        self.page.rows += 1;
+        if self.page.rows == self.settings.page_rows {
+            self.end_page();
+        }
+        Ok(())
+    }
+
+    /// Adds `rows` nulls.
+    pub(crate) fn push_nulls(&mut self, mut rows: usize) -> Result<(), Refused> {
+        if !self.nullable {
+            return Err(Refused::Invalid);
+        }
+        while rows > 0 {
+            let take = rows.min(self.settings.page_rows - self.page.rows);
+            self.page.levels.resize(self.page.levels.len() + take, 0);
+            self.page.nulls += take as u64;
+            self.page.rows += take;
+            rows -= take;
+            if self.page.rows == self.settings.page_rows {
+                self.end_page();
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the rows of the page being filled as a page.
+    fn end_page(&mut self) {
+        let page = std::mem::take(&mut self.page);
+        let mut payload = page.levels_section(self.nullable);
+        payload.extend_from_slice(&self.values);
+        let width = self.width;
+        let bytes = |bound: u128| bound.to_be_bytes()[..width].to_vec();
+        self.pages.push(EncodedPage {
+            payload,
+            rows: page.rows,
+            nulls: page.nulls,
+            value_bytes: self.values.len() as i64,
+            min_max: self
+                .bounds
+                .take()
+                .map(|(min, max)| (bytes(min), bytes(max))),
+        });
+        self.values.clear();
+        if self.nullable {
+            self.page.levels.reserve(page.levels.capacity());
+        }
+    }
+
+    /// The chunk's bytes, from offset 0, and what `append_column` needs to
+    /// splice them into a row group.
+    pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        if self.page.rows > 0 {
+            self.end_page();
+        }
+        Chunk {
+            descr: &self.descr,
+            settings: &self.settings,
+            dictionary: None,
+            pages: &self.pages,
+            bloom_filter: self.bloom_filter,
+        }
+        .write()
+    }
+}

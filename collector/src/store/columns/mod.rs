@@ -1,0 +1,508 @@
+//! Column chunks the collector encodes itself, spliced into each row group
+//! among the chunks `parquet`'s writer makes ([`super::writer`]): strings
+//! with few distinct values through a dictionary ([`dictionary`]), and ids
+//! as they are ([`ids`]).
+//!
+//! For these columns `parquet`'s writer spends most of its time on work per
+//! value that knowing the data makes unneeded: hashing every string into
+//! its dictionary, comparing every value for statistics, copying ids one by
+//! one into values of their own. Together that was about a seventh of the
+//! collector's CPU (BENCHMARKS.md).
+//!
+//! A chunk made here is what `parquet`'s writer would make of the column,
+//! V1 pages (<https://parquet.apache.org/docs/file-format/>): the same
+//! encodings, statistics, level histograms, sizes, column index and offset
+//! index, and bloom filter; a test in [`super::writer`] checks each against
+//! `ArrowWriter`'s file for the same rows. Only where pages are cut may
+//! differ: here every page but the last holds the same number of rows.
+
+pub(crate) mod dictionary;
+pub(crate) mod ids;
+
+use std::io;
+
+use bytes::Bytes;
+use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, Type};
+use parquet::bloom_filter::Sbbf;
+use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::{ByteArray, FixedLenByteArray};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+use dictionary::DictionaryColumn;
+use ids::IdColumn;
+
+/// A column chunk an encoder here gives back to `parquet`'s writer, for
+/// the reason given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The dictionary would pass [`dictionary::MAX_ENTRIES`] or
+    /// [`dictionary::MAX_DICTIONARY_BYTES`].
+    TooManyValues,
+    /// A value is longer than statistics keep whole; `parquet` cuts such
+    /// values in its statistics, which the encoders here do not do.
+    LongValue,
+    /// A value of the wrong length for its fixed-size column, or a null in
+    /// a column the schema says has none; `parquet`'s writer reports it.
+    Invalid,
+}
+
+/// How a column's chunks are written, from the file's properties.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    compression: Compression,
+    zstd_level: i32,
+    /// Rows a data page holds, but for the last.
+    page_rows: usize,
+    /// Longest value kept whole in statistics and the column index.
+    max_value_len: usize,
+    /// Bloom filter size and false-positive rate, for ids that have one.
+    bloom_filter: Option<(u64, f64)>,
+}
+
+impl Settings {
+    /// The settings for `descr` under `props`, if an encoder here writes
+    /// such a column as `parquet` would: a top-level column, page
+    /// statistics, V1 pages and zstd; and either strings with a dictionary
+    /// and no bloom filter, or fixed-size ids without a dictionary.
+    pub(crate) fn for_column(props: &WriterProperties, descr: &ColumnDescPtr) -> Option<Settings> {
+        let path = descr.path();
+        let zstd_level = match props.compression(path) {
+            Compression::ZSTD(level) => level.compression_level(),
+            _ => return None,
+        };
+        let kind = match descr.physical_type() {
+            Type::BYTE_ARRAY => {
+                props.dictionary_enabled(path)
+                    && props.dictionary_page_encoding() == Encoding::PLAIN
+                    && props.bloom_filter_properties(path).is_none()
+            }
+            Type::FIXED_LEN_BYTE_ARRAY => {
+                !props.dictionary_enabled(path)
+                    && matches!(props.encoding(path), None | Some(Encoding::PLAIN))
+                    && (1..=16).contains(&descr.type_length())
+            }
+            _ => false,
+        };
+        let takes = kind
+            && path.parts().len() == 1
+            && descr.max_rep_level() == 0
+            && descr.max_def_level() <= 1
+            && props.statistics_enabled(path) == EnabledStatistics::Page
+            && !props.write_page_header_statistics(path)
+            && props.writer_version() == WriterVersion::PARQUET_1_0
+            && !props.offset_index_disabled()
+            && props.data_page_row_count_limit() > 0;
+        let limit = |length: Option<usize>| length.unwrap_or(usize::MAX);
+        let page_rows = match descr.physical_type() {
+            // Ids are written as they are: a page also stops at the size limit.
+            Type::FIXED_LEN_BYTE_ARRAY => props
+                .data_page_row_count_limit()
+                .min(props.data_page_size_limit() / descr.type_length() as usize)
+                .max(1),
+            _ => props.data_page_row_count_limit(),
+        };
+        takes.then(|| Settings {
+            compression: props.compression(path),
+            zstd_level,
+            page_rows,
+            max_value_len: limit(props.statistics_truncate_length())
+                .min(limit(props.column_index_truncate_length())),
+            bloom_filter: props
+                .bloom_filter_properties(path)
+                .map(|bloom| (bloom.ndv(), bloom.fpp())),
+        })
+    }
+}
+
+/// One column chunk (a column's rows in one row group) being encoded here.
+#[derive(Debug)]
+pub(crate) enum Encoder {
+    Strings(DictionaryColumn),
+    Ids(IdColumn),
+}
+
+impl Encoder {
+    /// The encoder for a column [`Settings::for_column`] took.
+    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Result<Encoder, ParquetError> {
+        Ok(match descr.physical_type() {
+            Type::FIXED_LEN_BYTE_ARRAY => Encoder::Ids(IdColumn::new(descr, settings)?),
+            _ => Encoder::Strings(DictionaryColumn::new(descr, settings)),
+        })
+    }
+
+    /// Adds `rows` nulls.
+    pub(crate) fn push_nulls(&mut self, rows: usize) -> Result<(), Refused> {
+        match self {
+            Encoder::Strings(strings) => strings.push_nulls(rows),
+            Encoder::Ids(ids) => ids.push_nulls(rows),
+        }
+    }
+
+    /// The chunk's bytes, from offset 0, and what `append_column` needs to
+    /// splice them into a row group.
+    pub(crate) fn finish(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        match self {
+            Encoder::Strings(strings) => strings.finish(),
+            Encoder::Ids(ids) => ids.finish(),
+        }
+    }
+}
+
+/// The rows of the data page being filled, with what a column's statistics
+/// need of them.
+#[derive(Debug, Default)]
+struct PageRows {
+    /// Definition levels, for a nullable column: 1 for a value, 0 for null.
+    levels: Vec<u8>,
+    rows: usize,
+    nulls: u64,
+    /// The values' bytes, before encoding.
+    value_bytes: i64,
+}
+
+impl PageRows {
+    /// The page payload's first part: for a nullable column, its definition
+    /// levels, as their length (u32, little-endian) and the hybrid at bit
+    /// width 1.
+    fn levels_section(&self, nullable: bool) -> Vec<u8> {
+        let mut payload = Vec::new();
+        if nullable {
+            payload.extend_from_slice(&[0; 4]);
+            hybrid(&self.levels, 1, &mut payload);
+            let len = (payload.len() - 4) as u32;
+            payload[..4].copy_from_slice(&len.to_le_bytes());
+        }
+        payload
+    }
+}
+
+/// A data page, encoded but not yet compressed.
+#[derive(Debug)]
+struct EncodedPage {
+    payload: Vec<u8>,
+    rows: usize,
+    nulls: u64,
+    value_bytes: i64,
+    /// Smallest and largest value; `None` if all are null.
+    min_max: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The pages of a column chunk, to be written as one.
+struct Chunk<'a> {
+    descr: &'a ColumnDescPtr,
+    settings: &'a Settings,
+    /// The PLAIN payload of a dictionary page and its number of entries.
+    dictionary: Option<(&'a [u8], u32)>,
+    pages: &'a [EncodedPage],
+    bloom_filter: Option<Sbbf>,
+}
+
+impl Chunk<'_> {
+    /// Compresses and writes the pages, dictionary first, from offset 0 of
+    /// a buffer of their own, and describes them as `parquet`'s writer
+    /// would.
+    fn write(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        let external = |e: io::Error| ParquetError::External(Box::new(e));
+        let mut compressor =
+            zstd::bulk::Compressor::new(self.settings.zstd_level).map_err(external)?;
+        let mut compress = |payload: &[u8]| -> Result<Bytes, ParquetError> {
+            Ok(Bytes::from(compressor.compress(payload).map_err(external)?))
+        };
+        let byte_array = self.descr.physical_type() == Type::BYTE_ARRAY;
+        let mut sink = TrackedWrite::new(Vec::new());
+        let mut totals = Totals::default();
+        let mut offsets = OffsetIndexBuilder::new();
+        let mut index = ColumnIndexBuilder::new(self.descr.physical_type());
+        let mut order = Order::default();
+        let level_histogram = || LevelHistogram::try_new(self.descr.max_def_level());
+        let mut levels = level_histogram();
+        let mut data_page_offset = None;
+        let mut encodings = vec![Encoding::RLE];
+        let mut page_stats = Vec::new();
+        {
+            let mut writer = SerializedPageWriter::new(&mut sink);
+            if let Some((plain, entries)) = self.dictionary {
+                let page = Page::DictionaryPage {
+                    buf: compress(plain)?,
+                    num_values: entries,
+                    encoding: Encoding::PLAIN,
+                    is_sorted: false,
+                };
+                totals.add(&writer.write_page(CompressedPage::new(page, plain.len()))?);
+                encodings.push(Encoding::PLAIN);
+                page_stats.push(PageEncodingStats {
+                    page_type: PageType::DICTIONARY_PAGE,
+                    encoding: Encoding::PLAIN,
+                    count: 1,
+                });
+            }
+            let encoding = match self.dictionary {
+                Some(_) => Encoding::RLE_DICTIONARY,
+                None => Encoding::PLAIN,
+            };
+            encodings.push(encoding);
+            page_stats.push(PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding,
+                count: self.pages.len() as i32,
+            });
+            for page in self.pages {
+                let data = Page::DataPage {
+                    buf: compress(&page.payload)?,
+                    num_values: page.rows as u32,
+                    encoding,
+                    def_level_encoding: Encoding::RLE,
+                    rep_level_encoding: Encoding::RLE,
+                    statistics: None,
+                };
+                let spec = writer.write_page(CompressedPage::new(data, page.payload.len()))?;
+                totals.add(&spec);
+                data_page_offset.get_or_insert(spec.offset as i64);
+                offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+                offsets.append_row_count(page.rows as i64);
+                offsets
+                    .append_unencoded_byte_array_data_bytes(byte_array.then_some(page.value_bytes));
+                match &page.min_max {
+                    None => index.append(true, Vec::new(), Vec::new(), page.nulls as i64),
+                    Some((min, max)) => {
+                        order.next(min, max);
+                        index.append(false, min.clone(), max.clone(), page.nulls as i64);
+                    }
+                }
+                let mut page_levels = level_histogram();
+                if let Some(histogram) = &mut page_levels {
+                    histogram.increment_by(0, page.nulls as i64);
+                    histogram.increment_by(1, (page.rows as u64 - page.nulls) as i64);
+                }
+                index.append_histograms(&None, &page_levels);
+                if let (Some(chunk), Some(page)) = (&mut levels, &page_levels) {
+                    chunk.add(page);
+                }
+            }
+            writer.close()?;
+        }
+        index.set_boundary_order(order.boundary());
+
+        let nulls: u64 = self.pages.iter().map(|p| p.nulls).sum();
+        let bounds = self.pages.iter().filter_map(|p| p.min_max.as_ref());
+        let min = bounds.clone().map(|(min, _)| min).min().cloned();
+        let max = bounds.map(|(_, max)| max).max().cloned();
+        let statistics = if byte_array {
+            Statistics::ByteArray(ValueStatistics::new(
+                min.map(ByteArray::from),
+                max.map(ByteArray::from),
+                None,
+                Some(nulls),
+                false,
+            ))
+        } else {
+            Statistics::FixedLenByteArray(ValueStatistics::new(
+                min.map(|v| FixedLenByteArray::from(ByteArray::from(v))),
+                max.map(|v| FixedLenByteArray::from(ByteArray::from(v))),
+                None,
+                Some(nulls),
+                false,
+            ))
+        };
+        let rows: u64 = self.pages.iter().map(|p| p.rows as u64).sum();
+        let metadata = ColumnChunkMetaData::builder(self.descr.clone())
+            .set_compression(self.settings.compression)
+            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+            .set_page_encoding_stats(page_stats)
+            .set_total_compressed_size(totals.compressed)
+            .set_total_uncompressed_size(totals.uncompressed)
+            .set_num_values(rows as i64)
+            .set_dictionary_page_offset(self.dictionary.map(|_| 0))
+            .set_data_page_offset(data_page_offset.unwrap_or(0))
+            .set_statistics(statistics)
+            .set_unencoded_byte_array_data_bytes(
+                byte_array.then(|| self.pages.iter().map(|p| p.value_bytes).sum()),
+            )
+            .set_definition_level_histogram(levels)
+            .build()?;
+        let bloom_filter = self.bloom_filter.map(|mut filter| {
+            // As parquet's writer does: the smallest filter that keeps the rate.
+            let fpp = self.settings.bloom_filter.map_or(0.0, |(_, fpp)| fpp);
+            filter.fold_to_target_fpp(fpp);
+            filter
+        });
+        let close = ColumnCloseResult {
+            bytes_written: totals.written,
+            rows_written: rows,
+            metadata,
+            bloom_filter,
+            column_index: Some(index.build()?),
+            offset_index: Some(offsets.build()),
+        };
+        Ok((Bytes::from(sink.into_inner()?), close))
+    }
+}
+
+/// Sizes of the pages written, headers included.
+#[derive(Debug, Default)]
+struct Totals {
+    compressed: i64,
+    uncompressed: i64,
+    written: u64,
+}
+
+impl Totals {
+    fn add(&mut self, spec: &PageWriteSpec) {
+        self.compressed += spec.compressed_size as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        self.written += spec.bytes_written;
+    }
+}
+
+/// Whether the pages' bounds only rise, only fall, or neither, as the
+/// column index records it: pages of nulls only are skipped, and a page
+/// whose min and max both equal the last's keeps either order.
+#[derive(Debug)]
+struct Order<'a> {
+    last: Option<(&'a [u8], &'a [u8])>,
+    ascending: bool,
+    descending: bool,
+}
+
+impl Default for Order<'_> {
+    fn default() -> Self {
+        Order {
+            last: None,
+            ascending: true,
+            descending: true,
+        }
+    }
+}
+
+impl<'a> Order<'a> {
+    fn next(&mut self, min: &'a [u8], max: &'a [u8]) {
+        if let Some((last_min, last_max)) = self.last {
+            self.ascending &= last_min <= min && last_max <= max;
+            self.descending &= min <= last_min && max <= last_max;
+        }
+        self.last = Some((min, max));
+    }
+
+    fn boundary(&self) -> BoundaryOrder {
+        match (self.ascending, self.descending) {
+            (true, _) => BoundaryOrder::ASCENDING,
+            (false, true) => BoundaryOrder::DESCENDING,
+            (false, false) => BoundaryOrder::UNORDERED,
+        }
+    }
+}
+
+/// Bits needed for `max`: 0 for 0, 1 for 1, 2 for 2 and 3, …
+fn bit_width(max: u32) -> u8 {
+    (32 - max.leading_zeros()) as u8
+}
+
+/// Runs of equal values at least this long are written as one RLE run;
+/// shorter ones are bit-packed with their neighbours.
+const MIN_RUN: usize = 8;
+
+/// Appends `values` to `out` in the RLE / bit-packing hybrid at `width`
+/// bits a value. A run of at least [`MIN_RUN`] equal values is one RLE run:
+/// its length shifted left once, as a ULEB128, then the value in
+/// `ceil(width / 8)` little-endian bytes. Other values go out eight at a
+/// time as bit-packed groups: a ULEB128 of the group count shifted left
+/// once with the low bit set, then the values packed from the lowest bit
+/// up. Only the last group may hold fewer than eight values; it is padded
+/// with zeros, and readers stop at the number of values the page holds.
+fn hybrid<T: Copy + Eq + Into<u32>>(values: &[T], width: u8, out: &mut Vec<u8>) {
+    let run_at = |at: usize| {
+        values[at..]
+            .iter()
+            .take_while(|&&v| v == values[at])
+            .count()
+    };
+    let mut at = 0;
+    while at < values.len() {
+        let run = run_at(at);
+        if run >= MIN_RUN {
+            uleb128((run as u64) << 1, out);
+            let value = values[at].into().to_le_bytes();
+            out.extend_from_slice(&value[..usize::from(width).div_ceil(8)]);
+            at += run;
+            continue;
+        }
+        // Whole groups of eight, until a long run starts where a group ends.
+        let start = at;
+        loop {
+            at = (at + 8).min(values.len());
+            if at == values.len() || run_at(at) >= MIN_RUN {
+                break;
+            }
+        }
+        let groups = (at - start).div_ceil(8);
+        uleb128(((groups as u64) << 1) | 1, out);
+        let mut bits: u64 = 0;
+        let mut held = 0;
+        for i in 0..groups * 8 {
+            let value = values[start..at].get(i).map_or(0, |&v| v.into());
+            bits |= u64::from(value) << held;
+            held += u32::from(width);
+            while held >= 8 {
+                out.push(bits as u8);
+                bits >>= 8;
+                held -= 8;
+            }
+        }
+    }
+}
+
+/// `value` as an unsigned LEB128: seven bits a byte, lowest first, the high
+/// bit set on every byte but the last.
+fn uleb128(mut value: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(values: &[u32], width: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        hybrid(values, width, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_hybrid_encodes_the_format_specification_examples() {
+        // The bit-packing example of the specification: 0 to 7 at 3 bits,
+        // one group (header 1 << 1 | 1), packed from the lowest bit up.
+        assert_eq!(
+            encoded(&[0, 1, 2, 3, 4, 5, 6, 7], 3),
+            [0b11, 0b1000_1000, 0b1100_0110, 0b1111_1010]
+        );
+        // Ten fives: one RLE run (10 << 1) and the value in one byte.
+        assert_eq!(encoded(&[5; 10], 3), [20, 5]);
+        // A run needs no bytes for its value at width 0, and long runs take
+        // a longer ULEB128 header: 300 << 1 = 600 = 0b100_1011000.
+        assert_eq!(encoded(&[0; 300], 0), [0b1101_1000, 0b100]);
+        // Values at 12 bits take two bytes in a run.
+        assert_eq!(encoded(&[0xabc; 8], 12), [16, 0xbc, 0x0a]);
+        // Fewer than eight values: one group, padded with zeros.
+        assert_eq!(encoded(&[1, 1, 1], 1), [0b11, 0b0000_0111]);
+        // Groups of eight until a long run starts at a group's end.
+        let mut values = vec![1, 0, 1, 0, 1, 0, 1, 0];
+        values.extend([1; 9]);
+        assert_eq!(encoded(&values, 1), [0b11, 0b0101_0101, 18, 1]);
+    }
+}
