@@ -59,9 +59,9 @@ pub type SpanKey = [u8; 24];
 /// Tables the index is split into (see the module's documentation).
 const SHARDS: usize = 256;
 
-/// The shard of `key`: the top bits of the span id and the low half of the
-/// trace id, mixed (MurmurHash3's 64-bit finalizer), so that ids that count
-/// up, as some tracers' do, spread over the shards as random ones do.
+/// The shard of `key`: the top 8 bits of a hash of the span id and the low
+/// half of the trace id (MurmurHash3's 64-bit finalizer), so that ids that
+/// count up, as some tracers' do, spread over the shards as random ones do.
 fn shard(key: &SpanKey) -> usize {
     let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
     let mut x = word(8) ^ word(16).rotate_left(32);
@@ -205,9 +205,8 @@ impl RecentSpans {
     /// as `keys`.
     pub(crate) fn claim_all(&mut self, flush: &mut Flush, keys: &[SpanKey], new: &mut [bool]) {
         assert_eq!(keys.len(), new.len(), "a flag per key");
-        // The keys grouped by shard, each with its position; in arrival
-        // order within a shard, so that the first copy of a key is the one
-        // found new.
+        // The keys' positions grouped by shard, in arrival order within a
+        // shard, so that the first copy of a key is the one found new.
         let shards: Vec<u8> = keys.iter().map(|key| shard(key) as u8).collect();
         let mut starts = [0usize; SHARDS];
         for &s in &shards {
@@ -217,19 +216,17 @@ impl RecentSpans {
         for start in &mut starts {
             (*start, next) = (next, next + *start);
         }
-        let mut grouped = vec![([0u8; 24], 0u32); keys.len()];
-        for (at, (key, &s)) in keys.iter().zip(&shards).enumerate() {
+        let mut grouped = vec![0usize; keys.len()];
+        for (at, &s) in shards.iter().enumerate() {
             let slot = &mut starts[usize::from(s)];
-            grouped[*slot] = (*key, at as u32);
+            grouped[*slot] = at;
             *slot += 1;
         }
         // Each start is now its shard's end.
         let mut from = 0;
         for (table, end) in self.ids.iter_mut().zip(starts) {
-            let group = &grouped[from..end];
-            table.reserve(group.len());
-            for &(key, at) in group {
-                new[at as usize] = match table.entry(key) {
+            for &at in &grouped[from..end] {
+                new[at] = match table.entry(keys[at]) {
                     Entry::Occupied(_) => false,
                     Entry::Vacant(vacant) => {
                         vacant.insert(flush.number);

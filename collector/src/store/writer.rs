@@ -488,6 +488,46 @@ fn encode<W: io::Write + Send>(
     let parquet_err = |source| WriteError::Parquet { table, source };
     let arrow_err = |source| WriteError::Arrow { table, source };
     let schema = &prepared.schema;
+    // What building each gathered chunk as a batch of the file's schema
+    // checked, when every column went through parquet's writer: each
+    // source holds the file's types, and no NULL where the schema has none
+    // (parquet's writer would store one as an empty value).
+    for batch in &prepared.sources {
+        let mismatch = (batch.num_columns() != schema.fields().len())
+            .then(|| {
+                format!(
+                    "{} columns, not {}",
+                    batch.num_columns(),
+                    schema.fields().len()
+                )
+            })
+            .or_else(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .find_map(|(field, column)| {
+                        if column.data_type() != field.data_type() {
+                            Some(format!(
+                                "column {} holds {}, not {}",
+                                field.name(),
+                                column.data_type(),
+                                field.data_type()
+                            ))
+                        } else if !field.is_nullable() && column.null_count() > 0 {
+                            Some(format!(
+                                "column {} holds NULLs, which its schema does not allow",
+                                field.name()
+                            ))
+                        } else {
+                            None
+                        }
+                    })
+            });
+        if let Some(mismatch) = mismatch {
+            return Err(arrow_err(arrow::error::ArrowError::SchemaError(mismatch)));
+        }
+    }
     let descr = ArrowSchemaConverter::new()
         .with_coerce_types(props.coerce_types())
         .convert(schema)
@@ -1018,10 +1058,12 @@ mod tests {
     }
 
     /// Spans of the file schema, numbered from 0 and starting in that
-    /// order, whose string columns take every shape the dictionary encoder
-    /// meets; row `i` is in source batch `i % 3`, so each gather draws on
-    /// all three.
+    /// order, whose string and id columns take every shape the encoders
+    /// meet. Each block of 50,000 rows is split over three source batches
+    /// (row `i` in the block's batch `i % 3`), so a gather draws on three
+    /// batches, or six where blocks meet.
     fn string_shapes(rows: usize) -> Vec<RecordBatch> {
+        const BLOCK: usize = 50_000;
         use schema::spans::col;
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut random = move |below: u64| {
@@ -1054,13 +1096,20 @@ mod tests {
                 col::HTTP_REQUEST_METHOD,
                 per_row(&|i| Some(["GET", "PUT", "POST", ""][i % 4].into())),
             ),
-            // Nulls here and there, and two whole pages of them.
+            // Nulls here and there, and a whole page of them.
             (
                 col::HTTP_ROUTE,
                 per_row(&|i| match i {
                     _ if (30_000..72_000).contains(&i) || i % 7 == 0 => None,
                     _ => Some(format!("/r/{}", i % 5)),
                 }),
+            ),
+            // Values in the first block only: later gathers draw on batches
+            // where the column is NULL throughout, in a page begun with
+            // values.
+            (
+                col::DB_SYSTEM,
+                per_row(&|i| (i < BLOCK).then(|| "postgresql".into())),
             ),
             // Bytes past ASCII order by byte, not by character.
             (
@@ -1101,6 +1150,21 @@ mod tests {
             .map(|field| match field.name().as_str() {
                 col::TRACE_ID => Arc::new(ids(16)) as ArrayRef,
                 col::SPAN_ID => Arc::new(ids(8)),
+                // Bytes past 0x7f, nulls here and there, a page of nulls
+                // only, and pages whose bounds go down.
+                col::PARENT_SPAN_ID => {
+                    let parent = |i: usize| {
+                        let root = i.is_multiple_of(5) || (40_000..62_000).contains(&i);
+                        (!root).then(|| (u64::MAX - (i as u64 / 3) * 0x0101).to_be_bytes())
+                    };
+                    Arc::new(
+                        FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                            (0..rows).map(parent),
+                            8,
+                        )
+                        .unwrap(),
+                    )
+                }
                 name => match strings.iter().find(|(n, _)| *n == name) {
                     Some((_, values)) => Arc::new(StringArray::from(values.clone())),
                     None if field.is_nullable() => new_null_array(field.data_type(), rows),
@@ -1109,9 +1173,11 @@ mod tests {
             })
             .collect();
         let all = RecordBatch::try_new(schema, columns).unwrap();
-        (0..3u64)
+        (0..rows.div_ceil(BLOCK) * 3)
             .map(|b| {
-                let rows = arrow::array::UInt64Array::from_iter_values((b..rows as u64).step_by(3));
+                let block = b / 3 * BLOCK;
+                let rows = (block + b % 3..(block + BLOCK).min(rows)).step_by(3);
+                let rows = arrow::array::UInt64Array::from_iter_values(rows.map(|r| r as u64));
                 arrow::compute::take_record_batch(&all, &rows).unwrap()
             })
             .collect()
@@ -1149,17 +1215,31 @@ mod tests {
         for (group, meta) in metadata.row_groups().iter().enumerate() {
             for (c, chunk) in meta.columns().iter().enumerate() {
                 let path = chunk.column_path();
-                let Some(values) = (path.parts().len() == 1)
+                let Some(column) = (path.parts().len() == 1)
                     .then(|| rows.column_by_name(&path.string()))
                     .flatten()
-                    .and_then(|column| column.as_string_opt::<i32>())
+                    .filter(|c| {
+                        matches!(c.data_type(), DataType::Utf8 | DataType::FixedSizeBinary(_))
+                    })
                 else {
                     continue;
                 };
-                let parquet::file::page_index::column_index::ColumnIndexMetaData::BYTE_ARRAY(index) =
+                let value = |row: usize| -> Option<&[u8]> {
+                    match column.as_string_opt::<i32>() {
+                        Some(strings) => {
+                            strings.is_valid(row).then(|| strings.value(row).as_bytes())
+                        }
+                        None => {
+                            let ids = column.as_fixed_size_binary();
+                            ids.is_valid(row).then(|| ids.value(row))
+                        }
+                    }
+                };
+                use parquet::file::page_index::column_index::ColumnIndexMetaData as Index;
+                let (Index::BYTE_ARRAY(index) | Index::FIXED_LEN_BYTE_ARRAY(index)) =
                     &column_index[group][c]
                 else {
-                    panic!("{}: no column index", chunk.column_path());
+                    panic!("{path}: no column index");
                 };
                 let pages = offset_index[group][c].page_locations();
                 let (mut ascending, mut descending) = (true, true);
@@ -1171,10 +1251,7 @@ mod tests {
                         .map_or(first_row + meta.num_rows() as usize, |next| {
                             first_row + next.first_row_index as usize
                         });
-                    let page_values: Vec<&[u8]> = (start..end)
-                        .filter(|&r| values.is_valid(r))
-                        .map(|r| values.value(r).as_bytes())
-                        .collect();
+                    let page_values: Vec<&[u8]> = (start..end).filter_map(value).collect();
                     let what = format!("{} row group {group} page {p}", chunk.column_path());
                     let nulls = (end - start - page_values.len()) as i64;
                     assert_eq!(index.null_count(p), Some(nulls), "{what}");
@@ -1218,10 +1295,39 @@ mod tests {
     }
 
     #[test]
+    fn a_null_where_the_schema_allows_none_fails_the_write() {
+        use schema::spans::col;
+        // The spans' name is required; a batch whose own schema allows it
+        // to be NULL holds one.
+        let good = string_shapes(10).remove(0);
+        let nullable: Vec<Field> = good
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let mut columns = good.columns().to_vec();
+        let name = good.schema().index_of(col::NAME).unwrap();
+        columns[name] = new_null_array(&DataType::Utf8, good.num_rows());
+        let bad = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(nullable)), columns)
+            .unwrap();
+        let batches = [bad];
+        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+        let props = properties(Table::Spans, &prepared, &[]);
+        let Err(error) = encode(Vec::new(), Table::Spans, &prepared, props) else {
+            panic!("a NULL in a required column was written");
+        };
+        assert!(
+            error.to_string().contains("column name holds NULLs"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn string_columns_encoded_here_read_back_as_parquet_writes_them() {
         use schema::spans::col;
-        // Two row groups, the second of three gathers and some rows.
-        let rows = ROW_GROUP_ROWS + 3 * GATHER_ROWS + 123;
+        // Two row groups, the second of exactly two pages.
+        let rows = ROW_GROUP_ROWS + 40_000;
         let batches = string_shapes(rows);
         let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
         let props = properties(Table::Spans, &prepared, &[]);

@@ -29,8 +29,9 @@ use super::{Chunk, EncodedPage, PageRows, Refused, Settings, bit_width, hybrid};
 /// `parquet`'s writer decides what to do with it.
 pub(crate) const MAX_ENTRIES: usize = 4096;
 
-/// Most bytes a dictionary page may hold, well below `parquet`'s default
-/// limit (1 MiB), past which its own writer would stop using a dictionary.
+/// Most bytes a dictionary page may hold (or the column's dictionary page
+/// size limit, if lower): well below `parquet`'s default limit (1 MiB),
+/// past which its own writer stops using a dictionary.
 pub(crate) const MAX_DICTIONARY_BYTES: usize = 256 * 1024;
 
 /// A string column's chunk being encoded.
@@ -134,7 +135,7 @@ impl DictionaryColumn {
             return Err(Refused::LongValue);
         }
         if self.entries.len() == MAX_ENTRIES
-            || self.plain.len() + 4 + value.len() > MAX_DICTIONARY_BYTES
+            || self.plain.len() + 4 + value.len() > self.settings.max_dictionary_bytes
         {
             return Err(Refused::TooManyValues);
         }

@@ -9,12 +9,15 @@
 //! one into values of their own. Together that was about a seventh of the
 //! collector's CPU (BENCHMARKS.md).
 //!
-//! A chunk made here is what `parquet`'s writer would make of the column,
-//! V1 pages (<https://parquet.apache.org/docs/file-format/>): the same
-//! encodings, statistics, level histograms, sizes, column index and offset
-//! index, and bloom filter; a test in [`super::writer`] checks each against
-//! `ArrowWriter`'s file for the same rows. Only where pages are cut may
-//! differ: here every page but the last holds the same number of rows.
+//! A chunk made here holds what `parquet`'s writer would make of the
+//! column, V1 pages (<https://parquet.apache.org/docs/file-format/>): the
+//! same encodings, statistics, level histograms and bloom filter, and a
+//! column index and offset index true to its pages. A test in
+//! [`super::writer`] reads both back and compares them with `ArrowWriter`'s
+//! file for the same rows, and each page's index entry with its rows. The
+//! bytes differ: here every page but the last holds the same number of
+//! rows, runs are chosen as [`hybrid`] says, and a dictionary stops at
+//! [`dictionary::MAX_ENTRIES`] values.
 
 pub(crate) mod dictionary;
 pub(crate) mod ids;
@@ -50,7 +53,8 @@ pub(crate) enum Refused {
     /// values in its statistics, which the encoders here do not do.
     LongValue,
     /// A value of the wrong length for its fixed-size column, or a null in
-    /// a column the schema says has none; `parquet`'s writer reports it.
+    /// a column the schema says has none. The writer checks the batches
+    /// against the schema first, so this is a second line of defence.
     Invalid,
 }
 
@@ -63,6 +67,8 @@ pub(crate) struct Settings {
     page_rows: usize,
     /// Longest value kept whole in statistics and the column index.
     max_value_len: usize,
+    /// Largest dictionary page, PLAIN.
+    max_dictionary_bytes: usize,
     /// Bloom filter size and false-positive rate, for ids that have one.
     bloom_filter: Option<(u64, f64)>,
 }
@@ -78,16 +84,20 @@ impl Settings {
             Compression::ZSTD(level) => level.compression_level(),
             _ => return None,
         };
+        let limit = |length: Option<usize>| length.unwrap_or(usize::MAX);
+        let max_value_len = limit(props.statistics_truncate_length())
+            .min(limit(props.column_index_truncate_length()));
+        let width = usize::try_from(descr.type_length()).unwrap_or(0);
         let kind = match descr.physical_type() {
             Type::BYTE_ARRAY => {
-                props.dictionary_enabled(path)
-                    && props.dictionary_page_encoding() == Encoding::PLAIN
-                    && props.bloom_filter_properties(path).is_none()
+                props.dictionary_enabled(path) && props.bloom_filter_properties(path).is_none()
             }
+            // Ids whose bounds parquet would not cut.
             Type::FIXED_LEN_BYTE_ARRAY => {
                 !props.dictionary_enabled(path)
                     && matches!(props.encoding(path), None | Some(Encoding::PLAIN))
-                    && (1..=16).contains(&descr.type_length())
+                    && (1..=16).contains(&width)
+                    && width <= max_value_len
             }
             _ => false,
         };
@@ -99,22 +109,29 @@ impl Settings {
             && !props.write_page_header_statistics(path)
             && props.writer_version() == WriterVersion::PARQUET_1_0
             && !props.offset_index_disabled()
+            && props.content_defined_chunking().is_none()
             && props.data_page_row_count_limit() > 0;
-        let limit = |length: Option<usize>| length.unwrap_or(usize::MAX);
+        if !takes {
+            return None;
+        }
         let page_rows = match descr.physical_type() {
             // Ids are written as they are: a page also stops at the size limit.
             Type::FIXED_LEN_BYTE_ARRAY => props
                 .data_page_row_count_limit()
-                .min(props.data_page_size_limit() / descr.type_length() as usize)
+                .min(props.column_data_page_size_limit(path) / width)
                 .max(1),
+            // An index takes at most 2 bytes (12 bits) and a level 1 bit, so
+            // pages of strings stay far below the size limit.
             _ => props.data_page_row_count_limit(),
         };
-        takes.then(|| Settings {
+        Some(Settings {
             compression: props.compression(path),
             zstd_level,
             page_rows,
-            max_value_len: limit(props.statistics_truncate_length())
-                .min(limit(props.column_index_truncate_length())),
+            max_value_len,
+            max_dictionary_bytes: props
+                .column_dictionary_page_size_limit(path)
+                .min(dictionary::MAX_DICTIONARY_BYTES),
             bloom_filter: props
                 .bloom_filter_properties(path)
                 .map(|bloom| (bloom.ndv(), bloom.fpp())),
@@ -410,13 +427,15 @@ fn bit_width(max: u32) -> u8 {
 const MIN_RUN: usize = 8;
 
 /// Appends `values` to `out` in the RLE / bit-packing hybrid at `width`
-/// bits a value. A run of at least [`MIN_RUN`] equal values is one RLE run:
-/// its length shifted left once, as a ULEB128, then the value in
-/// `ceil(width / 8)` little-endian bytes. Other values go out eight at a
-/// time as bit-packed groups: a ULEB128 of the group count shifted left
-/// once with the low bit set, then the values packed from the lowest bit
-/// up. Only the last group may hold fewer than eight values; it is padded
-/// with zeros, and readers stop at the number of values the page holds.
+/// bits a value. A run of at least [`MIN_RUN`] equal values, or a run that
+/// ends the values, is one RLE run: its length shifted left once, as a
+/// ULEB128, then the value in `ceil(width / 8)` little-endian bytes. Other
+/// values go out eight at a time as bit-packed groups: a ULEB128 of the
+/// group count shifted left once with the low bit set, then the values
+/// packed from the lowest bit up. Only the last group may hold fewer than
+/// eight values; it is padded with zeros, and readers stop at the number of
+/// values the page holds. So width 0 (a dictionary of one entry) is always
+/// one RLE run, as other writers make it.
 fn hybrid<T: Copy + Eq + Into<u32>>(values: &[T], width: u8, out: &mut Vec<u8>) {
     let run_at = |at: usize| {
         values[at..]
@@ -427,7 +446,7 @@ fn hybrid<T: Copy + Eq + Into<u32>>(values: &[T], width: u8, out: &mut Vec<u8>) 
     let mut at = 0;
     while at < values.len() {
         let run = run_at(at);
-        if run >= MIN_RUN {
+        if run >= MIN_RUN || at + run == values.len() {
             uleb128((run as u64) << 1, out);
             let value = values[at].into().to_le_bytes();
             out.extend_from_slice(&value[..usize::from(width).div_ceil(8)]);
@@ -498,8 +517,11 @@ mod tests {
         assert_eq!(encoded(&[0; 300], 0), [0b1101_1000, 0b100]);
         // Values at 12 bits take two bytes in a run.
         assert_eq!(encoded(&[0xabc; 8], 12), [16, 0xbc, 0x0a]);
-        // Fewer than eight values: one group, padded with zeros.
-        assert_eq!(encoded(&[1, 1, 1], 1), [0b11, 0b0000_0111]);
+        // Fewer than eight values: one group, padded with zeros; but a run
+        // to the end is one RLE run however short.
+        assert_eq!(encoded(&[1, 0, 1], 1), [0b11, 0b0000_0101]);
+        assert_eq!(encoded(&[1, 1, 1], 1), [6, 1]);
+        assert_eq!(encoded(&[0], 0), [2]);
         // Groups of eight until a long run starts at a group's end.
         let mut values = vec![1, 0, 1, 0, 1, 0, 1, 0];
         values.extend([1; 9]);
