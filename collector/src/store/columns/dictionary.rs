@@ -22,7 +22,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{Chunk, EncodedPage, PageRows, Refused, Settings, bit_width, hybrid};
+use super::{Chunk, EncodedPage, PageRows, Paged, Refused, Settings, bit_width, hybrid};
 
 /// Most entries a dictionary may hold: indices of at most 12 bits. A column
 /// with more (unique URLs, say) gains little from a dictionary, and
@@ -86,40 +86,11 @@ impl DictionaryColumn {
                 self.indices.push(entry);
                 self.used[entry as usize / 64] |= 1 << (entry % 64);
                 self.page.value_bytes += value.len() as i64;
-                if self.nullable {
-                    self.page.levels.push(1);
-                }
+                self.value_added();
+                Ok(())
             }
-            None if !self.nullable => return Err(Refused::Invalid),
-            None => {
-                self.page.levels.push(0);
-                self.page.nulls += 1;
-            }
+            None => self.push_nulls(1),
         }
-        self.page.rows += 1;
-        if self.page.rows == self.settings.page_rows {
-            self.end_page();
-        }
-        Ok(())
-    }
-
-    /// Adds `rows` nulls.
-    pub(crate) fn push_nulls(&mut self, mut rows: usize) -> Result<(), Refused> {
-        if !self.nullable {
-            return Err(Refused::Invalid);
-        }
-        while rows > 0 {
-            let take = rows.min(self.settings.page_rows - self.page.rows);
-            let page = &mut self.page;
-            page.levels.resize(page.levels.len() + take, 0);
-            page.nulls += take as u64;
-            page.rows += take;
-            rows -= take;
-            if self.page.rows == self.settings.page_rows {
-                self.end_page();
-            }
-        }
-        Ok(())
     }
 
     fn entry(&self, entry: u32) -> &[u8] {
@@ -150,32 +121,6 @@ impl DictionaryColumn {
             self.used.push(0);
         }
         Ok(entry)
-    }
-
-    /// Encodes the rows of the page being filled as a page.
-    fn end_page(&mut self) {
-        let page = std::mem::take(&mut self.page);
-        let mut payload = page.levels_section(self.nullable);
-        let width = bit_width(self.entries.len().saturating_sub(1) as u32);
-        payload.push(width);
-        hybrid(&self.indices, width, &mut payload);
-        let min_max = self
-            .min_max()
-            .map(|(min, max)| (self.entry(min).to_vec(), self.entry(max).to_vec()));
-        self.pages.push(EncodedPage {
-            payload,
-            rows: page.rows,
-            nulls: page.nulls,
-            value_bytes: page.value_bytes,
-            min_max,
-        });
-        // The next page starts with room for every entry so far.
-        self.indices.clear();
-        self.used.clear();
-        self.used.resize(self.entries.len().div_ceil(64), 0);
-        if self.nullable {
-            self.page.levels.reserve(page.levels.capacity());
-        }
     }
 
     /// The smallest and largest of the entries the page uses.
@@ -213,5 +158,44 @@ impl DictionaryColumn {
             bloom_filter: None,
         }
         .write()
+    }
+}
+
+impl Paged for DictionaryColumn {
+    fn page(&mut self) -> &mut PageRows {
+        &mut self.page
+    }
+
+    fn page_rows(&self) -> usize {
+        self.settings.page_rows
+    }
+
+    fn nullable(&self) -> bool {
+        self.nullable
+    }
+
+    fn end_page(&mut self) {
+        let page = std::mem::take(&mut self.page);
+        let mut payload = page.levels_section(self.nullable);
+        let width = bit_width(self.entries.len().saturating_sub(1) as u32);
+        payload.push(width);
+        hybrid(&self.indices, width, &mut payload);
+        let min_max = self
+            .min_max()
+            .map(|(min, max)| (self.entry(min).to_vec(), self.entry(max).to_vec()));
+        self.pages.push(EncodedPage {
+            payload,
+            rows: page.rows,
+            nulls: page.nulls,
+            value_bytes: page.value_bytes,
+            min_max,
+        });
+        // The next page starts with room for every entry so far.
+        self.indices.clear();
+        self.used.clear();
+        self.used.resize(self.entries.len().div_ceil(64), 0);
+        if self.nullable {
+            self.page.levels.reserve(page.levels.capacity());
+        }
     }
 }

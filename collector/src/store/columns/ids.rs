@@ -14,7 +14,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{Chunk, EncodedPage, PageRows, Refused, Settings};
+use super::{Chunk, EncodedPage, PageRows, Paged, Refused, Settings};
 
 /// An id column's chunk being encoded.
 #[derive(Debug)]
@@ -82,43 +82,44 @@ impl IdColumn {
                 if let Some(filter) = &mut self.bloom_filter {
                     filter.insert(id);
                 }
-                if self.nullable {
-                    self.page.levels.push(1);
-                }
+                self.value_added();
+                Ok(())
             }
-            Some(_) => return Err(Refused::Invalid),
-            None if !self.nullable => return Err(Refused::Invalid),
-            None => {
-                self.page.levels.push(0);
-                self.page.nulls += 1;
-            }
+            Some(_) => Err(Refused::Invalid),
+            None => self.push_nulls(1),
         }
-        self.page.rows += 1;
-        if self.page.rows == self.settings.page_rows {
+    }
+
+    /// The chunk's bytes, from offset 0, and what `append_column` needs to
+    /// splice them into a row group.
+    pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        if self.page.rows > 0 {
             self.end_page();
         }
-        Ok(())
+        Chunk {
+            descr: &self.descr,
+            settings: &self.settings,
+            dictionary: None,
+            pages: &self.pages,
+            bloom_filter: self.bloom_filter,
+        }
+        .write()
+    }
+}
+
+impl Paged for IdColumn {
+    fn page(&mut self) -> &mut PageRows {
+        &mut self.page
     }
 
-    /// Adds `rows` nulls.
-    pub(crate) fn push_nulls(&mut self, mut rows: usize) -> Result<(), Refused> {
-        if !self.nullable {
-            return Err(Refused::Invalid);
-        }
-        while rows > 0 {
-            let take = rows.min(self.settings.page_rows - self.page.rows);
-            self.page.levels.resize(self.page.levels.len() + take, 0);
-            self.page.nulls += take as u64;
-            self.page.rows += take;
-            rows -= take;
-            if self.page.rows == self.settings.page_rows {
-                self.end_page();
-            }
-        }
-        Ok(())
+    fn page_rows(&self) -> usize {
+        self.settings.page_rows
     }
 
-    /// Encodes the rows of the page being filled as a page.
+    fn nullable(&self) -> bool {
+        self.nullable
+    }
+
     fn end_page(&mut self) {
         let page = std::mem::take(&mut self.page);
         let mut payload = page.levels_section(self.nullable);
@@ -139,21 +140,5 @@ impl IdColumn {
         if self.nullable {
             self.page.levels.reserve(page.levels.capacity());
         }
-    }
-
-    /// The chunk's bytes, from offset 0, and what `append_column` needs to
-    /// splice them into a row group.
-    pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-        if self.page.rows > 0 {
-            self.end_page();
-        }
-        Chunk {
-            descr: &self.descr,
-            settings: &self.settings,
-            dictionary: None,
-            pages: &self.pages,
-            bloom_filter: self.bloom_filter,
-        }
-        .write()
     }
 }

@@ -173,6 +173,51 @@ impl Encoder {
     }
 }
 
+/// A column chunk filled a page at a time: what the encoders share.
+trait Paged {
+    fn page(&mut self) -> &mut PageRows;
+    /// Rows a page holds, but for the last.
+    fn page_rows(&self) -> usize;
+    fn nullable(&self) -> bool;
+    /// Encodes the rows of the page being filled as a page.
+    fn end_page(&mut self);
+
+    /// Ends a row whose value the encoder has taken: its level, and the
+    /// page if that fills it.
+    #[inline]
+    fn value_added(&mut self) {
+        let nullable = self.nullable();
+        let page = self.page();
+        if nullable {
+            page.levels.push(1);
+        }
+        page.rows += 1;
+        if page.rows == self.page_rows() {
+            self.end_page();
+        }
+    }
+
+    /// Adds `rows` nulls, across pages as need be.
+    fn push_nulls(&mut self, mut rows: usize) -> Result<(), Refused> {
+        if !self.nullable() {
+            return Err(Refused::Invalid);
+        }
+        while rows > 0 {
+            let room = self.page_rows() - self.page().rows;
+            let take = rows.min(room);
+            let page = self.page();
+            page.levels.resize(page.levels.len() + take, 0);
+            page.nulls += take as u64;
+            page.rows += take;
+            rows -= take;
+            if take == room {
+                self.end_page();
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The rows of the data page being filled, with what a column's statistics
 /// need of them.
 #[derive(Debug, Default)]
