@@ -7,9 +7,9 @@
 //! cargo run --release -p collector --example request_memory
 //! ```
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use collector::convert::spans::request_of;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use schema::attr;
 
@@ -49,18 +49,6 @@ fn main() {
             converted.batches.len(),
             memory
         );
-    }
-}
-
-fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
     }
 }
 

@@ -4,6 +4,7 @@
 //! nothing panics. `fuzz/` explores far more with libFuzzer; this keeps the
 //! property in every test run.
 
+use collector::convert::spans::request_of;
 use collector::receiver::http::decode_like_export;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -52,15 +53,7 @@ fn traces() -> ExportTraceServiceRequest {
             ..Default::default()
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    request_of(spans)
 }
 
 fn metrics() -> ExportMetricsServiceRequest {

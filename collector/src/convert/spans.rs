@@ -895,9 +895,9 @@ fn status_name(code: i32) -> &'static str {
     }
 }
 
-/// One request of `spans`, under an empty resource and scope. For tests.
-#[cfg(test)]
-pub(crate) fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
+/// One request of `spans`, under an empty resource and scope: for tests,
+/// benches and examples that build requests.
+pub fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {

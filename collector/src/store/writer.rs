@@ -548,13 +548,7 @@ fn encode<W: io::Write + Send>(
         .iter()
         .zip(&leaves)
         .map(|(field, leaves)| {
-            let plain = matches!(
-                field.data_type(),
-                DataType::Utf8 | DataType::FixedSizeBinary(_)
-            ) && leaves.len() == 1;
-            plain
-                .then(|| Settings::for_column(&props, &descr.column(leaves.start)))
-                .flatten()
+            Settings::for_column(&props, &descr.column(leaves.start), field.data_type())
         })
         .collect();
     let mut writer = SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props))

@@ -22,7 +22,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{Chunk, EncodedPage, PageRows, Paged, Refused, Settings, bit_width, hybrid};
+use super::{Paged, Pages, Refused, Settings, bit_width, hybrid};
 
 /// Most entries a dictionary may hold: indices of at most 12 bits. A column
 /// with more (unique URLs, say) gains little from a dictionary, and
@@ -37,9 +37,7 @@ pub(crate) const MAX_DICTIONARY_BYTES: usize = 256 * 1024;
 /// A string column's chunk being encoded.
 #[derive(Debug)]
 pub(crate) struct DictionaryColumn {
-    descr: ColumnDescPtr,
-    settings: Settings,
-    nullable: bool,
+    pages: Pages,
     /// The entry of each distinct value.
     lookup: AHashMap<Box<[u8]>, u32>,
     /// The dictionary page's PLAIN payload.
@@ -48,28 +46,22 @@ pub(crate) struct DictionaryColumn {
     entries: Vec<(u32, u32)>,
     /// The entry of the last non-null value.
     last: Option<u32>,
-    page: PageRows,
     /// The entry of each non-null value of the page being filled.
     indices: Vec<u32>,
     /// Which entries that page uses, a bit each.
     used: Vec<u64>,
-    pages: Vec<EncodedPage>,
 }
 
 impl DictionaryColumn {
     pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Self {
         DictionaryColumn {
-            nullable: descr.max_def_level() == 1,
-            descr,
-            settings,
+            pages: Pages::new(descr, settings),
             lookup: AHashMap::new(),
             plain: Vec::new(),
             entries: Vec::new(),
             last: None,
-            page: PageRows::default(),
             indices: Vec::new(),
             used: Vec::new(),
-            pages: Vec::new(),
         }
     }
 
@@ -85,7 +77,7 @@ impl DictionaryColumn {
                 self.last = Some(entry);
                 self.indices.push(entry);
                 self.used[entry as usize / 64] |= 1 << (entry % 64);
-                self.page.value_bytes += value.len() as i64;
+                self.pages.page.value_bytes += value.len() as i64;
                 self.value_added();
                 Ok(())
             }
@@ -102,11 +94,12 @@ impl DictionaryColumn {
         if let Some(&entry) = self.lookup.get(value) {
             return Ok(entry);
         }
-        if value.len() > self.settings.max_value_len {
+        let settings = &self.pages.settings;
+        if value.len() > settings.max_value_len {
             return Err(Refused::LongValue);
         }
         if self.entries.len() == MAX_ENTRIES
-            || self.plain.len() + 4 + value.len() > self.settings.max_dictionary_bytes
+            || self.plain.len() + 4 + value.len() > settings.max_dictionary_bytes
         {
             return Err(Refused::TooManyValues);
         }
@@ -147,55 +140,33 @@ impl DictionaryColumn {
     /// The chunk's bytes, from offset 0, and what `append_column` needs to
     /// splice them into a row group.
     pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-        if self.page.rows > 0 {
-            self.end_page();
-        }
-        Chunk {
-            descr: &self.descr,
-            settings: &self.settings,
-            dictionary: Some((&self.plain, self.entries.len() as u32)),
-            pages: &self.pages,
-            bloom_filter: None,
-        }
-        .write()
+        self.end_last_page();
+        let dictionary = (self.plain.as_slice(), self.entries.len() as u32);
+        self.pages.write(Some(dictionary), None)
     }
 }
 
 impl Paged for DictionaryColumn {
-    fn page(&mut self) -> &mut PageRows {
-        &mut self.page
-    }
-
-    fn page_rows(&self) -> usize {
-        self.settings.page_rows
-    }
-
-    fn nullable(&self) -> bool {
-        self.nullable
+    fn pages(&mut self) -> &mut Pages {
+        &mut self.pages
     }
 
     fn end_page(&mut self) {
-        let page = std::mem::take(&mut self.page);
-        let mut payload = page.levels_section(self.nullable);
         let width = bit_width(self.entries.len().saturating_sub(1) as u32);
-        payload.push(width);
-        hybrid(&self.indices, width, &mut payload);
         let min_max = self
             .min_max()
             .map(|(min, max)| (self.entry(min).to_vec(), self.entry(max).to_vec()));
-        self.pages.push(EncodedPage {
-            payload,
-            rows: page.rows,
-            nulls: page.nulls,
-            value_bytes: page.value_bytes,
+        let indices = &self.indices;
+        self.pages.end_page(
+            |payload| {
+                payload.push(width);
+                hybrid(indices, width, payload);
+            },
             min_max,
-        });
+        );
         // The next page starts with room for every entry so far.
         self.indices.clear();
         self.used.clear();
         self.used.resize(self.entries.len().div_ceil(64), 0);
-        if self.nullable {
-            self.page.levels.reserve(page.levels.capacity());
-        }
     }
 }

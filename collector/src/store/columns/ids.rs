@@ -14,22 +14,18 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{Chunk, EncodedPage, PageRows, Paged, Refused, Settings};
+use super::{Paged, Pages, Refused, Settings};
 
 /// An id column's chunk being encoded.
 #[derive(Debug)]
 pub(crate) struct IdColumn {
-    descr: ColumnDescPtr,
-    settings: Settings,
-    nullable: bool,
+    pages: Pages,
     /// Bytes an id takes, 1 to 16.
     width: usize,
-    page: PageRows,
     /// The ids of the page being filled, one after the other.
     values: Vec<u8>,
     /// Its smallest and largest id, as integers (see [`IdColumn::bound`]).
     bounds: Option<(u128, u128)>,
-    pages: Vec<EncodedPage>,
     bloom_filter: Option<Sbbf>,
 }
 
@@ -40,14 +36,10 @@ impl IdColumn {
             .map(|(ndv, fpp)| Sbbf::new_with_ndv_fpp(ndv, fpp))
             .transpose()?;
         Ok(IdColumn {
-            nullable: descr.max_def_level() == 1,
             width: descr.type_length() as usize,
-            descr,
-            settings,
-            page: PageRows::default(),
+            pages: Pages::new(descr, settings),
             values: Vec::new(),
             bounds: None,
-            pages: Vec::new(),
             bloom_filter,
         })
     }
@@ -93,52 +85,26 @@ impl IdColumn {
     /// The chunk's bytes, from offset 0, and what `append_column` needs to
     /// splice them into a row group.
     pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-        if self.page.rows > 0 {
-            self.end_page();
-        }
-        Chunk {
-            descr: &self.descr,
-            settings: &self.settings,
-            dictionary: None,
-            pages: &self.pages,
-            bloom_filter: self.bloom_filter,
-        }
-        .write()
+        self.end_last_page();
+        self.pages.write(None, self.bloom_filter)
     }
 }
 
 impl Paged for IdColumn {
-    fn page(&mut self) -> &mut PageRows {
-        &mut self.page
-    }
-
-    fn page_rows(&self) -> usize {
-        self.settings.page_rows
-    }
-
-    fn nullable(&self) -> bool {
-        self.nullable
+    fn pages(&mut self) -> &mut Pages {
+        &mut self.pages
     }
 
     fn end_page(&mut self) {
-        let page = std::mem::take(&mut self.page);
-        let mut payload = page.levels_section(self.nullable);
-        payload.extend_from_slice(&self.values);
         let width = self.width;
         let bytes = |bound: u128| bound.to_be_bytes()[..width].to_vec();
-        self.pages.push(EncodedPage {
-            payload,
-            rows: page.rows,
-            nulls: page.nulls,
-            value_bytes: self.values.len() as i64,
-            min_max: self
-                .bounds
-                .take()
-                .map(|(min, max)| (bytes(min), bytes(max))),
-        });
+        let min_max = self
+            .bounds
+            .take()
+            .map(|(min, max)| (bytes(min), bytes(max)));
+        let values = &self.values;
+        self.pages
+            .end_page(|payload| payload.extend_from_slice(values), min_max);
         self.values.clear();
-        if self.nullable {
-            self.page.levels.reserve(page.levels.capacity());
-        }
     }
 }

@@ -24,6 +24,7 @@ pub(crate) mod ids;
 
 use std::io;
 
+use arrow::datatypes::DataType;
 use bytes::Bytes;
 use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, Type};
 use parquet::bloom_filter::Sbbf;
@@ -74,11 +75,16 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The settings for `descr` under `props`, if an encoder here writes
-    /// such a column as `parquet` would: a top-level column, page
-    /// statistics, V1 pages and zstd; and either strings with a dictionary
-    /// and no bloom filter, or fixed-size ids without a dictionary.
-    pub(crate) fn for_column(props: &WriterProperties, descr: &ColumnDescPtr) -> Option<Settings> {
+    /// The settings for the leaf `descr`, of Arrow type `data_type`, under
+    /// `props`, if an encoder here writes such a column as `parquet` would:
+    /// a top-level column, page statistics, V1 pages and zstd; and either
+    /// `Utf8` strings with a dictionary and no bloom filter, or fixed-size
+    /// ids without a dictionary.
+    pub(crate) fn for_column(
+        props: &WriterProperties,
+        descr: &ColumnDescPtr,
+        data_type: &DataType,
+    ) -> Option<Settings> {
         let path = descr.path();
         let zstd_level = match props.compression(path) {
             Compression::ZSTD(level) => level.compression_level(),
@@ -88,12 +94,12 @@ impl Settings {
         let max_value_len = limit(props.statistics_truncate_length())
             .min(limit(props.column_index_truncate_length()));
         let width = usize::try_from(descr.type_length()).unwrap_or(0);
-        let kind = match descr.physical_type() {
-            Type::BYTE_ARRAY => {
+        let kind = match (descr.physical_type(), data_type) {
+            (Type::BYTE_ARRAY, DataType::Utf8) => {
                 props.dictionary_enabled(path) && props.bloom_filter_properties(path).is_none()
             }
             // Ids whose bounds parquet would not cut.
-            Type::FIXED_LEN_BYTE_ARRAY => {
+            (Type::FIXED_LEN_BYTE_ARRAY, DataType::FixedSizeBinary(_)) => {
                 !props.dictionary_enabled(path)
                     && matches!(props.encoding(path), None | Some(Encoding::PLAIN))
                     && (1..=16).contains(&width)
@@ -173,39 +179,94 @@ impl Encoder {
     }
 }
 
+/// What every encoder here keeps besides its values: the column, how it
+/// is written, the rows of the page being filled and the pages done.
+#[derive(Debug)]
+struct Pages {
+    descr: ColumnDescPtr,
+    settings: Settings,
+    nullable: bool,
+    page: PageRows,
+    done: Vec<EncodedPage>,
+}
+
+impl Pages {
+    fn new(descr: ColumnDescPtr, settings: Settings) -> Self {
+        Pages {
+            nullable: descr.max_def_level() == 1,
+            descr,
+            settings,
+            page: PageRows::default(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends the page being filled: its definition levels, then the values
+    /// `encode` appends, with the bounds of those values.
+    fn end_page(&mut self, encode: impl FnOnce(&mut Vec<u8>), min_max: Option<(Vec<u8>, Vec<u8>)>) {
+        let page = std::mem::take(&mut self.page);
+        let mut payload = page.levels_section(self.nullable);
+        encode(&mut payload);
+        self.done.push(EncodedPage {
+            payload,
+            rows: page.rows,
+            nulls: page.nulls,
+            value_bytes: page.value_bytes,
+            min_max,
+        });
+        if self.nullable {
+            self.page.levels.reserve(page.levels.capacity());
+        }
+    }
+
+    /// The chunk's bytes and description (see [`Encoder::finish`]), the
+    /// last page ended already.
+    fn write(
+        self,
+        dictionary: Option<(&[u8], u32)>,
+        bloom_filter: Option<Sbbf>,
+    ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        Chunk {
+            descr: &self.descr,
+            settings: &self.settings,
+            dictionary,
+            pages: &self.done,
+            bloom_filter,
+        }
+        .write()
+    }
+}
+
 /// A column chunk filled a page at a time: what the encoders share.
 trait Paged {
-    fn page(&mut self) -> &mut PageRows;
-    /// Rows a page holds, but for the last.
-    fn page_rows(&self) -> usize;
-    fn nullable(&self) -> bool;
-    /// Encodes the rows of the page being filled as a page.
+    fn pages(&mut self) -> &mut Pages;
+    /// Ends the page being filled (through [`Pages::end_page`]).
     fn end_page(&mut self);
 
     /// Ends a row whose value the encoder has taken: its level, and the
     /// page if that fills it.
     #[inline]
     fn value_added(&mut self) {
-        let nullable = self.nullable();
-        let page = self.page();
-        if nullable {
-            page.levels.push(1);
+        let pages = self.pages();
+        if pages.nullable {
+            pages.page.levels.push(1);
         }
-        page.rows += 1;
-        if page.rows == self.page_rows() {
+        pages.page.rows += 1;
+        if pages.page.rows == pages.settings.page_rows {
             self.end_page();
         }
     }
 
     /// Adds `rows` nulls, across pages as need be.
     fn push_nulls(&mut self, mut rows: usize) -> Result<(), Refused> {
-        if !self.nullable() {
+        if !self.pages().nullable {
             return Err(Refused::Invalid);
         }
         while rows > 0 {
-            let room = self.page_rows() - self.page().rows;
+            let pages = self.pages();
+            let room = pages.settings.page_rows - pages.page.rows;
             let take = rows.min(room);
-            let page = self.page();
+            let page = &mut pages.page;
             page.levels.resize(page.levels.len() + take, 0);
             page.nulls += take as u64;
             page.rows += take;
@@ -215,6 +276,13 @@ trait Paged {
             }
         }
         Ok(())
+    }
+
+    /// Ends the last page, unless it is empty.
+    fn end_last_page(&mut self) {
+        if self.pages().page.rows > 0 {
+            self.end_page();
+        }
     }
 }
 
@@ -226,7 +294,8 @@ struct PageRows {
     levels: Vec<u8>,
     rows: usize,
     nulls: u64,
-    /// The values' bytes, before encoding.
+    /// The values' bytes, before encoding: counted for strings only, as
+    /// the format records it for variable-length values only.
     value_bytes: i64,
 }
 
