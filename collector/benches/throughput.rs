@@ -4,8 +4,12 @@
 //! decoded. Figures go to BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync] [--batch N]
+//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync] [--batch N] [--phases-only]
 //! ```
+//!
+//! `--phases-only` stops after the one-thread phases (decode, convert,
+//! Arrow to Parquet), which vary less from run to run than the end-to-end
+//! figure: for comparing two builds of the converter or the writer.
 //!
 //! `--batch` sets the spans per request (512 unless given, as the figures
 //! in BENCHMARKS.md are): comparing two sizes shows what the collector pays
@@ -50,6 +54,7 @@ struct Options {
     spans: usize,
     in_flight: usize,
     fsync: bool,
+    phases_only: bool,
 }
 
 fn options() -> Options {
@@ -57,6 +62,7 @@ fn options() -> Options {
         spans: 2_000_000,
         in_flight: 4,
         fsync: true,
+        phases_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -69,6 +75,7 @@ fn options() -> Options {
             "--spans" => options.spans = number("--spans"),
             "--in-flight" => options.in_flight = number("--in-flight").max(1),
             "--no-fsync" => options.fsync = false,
+            "--phases-only" => options.phases_only = true,
             "--batch" => {
                 let _ = BATCH_SIZE.set(number("--batch").max(1));
             }
@@ -130,6 +137,9 @@ fn main() {
         "Arrow to Parquet : {:>10.0} spans per CPU-second (a flush: order, drop repeats, gather, encode, fsync; one thread)",
         parquet
     );
+    if options.phases_only {
+        return;
+    }
 
     let end_to_end = end_to_end(&templates, batches, &options);
     println!(

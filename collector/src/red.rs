@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::convert::keys;
+use crate::convert::keys::{self, Index};
 use crate::convert::values::{Attr, ValueRef};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -34,24 +34,38 @@ pub struct Tally {
 impl Tally {
     /// Counts a generator request span (one with a run and request id), given
     /// its attributes and start and end times; other spans are left out.
-    pub(crate) fn add_span(
+    pub(crate) fn add_span<'a>(
         &mut self,
-        attributes: &[Attr<'_>],
+        attributes: &[Attr<'a>],
+        index: &Index,
         start_time: u64,
         end_time: u64,
-        resource_run_id: Option<&str>,
+        resource_run_id: Option<&'a str>,
     ) {
         let mut run_id = resource_run_id;
         let (mut step, mut error_type, mut intended, mut is_request) = (None, None, None, false);
-        for attr in attributes {
-            match (attr.slot, attr.value) {
-                (Some(keys::RUN_ID), Some(ValueRef::Str(v))) => run_id = Some(v),
-                (Some(keys::STEP), Some(ValueRef::Str(v))) => step = Some(v),
-                (Some(keys::ERROR_TYPE), Some(ValueRef::Str(v))) => error_type = Some(v),
-                (Some(keys::INTENDED_START), Some(ValueRef::Int(v))) => intended = Some(v),
-                (Some(keys::REQUEST_ID), Some(_)) => is_request = true,
-                _ => {}
-            }
+        let mut take = |attr: &Attr<'a>| match (attr.slot, attr.value) {
+            (Some(keys::RUN_ID), Some(ValueRef::Str(v))) => run_id = Some(v),
+            (Some(keys::STEP), Some(ValueRef::Str(v))) => step = Some(v),
+            (Some(keys::ERROR_TYPE), Some(ValueRef::Str(v))) => error_type = Some(v),
+            (Some(keys::INTENDED_START), Some(ValueRef::Int(v))) => intended = Some(v),
+            (Some(keys::REQUEST_ID), Some(_)) => is_request = true,
+            _ => {}
+        };
+        if index.repeated() {
+            // The last value of the right type wins.
+            attributes.iter().for_each(take);
+        } else {
+            [
+                keys::RUN_ID,
+                keys::STEP,
+                keys::ERROR_TYPE,
+                keys::INTENDED_START,
+                keys::REQUEST_ID,
+            ]
+            .into_iter()
+            .filter_map(|slot| index.first(slot))
+            .for_each(|at| take(&attributes[at]));
         }
         let (Some(run_id), true) = (run_id, is_request) else {
             return;

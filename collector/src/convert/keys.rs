@@ -9,6 +9,8 @@ use std::sync::LazyLock;
 use schema::attr;
 use schema::spans::PROMOTED;
 
+use super::values::Attr;
+
 /// Which known key an attribute has: `0..PROMOTED.len()` is the promoted
 /// column of that index, [`RUN_ID`] the run id.
 pub(crate) type Slot = u8;
@@ -25,7 +27,10 @@ pub(crate) const REQUEST_ID: Slot = promoted_slot(attr::REQUEST_ID);
 /// Keys longer than this are never known ones.
 const MAX_LEN: usize = 64;
 
-const _: () = assert!(PROMOTED.len() < 64, "slots are bits of a u64");
+const _: () = assert!(
+    PROMOTED.len() < 63,
+    "slots, the run id's too, are bits of a u64"
+);
 
 /// Known keys by length: bit `s` of `by_len[n]` is set when slot `s`'s key
 /// is `n` bytes long. Most lengths hold none or one key, so a key is
@@ -60,6 +65,71 @@ pub(crate) fn known(key: &[u8]) -> Option<(Slot, &'static str)> {
         candidates &= candidates - 1;
     }
     None
+}
+
+/// Where a span's known attributes are, found in one pass over them so
+/// that the run id, the RED figures, the promoted columns and the attribute
+/// map each look their keys up instead of walking the list again.
+pub(crate) struct Index {
+    /// Bit `s` is set when an attribute has slot `s`.
+    present: u64,
+    /// The position of the first attribute of each slot present.
+    first: [u32; SLOTS],
+    /// A known key appears more than once.
+    repeated: bool,
+    /// Some attribute has no slot.
+    unknown: bool,
+}
+
+/// Slots: the promoted columns, then the run id.
+const SLOTS: usize = PROMOTED.len() + 1;
+
+impl Index {
+    pub fn of(attributes: &[Attr<'_>]) -> Self {
+        let mut index = Index {
+            present: 0,
+            first: [0; SLOTS],
+            repeated: false,
+            unknown: false,
+        };
+        for (at, attr) in attributes.iter().enumerate() {
+            match attr.slot {
+                Some(slot) => {
+                    let bit = 1u64 << slot;
+                    if index.present & bit == 0 {
+                        index.present |= bit;
+                        // More than 4 billion attributes cannot fit a request.
+                        index.first[usize::from(slot)] = at as u32;
+                    } else {
+                        index.repeated = true;
+                    }
+                }
+                None => index.unknown = true,
+            }
+        }
+        index
+    }
+
+    /// The position of the first attribute with `slot`.
+    #[inline]
+    pub fn first(&self, slot: Slot) -> Option<usize> {
+        (self.present & (1 << slot) != 0).then(|| self.first[usize::from(slot)] as usize)
+    }
+
+    /// The slots present, as bits.
+    pub fn present(&self) -> u64 {
+        self.present
+    }
+
+    /// Whether a known key appears more than once.
+    pub fn repeated(&self) -> bool {
+        self.repeated
+    }
+
+    /// Whether some attribute has a key no slot stands for.
+    pub fn has_unknown(&self) -> bool {
+        self.unknown
+    }
 }
 
 /// The slot of a promoted key, at compile time.

@@ -192,16 +192,21 @@ impl<'a> SpanRef<'a> {
     }
 }
 
-/// A resource's attributes and the ones that become columns.
+/// A resource's attributes: the ones that become columns, and the others,
+/// which go to each of its spans' resource attribute map.
 pub(crate) struct ResourceRef<'a> {
-    attributes: Vec<Attr<'a>>,
+    others: Vec<Attr<'a>>,
     info: ResourceInfo<'a>,
 }
 
 impl<'a> ResourceRef<'a> {
-    pub fn new(attributes: Vec<Attr<'a>>) -> Self {
+    pub fn new(mut attributes: Vec<Attr<'a>>) -> Self {
         let info = ResourceInfo::new(&attributes);
-        ResourceRef { attributes, info }
+        attributes.retain(|attr| !ResourceInfo::promotes(attr.key));
+        ResourceRef {
+            others: attributes,
+            info,
+        }
     }
 }
 
@@ -266,11 +271,10 @@ impl Rows {
             self.out.reject(reason);
             return;
         }
-        let run_id = span
-            .attributes
-            .iter()
-            .find(|a| a.slot == Some(keys::RUN_ID))
-            .and_then(|a| a.value?.as_str())
+        let index = keys::Index::of(&span.attributes);
+        let run_id = index
+            .first(keys::RUN_ID)
+            .and_then(|at| span.attributes[at].value?.as_str())
             .or(resource.info.run_id);
         let start = span.start_time as i64;
         let is_run = span.name == attr::RUN_SPAN_NAME && run_id.is_some();
@@ -288,6 +292,7 @@ impl Rows {
         }
         self.out.red.add_span(
             &span.attributes,
+            &index,
             span.start_time,
             span.end_time,
             resource.info.run_id,
@@ -298,12 +303,12 @@ impl Rows {
                 .runs
                 .push(day, run_id, RunsBuilder::default())
                 .append(span),
-            (false, Ok(at)) => self.spans.at(at).append(span, resource, scope),
+            (false, Ok(at)) => self.spans.at(at).append(span, &index, resource, scope),
             (false, Err(day)) => {
                 let room = self.take_room();
                 self.spans
                     .push(day, run_id, SpansBuilder::with_capacity(room))
-                    .append(span, resource, scope);
+                    .append(span, &index, resource, scope);
             }
         }
     }
@@ -568,7 +573,13 @@ impl SpansBuilder {
         }
     }
 
-    fn append(&mut self, span: &SpanRef<'_>, resource: &ResourceRef<'_>, scope: (&str, &str)) {
+    fn append(
+        &mut self,
+        span: &SpanRef<'_>,
+        index: &keys::Index,
+        resource: &ResourceRef<'_>,
+        scope: (&str, &str),
+    ) {
         let start = span.start_time as i64;
         let end = span.end_time as i64;
         self.start_time.append_value(start);
@@ -602,36 +613,38 @@ impl SpansBuilder {
 
         // Promoted attributes: the first occurrence of each key fills its
         // column, and leaves the map if its value fits the column's type.
-        let mut found = [None::<usize>; PROMOTED.len()];
-        for (at, attr) in span.attributes.iter().enumerate() {
-            if let Some(slot) = attr.slot.filter(|s| *s != keys::RUN_ID) {
-                found[usize::from(slot)].get_or_insert(at);
+        let promoted = index.present() & !(1 << keys::RUN_ID);
+        let mut moved = 0u64;
+        let mut slots = promoted;
+        while slots != 0 {
+            let slot = slots.trailing_zeros() as usize;
+            slots &= slots - 1;
+            let at = index.first(slot as keys::Slot).expect("a slot present");
+            let room = self.room;
+            let column = self.promoted[slot]
+                .get_or_insert_with(|| PromotedBuilder::with_capacity(PROMOTED[slot].2, room));
+            column.fill_to(self.rows);
+            if column.append(span.attributes[at].value) {
+                moved |= 1 << slot;
             }
         }
-        let mut moved = [false; PROMOTED.len()];
-        for (slot, at) in found.iter().enumerate() {
-            if let Some(at) = *at {
-                let room = self.room;
-                let column = self.promoted[slot]
-                    .get_or_insert_with(|| PromotedBuilder::with_capacity(PROMOTED[slot].2, room));
-                column.fill_to(self.rows);
-                moved[slot] = column.append(span.attributes[at].value);
-            }
+        if moved == promoted && !index.repeated() && !index.has_unknown() {
+            // Every attribute went to a column (or is the run id).
+            self.attributes.append(true).expect("no entries to pair");
+        } else {
+            append_attr_refs(
+                &mut self.attributes,
+                &span.attributes,
+                |at, attr| match attr.slot {
+                    Some(keys::RUN_ID) => true,
+                    Some(slot) => moved & (1 << slot) != 0 && index.first(slot) == Some(at),
+                    None => false,
+                },
+            );
         }
-        append_attr_refs(
-            &mut self.attributes,
-            &span.attributes,
-            |at, attr| match attr.slot {
-                Some(keys::RUN_ID) => true,
-                Some(slot) => moved[usize::from(slot)] && found[usize::from(slot)] == Some(at),
-                None => false,
-            },
-        );
-        append_attr_refs(
-            &mut self.resource_attributes,
-            &resource.attributes,
-            |_, attr| ResourceInfo::promotes(attr.key),
-        );
+        append_attr_refs(&mut self.resource_attributes, &resource.others, |_, _| {
+            false
+        });
         self.events.append(span);
         self.links.append(span);
         self.rows += 1;
@@ -667,7 +680,7 @@ impl SpansBuilder {
                         column.fill_to(rows);
                         column.finish()
                     }
-                    None => arrow::array::new_null_array(&ty.data_type(), rows),
+                    None => null_column(*ty, rows),
                 }),
         );
         columns.push(Arc::new(self.attributes.finish()));
@@ -683,6 +696,30 @@ impl SpansBuilder {
         );
         RecordBatch::try_new(schema, columns)
     }
+}
+
+/// A promoted column of `rows` NULLs. Most spans leave most promoted keys
+/// out, and every request's batch needs a column for each; made afresh,
+/// their zeroed buffers were a sixth of converting a request, mostly the
+/// kernel clearing new pages. So each thread keeps the last one of each
+/// type and length, and batches share it.
+fn null_column(ty: Promoted, rows: usize) -> ArrayRef {
+    thread_local! {
+        static NULLS: std::cell::RefCell<Vec<(Promoted, ArrayRef)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    NULLS.with_borrow_mut(|nulls| {
+        if let Some((_, column)) = nulls
+            .iter()
+            .find(|(t, column)| *t == ty && column.len() == rows)
+        {
+            return Arc::clone(column);
+        }
+        let column = arrow::array::new_null_array(&ty.data_type(), rows);
+        nulls.retain(|(t, _)| *t != ty);
+        nulls.push((ty, Arc::clone(&column)));
+        column
+    })
 }
 
 struct EventsBuilder {
@@ -914,6 +951,7 @@ pub fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
 mod tests {
     use super::*;
     use arrow::array::{Array, AsArray, MapArray};
+    use arrow::datatypes::Int32Type;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
     use schema::spans::col;
 
@@ -963,6 +1001,10 @@ mod tests {
                 kv(attr::HTTP_ROUTE, text("/y")),
                 kv(attr::HTTP_ROUTE, text("/z")),
             ],
+            vec![
+                kv(attr::HTTP_RESPONSE_STATUS_CODE, Value::IntValue(200)),
+                kv(attr::HTTP_ROUTE, text("/w")),
+            ],
         ];
         let spans = rows
             .into_iter()
@@ -984,13 +1026,14 @@ mod tests {
             };
             let route = batch.column_by_name(col::HTTP_ROUTE).unwrap();
             let route: Vec<_> = route.as_string::<i32>().iter().collect();
-            assert_eq!(route, [None, Some("/x"), None, Some("/y")]);
+            assert_eq!(route, [None, Some("/x"), None, Some("/y"), Some("/w")]);
 
             // A value that does not fit the column stays in the map.
             let status = batch
                 .column_by_name(col::HTTP_RESPONSE_STATUS_CODE)
                 .unwrap();
             assert_eq!(status.null_count(), 4);
+            assert_eq!(status.as_primitive::<Int32Type>().value(4), 200);
             assert_eq!(
                 map_of(batch, 2),
                 [("http.response.status_code".into(), "abc".into())]
@@ -998,12 +1041,16 @@ mod tests {
             // Only the first of a repeated key moves to the column.
             assert_eq!(map_of(batch, 3), [("http.route".into(), "/z".into())]);
             assert_eq!(map_of(batch, 1), [("custom".into(), "b".into())]);
+            assert_eq!(map_of(batch, 0), [("custom".into(), "a".into())]);
+            // Every attribute in a column: the map is empty, not NULL.
+            assert_eq!(map_of(batch, 4), []);
+            assert!(batch.column_by_name(col::ATTRIBUTES).unwrap().is_valid(4));
 
             // Columns no row fills are NULL, of the schema's type (the
             // batch was built against it).
             for name in [col::RPC_SYSTEM, col::INTENDED_START, col::SHARD] {
                 let column = batch.column_by_name(name).unwrap();
-                assert_eq!((column.len(), column.null_count()), (4, 4), "{name}");
+                assert_eq!((column.len(), column.null_count()), (5, 5), "{name}");
             }
         }
     }
@@ -1177,10 +1224,32 @@ mod tests {
             ),
             // Not a generator request: no request id.
             span(3, vec![kv(attr::RUN_ID, text("r1"))]),
+            // A key given twice: the last value of the right type counts.
+            span(
+                4,
+                vec![
+                    kv(attr::STEP, text("browse")),
+                    kv(attr::RUN_ID, text("r1")),
+                    kv(attr::REQUEST_ID, Value::IntValue(9)),
+                    kv(attr::STEP, text("checkout")),
+                    kv(attr::STEP, Value::IntValue(3)),
+                ],
+            ),
+            // A value of the wrong type counts as none.
+            span(
+                5,
+                vec![
+                    kv(attr::RUN_ID, text("r1")),
+                    kv(attr::REQUEST_ID, Value::IntValue(10)),
+                    kv(attr::STEP, Value::IntValue(3)),
+                ],
+            ),
         ]);
         let mut expected = crate::red::Tally::default();
         expected.add("r1", "browse", Some("timeout"), 0.5);
         expected.add("r1", "browse", None, 0.25);
+        expected.add("r1", "checkout", None, 0.25);
+        expected.add("r1", "", None, 0.25);
         for converted in both_paths(&request) {
             assert_eq!(converted.red, expected);
         }
