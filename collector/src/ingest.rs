@@ -495,9 +495,9 @@ impl Ingest {
             return Err(e.into());
         }
         let dir = self.wal_dir.clone();
-        tokio::task::spawn_blocking(move || Wal::delete_upto(&dir, upto))
+        tokio::task::spawn_blocking(move || Wal::retire_upto(&dir, upto))
             .await
-            .expect("deleting segments does not panic")?;
+            .expect("retiring segments does not panic")?;
         if let Err(e) = self.ship().await {
             eprintln!(
                 "collector: {e}; the files stay in the local folder and the next flush retries"
@@ -589,6 +589,9 @@ impl Ingest {
         self.commands.lock().expect("commands lock").take();
         if let Some(thread) = self.thread.lock().expect("thread lock").take() {
             let _ = thread.join();
+            if let Err(e) = Wal::remove_spares(&self.wal_dir) {
+                eprintln!("collector: {e}; the spare segments are reused at the next start");
+            }
         }
     }
 }
@@ -678,6 +681,9 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
         }
         commit(&mut wal, &mut waiting);
     }
+    if let Err(e) = wal.clear_if_unused(appended_in_segment > 0) {
+        eprintln!("collector: {e}");
+    }
 }
 
 /// The index of recent span ids, read back from the files flushed within its window.
@@ -698,10 +704,10 @@ fn recent_spans(root: &Path, limits: Dedupe) -> RecentSpans {
 fn replay(root: &Path, segments: &[wal::Segment], shared: &Shared) -> Result<(), IngestError> {
     let mut written_upto: HashMap<PathBuf, u64> = HashMap::new();
     for segment in segments {
-        let replayed = wal::read_segment(&segment.path)?;
+        let replayed = wal::read_segment(segment)?;
         if replayed.torn_bytes > 0 {
             eprintln!(
-                "collector: {} ends with {} bytes of an unfinished record (never acknowledged); ignored",
+                "collector: {} ends with {} bytes that are not whole records of it (an unfinished record, never acknowledged, or what a reused segment file held before); ignored",
                 segment.path.display(),
                 replayed.torn_bytes
             );

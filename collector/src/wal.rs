@@ -3,11 +3,23 @@
 //!
 //! ```text
 //!  <data>/_wal/wal-00000000000000000007.log   segments, appended in order
-//!  record = magic "LLW1" · signal (u8) · length (u32 LE) · crc32 (u32 LE) · OTLP protobuf
+//!  <data>/_wal/spare-00000000000000000005.log  closed segments kept for reuse
+//!  record = magic "LLW2" · signal (u8) · length (u32 LE) · crc32 (u32 LE) · OTLP protobuf
 //! ```
 //! A flush rotates to a new segment, writes every pending row to Parquet, then
-//! deletes the older segments. A torn record at the end of a segment (a crash
-//! mid-append, never acknowledged) ends that segment's replay.
+//! retires the older segments: up to [`SPARES`] are renamed to spares, the
+//! rest deleted. A new segment is a spare renamed, when there is one, and is
+//! written over from its start. Writing over blocks the file already has
+//! spares the file system allocating them and the page cache setting up
+//! its pages again, which with fresh files was about a third of the log's
+//! cost (BENCHMARKS.md).
+//!
+//! A record's CRC covers the segment's number, then the payload, so what a
+//! reused file still holds from its earlier life fails the check and ends
+//! the replay, just as a torn record at the end of a segment (a crash
+//! mid-append, never acknowledged) does. Segments of the first format
+//! (magic "LLW1", CRC of the payload alone) still replay; they are never
+//! reused.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, IoSlice, Read, Write};
@@ -30,8 +42,15 @@ impl Signal {
     }
 }
 
-const MAGIC: &[u8; 4] = b"LLW1";
+const MAGIC: &[u8; 4] = b"LLW2";
+/// The first format, whose CRC covers the payload alone.
+const MAGIC_V1: &[u8; 4] = b"LLW1";
 const HEADER: usize = 4 + 1 + 4 + 4;
+
+/// Closed segments kept for reuse, at most. A collector has one segment
+/// open and one being flushed, so two spares let every new segment be a
+/// reused one.
+pub const SPARES: usize = 2;
 
 /// Records smaller than this are gathered in memory and written with the
 /// next ones; larger ones (a generator's batch is about 100 KB) go straight
@@ -96,18 +115,34 @@ impl Wal {
             }
         }
         segments.sort_by_key(|s| s.sequence);
-        let next = segments.last().map_or(1, |s| s.sequence + 1);
+        // Numbers go on after the spares' too: a spare holds records of its
+        // own number and lower, which must never pass for a new segment's.
+        let next = segments
+            .iter()
+            .map(|s| s.sequence)
+            .chain(spares(&dir)?.into_iter().map(|(sequence, _)| sequence))
+            .max()
+            .map_or(1, |last| last + 1);
         let wal = Wal::create(dir, next, sync)?;
         Ok((wal, segments))
     }
 
+    /// The segment numbered `sequence`: a spare renamed if there is one,
+    /// else a new file.
     fn create(dir: PathBuf, sequence: u64, sync: bool) -> Result<Wal, WalError> {
         let path = dir.join(format!("wal-{sequence:020}.log"));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(err(&path))?;
+        let file = if reuse_spare(&dir, &path)? {
+            // Written over from the start; what lies past the new records
+            // is the file's earlier life, which replay tells apart.
+            OpenOptions::new().write(true).open(&path)
+        } else {
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&path)
+        }
+        .map_err(err(&path))?;
         sync_dir(&dir)?;
         Ok(Wal {
             dir,
@@ -132,14 +167,16 @@ impl Wal {
                 source: io::Error::new(io::ErrorKind::InvalidInput, "record too large"),
             });
         }
+        if self.torn {
+            self.rotate()?;
+        }
+        // After any rotation: the CRC covers the number of the segment
+        // the record goes to.
         let mut header = [0u8; HEADER];
         header[..4].copy_from_slice(MAGIC);
         header[4] = signal as u8;
         header[5..9].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[9..13].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        if self.torn {
-            self.rotate()?;
-        }
+        header[9..13].copy_from_slice(&checksum(self.sequence, payload).to_le_bytes());
         // One write for header and payload: a large record goes to the file
         // in a single system call, a small one into the buffer.
         write_all_vectored(&mut self.file, &header, payload).map_err(|e| {
@@ -165,16 +202,48 @@ impl Wal {
         Ok(closed)
     }
 
-    /// Deletes every closed segment numbered `upto` or lower.
-    pub fn delete_upto(dir: &Path, upto: u64) -> Result<(), WalError> {
+    /// Retires every closed segment numbered `upto` or lower: their rows
+    /// are in Parquet files. Up to [`SPARES`] become spares, the rest are
+    /// deleted.
+    pub fn retire_upto(dir: &Path, upto: u64) -> Result<(), WalError> {
+        let mut spare_room = SPARES.saturating_sub(spares(dir)?.len());
         for entry in fs::read_dir(dir).map_err(err(dir))? {
             let path = entry.map_err(err(dir))?.path();
-            let sequence = segment_sequence(&path);
-            if sequence.is_some_and(|s| s <= upto) {
+            let Some(sequence) = segment_sequence(&path).filter(|s| *s <= upto) else {
+                continue;
+            };
+            if spare_room > 0 && of_this_format(&path)? {
+                let spare = dir.join(format!("spare-{sequence:020}.log"));
+                fs::rename(&path, &spare).map_err(err(&path))?;
+                spare_room -= 1;
+            } else {
                 fs::remove_file(&path).map_err(err(&path))?;
             }
         }
         sync_dir(dir)
+    }
+
+    /// Deletes the spares, for a clean stop: they only save time, and a
+    /// stopped collector should leave no log behind.
+    pub fn remove_spares(dir: &Path) -> Result<(), WalError> {
+        for (_, path) in spares(dir)? {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(&path)(e)),
+                _ => {}
+            }
+        }
+        sync_dir(dir)
+    }
+
+    /// Empties the active segment if no record was appended to it, so that a
+    /// reused file's earlier life is not left as a log after a clean stop.
+    pub fn clear_if_unused(&mut self, appended: bool) -> Result<(), WalError> {
+        if appended {
+            return Ok(());
+        }
+        self.file.flush().map_err(err(&self.path))?;
+        self.file.get_ref().set_len(0).map_err(err(&self.path))?;
+        self.file.get_ref().sync_data().map_err(err(&self.path))
     }
 
     /// The lowest segment still in `dir` (`None` when it holds none): rows
@@ -193,6 +262,14 @@ impl Wal {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    #[cfg(test)]
+    fn segment(&self) -> Segment {
+        Segment {
+            sequence: self.sequence,
+            path: self.path.clone(),
+        }
+    }
 }
 
 /// What replaying one segment found.
@@ -204,18 +281,22 @@ pub struct Replayed {
 }
 
 /// Reads a segment's records, stopping at the first torn or corrupt one.
-pub fn read_segment(path: &Path) -> Result<Replayed, WalError> {
+pub fn read_segment(segment: &Segment) -> Result<Replayed, WalError> {
+    let path = &segment.path;
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
         .map_err(err(path))?;
-    Ok(parse_segment(&data))
+    Ok(parse_segment(&data, segment.sequence))
 }
 
-/// The records of a segment's bytes, up to the first torn or corrupt one.
-pub fn parse_segment(data: &[u8]) -> Replayed {
+/// The records of the bytes of segment `sequence`, up to the first torn or
+/// corrupt one, or the first left from the file's earlier life. The first
+/// record's magic sets the format; a record of the other ends the replay.
+pub fn parse_segment(data: &[u8], sequence: u64) -> Replayed {
     let mut out = Replayed::default();
     let mut at = 0usize;
+    let format = data.get(..4);
     while at < data.len() {
         let Some(header) = data.get(at..at + HEADER) else {
             break;
@@ -224,9 +305,14 @@ pub fn parse_segment(data: &[u8]) -> Replayed {
         let crc = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes"));
         let signal = Signal::from_byte(header[4]);
         let payload = data.get(at + HEADER..at + HEADER + len);
-        match (header[..4] == MAGIC[..], signal, payload) {
+        let expected = |payload: &[u8]| match format {
+            Some(magic) if magic == MAGIC => checksum(sequence, payload),
+            _ => crc32fast::hash(payload),
+        };
+        let known = matches!(format, Some(m) if m == MAGIC || m == MAGIC_V1);
+        match (known && Some(&header[..4]) == format, signal, payload) {
             (true, Some(signal), Some(payload))
-                if len <= MAX_RECORD && crc32fast::hash(payload) == crc =>
+                if len <= MAX_RECORD && expected(payload) == crc =>
             {
                 out.records.push((signal, payload.to_vec()));
                 at += HEADER + len;
@@ -238,11 +324,61 @@ pub fn parse_segment(data: &[u8]) -> Replayed {
     out
 }
 
+/// A record's CRC: the segment's number, then the payload.
+fn checksum(sequence: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&sequence.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The spares in `dir`, by number.
+fn spares(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let mut spares = Vec::new();
+    for entry in fs::read_dir(dir).map_err(err(dir))? {
+        let path = entry.map_err(err(dir))?.path();
+        if let Some(sequence) = numbered(&path, "spare-") {
+            spares.push((sequence, path));
+        }
+    }
+    Ok(spares)
+}
+
+/// Renames a spare to `path`; false when there is none to take.
+fn reuse_spare(dir: &Path, path: &Path) -> Result<bool, WalError> {
+    for (_, spare) in spares(dir)? {
+        match fs::rename(&spare, path) {
+            Ok(()) => return Ok(true),
+            // Taken or removed meanwhile: try the next.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&spare)(e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a segment is of this format, and so may be reused: stale records
+/// of the first format would pass their check in a reused file.
+fn of_this_format(path: &Path) -> Result<bool, WalError> {
+    let mut magic = [0u8; 4];
+    let read = File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) => Ok(&magic == MAGIC),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(err(path)(e)),
+    }
+}
+
 /// The number of a segment file named `wal-<number>.log`.
 fn segment_sequence(path: &Path) -> Option<u64> {
+    numbered(path, "wal-")
+}
+
+/// The number of a file named `<prefix><number>.log`.
+fn numbered(path: &Path, prefix: &str) -> Option<u64> {
     path.file_name()?
         .to_str()?
-        .strip_prefix("wal-")?
+        .strip_prefix(prefix)?
         .strip_suffix(".log")?
         .parse()
         .ok()
@@ -296,7 +432,7 @@ mod tests {
         let (wal, segments) = Wal::open(&root, true).unwrap();
         assert_eq!(segments.len(), 1);
         assert_eq!(wal.sequence(), segments[0].sequence + 1);
-        let replayed = read_segment(&segments[0].path).unwrap();
+        let replayed = read_segment(&segments[0]).unwrap();
         assert_eq!(
             replayed.records,
             vec![
@@ -324,9 +460,9 @@ mod tests {
             wal.append(Signal::Traces, record).unwrap();
         }
         wal.commit().unwrap();
-        let path = wal.path.clone();
+        let segment = wal.segment();
         drop(wal);
-        let replayed = read_segment(&path).unwrap();
+        let replayed = read_segment(&segment).unwrap();
         let payloads: Vec<Vec<u8>> = replayed.records.into_iter().map(|r| r.1).collect();
         assert_eq!(payloads, records);
         assert_eq!(replayed.torn_bytes, 0);
@@ -347,10 +483,7 @@ mod tests {
         assert_eq!(wal.sequence(), first + 1);
         drop(wal);
         let (_, segments) = Wal::open(&root, true).unwrap();
-        let replayed: Vec<Replayed> = segments
-            .iter()
-            .map(|s| read_segment(&s.path).unwrap())
-            .collect();
+        let replayed: Vec<Replayed> = segments.iter().map(|s| read_segment(s).unwrap()).collect();
         assert_eq!(replayed[0].records, [(Signal::Traces, b"before".to_vec())]);
         assert_eq!(replayed[0].torn_bytes, 4);
         assert_eq!(replayed[1].records, [(Signal::Traces, b"after".to_vec())]);
@@ -364,14 +497,144 @@ mod tests {
         wal.append(Signal::Traces, b"good").unwrap();
         wal.append(Signal::Traces, b"will be corrupted").unwrap();
         wal.commit().unwrap();
-        let path = wal.path.clone();
+        let segment = wal.segment();
         drop(wal);
+        let path = segment.path.clone();
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
-        let replayed = read_segment(&path).unwrap();
+        let replayed = read_segment(&segment).unwrap();
         assert_eq!(replayed.records.len(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A closed segment of `records` (each 100 bytes of one value),
+    /// retired to a spare; returns its number.
+    fn spare_of(wal: &mut Wal, records: &[u8]) -> u64 {
+        for &value in records {
+            wal.append(Signal::Traces, &[value; 100]).unwrap();
+        }
+        let closed = wal.rotate().unwrap();
+        Wal::retire_upto(wal.dir(), closed).unwrap();
+        closed
+    }
+
+    #[test]
+    fn a_reused_segment_replays_only_its_own_records() {
+        let root = temp("reuse");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        let old = spare_of(&mut wal, &[1, 2, 3]);
+        assert_eq!(spares(wal.dir()).unwrap().len(), 1);
+        // The next segment is the spare, renamed, and written from its start.
+        wal.rotate().unwrap();
+        assert!(spares(wal.dir()).unwrap().is_empty());
+        let reused = wal.segment();
+        assert_eq!(fs::metadata(&reused.path).unwrap().len(), 3 * 113);
+        // Two records of the same sizes: the old third record lies right
+        // after them, whole, and must not replay as this segment's.
+        wal.append(Signal::Metrics, &[7; 100]).unwrap();
+        wal.append(Signal::Traces, &[8; 100]).unwrap();
+        wal.commit().unwrap();
+        drop(wal);
+        let replayed = read_segment(&reused).unwrap();
+        assert_eq!(
+            replayed.records,
+            [
+                (Signal::Metrics, vec![7; 100]),
+                (Signal::Traces, vec![8; 100])
+            ]
+        );
+        assert_eq!(replayed.torn_bytes, 113);
+        // The same bytes as the old segment's pass its check.
+        let bytes = fs::read(&reused.path).unwrap();
+        assert_eq!(parse_segment(&bytes[226..], old).records.len(), 1);
+
+        // Reused but never written (a crash right after the rename): nothing.
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        assert!(wal.sequence() > reused.sequence);
+        spare_of(&mut wal, &[4, 5]);
+        wal.rotate().unwrap();
+        let unwritten = wal.segment();
+        drop(wal);
+        let replayed = read_segment(&unwritten).unwrap();
+        assert!(replayed.records.is_empty());
+        assert_eq!(replayed.torn_bytes, 2 * 113);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn numbers_go_on_after_the_spares() {
+        let root = temp("numbers");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        let spare = spare_of(&mut wal, &[1]);
+        let active = wal.segment();
+        drop(wal);
+        // Only the spare is left, say after a clean stop that could not
+        // remove it.
+        fs::remove_file(&active.path).unwrap();
+        let (wal, segments) = Wal::open(&root, true).unwrap();
+        assert!(segments.is_empty());
+        assert!(wal.sequence() > spare, "{} after {spare}", wal.sequence());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn at_most_two_spares_are_kept_and_a_clean_stop_leaves_none() {
+        let root = temp("spares");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        for value in 1..=3 {
+            wal.append(Signal::Traces, &[value; 10]).unwrap();
+            wal.rotate().unwrap();
+        }
+        Wal::retire_upto(wal.dir(), wal.sequence() - 1).unwrap();
+        assert_eq!(spares(wal.dir()).unwrap().len(), SPARES);
+        let files = || fs::read_dir(root.join(WAL_DIR)).unwrap().count();
+        assert_eq!(files(), SPARES + 1);
+        // With the spares there already, a retired segment is deleted.
+        let closed = wal.dir().join(format!("wal-{:020}.log", 3));
+        fs::write(&closed, MAGIC).unwrap();
+        Wal::retire_upto(wal.dir(), 3).unwrap();
+        assert_eq!(spares(wal.dir()).unwrap().len(), SPARES);
+        assert!(!closed.exists());
+        // The next segment takes a spare, which holds its old records until
+        // a clean stop empties it.
+        wal.rotate().unwrap();
+        assert!(fs::metadata(&wal.path).unwrap().len() > 0);
+        Wal::retire_upto(wal.dir(), wal.sequence() - 1).unwrap();
+        wal.clear_if_unused(true).unwrap();
+        assert!(fs::metadata(&wal.path).unwrap().len() > 0);
+        wal.clear_if_unused(false).unwrap();
+        Wal::remove_spares(wal.dir()).unwrap();
+        assert_eq!(files(), 1);
+        assert_eq!(fs::metadata(&wal.path).unwrap().len(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn segments_of_the_first_format_replay_and_are_never_reused() {
+        let root = temp("v1");
+        let dir = root.join(WAL_DIR);
+        fs::create_dir_all(&dir).unwrap();
+        let mut bytes = Vec::new();
+        for payload in [&b"one"[..], b"two"] {
+            bytes.extend_from_slice(MAGIC_V1);
+            bytes.push(Signal::Traces as u8);
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            bytes.extend_from_slice(payload);
+        }
+        fs::write(dir.join(format!("wal-{:020}.log", 4)), &bytes).unwrap();
+        let (wal, segments) = Wal::open(&root, true).unwrap();
+        let replayed = read_segment(&segments[0]).unwrap();
+        assert_eq!(replayed.records.len(), 2);
+        assert_eq!(replayed.torn_bytes, 0);
+        Wal::retire_upto(wal.dir(), 4).unwrap();
+        assert!(spares(wal.dir()).unwrap().is_empty(), "deleted, not kept");
+        // Nor does a record of one format follow one of the other.
+        let mut mixed = bytes.clone();
+        mixed[bytes.len() - 3 - HEADER..][..4].copy_from_slice(MAGIC);
+        assert_eq!(parse_segment(&mixed, 4).records.len(), 1);
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -384,11 +647,11 @@ mod tests {
         assert_eq!(wal.rotate().unwrap(), first);
         wal.append(Signal::Traces, b"b").unwrap();
         wal.commit().unwrap();
-        Wal::delete_upto(wal.dir(), first).unwrap();
+        Wal::retire_upto(wal.dir(), first).unwrap();
         drop(wal);
         let (_, segments) = Wal::open(&root, true).unwrap();
         assert_eq!(segments.len(), 1, "only the second segment is left");
-        assert_eq!(read_segment(&segments[0].path).unwrap().records[0].1, b"b");
+        assert_eq!(read_segment(&segments[0]).unwrap().records[0].1, b"b");
         fs::remove_dir_all(&root).unwrap();
     }
 }
