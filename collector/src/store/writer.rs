@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use ahash::AHashSet;
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryArray, TimestampNanosecondArray, new_null_array,
+    Array, ArrayData, ArrayRef, AsArray, FixedSizeBinaryArray, TimestampNanosecondArray,
+    make_array, new_null_array,
 };
 use arrow::buffer::{MutableBuffer, NullBuffer};
 use arrow::compute::interleave;
@@ -230,6 +231,8 @@ impl Gather<'_> {
         // every source, and gathering it row by row would only give NULLs back.
         if arrays.iter().all(|a| a.null_count() == a.len()) {
             Ok(new_null_array(field.data_type(), self.indices.len()))
+        } else if let Some(empty) = all_empty(&arrays, self.indices.len()) {
+            Ok(empty)
         } else if let DataType::FixedSizeBinary(width) = field.data_type() {
             gather_fixed(&arrays, &self.indices, *width)
         } else {
@@ -301,6 +304,33 @@ impl Gather<'_> {
 
 /// `interleave` for ids: arrow gathers fixed-size binary values through its
 /// generic path, a call per row; this copies each id's bytes.
+/// `rows` empty lists or maps when every source holds only empty ones, with
+/// no NULLs: the attribute maps of spans whose attributes all went to
+/// columns, and the events and links most spans lack. Gathering them row
+/// by row would only copy zero offsets.
+fn all_empty(arrays: &[&dyn Array], rows: usize) -> Option<ArrayRef> {
+    let first = arrays.first()?;
+    if !matches!(first.data_type(), DataType::List(_) | DataType::Map(..)) {
+        return None;
+    }
+    let empty = |a: &&dyn Array| {
+        let data = a.to_data();
+        a.null_count() == 0 && data.child_data().first().is_some_and(|c| c.is_empty())
+    };
+    if !arrays.iter().all(empty) {
+        return None;
+    }
+    let data = first.to_data();
+    let offsets = MutableBuffer::from_len_zeroed((rows + 1) * std::mem::size_of::<i32>());
+    let empty = ArrayData::builder(first.data_type().clone())
+        .len(rows)
+        .add_buffer(offsets.into())
+        .child_data(vec![data.child_data()[0].slice(0, 0)])
+        .build()
+        .ok()?;
+    Some(make_array(empty))
+}
+
 fn gather_fixed(
     arrays: &[&dyn Array],
     indices: &[(usize, usize)],
@@ -851,6 +881,28 @@ mod tests {
     }
 
     #[test]
+    fn only_lists_empty_and_valid_in_every_source_skip_the_gather() {
+        use arrow::array::{ListArray, StringArray as Strings};
+        use arrow::buffer::OffsetBuffer;
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let list = |nulls: Option<NullBuffer>| -> ArrayRef {
+            Arc::new(ListArray::new(
+                item.clone(),
+                OffsetBuffer::new_zeroed(2),
+                Arc::new(Strings::from(Vec::<&str>::new())),
+                nulls,
+            ))
+        };
+        let (valid, null) = (list(None), list(Some(NullBuffer::from(vec![true, false]))));
+        let empty = all_empty(&[valid.as_ref(), valid.as_ref()], 3).unwrap();
+        assert_eq!((empty.len(), empty.null_count()), (3, 0));
+        assert_eq!(empty.as_list::<i32>().value_length(2), 0);
+        assert!(all_empty(&[valid.as_ref(), null.as_ref()], 3).is_none());
+        let strings: ArrayRef = Arc::new(Strings::from(vec!["a"]));
+        assert!(all_empty(&[strings.as_ref()], 1).is_none());
+    }
+
+    #[test]
     fn columns_null_in_every_source_gather_as_arrow_would() {
         use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
         let t = 1_795_392_000_000_000_000u64;
@@ -864,13 +916,18 @@ mod tests {
             name: "GET".into(),
             start_time_unix_nano: start,
             end_time_unix_nano: start + 10,
-            attributes: vec![KeyValue {
-                key: schema::attr::HTTP_ROUTE.into(),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue(format!("/r{id}"))),
-                }),
-                ..Default::default()
-            }],
+            // One span has an attribute left in its map, so that column
+            // is gathered; the events and links are empty in every source.
+            attributes: [schema::attr::HTTP_ROUTE, "custom"][..id as usize]
+                .iter()
+                .map(|key| KeyValue {
+                    key: key.to_string(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(format!("/r{id}"))),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         };
         let routed = crate::convert::spans::convert(&request_of(vec![
@@ -882,17 +939,33 @@ mod tests {
         .pop()
         .unwrap()
         .1;
-        let batches = [routed, batch(&[(3, t + 20, "c"), (4, t, "d")])];
-        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
-        let gathered = gather(&prepared);
-        let expected = arrow::compute::interleave_record_batch(
-            &batches.iter().collect::<Vec<_>>(),
-            &prepared.order,
-        )
-        .unwrap();
-        for (c, field) in gathered.schema().fields().iter().enumerate() {
-            assert_eq!(gathered.column(c), expected.column(c), "{}", field.name());
-        }
+        let gathered_as_arrow_would = |batches: &[RecordBatch]| {
+            let prepared = prepare(Table::Spans, batches, |_| false).unwrap();
+            let gathered = gather(&prepared);
+            let expected = arrow::compute::interleave_record_batch(
+                &batches.iter().collect::<Vec<_>>(),
+                &prepared.order,
+            )
+            .unwrap();
+            for (c, field) in gathered.schema().fields().iter().enumerate() {
+                assert_eq!(gathered.column(c), expected.column(c), "{}", field.name());
+            }
+            gathered
+        };
+        let plain = batch(&[(3, t + 20, "c"), (4, t, "d")]);
+        // Every map empty in every source.
+        let empty = gathered_as_arrow_would(&[plain.clone(), batch(&[(5, t + 1, "e")])]);
+        let maps = empty
+            .column_by_name(schema::spans::col::ATTRIBUTES)
+            .unwrap()
+            .as_map();
+        assert_eq!((maps.len(), maps.entries().len()), (3, 0));
+        let gathered = gathered_as_arrow_would(&[routed, plain]);
+        let maps = gathered
+            .column_by_name(schema::spans::col::ATTRIBUTES)
+            .unwrap()
+            .as_map();
+        assert_eq!(maps.value_length(1), 1, "the custom attribute of span 2");
         let routes = column::<StringArray>(&gathered, schema::spans::col::HTTP_ROUTE);
         assert_eq!(
             routes.iter().collect::<Vec<_>>(),
