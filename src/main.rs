@@ -805,6 +805,11 @@ struct CollectorArgs {
     /// data still survives a collector crash, but not an OS crash or power loss.
     #[arg(long, env = "LOADLENS_COLLECTOR_NO_FSYNC")]
     no_fsync: bool,
+    /// How long the write-ahead log waits for more requests to share one
+    /// fsync, after the first; each acknowledgement may wait as long. 0s
+    /// syncs as soon as the queued requests are appended [default: 0s].
+    #[arg(long, env = "LOADLENS_COLLECTOR_WAL_COMMIT_INTERVAL")]
+    wal_commit_interval: Option<String>,
     /// File holding the bearer token that OTLP requests must present
     /// (or set LOADLENS_COLLECTOR_BEARER_TOKEN).
     #[arg(long, env = "LOADLENS_COLLECTOR_BEARER_TOKEN_FILE")]
@@ -857,6 +862,7 @@ fn collector_config(
         compaction_interval: args.compaction_interval,
         dedupe_window: args.dedupe_window,
         wal_sync: args.no_fsync.then_some(false),
+        wal_commit_interval: args.wal_commit_interval,
         bearer_token: std::env::var(COLLECTOR_TOKEN_ENV).ok(),
         bearer_token_file: args.bearer_token_file,
         tls: args

@@ -11,6 +11,10 @@
 //! Arrow to Parquet), which vary less from run to run than the end-to-end
 //! figure: for comparing two builds of the converter or the writer.
 //!
+//! `LOADLENS_BENCH_COMMIT_INTERVAL_US=N` runs the collector with a
+//! write-ahead-log commit interval of N µs (`wal_commit_interval`; 0 unless
+//! given, the default).
+//!
 //! `--batch` sets the spans per request (512 unless given, as the figures
 //! in BENCHMARKS.md are): comparing two sizes shows what the collector pays
 //! per request rather than per span.
@@ -506,6 +510,14 @@ fn serve() {
     let mut config = collector::CollectorConfig::ephemeral(&data);
     config.wal_sync = std::env::var("LOADLENS_BENCH_FSYNC").as_deref() != Ok("0");
     config.max_grpc_message = 64 << 20;
+    // The write-ahead log's group-commit interval, when the environment
+    // gives one (`wal_commit_interval` of `loadlens collector`), in µs.
+    if let Ok(micros) = std::env::var("LOADLENS_BENCH_COMMIT_INTERVAL_US") {
+        let micros = micros
+            .parse()
+            .expect("LOADLENS_BENCH_COMMIT_INTERVAL_US is a number");
+        config.wal_commit_interval = Duration::from_micros(micros);
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let collector = collector::Collector::start(config).await.expect("start");

@@ -14,6 +14,7 @@
 //! max_grpc_message: 4MiB
 //! max_http_body: 20MiB
 //! wal_sync: true
+//! wal_commit_interval: 0s     # wait up to this long for more requests per fsync
 //! compaction_interval: 1m
 //! compaction_target_size: 128MiB
 //! dedupe_window: 2m
@@ -31,6 +32,10 @@ use std::time::Duration;
 
 use schema::units::{parse_bytes, parse_duration};
 use serde::Deserialize;
+
+/// The longest `wal_commit_interval` accepted: every acknowledgement may
+/// wait that long, and exporters time out after 10 s.
+pub const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where to listen and where to write.
 #[derive(Debug, Clone)]
@@ -55,6 +60,10 @@ pub struct CollectorConfig {
     /// acknowledged data survives a collector crash but not an operating-system
     /// crash or power loss.
     pub wal_sync: bool,
+    /// How long the log waits, after the first request of a group commit,
+    /// for more requests to share its fsync. Zero (the default) syncs as
+    /// soon as the requests already queued are appended.
+    pub wal_commit_interval: Duration,
     /// How often small files are merged (and duplicates removed); `None` turns
     /// background compaction off.
     pub compaction_interval: Option<Duration>,
@@ -99,6 +108,7 @@ impl CollectorConfig {
             max_grpc_message: 4 * 1024 * 1024,
             max_http_body: 20 * 1024 * 1024,
             wal_sync: true,
+            wal_commit_interval: Duration::ZERO,
             compaction_interval: Some(Duration::from_secs(60)),
             compaction_target_size: 128 * 1024 * 1024,
             dedupe: crate::store::Dedupe::default(),
@@ -173,6 +183,19 @@ impl CollectorConfig {
         )?;
         if let Some(sync) = settings.wal_sync {
             config.wal_sync = sync;
+        }
+        if let Some(text) = settings.wal_commit_interval {
+            let interval = parse_duration(&text).map_err(|m| invalid("wal_commit_interval", m))?;
+            if interval > MAX_COMMIT_INTERVAL {
+                return Err(invalid(
+                    "wal_commit_interval",
+                    format!(
+                        "{text} holds every acknowledgement that long; at most {}ms",
+                        MAX_COMMIT_INTERVAL.as_millis()
+                    ),
+                ));
+            }
+            config.wal_commit_interval = interval;
         }
         if let Some(text) = settings.compaction_interval {
             let interval = parse_duration(&text).map_err(|m| invalid("compaction_interval", m))?;
@@ -260,6 +283,7 @@ pub struct Settings {
     pub max_grpc_message: Option<Size>,
     pub max_http_body: Option<Size>,
     pub wal_sync: Option<bool>,
+    pub wal_commit_interval: Option<String>,
     pub compaction_interval: Option<String>,
     pub compaction_target_size: Option<Size>,
     pub dedupe_window: Option<String>,
@@ -323,6 +347,7 @@ impl Settings {
             max_grpc_message: over.max_grpc_message.or(self.max_grpc_message),
             max_http_body: over.max_http_body.or(self.max_http_body),
             wal_sync: over.wal_sync.or(self.wal_sync),
+            wal_commit_interval: over.wal_commit_interval.or(self.wal_commit_interval),
             compaction_interval: over.compaction_interval.or(self.compaction_interval),
             compaction_target_size: over.compaction_target_size.or(self.compaction_target_size),
             dedupe_window: over.dedupe_window.or(self.dedupe_window),
@@ -393,7 +418,7 @@ mod tests {
     #[test]
     fn a_full_file_parses_and_applies() {
         let settings = Settings::from_yaml(
-            "data: /srv/store\ngrpc_addr: 0.0.0.0:14317\nflush_interval: 250ms\nmax_pending_bytes: 64MiB\nmax_http_body: 1048576\nwal_sync: false\ncompaction_interval: 0s\ndedupe_window: 30s\ndedupe_max_spans: 5000\nbearer_token: s3cret\ntls:\n  cert: a.pem\n  key: b.pem\n",
+            "data: /srv/store\ngrpc_addr: 0.0.0.0:14317\nflush_interval: 250ms\nmax_pending_bytes: 64MiB\nmax_http_body: 1048576\nwal_sync: false\nwal_commit_interval: 2ms\ncompaction_interval: 0s\ndedupe_window: 30s\ndedupe_max_spans: 5000\nbearer_token: s3cret\ntls:\n  cert: a.pem\n  key: b.pem\n",
             "c.yaml",
         )
         .unwrap();
@@ -405,6 +430,7 @@ mod tests {
         assert_eq!(config.max_pending_bytes, 64 << 20);
         assert_eq!(config.max_http_body, 1 << 20);
         assert!(!config.wal_sync);
+        assert_eq!(config.wal_commit_interval, Duration::from_millis(2));
         assert_eq!(config.compaction_interval, None);
         assert_eq!(config.dedupe.window, Duration::from_secs(30));
         assert_eq!(config.dedupe.max_spans, 5000);
@@ -416,6 +442,7 @@ mod tests {
         assert_eq!(config.dedupe.max_spans, 524_288);
         let config = CollectorConfig::from_settings(Settings::default()).unwrap();
         assert_eq!(config.dedupe.max_spans, 1_000_000);
+        assert_eq!(config.wal_commit_interval, Duration::ZERO);
     }
 
     #[test]
@@ -440,6 +467,12 @@ mod tests {
         );
         let settings = Settings::from_yaml("flush_interval: 0s\n", "c.yaml").unwrap();
         assert!(CollectorConfig::from_settings(settings).is_err());
+        let settings = Settings::from_yaml("wal_commit_interval: 2s\n", "c.yaml").unwrap();
+        let err = CollectorConfig::from_settings(settings).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: wal_commit_interval: 2s holds every acknowledgement that long; at most 1000ms"
+        );
     }
 
     #[test]

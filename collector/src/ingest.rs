@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -45,6 +46,9 @@ struct Shared {
     red: crate::red::Red,
     /// Ids in the recent-span index after the last flush.
     recent_spans: AtomicUsize,
+    /// How long a group commit waits for more requests (see
+    /// [`Ingest::with_commit_interval`]), in nanoseconds.
+    commit_interval_nanos: AtomicU64,
 }
 
 impl Shared {
@@ -60,6 +64,7 @@ impl Shared {
             stats: IngestStats::default(),
             red: crate::red::Red::default(),
             recent_spans: AtomicUsize::new(0),
+            commit_interval_nanos: AtomicU64::new(0),
         }
     }
 
@@ -264,6 +269,18 @@ impl Ingest {
     /// Span ids remembered to drop resent spans (as of the last flush).
     pub fn recent_spans(&self) -> usize {
         self.shared.recent_spans.load(Ordering::Relaxed)
+    }
+
+    /// Makes each group commit wait up to `interval` after its first
+    /// request for more to share its fsync; each acknowledgement may wait
+    /// as long. Zero, the default, syncs as soon as the requests already
+    /// queued are appended.
+    pub fn with_commit_interval(self, interval: Duration) -> Self {
+        let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+        self.shared
+            .commit_interval_nanos
+            .store(nanos, Ordering::Relaxed);
+        self
     }
 
     /// Ships finished files to `to` after each flush (see [`crate::store::ship`]).
@@ -633,14 +650,14 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
             }
         };
     while let Ok(first) = commands.recv() {
-        let mut group = vec![first];
-        while group.len() < 4096 {
-            match commands.try_recv() {
-                Ok(command) => group.push(command),
-                Err(_) => break,
-            }
-        }
-        for command in group {
+        // A group takes what is queued, and with an interval what arrives
+        // before it ends, then shares one fsync.
+        let interval = shared.commit_interval_nanos.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_nanos(interval);
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(command) = next.take() {
+            taken += 1;
             match command {
                 Command::Append {
                     signal,
@@ -678,6 +695,19 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
                     let _ = reply.send(result);
                 }
             }
+            if taken >= 4096 {
+                break;
+            }
+            next = match commands.try_recv() {
+                Ok(command) => Some(command),
+                Err(_) if waiting.is_empty() => None,
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    (!left.is_zero())
+                        .then(|| commands.recv_timeout(left).ok())
+                        .flatten()
+                }
+            };
         }
         commit(&mut wal, &mut waiting);
     }
@@ -843,6 +873,41 @@ mod tests {
         assert_eq!(ingest.stats().rows_replayed.load(Ordering::Relaxed), 3);
         drop(ingest);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Requests 50 ms apart: with a commit interval they share one fsync,
+    /// without one each has its own.
+    #[tokio::test]
+    async fn a_commit_interval_lets_later_requests_share_an_fsync() {
+        for (interval, commits) in [(Duration::from_secs(1), 1), (Duration::ZERO, 2)] {
+            let root = std::env::temp_dir().join(format!(
+                "loadlens-commit-{}-{}",
+                interval.as_millis(),
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&root);
+            let ingest = Arc::new(
+                Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
+                    .unwrap()
+                    .with_commit_interval(interval),
+            );
+            let first = tokio::spawn({
+                let ingest = ingest.clone();
+                async move { submit(&ingest, &request()).await }
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            submit(&ingest, &request()).await;
+            first.await.unwrap();
+            let stats = ingest.stats();
+            assert_eq!(
+                stats.wal_commits.load(Ordering::Relaxed),
+                commits,
+                "{interval:?}"
+            );
+            assert_eq!(ingest.flush().await.unwrap().rows, 3, "{interval:?}");
+            ingest.close();
+            std::fs::remove_dir_all(&root).unwrap();
+        }
     }
 
     #[tokio::test]

@@ -165,7 +165,8 @@ impl Collector {
             config.max_pending_bytes,
             config.wal_sync,
         )?
-        .with_dedupe(config.dedupe);
+        .with_dedupe(config.dedupe)
+        .with_commit_interval(config.wal_commit_interval);
         if let Some(to) = config.object_store.clone() {
             ingest = ingest.with_object_store(to);
         }
