@@ -145,6 +145,11 @@ fn collector_configuration_mistakes_exit_2_and_say_where() {
         2,
         "dedupe_window: ",
     );
+    fails_with(
+        &["collector", "--wal-commit-interval", "5s"],
+        2,
+        "wal_commit_interval: 5s holds every acknowledgement that long; at most 1000ms",
+    );
     fails_with(&["collector", "--tls-cert", "c.pem"], 2, "--tls-key");
     let output = loadlens()
         .args(["collector", "--data"])
