@@ -582,7 +582,36 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
             Some("1"),
             "{path:?}"
         );
-        assert!(get("loadlens.min_time_unix_nano").is_some());
+        // Row count and time range as the rows have them: the time column
+        // is the declared sort column, its bounds in the row groups'
+        // statistics.
+        assert_eq!(
+            get("loadlens.row_count"),
+            Some(meta.file_metadata().num_rows().to_string()),
+            "{path:?}"
+        );
+        let time_column = meta.row_group(0).sorting_columns().unwrap()[0].column_idx as usize;
+        let bound = |max: bool| -> Vec<i64> {
+            meta.row_groups()
+                .iter()
+                .map(|g| match g.column(time_column).statistics() {
+                    Some(parquet::file::statistics::Statistics::Int64(s)) => {
+                        *(if max { s.max_opt() } else { s.min_opt() }).unwrap()
+                    }
+                    other => panic!("{path:?}: time statistics {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            get("loadlens.min_time_unix_nano"),
+            bound(false).into_iter().min().map(|t| t.to_string()),
+            "{path:?}"
+        );
+        assert_eq!(
+            get("loadlens.max_time_unix_nano"),
+            bound(true).into_iter().max().map(|t| t.to_string()),
+            "{path:?}"
+        );
         let group = meta.row_group(0);
         assert!(
             matches!(group.column(0).compression(), Compression::ZSTD(_)),
