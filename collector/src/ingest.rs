@@ -110,6 +110,9 @@ pub struct IngestStats {
     pub received: PerSignal,
     pub accepted: PerSignal,
     pub rejected: PerSignal,
+    /// Rows of admitted requests that were not stored (answered with a
+    /// retryable error): received = accepted + rejected + dropped.
+    pub dropped: PerSignal,
     pub refused_overloaded: PerSignal,
     pub refused_not_stored: PerSignal,
     pub refused_unauthenticated: PerSignal,
@@ -448,6 +451,7 @@ impl Ingest {
             }
             Err(message) => {
                 stats.refused_not_stored.add(signal, 1);
+                stats.dropped.add(signal, rows);
                 Err(SubmitError::NotStored(message))
             }
         }
@@ -568,6 +572,7 @@ impl Ingest {
         out.per_signal(RECEIVED, &stats.received);
         out.per_signal(ACCEPTED, &stats.accepted);
         out.per_signal(REJECTED, &stats.rejected);
+        out.per_signal(DROPPED, &stats.dropped);
         out.per_signal_and_reason(
             REFUSED,
             &[
@@ -872,6 +877,41 @@ mod tests {
         let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         assert_eq!(ingest.stats().rows_replayed.load(Ordering::Relaxed), 3);
         drop(ingest);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A request that reaches a stopped collector is not stored: its rows
+    /// count as dropped, so received = accepted + rejected + dropped.
+    #[tokio::test]
+    async fn rows_not_stored_count_as_dropped() {
+        let root = std::env::temp_dir().join(format!("loadlens-dropped-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
+        submit(&ingest, &request()).await;
+        ingest.close();
+        let payload = Bytes::from(request().encode_to_vec());
+        let converted = convert::spans::convert(&request()).unwrap();
+        let refused = ingest.submit(Signal::Traces, payload, converted).await;
+        assert!(
+            matches!(refused, Err(SubmitError::NotStored(_))),
+            "{refused:?}"
+        );
+        let stats = ingest.stats();
+        let count = |c: &PerSignal| c.get(Signal::Traces);
+        assert_eq!(
+            (
+                count(&stats.received),
+                count(&stats.accepted),
+                count(&stats.dropped)
+            ),
+            (6, 3, 3)
+        );
+        assert_eq!(count(&stats.rejected), 0);
+        let text = ingest.exposition();
+        assert!(
+            text.contains("loadlens_collector_dropped_items_total{signal=\"traces\"} 3\n"),
+            "{text}"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

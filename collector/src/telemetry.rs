@@ -42,6 +42,10 @@ pub const REJECTED: Metric = counter(
     "loadlens_collector_rejected_items_total",
     "Spans or data points rejected as invalid (partial success), by signal.",
 );
+pub const DROPPED: Metric = counter(
+    "loadlens_collector_dropped_items_total",
+    "Spans or data points of admitted requests that were not stored (the log failed or the collector was stopping); their clients got a retryable answer. Received = accepted + rejected + dropped.",
+);
 pub const REFUSED: Metric = counter(
     "loadlens_collector_refused_requests_total",
     "Requests refused with a retryable answer, by signal and reason (overloaded, not_stored).",
