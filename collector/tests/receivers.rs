@@ -21,10 +21,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
-    SummaryDataPoint, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
-    summary_data_point::ValueAtQuantile,
+    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    Summary, SummaryDataPoint, exemplar, exponential_histogram_data_point::Buckets, metric::Data,
+    number_data_point, summary_data_point::ValueAtQuantile,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
@@ -119,7 +119,17 @@ fn every_metric_type() -> ExportMetricsServiceRequest {
                     metric(
                         "requests",
                         Data::Sum(Sum {
-                            data_points: vec![number(number_data_point::Value::AsDouble(2.5))],
+                            data_points: vec![NumberDataPoint {
+                                // The trace of a request this point counted.
+                                exemplars: vec![Exemplar {
+                                    filtered_attributes: vec![s("user", "u-1")],
+                                    time_unix_nano: T0 - 5,
+                                    span_id: vec![7; 8],
+                                    trace_id: vec![7; 16],
+                                    value: Some(exemplar::Value::AsInt(42)),
+                                }],
+                                ..number(number_data_point::Value::AsDouble(2.5))
+                            }],
                             aggregation_temporality: cumulative,
                             is_monotonic: true,
                         }),
@@ -346,6 +356,24 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
         .unwrap()
         .into_inner();
     assert!(response.partial_success.is_none(), "{response:?}");
+    // A histogram point whose bucket counts do not fit its bounds is
+    // rejected, and the answer says how many points and why.
+    let mut bad = every_metric_type();
+    let metrics_of = &mut bad.resource_metrics[0].scope_metrics[0].metrics;
+    metrics_of.retain(|m| m.name == "latency");
+    if let Some(Data::Histogram(h)) = &mut metrics_of[0].data {
+        h.data_points[0].bucket_counts = vec![1, 2];
+    }
+    let response = metrics.export(bad).await.unwrap().into_inner();
+    let partial = response.partial_success.expect("the point was rejected");
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(
+        partial
+            .error_message
+            .contains("2 bucket counts for 2 bounds"),
+        "{}",
+        partial.error_message
+    );
 
     // HTTP protobuf, gzip protobuf and JSON, each answered in kind.
     let body = traces("http-proto", vec![span(3, 3, "proto")]).encode_to_vec();
@@ -548,6 +576,36 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     let mut got: Vec<f64> = values.iter().flatten().collect();
     got.sort_by(f64::total_cmp);
     assert_eq!(got, vec![2.5, 7.0]);
+    // The sum's exemplar, whole; the gauge has none.
+    let exemplars = column::<ListArray>(&number, "exemplars");
+    let with = (0..number.num_rows())
+        .find(|&i| values.value(i) == 2.5)
+        .unwrap();
+    assert_eq!(exemplars.value(1 - with).len(), 0);
+    let exemplar = exemplars.value(with);
+    let exemplar = exemplar.as_struct();
+    assert_eq!(exemplar.len(), 1);
+    assert_eq!(
+        exemplar.column(1).as_primitive::<Float64Type>().value(0),
+        42.0
+    );
+    assert_eq!(
+        exemplar.column(2).as_fixed_size_binary().value(0),
+        &[7u8; 16]
+    );
+    assert_eq!(
+        exemplar.column(3).as_fixed_size_binary().value(0),
+        &[7u8; 8]
+    );
+    assert_eq!(
+        exemplar
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .value(0),
+        T0 as i64 - 5
+    );
+    let filtered = exemplar.column(4).as_map();
+    assert_eq!(map_get(filtered, 0, "user").as_deref(), Some("u-1"));
     let histogram = read_table(&dir, "metrics_histogram");
     let buckets = column::<ListArray>(&histogram, "bucket_counts").value(0);
     assert_eq!(
