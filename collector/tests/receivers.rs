@@ -295,6 +295,66 @@ fn map_get(map: &MapArray, row: usize, key: &str) -> Option<String> {
         .map(|i| values.value(i).to_string())
 }
 
+/// Waits until `done`, for at most 30 s: a bound on the wait, not a timing
+/// claim (the collector's timers fire in milliseconds; a loaded machine may
+/// take seconds).
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The collector's own timers: with an hour between timed flushes, rows
+/// reach Parquet once `flush_rows` of them are pending, and the background
+/// compaction merges the small files that makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_by_size_and_a_background_compaction_run_by_themselves() {
+    let dir = std::env::temp_dir().join(format!("loadlens-timers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = CollectorConfig::ephemeral(&dir);
+    config.flush_interval = std::time::Duration::from_secs(3600);
+    config.flush_rows = 3;
+    config.compaction_interval = Some(std::time::Duration::from_millis(300));
+    let collector = Collector::start(config).await.unwrap();
+    let mut client = TraceServiceClient::connect(collector.grpc_endpoint())
+        .await
+        .unwrap();
+    let files = || schema::layout::parquet_files(&dir.join("spans"));
+    for round in 0..2u8 {
+        let spans = (1..=3).map(|i| span(10 * round + i, i, "GET /")).collect();
+        client.export(traces("svc", spans)).await.unwrap();
+        // Three rows pending: flushed without waiting for the hour.
+        eventually("a flush by size", || {
+            collector
+                .ingest()
+                .stats()
+                .rows_written
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 3 * (u64::from(round) + 1)
+        })
+        .await;
+    }
+    // The two small files of the partition become one.
+    eventually("a background compaction", || {
+        collector
+            .ingest()
+            .stats()
+            .compactions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+            && files().len() == 1
+    })
+    .await;
+    assert_eq!(read_table(&dir, "spans").num_rows(), 6);
+    collector.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_over_grpc_and_http_lands_in_parquet() {
     let dir = std::env::temp_dir().join(format!("loadlens-receivers-{}", std::process::id()));
