@@ -32,6 +32,45 @@ def exporters(protocol, endpoint):
     )
 
 
+def points_of(metrics_data):
+    """Every field of each metric's one data point, as the collector should
+    store it: no start time (0) is NULL, temporality by name."""
+    points = {}
+    for resource_metrics in metrics_data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                data = metric.data
+                (p,) = data.data_points
+                point = {
+                    "unit": metric.unit or None,
+                    "time": p.time_unix_nano,
+                    "start_time": p.start_time_unix_nano or None,
+                    "attributes": {k: str(v) for k, v in p.attributes.items()},
+                    "temporality": None,
+                    "monotonic": None,
+                }
+                if hasattr(data, "aggregation_temporality"):
+                    point["temporality"] = data.aggregation_temporality.name.lower()
+                if hasattr(data, "is_monotonic"):
+                    point["monotonic"] = data.is_monotonic
+                kind = type(data).__name__
+                if kind == "Histogram":
+                    point.update(
+                        count=p.count, sum=p.sum, min=p.min, max=p.max,
+                        bucket_counts=list(p.bucket_counts), bounds=list(p.explicit_bounds),
+                    )
+                elif kind == "ExponentialHistogram":
+                    point.update(
+                        count=p.count, sum=p.sum, min=p.min, max=p.max, scale=p.scale,
+                        zero_count=p.zero_count, positive_offset=p.positive.offset,
+                        positive=list(p.positive.bucket_counts), negative=list(p.negative.bucket_counts),
+                    )
+                else:
+                    point["value"] = float(p.value)
+                points[metric.name] = point
+    return points
+
+
 def main():
     protocol, endpoint, service = sys.argv[1:4]
     resource = Resource.create({"service.name": service, "deployment.environment.name": "production"})
@@ -86,7 +125,8 @@ def main():
         exp.record(value)
     gauge = meter.create_gauge("interop.temperature")
     gauge.set(21.5)
-    result = metric_exporter.export(reader.get_metrics_data())
+    metrics_data = reader.get_metrics_data()
+    result = metric_exporter.export(metrics_data)
     assert result == MetricExportResult.SUCCESS, f"metric export failed: {result}"
 
     expected = {
@@ -101,9 +141,21 @@ def main():
                 "status": s.status.status_code.name,
                 "events": len(s.events),
                 "links": len(s.links),
+                "start": s.start_time,
+                "end": s.end_time,
+                "status_message": s.status.description,
+                "event_list": [
+                    {"time": e.timestamp, "name": e.name, "attributes": {k: str(v) for k, v in e.attributes.items()}}
+                    for e in s.events
+                ],
+                "link_list": [
+                    {"trace_id": format(l.context.trace_id, "032x"), "span_id": format(l.context.span_id, "016x")}
+                    for l in s.links
+                ],
             }
             for s in spans
         ],
+        "points": points_of(metrics_data),
         "attributes": {"custom.str": "x", "custom.int": "42", "custom.bool": "true", "custom.float": "0.25", "custom.list": '["a","b"]'},
         "metrics": {
             "interop.requests": 7,

@@ -17,6 +17,56 @@ import pyarrow.dataset as ds
 PARTITIONING = ds.partitioning(pa.schema([("date", pa.string()), ("run_id", pa.string())]), flavor="hive")
 
 
+# Columns of each metric table beyond those every point has, with the name
+# otel_send.py gives each in a point.
+POINT_COLUMNS = {
+    "metrics_number": {"value": "value", "is_monotonic": "monotonic"},
+    "metrics_histogram": {
+        "count": "count", "sum": "sum", "min": "min", "max": "max",
+        "bucket_counts": "bucket_counts", "explicit_bounds": "bounds",
+    },
+    "metrics_exp_histogram": {
+        "count": "count", "sum": "sum", "min": "min", "max": "max", "scale": "scale",
+        "zero_count": "zero_count", "positive_offset": "positive_offset",
+        "positive_bucket_counts": "positive", "negative_bucket_counts": "negative",
+    },
+}
+
+
+def as_dict(pairs):
+    """A map column's value, whichever way the reader gives it."""
+    if pairs is None:
+        return {}
+    if isinstance(pairs, dict):
+        if set(pairs) == {"key", "value"} and isinstance(pairs["key"], list):
+            return dict(zip(pairs["key"], pairs["value"]))
+        return pairs
+    return dict(pairs)
+
+
+def check_every_value(reader, spans, points, expected):
+    """`spans` by span id and `points` by metric name, as one reader read
+    them, against what was sent: every field the collector stores."""
+    for span in expected["spans"]:
+        got = spans[span["span_id"]]
+        want = {
+            "start": span["start"],
+            "end": span["end"],
+            "status_message": span["status_message"],
+            "events": span["event_list"],
+            "links": span["link_list"],
+        }
+        assert got == want, (reader, span["name"], got, want)
+    assert set(points) == set(expected["points"]), (reader, sorted(points))
+    for name, want in expected["points"].items():
+        got = points[name]
+        for key, value in want.items():
+            if key in ("negative", "bucket_counts", "positive", "bounds"):
+                assert list(got.get(key) or []) == value, (reader, name, key, got.get(key), value)
+            else:
+                assert got.get(key) == value, (reader, name, key, got.get(key), value)
+
+
 def check_duckdb(data, expected):
     con = duckdb.connect()
     table = lambda t: f"read_parquet('{data}/{t}/**/*.parquet', hive_partitioning = true)"
@@ -67,6 +117,39 @@ def check_duckdb(data, expected):
     assert (count, total) == (4, 15.0), (count, total)
     assert zero + sum(positive) == 4, (zero, positive)
 
+    spans = {}
+    for span_id, start, end, message, events, links in con.execute(
+        f"""SELECT lower(hex(span_id)), epoch_ns(start_time), epoch_ns(end_time), status_message,
+                   list_transform(events, lambda e: {{'time': epoch_ns(e.time), 'name': e.name,
+                                                 'attributes': e.attributes}}),
+                   list_transform(links, lambda l: {{'trace_id': lower(hex(l.trace_id)),
+                                                'span_id': lower(hex(l.span_id))}})
+            FROM {table('spans')} WHERE service_name = ?""",
+        [service],
+    ).fetchall():
+        spans[span_id] = {
+            "start": start,
+            "end": end,
+            "status_message": message,
+            "events": [dict(e, attributes=as_dict(e["attributes"])) for e in events],
+            "links": links,
+        }
+    points = {}
+    for name, columns in POINT_COLUMNS.items():
+        extra = "".join(f", {column}" for column in columns)
+        cursor = con.execute(
+            f"""SELECT metric_name, metric_unit, epoch_ns(time), epoch_ns(start_time), attributes,
+                       temporality{extra}
+                FROM {table(name)} WHERE service_name = ?""",
+            [service],
+        )
+        for row in cursor.fetchall():
+            point = dict(zip(("unit", "time", "start_time", "attributes", "temporality"), row[1:6]))
+            point["attributes"] = as_dict(point["attributes"])
+            point.update(zip(columns.values(), row[6:]))
+            points[row[0]] = point
+    check_every_value("DuckDB", spans, points, expected)
+
 
 def check_pyarrow(data, expected):
     service = expected["service"]
@@ -83,6 +166,53 @@ def check_pyarrow(data, expected):
     for name in ("interop.requests", "interop.inflight", "interop.temperature"):
         assert values[name] == expected["metrics"][name], (name, values)
 
+    starts, ends = (spans.column(c).cast(pa.int64()).to_pylist() for c in ("start_time", "end_time"))
+    # Times as nanoseconds from the columns: pyarrow's datetimes stop at µs.
+    events = spans.column("events").combine_chunks()
+    lengths = [n or 0 for n in pc.list_value_length(events).to_pylist()]
+    flat = events.flatten()
+    flat_events = iter(
+        zip(
+            flat.field("time").cast(pa.int64()).to_pylist(),
+            flat.field("name").to_pylist(),
+            flat.field("attributes").to_pylist(),
+        )
+    )
+    by_id = {}
+    for i, row in enumerate(spans.select(["span_id", "status_message", "links"]).to_pylist()):
+        by_id[bytes(row["span_id"]).hex()] = {
+            "start": starts[i],
+            "end": ends[i],
+            "status_message": row["status_message"],
+            "events": [
+                {"time": time, "name": name, "attributes": as_dict(attributes)}
+                for time, name, attributes in (next(flat_events) for _ in range(lengths[i]))
+            ],
+            "links": [
+                {"trace_id": bytes(l["trace_id"]).hex(), "span_id": bytes(l["span_id"]).hex()}
+                for l in row["links"] or []
+            ],
+        }
+    points = {}
+    for table, columns in POINT_COLUMNS.items():
+        rows = ds.dataset(f"{data}/{table}", format="parquet", partitioning=PARTITIONING).to_table(
+            filter=pc.field("service_name") == service
+        )
+        times = rows.column("time").cast(pa.int64()).to_pylist()
+        start_times = rows.column("start_time").cast(pa.int64()).to_pylist()
+        plain = ["metric_name", "metric_unit", "attributes", "temporality", *columns]
+        for i, row in enumerate(rows.select(plain).to_pylist()):
+            point = {
+                "unit": row["metric_unit"],
+                "time": times[i],
+                "start_time": start_times[i],
+                "attributes": as_dict(row["attributes"]),
+                "temporality": row["temporality"],
+            }
+            point.update((key, row[column]) for column, key in columns.items())
+            points[row["metric_name"]] = point
+    check_every_value("pyarrow", by_id, points, expected)
+
 
 def main():
     data = sys.argv[1]
@@ -90,7 +220,10 @@ def main():
         expected = json.load(open(path))
         check_duckdb(data, expected)
         check_pyarrow(data, expected)
-        print(f"{expected['service']}: {len(expected['spans'])} spans and 5 metrics intact (DuckDB, pyarrow)")
+        print(
+            f"{expected['service']}: {len(expected['spans'])} spans and {len(expected['points'])} metric points, "
+            "every stored field intact (DuckDB, pyarrow)"
+        )
 
 
 if __name__ == "__main__":
