@@ -123,6 +123,8 @@ pub struct IngestStats {
     pub wal_commits: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub wal_sync_nanos: AtomicU64,
+    /// Each group commit's duration.
+    pub wal_sync_duration: crate::telemetry::DurationHistogram,
     pub rows_replayed: AtomicU64,
     /// Spans dropped at flush or compaction as repeats of a (trace_id, span_id).
     pub duplicates_removed: AtomicU64,
@@ -584,6 +586,7 @@ impl Ingest {
         out.value(WAL_COMMITS, load(&stats.wal_commits));
         out.value(WAL_BYTES, load(&stats.wal_bytes));
         out.value(WAL_SYNC_SECONDS, load(&stats.wal_sync_nanos) / 1e9);
+        out.histogram(WAL_SYNC_DURATION, &stats.wal_sync_duration);
         out.value(ROWS_REPLAYED, load(&stats.rows_replayed));
         out.value(FLUSHES, load(&stats.flushes));
         out.value(FLUSH_ERRORS, load(&stats.write_errors));
@@ -639,9 +642,11 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
                 Ok(()) => {
                     let stats = &shared.stats;
                     stats.wal_commits.fetch_add(1, Ordering::Relaxed);
+                    let took = started.elapsed();
                     stats
                         .wal_sync_nanos
-                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                    stats.wal_sync_duration.observe(took);
                     for (converted, ack) in waiting.drain(..) {
                         shared.add(converted.batches);
                         let _ = ack.send(Ok(()));
@@ -910,6 +915,11 @@ mod tests {
         let text = ingest.exposition();
         assert!(
             text.contains("loadlens_collector_dropped_items_total{signal=\"traces\"} 3\n"),
+            "{text}"
+        );
+        // The one commit, in the fsync histogram.
+        assert!(
+            text.contains("loadlens_collector_wal_sync_duration_seconds_count 1\n"),
             "{text}"
         );
         std::fs::remove_dir_all(&root).unwrap();

@@ -3,10 +3,11 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::wal::Signal;
 
-/// A counter or gauge the collector exposes.
+/// A counter, gauge or histogram the collector exposes.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
     pub name: &'static str,
@@ -58,6 +59,11 @@ pub const WAL_BYTES: Metric = counter(
     "loadlens_collector_wal_bytes_total",
     "Bytes appended to the write-ahead log.",
 );
+pub const WAL_SYNC_DURATION: Metric = Metric {
+    name: "loadlens_collector_wal_sync_duration_seconds",
+    help: "Time each group commit of the write-ahead log took (flush and fdatasync), as a histogram.",
+    kind: "histogram",
+};
 pub const WAL_SYNC_SECONDS: Metric = counter(
     "loadlens_collector_wal_sync_seconds_total",
     "Time spent in fdatasync of the write-ahead log; divide by commits for the mean.",
@@ -156,6 +162,34 @@ impl PerSignal {
     }
 }
 
+/// Upper bounds (seconds) of [`DurationHistogram`]'s buckets: an fsync
+/// takes from tens of microseconds (a fast SSD) to hundreds of milliseconds
+/// (a busy network disk).
+pub const DURATION_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Durations counted into [`DURATION_BUCKETS`], from any thread.
+#[derive(Debug, Default)]
+pub struct DurationHistogram {
+    /// Per bucket, not cumulative; the last counts what no bound holds.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let at = DURATION_BUCKETS
+            .iter()
+            .position(|le| seconds <= *le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[at].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
 /// Renders metrics in the Prometheus text exposition format.
 #[derive(Debug, Default)]
 pub struct Exposition(String);
@@ -198,6 +232,22 @@ impl Exposition {
         }
     }
 
+    /// A histogram: cumulative buckets, then the sum and the count.
+    pub fn histogram(&mut self, metric: Metric, values: &DurationHistogram) {
+        self.header(metric);
+        let mut cumulative = 0;
+        for (at, count) in values.buckets.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = DURATION_BUCKETS
+                .get(at)
+                .map_or_else(|| "+Inf".to_string(), f64::to_string);
+            let _ = writeln!(self.0, "{}_bucket{{le=\"{le}\"}} {cumulative}", metric.name);
+        }
+        let sum = values.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(self.0, "{}_sum {sum}", metric.name);
+        let _ = writeln!(self.0, "{}_count {cumulative}", metric.name);
+    }
+
     pub fn finish(self) -> String {
         self.0
     }
@@ -206,6 +256,36 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_render_as_a_cumulative_histogram() {
+        let fsyncs = DurationHistogram::default();
+        for micros in [80, 300, 300, 2_000_000] {
+            fsyncs.observe(Duration::from_micros(micros));
+        }
+        let mut out = Exposition::default();
+        out.histogram(WAL_SYNC_DURATION, &fsyncs);
+        let text = out.finish();
+        let name = WAL_SYNC_DURATION.name;
+        assert!(
+            text.contains(&format!("# TYPE {name} histogram\n")),
+            "{text}"
+        );
+        for (le, count) in [
+            ("0.0001", 1),
+            ("0.00025", 1),
+            ("0.0005", 3),
+            ("1", 3),
+            ("+Inf", 4),
+        ] {
+            assert!(
+                text.contains(&format!("{name}_bucket{{le=\"{le}\"}} {count}\n")),
+                "{le}: {text}"
+            );
+        }
+        assert!(text.contains(&format!("{name}_sum 2.00068\n")), "{text}");
+        assert!(text.contains(&format!("{name}_count 4\n")), "{text}");
+    }
 
     #[test]
     fn renders_the_text_format() {
