@@ -854,6 +854,24 @@ mod tests {
         (root, segment)
     }
 
+    /// `--no-fsync` acknowledges without fdatasync, but only once the
+    /// records are written to the operating system: a crash of the process
+    /// alone loses nothing acknowledged.
+    #[tokio::test]
+    async fn without_fsync_acknowledged_rows_survive_a_crash_of_the_process() {
+        let root = std::env::temp_dir().join(format!("loadlens-nofsync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, false).unwrap();
+        submit(&ingest, &request()).await;
+        // The crash: no flush and no clean stop; the log is left as it is.
+        std::mem::forget(ingest);
+        let reopened = Ingest::open(root.clone(), usize::MAX, usize::MAX, false).unwrap();
+        assert_eq!(reopened.stats().rows_replayed.load(Ordering::Relaxed), 3);
+        assert_eq!(reopened.flush().await.unwrap().rows, 3);
+        drop(reopened);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn replay_restores_rows_never_written() {
         let (root, _) = crashed_store("unwritten", None);
