@@ -601,3 +601,33 @@ fn sampling_keeps_errors_and_a_share_of_the_rest() {
     assert_eq!(rows[0]["exported"].as_u64().unwrap(), exported);
     assert_eq!(rows[0]["lost_errors"].as_u64().unwrap(), 0);
 }
+
+#[test]
+fn arrivals_beyond_the_in_flight_bound_are_counted_as_dropped() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("in-flight");
+    let summary_path = dir.path().join("summary.json");
+    // 200 arrivals a second against a 20 ms service, at most 2 in flight: the
+    // target can take 100 a second at best, so most arrivals find the bound full.
+    let output = loadlens()
+        .args(["run", "--url", &target.url("/slow"), "--rate", "200"])
+        .args(["--duration", "2s", "--max-in-flight", "2"])
+        .args(["--no-telemetry", "--quiet", "--summary-json"])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let dropped = summary["requests_dropped"].as_u64().unwrap();
+    let sent = summary["requests_sent"].as_u64().unwrap();
+    assert!(dropped > 0, "{summary}");
+    assert!(sent > 0, "{summary}");
+    assert_eq!(summary["stages"][0]["dropped"], dropped, "{summary}");
+    // Each of the 400 arrivals (k / 200 s for k < 400) was either sent or
+    // dropped; the stage waits for those in flight, so every sent one is counted.
+    assert_eq!(sent + dropped, 400, "{summary}");
+    assert_eq!(summary["requests"], sent, "{summary}");
+    assert_eq!(target.seen.requests.load(Ordering::Relaxed), sent);
+}
