@@ -631,3 +631,56 @@ fn arrivals_beyond_the_in_flight_bound_are_counted_as_dropped() {
     assert_eq!(summary["requests"], sent, "{summary}");
     assert_eq!(target.seen.requests.load(Ordering::Relaxed), sent);
 }
+
+#[test]
+fn a_token_revoked_before_its_expiry_is_renewed_once_and_the_request_retried() {
+    let _serial = serial();
+    // Tokens say they live 60 s, but the target revokes each after 200 carts:
+    // the generator learns of it only from a 401. A login takes 50 ms, so
+    // the arrivals of that time (2 ms apart) all see the same refusal.
+    let uses = 200;
+    let target = Target::start(Behaviour {
+        token_uses: uses,
+        login_delay: Duration::from_millis(50),
+        ..Behaviour::default()
+    });
+    let dir = TempDir::new("auth-revoked");
+    let yaml = format!(
+        r#"
+base_url: http://{}
+auth:
+  login:
+    request: login
+    token: {{ json: $.token }}
+    expires_in: {{ json: $.expires_in }}
+requests:
+  login:
+    method: POST
+    url: /login
+    body: '{{"user": "any"}}'
+  cart:
+    url: /cart/any
+    checks: [{{ status: 200 }}]
+mix: {{ cart: 1 }}
+load: {{ model: constant, rate: 500, duration: 4s }}
+"#,
+        target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    assert_eq!(summary["requests"], 2_000, "{summary}");
+    assert_eq!(summary["requests_failed"], 0, "{summary}");
+    let carts = target.seen.carts_ok.load(Ordering::Relaxed);
+    assert_eq!(carts, 2_000);
+    let auth = &summary["auth"];
+    assert_eq!(auth["failures"], 0, "{summary}");
+    // Each 401 was answered by one retry, and no retry was refused again.
+    let retries = auth["retries"].as_u64().unwrap();
+    assert!(retries > 0, "{summary}");
+    assert_eq!(retries, target.seen.unauthorized.load(Ordering::Relaxed));
+    // One renewal per revoked token, however many requests saw it refused:
+    // every token but the last served its 200 carts.
+    let refreshes = auth["refreshes"].as_u64().unwrap();
+    assert_eq!(refreshes, carts.div_ceil(uses), "{summary}");
+    assert_eq!(refreshes, target.seen.logins.load(Ordering::Relaxed));
+}

@@ -1,10 +1,12 @@
 //! A system under test for generator tests, served in-process on loopback:
 //!
-//! - `POST /login` `{"user": NAME}` → `{"token": T, "expires_in": S}`; tokens
-//!   live `token_ttl` and belong to one user.
+//! - `POST /login` `{"user": NAME}` → `{"token": T, "expires_in": S}` after
+//!   `login_delay`; tokens live `token_ttl` and belong to one user.
 //! - `GET /cart/NAME` needs `authorization: Bearer T` with a live token of
-//!   NAME: 200 `{"user": NAME, "items": 3}`, else 401 (expired or missing) or
-//!   403 (another user's token).
+//!   NAME: 200 `{"user": NAME, "items": 3}`, else 401 (expired, revoked or
+//!   missing) or 403 (another user's token). A token is revoked after
+//!   `token_uses` carts, before the expiry it was issued with: the client
+//!   learns of it only from the 401.
 //! - `POST /oauth/token` (client credentials `loadlens` / `sécret 1`) issues
 //!   tokens for `any` the same way, as an OAuth2 token endpoint.
 //! - `GET /slow` answers after 20 ms (a thread's sleep, not a timer tick), and
@@ -30,6 +32,10 @@ use hyper::{Request, Response, StatusCode};
 #[derive(Debug, Clone)]
 pub struct Behaviour {
     pub token_ttl: Duration,
+    /// Carts a token is good for before it is revoked (default: no limit).
+    pub token_uses: u64,
+    /// How long `/login` takes to answer, as a slow identity provider would.
+    pub login_delay: Duration,
     pub stall_after: Duration,
     pub stall_for: Duration,
 }
@@ -38,6 +44,8 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             token_ttl: Duration::from_secs(60),
+            token_uses: u64::MAX,
+            login_delay: Duration::ZERO,
             stall_after: Duration::from_secs(3600),
             stall_for: Duration::ZERO,
         }
@@ -69,7 +77,8 @@ impl Seen {
 struct State {
     behaviour: Behaviour,
     started: Instant,
-    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Token → (its user, its expiry, carts it was accepted for).
+    tokens: Mutex<HashMap<String, (String, Instant, u64)>>,
     stall_until: Mutex<Option<Instant>>,
     next_token: AtomicU64,
     seen: Arc<Seen>,
@@ -152,7 +161,7 @@ fn issue_token(state: &State, user: &str) -> (String, Duration) {
         .tokens
         .lock()
         .unwrap()
-        .insert(token.clone(), (user.to_string(), Instant::now() + ttl));
+        .insert(token.clone(), (user.to_string(), Instant::now() + ttl, 0));
     state.seen.logins.fetch_add(1, Ordering::Relaxed);
     (token, ttl)
 }
@@ -225,6 +234,7 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         );
     }
     if path == "/login" {
+        tokio::time::sleep(state.behaviour.login_delay).await;
         let body = request.into_body().collect().await.unwrap().to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let Some(user) = json["user"].as_str() else {
@@ -247,9 +257,20 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default()
             .to_string();
-        let owner = state.tokens.lock().unwrap().get(&token).cloned();
+        let owner = state
+            .tokens
+            .lock()
+            .unwrap()
+            .get_mut(&token)
+            .filter(|(_, expires, uses)| {
+                Instant::now() < *expires && *uses < state.behaviour.token_uses
+            })
+            .map(|(owner, _, uses)| {
+                *uses += 1;
+                owner.clone()
+            });
         return match owner {
-            Some((owner, expires)) if Instant::now() < expires => {
+            Some(owner) => {
                 if owner == user || user == "any" {
                     state.seen.carts_ok.fetch_add(1, Ordering::Relaxed);
                     reply(
