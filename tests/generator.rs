@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +27,28 @@ fn run_scenario(
     yaml: &str,
     extra: &[&str],
 ) -> (std::process::Output, serde_json::Value) {
+    run_scenario_with(dir, yaml, &[&["--no-telemetry"], extra].concat())
+}
+
+/// Runs a scenario with telemetry to a collector of its own; returns the
+/// store, which holds the run's ledger, and the summary.
+fn run_traced(dir: &Path, yaml: &str) -> (PathBuf, serde_json::Value) {
+    let (grpc, http) = (common::free_addr(), common::free_addr());
+    let store = dir.join("store");
+    let _collector = common::start_collector(&store, grpc, http, &["--flush-interval", "1s"]);
+    let collector = format!("http://{grpc}");
+    let data = store.to_str().unwrap();
+    let (output, summary) =
+        run_scenario_with(dir, yaml, &["--collector", &collector, "--data", data]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    (store, summary)
+}
+
+fn run_scenario_with(
+    dir: &Path,
+    yaml: &str,
+    args: &[&str],
+) -> (std::process::Output, serde_json::Value) {
     let scenario = dir.join("scenario.yaml");
     std::fs::write(&scenario, yaml).unwrap();
     let summary = dir.join("summary.json");
@@ -34,9 +56,9 @@ fn run_scenario(
     let output = loadlens()
         .arg("run")
         .arg(&scenario)
-        .args(["--no-telemetry", "--quiet", "--summary-json"])
+        .args(["--quiet", "--summary-json"])
         .arg(&summary)
-        .args(extra)
+        .args(args)
         .output()
         .unwrap();
     let json = std::fs::read(&summary)
@@ -560,28 +582,11 @@ fn sampling_keeps_errors_and_a_share_of_the_rest() {
     let _serial = serial();
     let target = Target::start(Behaviour::default());
     let dir = TempDir::new("sampling");
-    let (grpc, http) = (common::free_addr(), common::free_addr());
-    let store = dir.path().join("store");
-    let _collector = common::start_collector(&store, grpc, http, &["--flush-interval", "1s"]);
     let yaml = format!(
         "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\n  broken: {{ url: 'http://{addr}/status/500' }}\nmix: {{ ok: 9, broken: 1 }}\ntelemetry: {{ sample: 0.2 }}\nload: {{ model: constant, rate: 500, duration: 4s }}\n",
         addr = target.addr
     );
-    let scenario = dir.path().join("scenario.yaml");
-    std::fs::write(&scenario, yaml).unwrap();
-    let summary_path = dir.path().join("summary.json");
-    let output = loadlens()
-        .arg("run")
-        .arg(&scenario)
-        .args(["--collector", &format!("http://{grpc}"), "--data"])
-        .arg(&store)
-        .args(["--quiet", "--summary-json"])
-        .arg(&summary_path)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let (store, summary) = run_traced(dir.path(), &yaml);
     let requests = summary["requests"].as_u64().unwrap();
     let errors = summary["requests_failed"].as_u64().unwrap();
     let exported = summary["spans_exported"].as_u64().unwrap();
@@ -683,4 +688,48 @@ load: {{ model: constant, rate: 500, duration: 4s }}
     let refreshes = auth["refreshes"].as_u64().unwrap();
     assert_eq!(refreshes, carts.div_ceil(uses), "{summary}");
     assert_eq!(refreshes, target.seen.logins.load(Ordering::Relaxed));
+}
+
+#[test]
+fn sampling_keeps_every_request_slower_than_the_outlier_bound() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("sampling-slow");
+    // Nothing is sampled by chance: only outliers (and errors, here none) are kept.
+    let yaml = format!(
+        "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\n  slow: {{ url: 'http://{addr}/slow' }}\nmix: {{ ok: 4, slow: 1 }}\ntelemetry: {{ sample: 0, keep_slower_than: 15ms }}\nload: {{ model: constant, rate: 100, duration: 3s }}\n",
+        addr = target.addr
+    );
+    let (store, summary) = run_traced(dir.path(), &yaml);
+    assert_eq!(summary["requests_failed"], 0, "{summary}");
+    let requests = summary["requests"].as_u64().unwrap();
+    let exported = summary["spans_exported"].as_u64().unwrap();
+    assert_eq!(
+        exported + summary["spans_sampled_out"].as_u64().unwrap(),
+        requests,
+        "{summary}"
+    );
+    // The ledger's latency is the one the sampler saw, to the nanosecond: a
+    // span was exported exactly when its request took 15 ms or more.
+    let rows = sql_json(
+        &store,
+        "WITH l AS (SELECT step, span_exported,
+                CAST(end_time AS BIGINT) - CAST(intended_start AS BIGINT) >= 15000000 AS outlier
+                FROM ledger)
+         SELECT COUNT(*) AS n,
+                SUM(CASE WHEN span_exported THEN 1 ELSE 0 END) AS exported,
+                SUM(CASE WHEN step = 'slow' THEN 1 ELSE 0 END) AS slow,
+                SUM(CASE WHEN step = 'slow' AND NOT span_exported THEN 1 ELSE 0 END) AS slow_lost,
+                SUM(CASE WHEN NOT outlier THEN 1 ELSE 0 END) AS fast,
+                SUM(CASE WHEN outlier <> span_exported THEN 1 ELSE 0 END) AS mismatched
+         FROM l",
+    );
+    let count = |column: &str| rows[0][column].as_u64().unwrap();
+    assert_eq!(count("n"), requests);
+    assert_eq!(count("exported"), exported);
+    // The 20 ms requests were all kept, and the fast ones were sampled out.
+    assert!(count("slow") > 0, "{rows:?}");
+    assert_eq!(count("slow_lost"), 0, "{rows:?}");
+    assert!(count("fast") > 0, "{rows:?}");
+    assert_eq!(count("mismatched"), 0, "{rows:?}");
 }
