@@ -733,3 +733,25 @@ fn sampling_keeps_every_request_slower_than_the_outlier_bound() {
     assert!(count("fast") > 0, "{rows:?}");
     assert_eq!(count("mismatched"), 0, "{rows:?}");
 }
+
+#[test]
+fn a_closed_model_with_think_time_sends_what_the_think_time_allows() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("think-time");
+    let yaml = format!(
+        "requests:\n  ok: {{ url: 'http://{}/ok' }}\nload: {{ model: closed, vus: 4, think_time: 200ms, duration: 3s }}\n",
+        target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    let requests = summary["requests"].as_u64().unwrap();
+    assert_eq!(summary["requests_failed"], 0, "{summary}");
+    assert_eq!(target.seen.requests.load(Ordering::Relaxed), requests);
+    // A virtual user's k-th iteration starts k think times in at the
+    // earliest, and none starts after 3 s: at most 15 each (k = 0..14), 60
+    // in all; one more each is slack for the clock. Iterations slower than a
+    // think time are all that could bring it below half of that.
+    assert!(requests <= 4 * (15 + 1), "{summary}");
+    assert!(requests >= 30, "{summary}");
+}
