@@ -755,3 +755,23 @@ fn a_closed_model_with_think_time_sends_what_the_think_time_allows() {
     assert!(requests <= 4 * (15 + 1), "{summary}");
     assert!(requests >= 30, "{summary}");
 }
+
+#[test]
+fn a_closed_stage_ends_at_its_duration_even_in_the_middle_of_a_think_time() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("think-past-end");
+    // Each user starts at 0 s and 2 s; the think time after the second would
+    // last to 4 s, a second after the stage was to end.
+    let yaml = format!(
+        "requests:\n  ok: {{ url: 'http://{}/ok' }}\nload: {{ model: closed, vus: 2, think_time: 2s, duration: 3s }}\n",
+        target.addr
+    );
+    let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    assert_eq!(summary["requests"], 4, "{summary}");
+    // Idle waiting past the end is no part of the run: the throughput is
+    // over the 3 s asked for, not over the last think time too.
+    let seconds = summary["duration_s"].as_f64().unwrap();
+    assert!((3.0..3.5).contains(&seconds), "{summary}");
+}

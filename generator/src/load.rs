@@ -107,7 +107,10 @@ pub async fn run_stage(
                         }
                         engine.iteration(index, vu, now).await;
                         if !think.is_zero() {
-                            tokio::time::sleep(think).await;
+                            // Thinking ends with the stage: a think time
+                            // past its end would only stretch its seconds.
+                            let next = (Instant::now() + think).min(end);
+                            tokio::time::sleep_until(next.into()).await;
                         }
                     }
                 });
