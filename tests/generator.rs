@@ -1,6 +1,7 @@
 //! `loadlens run` end to end against a loopback target: scenario files,
 //! flows, feeders, checks, thresholds, the token provider, measurement
-//! fidelity, coordinated omission, and shards.
+//! fidelity, coordinated omission, the in-flight bound, think time, span
+//! sampling, and shards.
 
 mod common;
 
