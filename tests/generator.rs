@@ -641,10 +641,13 @@ fn arrivals_beyond_the_in_flight_bound_are_counted_as_dropped() {
 #[test]
 fn a_token_revoked_before_its_expiry_is_renewed_once_and_the_request_retried() {
     let _serial = serial();
-    // Tokens say they live 60 s, but the target revokes each after 200 carts:
+    // Tokens say they live 60 s, but the target revokes each after 500 carts:
     // the generator learns of it only from a 401. A login takes 50 ms, so
-    // the arrivals of that time (2 ms apart) all see the same refusal.
-    let uses = 200;
+    // the arrivals of that time (2 ms apart) all see the same refusal. A
+    // retry is refused again only if 500 later arrivals use up the new
+    // token first: a stall of a second, which a loaded machine may have
+    // at 200 uses (0.4 s) but should not at this.
+    let uses = 500;
     let target = Target::start(Behaviour {
         token_uses: uses,
         login_delay: Duration::from_millis(50),
@@ -685,7 +688,7 @@ load: {{ model: constant, rate: 500, duration: 4s }}
     assert!(retries > 0, "{summary}");
     assert_eq!(retries, target.seen.unauthorized.load(Ordering::Relaxed));
     // One renewal per revoked token, however many requests saw it refused:
-    // every token but the last served its 200 carts.
+    // every token but the last served its 500 carts.
     let refreshes = auth["refreshes"].as_u64().unwrap();
     assert_eq!(refreshes, carts.div_ceil(uses), "{summary}");
     assert_eq!(refreshes, target.seen.logins.load(Ordering::Relaxed));
