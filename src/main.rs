@@ -309,24 +309,40 @@ struct RunArgs {
     /// Closed model: concurrent virtual users.
     #[arg(long, conflicts_with = "scenario_file")]
     concurrency: Option<usize>,
-    /// How long to send load (e.g. 30s, 2m).
-    #[arg(long, default_value = "10s", value_parser = generator::config::parse_duration)]
+    /// How long to send load (e.g. 30s, 2m), without a scenario file (a
+    /// scenario sets it in `load`; this and the flags below are refused
+    /// with one rather than ignored).
+    #[arg(
+        long,
+        default_value = "10s",
+        value_parser = generator::config::parse_duration,
+        conflicts_with = "scenario_file"
+    )]
     duration: Duration,
     /// Warm-up before measuring (its requests are tagged and left out of the summary).
-    #[arg(long, value_parser = generator::config::parse_duration)]
+    #[arg(long, value_parser = generator::config::parse_duration, conflicts_with = "scenario_file")]
     warmup: Option<Duration>,
     /// HTTP method (without a scenario file).
-    #[arg(long, default_value = "GET")]
+    #[arg(long, default_value = "GET", conflicts_with = "scenario_file")]
     method: String,
-    /// Most requests in flight at once (open model).
-    #[arg(long, default_value_t = generator::plan::DEFAULT_MAX_IN_FLIGHT)]
+    /// Most requests in flight at once (open model), without a scenario file.
+    #[arg(
+        long,
+        default_value_t = generator::plan::DEFAULT_MAX_IN_FLIGHT,
+        conflicts_with = "scenario_file"
+    )]
     max_in_flight: usize,
     /// Most requests on the wire at once (like wrk -c); others wait, which counts
     /// as latency but not as service time. Default: no limit.
     #[arg(long, conflicts_with = "scenario_file")]
     connections: Option<usize>,
     /// Per-request timeout (e.g. 10s), without a scenario file.
-    #[arg(long, default_value = "10s", value_parser = generator::config::parse_duration)]
+    #[arg(
+        long,
+        default_value = "10s",
+        value_parser = generator::config::parse_duration,
+        conflicts_with = "scenario_file"
+    )]
     timeout: Duration,
     /// Take the i-th of n shares of the load (0-based), e.g. --shard 2/8.
     #[arg(long, value_parser = generator::config::parse_shard, default_value = "0/1")]

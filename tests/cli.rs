@@ -116,6 +116,18 @@ fn usage_errors_exit_2_with_one_line() {
         2,
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"lots\"",
     );
+    // Quick-mode flags with a scenario file are refused, not ignored: the
+    // scenario's own settings would silently win.
+    for (flag, value) in [
+        ("--duration", "5s"),
+        ("--warmup", "1s"),
+        ("--method", "POST"),
+        ("--max-in-flight", "2"),
+        ("--timeout", "1s"),
+        ("--rate", "5"),
+    ] {
+        fails_with(&["run", "scenario.yaml", flag, value], 2, flag);
+    }
     let missing = std::env::temp_dir().join("loadlens-no-such-store");
     fails_with(
         &["sql", "--data", missing.to_str().unwrap(), "SELECT 1"],
