@@ -178,6 +178,9 @@ pub enum IngestError {
     Stopped,
 }
 
+/// A request appended to the log and waiting for its commit.
+type Waiting = (Signal, Converted, oneshot::Sender<Result<(), String>>);
+
 enum Command {
     Append {
         signal: Signal,
@@ -280,7 +283,9 @@ impl Ingest {
     /// request for more to share its fsync; each acknowledgement may wait
     /// as long. Zero, the default, syncs as soon as the requests already
     /// queued are appended.
+    /// At most [`crate::config::MAX_COMMIT_INTERVAL`].
     pub fn with_commit_interval(self, interval: Duration) -> Self {
+        let interval = interval.min(crate::config::MAX_COMMIT_INTERVAL);
         let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
         self.shared
             .commit_interval_nanos
@@ -438,22 +443,25 @@ impl Ingest {
             converted,
             ack,
         });
+        // The log thread counts the rows as accepted or dropped once it
+        // has them; rows it never got are dropped here.
         let result = match sent {
             Ok(()) => acked
                 .await
                 .unwrap_or_else(|_| Err(IngestError::Stopped.to_string())),
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                stats.dropped.add(signal, rows);
+                Err(e.to_string())
+            }
         };
         match result {
             Ok(()) => {
-                stats.accepted.add(signal, rows);
                 // Counted once durable, so a refused request never shows twice.
                 self.shared.red.record(&red);
                 Ok(())
             }
             Err(message) => {
                 stats.refused_not_stored.add(signal, 1);
-                stats.dropped.add(signal, rows);
                 Err(SubmitError::NotStored(message))
             }
         }
@@ -631,34 +639,38 @@ impl Drop for Ingest {
 /// the rows pending and acknowledge.
 fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Shared>) {
     let mut appended_in_segment = 0u64;
-    let mut waiting: Vec<(Converted, oneshot::Sender<Result<(), String>>)> = Vec::new();
-    let commit =
-        |wal: &mut Wal, waiting: &mut Vec<(Converted, oneshot::Sender<Result<(), String>>)>| {
-            if waiting.is_empty() {
-                return;
-            }
-            let started = std::time::Instant::now();
-            match wal.commit() {
-                Ok(()) => {
-                    let stats = &shared.stats;
-                    stats.wal_commits.fetch_add(1, Ordering::Relaxed);
-                    let took = started.elapsed();
-                    stats
-                        .wal_sync_nanos
-                        .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-                    stats.wal_sync_duration.observe(took);
-                    for (converted, ack) in waiting.drain(..) {
-                        shared.add(converted.batches);
-                        let _ = ack.send(Ok(()));
-                    }
-                }
-                Err(e) => {
-                    for (_, ack) in waiting.drain(..) {
-                        let _ = ack.send(Err(e.to_string()));
-                    }
+    // Rows are counted as accepted or dropped here, where their fate is
+    // known, rather than by the request's handler, which its client may
+    // have dropped by then.
+    let mut waiting: Vec<Waiting> = Vec::new();
+    let commit = |wal: &mut Wal, waiting: &mut Vec<Waiting>| {
+        if waiting.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match wal.commit() {
+            Ok(()) => {
+                let stats = &shared.stats;
+                stats.wal_commits.fetch_add(1, Ordering::Relaxed);
+                let took = started.elapsed();
+                stats
+                    .wal_sync_nanos
+                    .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                stats.wal_sync_duration.observe(took);
+                for (signal, converted, ack) in waiting.drain(..) {
+                    stats.accepted.add(signal, converted.rows() as u64);
+                    shared.add(converted.batches);
+                    let _ = ack.send(Ok(()));
                 }
             }
-        };
+            Err(e) => {
+                for (signal, converted, ack) in waiting.drain(..) {
+                    shared.stats.dropped.add(signal, converted.rows() as u64);
+                    let _ = ack.send(Err(e.to_string()));
+                }
+            }
+        }
+    };
     while let Ok(first) = commands.recv() {
         // A group takes what is queued, and with an interval what arrives
         // before it ends, then shares one fsync.
@@ -681,9 +693,10 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
                             .stats
                             .wal_bytes
                             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                        waiting.push((converted, ack));
+                        waiting.push((signal, converted, ack));
                     }
                     Err(e) => {
+                        shared.stats.dropped.add(signal, converted.rows() as u64);
                         let _ = ack.send(Err(e.to_string()));
                     }
                 },
@@ -705,7 +718,9 @@ fn wal_thread(mut wal: Wal, commands: mpsc::Receiver<Command>, shared: Arc<Share
                     let _ = reply.send(result);
                 }
             }
-            if taken >= 4096 {
+            // A group ends at 4096 requests, and with an interval at its
+            // deadline even while requests keep coming.
+            if taken >= 4096 || (interval > 0 && std::time::Instant::now() >= deadline) {
                 break;
             }
             next = match commands.try_recv() {
@@ -940,6 +955,39 @@ mod tests {
             text.contains("loadlens_collector_wal_sync_duration_seconds_count 1\n"),
             "{text}"
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A client that leaves while its request waits for the commit: the
+    /// rows are stored, and counted as accepted, so received = accepted +
+    /// rejected + dropped still holds.
+    #[tokio::test]
+    async fn rows_made_durable_after_their_client_left_count_as_accepted() {
+        let root = std::env::temp_dir().join(format!("loadlens-left-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ingest = Arc::new(
+            Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
+                .unwrap()
+                .with_commit_interval(Duration::from_millis(500)),
+        );
+        let waiting = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { submit(&ingest, &request()).await }
+        });
+        // The commit waits out its interval; the client does not.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waiting.abort();
+        let stats = ingest.stats();
+        let count = |c: &PerSignal| c.get(Signal::Traces);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while count(&stats.accepted) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never committed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!((count(&stats.received), count(&stats.accepted)), (3, 3));
+        assert_eq!(count(&stats.dropped), 0);
+        assert_eq!(ingest.flush().await.unwrap().rows, 3);
+        ingest.close();
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -186,12 +186,21 @@ impl Wal {
     }
 
     /// Makes every appended record durable (fdatasync unless sync is off).
+    /// After a failure the segment counts as torn: records that did not
+    /// reach the disk would end its replay, so no later record may follow
+    /// them here, or it would be acknowledged and then lost.
     pub fn commit(&mut self) -> Result<(), WalError> {
-        self.file.flush().map_err(err(&self.path))?;
-        if self.sync {
-            self.file.get_ref().sync_data().map_err(err(&self.path))?;
+        let result = self.file.flush().and_then(|()| {
+            if self.sync {
+                self.file.get_ref().sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if result.is_err() {
+            self.torn = true;
         }
-        Ok(())
+        result.map_err(err(&self.path))
     }
 
     /// Closes the active segment and starts the next; returns the closed one's number.
@@ -487,6 +496,25 @@ mod tests {
         assert_eq!(replayed[0].records, [(Signal::Traces, b"before".to_vec())]);
         assert_eq!(replayed[0].torn_bytes, 4);
         assert_eq!(replayed[1].records, [(Signal::Traces, b"after".to_vec())]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A commit that fails (here a full disk) leaves the segment torn, so
+    /// nothing more is appended behind records that may not be on disk.
+    #[test]
+    fn after_a_failed_commit_nothing_more_goes_to_that_segment() {
+        let root = temp("failed-commit");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        wal.file = BufWriter::with_capacity(BUFFER, full);
+        wal.append(Signal::Traces, b"buffered").unwrap();
+        assert!(wal.commit().is_err(), "/dev/full takes no data");
+        assert!(wal.torn);
+        // The next append first tries to close the torn segment, which
+        // still fails: the record is refused, not written behind the gap.
+        let sequence = wal.sequence();
+        assert!(wal.append(Signal::Traces, b"next").is_err());
+        assert_eq!(wal.sequence(), sequence);
         fs::remove_dir_all(&root).unwrap();
     }
 
