@@ -255,17 +255,12 @@ fn scenario_mistakes_exit_2_naming_file_line_and_column() {
     }
 }
 
-#[test]
-fn tokens_expiring_every_two_seconds_never_fail_a_request() {
-    let _serial = serial();
-    let target = Target::start(Behaviour {
-        token_ttl: Duration::from_secs(2),
-        ..Behaviour::default()
-    });
-    let dir = TempDir::new("auth");
-    let yaml = format!(
+/// A scenario of cart requests whose token comes from a login request of
+/// the target at `addr`, under `load`.
+fn login_scenario(addr: impl std::fmt::Display, load: &str) -> String {
+    format!(
         r#"
-base_url: http://{}
+base_url: http://{addr}
 auth:
   login:
     request: login
@@ -280,10 +275,20 @@ requests:
     url: /cart/any
     checks: [{{ status: 200 }}]
 mix: {{ cart: 1 }}
-load: {{ model: constant, rate: 100, duration: 20s }}
-"#,
-        target.addr
-    );
+load: {load}
+"#
+    )
+}
+
+#[test]
+fn tokens_expiring_every_two_seconds_never_fail_a_request() {
+    let _serial = serial();
+    let target = Target::start(Behaviour {
+        token_ttl: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let dir = TempDir::new("auth");
+    let yaml = login_scenario(target.addr, "{ model: constant, rate: 100, duration: 20s }");
     let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
     assert!(output.status.success(), "{}\n{summary}", stderr(&output));
     assert_eq!(summary["requests_failed"], 0, "{summary}");
@@ -654,27 +659,7 @@ fn a_token_revoked_before_its_expiry_is_renewed_once_and_the_request_retried() {
         ..Behaviour::default()
     });
     let dir = TempDir::new("auth-revoked");
-    let yaml = format!(
-        r#"
-base_url: http://{}
-auth:
-  login:
-    request: login
-    token: {{ json: $.token }}
-    expires_in: {{ json: $.expires_in }}
-requests:
-  login:
-    method: POST
-    url: /login
-    body: '{{"user": "any"}}'
-  cart:
-    url: /cart/any
-    checks: [{{ status: 200 }}]
-mix: {{ cart: 1 }}
-load: {{ model: constant, rate: 500, duration: 4s }}
-"#,
-        target.addr
-    );
+    let yaml = login_scenario(target.addr, "{ model: constant, rate: 500, duration: 4s }");
     let (output, summary) = run_scenario(dir.path(), &yaml, &[]);
     assert!(output.status.success(), "{}\n{summary}", stderr(&output));
     assert_eq!(summary["requests"], 2_000, "{summary}");
