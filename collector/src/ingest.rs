@@ -279,11 +279,11 @@ impl Ingest {
         self.shared.recent_spans.load(Ordering::Relaxed)
     }
 
-    /// Makes each group commit wait up to `interval` after its first
-    /// request for more to share its fsync; each acknowledgement may wait
-    /// as long. Zero, the default, syncs as soon as the requests already
-    /// queued are appended.
-    /// At most [`crate::config::MAX_COMMIT_INTERVAL`].
+    /// Makes each group commit wait up to `interval` (at most
+    /// [`crate::config::MAX_COMMIT_INTERVAL`]) after its first request for
+    /// more to share its fsync; each acknowledgement may wait as long. Zero,
+    /// the default, syncs as soon as the requests already queued are
+    /// appended.
     pub fn with_commit_interval(self, interval: Duration) -> Self {
         let interval = interval.min(crate::config::MAX_COMMIT_INTERVAL);
         let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
