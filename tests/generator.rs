@@ -52,14 +52,19 @@ fn run_scenario_with(
 ) -> (std::process::Output, serde_json::Value) {
     let scenario = dir.join("scenario.yaml");
     std::fs::write(&scenario, yaml).unwrap();
+    let scenario = scenario.to_str().unwrap();
+    run_with_summary(dir, &[&["run", scenario], args].concat())
+}
+
+/// Runs `loadlens ARGS --quiet --summary-json DIR/summary.json`; returns
+/// its output and the summary (`Null` if none was written).
+fn run_with_summary(dir: &Path, args: &[&str]) -> (std::process::Output, serde_json::Value) {
     let summary = dir.join("summary.json");
     let _ = std::fs::remove_file(&summary);
     let output = loadlens()
-        .arg("run")
-        .arg(&scenario)
+        .args(args)
         .args(["--quiet", "--summary-json"])
         .arg(&summary)
-        .args(args)
         .output()
         .unwrap();
     let json = std::fs::read(&summary)
@@ -618,19 +623,25 @@ fn arrivals_beyond_the_in_flight_bound_are_counted_as_dropped() {
     let _serial = serial();
     let target = Target::start(Behaviour::default());
     let dir = TempDir::new("in-flight");
-    let summary_path = dir.path().join("summary.json");
     // 200 arrivals a second against a 20 ms service, at most 2 in flight: the
     // target can take 100 a second at best, so most arrivals find the bound full.
-    let output = loadlens()
-        .args(["run", "--url", &target.url("/slow"), "--rate", "200"])
-        .args(["--duration", "2s", "--max-in-flight", "2"])
-        .args(["--no-telemetry", "--quiet", "--summary-json"])
-        .arg(&summary_path)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let url = target.url("/slow");
+    let (output, summary) = run_with_summary(
+        dir.path(),
+        &[
+            "run",
+            "--url",
+            &url,
+            "--rate",
+            "200",
+            "--duration",
+            "2s",
+            "--max-in-flight",
+            "2",
+            "--no-telemetry",
+        ],
+    );
+    assert!(output.status.success(), "{}\n{summary}", stderr(&output));
     let dropped = summary["requests_dropped"].as_u64().unwrap();
     let sent = summary["requests_sent"].as_u64().unwrap();
     assert!(dropped > 0, "{summary}");

@@ -847,13 +847,18 @@ mod tests {
         }
     }
 
+    /// An empty folder of this test process named `loadlens-<name>-<pid>`.
+    fn fresh_root(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("loadlens-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        root
+    }
+
     /// A log segment as a crash leaves it, optionally with its rows already in a
     /// Parquet file that records segment `written` (the crash came between the
     /// Parquet write and the segment's deletion).
     fn crashed_store(name: &str, written: Option<u64>) -> (PathBuf, u64) {
-        let root =
-            std::env::temp_dir().join(format!("loadlens-replay-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root(&format!("replay-{name}"));
         let (mut wal, _) = Wal::open(&root, true).unwrap();
         let segment = wal.sequence();
         wal.append(Signal::Traces, &request().encode_to_vec())
@@ -874,8 +879,7 @@ mod tests {
     /// alone loses nothing acknowledged.
     #[tokio::test]
     async fn without_fsync_acknowledged_rows_survive_a_crash_of_the_process() {
-        let root = std::env::temp_dir().join(format!("loadlens-nofsync-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("nofsync");
         let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, false).unwrap();
         submit(&ingest, &request()).await;
         // The crash: no flush and no clean stop; the log is left as it is.
@@ -922,8 +926,7 @@ mod tests {
     /// count as dropped, so received = accepted + rejected + dropped.
     #[tokio::test]
     async fn rows_not_stored_count_as_dropped() {
-        let root = std::env::temp_dir().join(format!("loadlens-dropped-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("dropped");
         let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         submit(&ingest, &request()).await;
         ingest.close();
@@ -963,8 +966,7 @@ mod tests {
     /// rejected + dropped still holds.
     #[tokio::test]
     async fn rows_made_durable_after_their_client_left_count_as_accepted() {
-        let root = std::env::temp_dir().join(format!("loadlens-left-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("left");
         let ingest = Arc::new(
             Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
                 .unwrap()
@@ -996,12 +998,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_interval_lets_later_requests_share_an_fsync() {
         for (interval, commits) in [(Duration::from_secs(1), 1), (Duration::ZERO, 2)] {
-            let root = std::env::temp_dir().join(format!(
-                "loadlens-commit-{}-{}",
-                interval.as_millis(),
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&root);
+            let root = fresh_root(&format!("commit-{}", interval.as_millis()));
             let ingest = Arc::new(
                 Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
                     .unwrap()
@@ -1059,8 +1056,7 @@ mod tests {
 
     #[tokio::test]
     async fn spans_resent_after_a_flush_or_a_restart_are_stored_once() {
-        let root = std::env::temp_dir().join(format!("loadlens-resend-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("resend");
         let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
         submit(&ingest, &request()).await;
         let first = ingest.flush().await.unwrap();
@@ -1107,12 +1103,7 @@ mod tests {
 
     #[tokio::test]
     async fn spans_resent_after_their_file_was_uploaded_and_a_restart_are_stored_once() {
-        let temp = |name: &str| {
-            let dir = std::env::temp_dir().join(format!("loadlens-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            dir
-        };
-        let (root, bucket) = (temp("resend-shipped"), temp("resend-bucket"));
+        let (root, bucket) = (fresh_root("resend-shipped"), fresh_root("resend-bucket"));
         std::fs::create_dir_all(&bucket).unwrap();
         let to = || ObjectRoot::parse(&format!("file://{}", bucket.display())).unwrap();
         let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
