@@ -32,6 +32,7 @@ impl EncodedSpan {
 // Span fields.
 const TRACE_ID: u32 = 1;
 const SPAN_ID: u32 = 2;
+const TRACE_STATE: u32 = 3;
 const PARENT_SPAN_ID: u32 = 4;
 const NAME: u32 = 5;
 const KIND: u32 = 6;
@@ -77,6 +78,11 @@ impl SpanWriter {
         if let Some(parent) = parent {
             bytes_field(&mut self.out, PARENT_SPAN_ID, parent);
         }
+    }
+
+    /// The W3C `tracestate` the span was propagated with; leave it out for none.
+    pub fn trace_state(&mut self, trace_state: &str) {
+        bytes_field(&mut self.out, TRACE_STATE, trace_state.as_bytes());
     }
 
     pub fn name(&mut self, name: &str) {
@@ -249,12 +255,20 @@ mod tests {
     #[test]
     fn written_spans_decode_to_the_struct_they_describe() {
         let long = "x".repeat(300); // lengths past one varint byte
-        for (error, parent, value) in [
-            (None, None, "GET"),
-            (Some("http_5xx"), Some([9u8; 8]), long.as_str()),
+        for (error, parent, value, state) in [
+            (None, None, "GET", ""),
+            (
+                Some("http_5xx"),
+                Some([9u8; 8]),
+                long.as_str(),
+                "congo=t61rcWkgMzE",
+            ),
         ] {
             let mut writer = SpanWriter::new();
             writer.ids(&[1; 16], &[2; 8], parent.as_ref());
+            if !state.is_empty() {
+                writer.trace_state(state);
+            }
             writer.name(value);
             writer.kind(3);
             writer.times(1_700_000_000_000_000_000, 1_700_000_000_250_000_000);
@@ -272,6 +286,7 @@ mod tests {
             let expected = Span {
                 trace_id: vec![1; 16],
                 span_id: vec![2; 8],
+                trace_state: state.into(),
                 parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
                 name: value.into(),
                 kind: 3,

@@ -23,7 +23,7 @@ pub mod transport;
 pub use encoded::{EncodedSpan, SpanWriter};
 pub use export::{ExportError, ExportStats, Exporter, ExporterConfig, SpanSink};
 pub use metrics::{ExpHistogram, MetricsConfig, MetricsExporter, MetricsStats};
-pub use trace_context::{SpanId, TraceContext, TraceId};
+pub use trace_context::{SpanId, TraceContext, TraceId, TraceState, TraceStateError};
 pub use transport::{Protocol, UnknownProtocol};
 
 /// Re-exported so callers build spans with the same proto types the exporter sends.
