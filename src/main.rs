@@ -356,9 +356,13 @@ struct RunArgs {
     /// Do not export spans (no collector needed); also writes no ledger.
     #[arg(long)]
     no_telemetry: bool,
-    /// Do not send traceparent to the target.
+    /// Do not send traceparent (and tracestate) to the target.
     #[arg(long)]
     no_propagate: bool,
+    /// W3C tracestate sent beside traceparent and recorded on each request
+    /// span, e.g. vendor=value,other=x (a scenario sets its `tracestate` key).
+    #[arg(long, value_parser = generator::config::parse_trace_state, conflicts_with = "scenario_file")]
+    tracestate: Option<generator::TraceState>,
     /// Store the run's ledger is written into [default: loadlens-data, or no
     /// ledger with --no-telemetry unless given].
     #[arg(long)]
@@ -730,6 +734,7 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
                 return Err(Failure::usage("--connections must be at least 1"));
             }
             plan.http.connections = args.connections;
+            plan.trace_state = args.tracestate;
             plan
         }
         (None, None) => return Err(Failure::usage("give a scenario file or --url")),

@@ -98,6 +98,20 @@ fn usage_errors_exit_2_with_one_line() {
         2,
         "scheme",
     );
+    // A trace state is checked before anything is sent.
+    fails_with(
+        &[
+            "run",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--rate",
+            "5",
+            "--tracestate",
+            "Vendor=x",
+        ],
+        2,
+        "key 'Vendor' is not a W3C key",
+    );
     // The SDKs' batch variables are read, and a bad one stops the run
     // before it sends anything.
     command_fails_with(
@@ -125,6 +139,7 @@ fn usage_errors_exit_2_with_one_line() {
         ("--max-in-flight", "2"),
         ("--timeout", "1s"),
         ("--rate", "5"),
+        ("--tracestate", "a=b"),
     ] {
         fails_with(&["run", "scenario.yaml", flag, value], 2, flag);
     }

@@ -31,17 +31,19 @@ fn run_scenario(
     run_scenario_with(dir, yaml, &[&["--no-telemetry"], extra].concat())
 }
 
-/// Runs a scenario with telemetry to a collector of its own; returns the
-/// store, which holds the run's ledger, and the summary.
+/// Runs a scenario with telemetry to a collector of its own, then stops the
+/// collector cleanly so that every span it took is in the store; returns
+/// the store, which also holds the run's ledger, and the summary.
 fn run_traced(dir: &Path, yaml: &str) -> (PathBuf, serde_json::Value) {
     let (grpc, http) = (common::free_addr(), common::free_addr());
     let store = dir.join("store");
-    let _collector = common::start_collector(&store, grpc, http, &["--flush-interval", "1s"]);
-    let collector = format!("http://{grpc}");
+    let collector = common::start_collector(&store, grpc, http, &["--flush-interval", "1s"]);
+    let endpoint = format!("http://{grpc}");
     let data = store.to_str().unwrap();
     let (output, summary) =
-        run_scenario_with(dir, yaml, &["--collector", &collector, "--data", data]);
+        run_scenario_with(dir, yaml, &["--collector", &endpoint, "--data", data]);
     assert!(output.status.success(), "{}\n{summary}", stderr(&output));
+    assert!(collector.terminate(), "the collector did not stop cleanly");
     (store, summary)
 }
 
@@ -774,4 +776,62 @@ fn a_closed_stage_ends_at_its_duration_even_in_the_middle_of_a_think_time() {
     // over the 3 s asked for, not over the last think time too.
     let seconds = summary["duration_s"].as_f64().unwrap();
     assert!((3.0..3.5).contains(&seconds), "{summary}");
+}
+
+#[test]
+fn the_trace_state_goes_beside_traceparent_and_onto_every_span() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("tracestate");
+    // Written with the optional whitespace and an empty member the grammar
+    // allows; sent and recorded without them.
+    let yaml = format!(
+        "tracestate: 'loadlens=e2e , fw529a3039@dt=k-1,'\nrequests:\n  traced: {{ url: 'http://{}/traced' }}\nload: {{ model: constant, rate: 20, duration: 1s }}\n",
+        target.addr
+    );
+    let state = "loadlens=e2e,fw529a3039@dt=k-1";
+    let (store, summary) = run_traced(dir.path(), &yaml);
+    assert_eq!(summary["requests"], 20, "{summary}");
+    let seen = std::mem::take(&mut *target.seen.trace_headers.lock().unwrap());
+    assert_eq!(seen.len(), 20);
+    let mut sent_traces = Vec::new();
+    for (parents, states) in &seen {
+        assert_eq!(parents.len(), 1, "{seen:?}");
+        assert_eq!(states, &[state], "{seen:?}");
+        sent_traces.push(parents[0].split('-').nth(1).unwrap().to_string());
+    }
+    sent_traces.sort();
+    // The span of each request carries the trace state it was sent with.
+    let spans = sql_json(
+        &store,
+        "SELECT encode(CAST(trace_id AS BYTEA), 'hex') AS trace, trace_state
+         FROM spans WHERE kind = 'CLIENT' ORDER BY trace",
+    );
+    let traces: Vec<&str> = spans.iter().map(|s| s["trace"].as_str().unwrap()).collect();
+    assert_eq!(traces, sent_traces);
+    let mut recorded = spans
+        .iter()
+        .map(|s| s.get("trace_state").and_then(|v| v.as_str()));
+    assert!(recorded.all(|s| s == Some(state)), "{spans:?}");
+
+    // Quick mode takes it as a flag; --no-propagate sends neither header.
+    let url = target.url("/traced");
+    let quick = ["run", "--url", &url, "--rate", "20", "--duration", "1s"];
+    let quick = [&quick[..], &["--no-telemetry", "--tracestate", "k=v"]].concat();
+    let (output, _) = run_with_summary(dir.path(), &quick);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let seen = std::mem::take(&mut *target.seen.trace_headers.lock().unwrap());
+    assert_eq!(seen.len(), 20);
+    assert!(
+        seen.iter().all(|(p, s)| p.len() == 1 && s == &["k=v"]),
+        "{seen:?}"
+    );
+    let (output, _) = run_with_summary(dir.path(), &[&quick[..], &["--no-propagate"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let seen = target.seen.trace_headers.lock().unwrap();
+    assert_eq!(seen.len(), 20);
+    assert!(
+        seen.iter().all(|(p, s)| p.is_empty() && s.is_empty()),
+        "{seen:?}"
+    );
 }

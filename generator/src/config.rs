@@ -113,7 +113,7 @@ pub struct RunConfig {
     pub run_id: String,
     /// OTLP/gRPC endpoint of the collector; `None` turns telemetry off.
     pub collector: Option<String>,
-    /// Whether to send `traceparent` to the target.
+    /// Whether to send `traceparent` (and `tracestate`) to the target.
     pub propagate: bool,
     /// Shard index and count.
     pub shard: (u32, u32),
@@ -166,6 +166,12 @@ pub fn parse_shard(text: &str) -> Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((i, n))
+}
+
+/// Parses `--tracestate`: a W3C `tracestate` such as `vendor=value,other=x`.
+pub fn parse_trace_state(text: &str) -> Result<exporter::TraceState, String> {
+    exporter::TraceState::parse(text)
+        .map_err(|e| format!("'{text}' does not follow W3C Trace Context: {e}"))
 }
 
 /// Parses `--start-at`: RFC 3339 UTC (`2026-11-23T10:00:00Z`) or Unix seconds.

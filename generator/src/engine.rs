@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::h1;
 use crate::http::{self as client, ErrorType, HttpClient, Keep, Outcome};
 use crate::ledger::{LedgerRow, LedgerSink};
-use crate::plan::{Plan, RequestPlan, TokenSource};
+use crate::plan::{Plan, RequestPlan, TRACESTATE, TokenSource};
 use crate::scenario::check::Response;
 use crate::scenario::feeder::Row;
 use crate::scenario::template::Values;
@@ -45,6 +45,8 @@ pub struct Engine {
     pub targets: Vec<f64>,
     /// Parsed URLs of requests whose URL has no template.
     fixed_uris: Vec<Option<Uri>>,
+    /// The plan's trace state as hyper takes a header, made once.
+    trace_state: Option<HeaderValue>,
     /// The connection limit, if any.
     connections: Option<Arc<tokio::sync::Semaphore>>,
     next_sequence: AtomicU64,
@@ -99,7 +101,11 @@ impl Engine {
             .http
             .connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        let trace_state = plan.trace_state.as_ref().map(|state| {
+            HeaderValue::from_str(state.as_str()).expect("a checked tracestate is printable ASCII")
+        });
         Engine {
+            trace_state,
             connections,
             recorder: Recorder::new(plan.requests.len(), warmup),
             plan,
@@ -281,6 +287,7 @@ impl Engine {
                 };
                 let meta = RequestMeta {
                     trace,
+                    trace_state: self.plan.trace_state.as_ref().map(|s| s.as_str()),
                     method: request.method.as_str(),
                     url: &url,
                     host: uri.as_ref().and_then(Uri::host).unwrap_or_default(),
@@ -433,6 +440,9 @@ impl Engine {
         }
         if self.propagate {
             writer.header(&TRACEPARENT, &trace.traceparent_bytes());
+            if let Some(state) = &self.trace_state {
+                writer.header(&TRACESTATE, state.as_bytes());
+            }
         }
         Ok(match &request.body {
             Some(template) => match template.as_literal() {
@@ -479,6 +489,9 @@ impl Engine {
         }
         if self.propagate {
             builder = builder.header(TRACEPARENT, trace.to_traceparent());
+            if let Some(state) = &self.trace_state {
+                builder = builder.header(TRACESTATE, state.clone());
+            }
         }
         let body = match &request.body {
             Some(template) => Bytes::from(
@@ -820,5 +833,20 @@ load: { model: constant, rate: 1, duration: 1s }
         let (direct, via_request) = both_ways(&engine, step("plain"), Some("t\nx")).await;
         assert_eq!(direct, Err(ErrorType::Auth));
         assert_eq!(via_request, Err(ErrorType::Auth));
+    }
+
+    #[tokio::test]
+    async fn the_trace_state_follows_traceparent_when_propagating() {
+        let yaml = "tracestate: 'congo=t61rcWkgMzE,rojo=1'\nrequests:\n  plain: { url: 'http://h/p' }\nload: { model: constant, rate: 1, duration: 1s }\n";
+        let text = written(&engine(yaml), 0, None).await;
+        let (_, after) = text.split_once("\r\ntraceparent: 00-").unwrap();
+        assert!(
+            after.ends_with("-01\r\ntracestate: congo=t61rcWkgMzE,rojo=1\r\n\r\n"),
+            "{text}"
+        );
+        let mut quiet = engine(yaml);
+        quiet.propagate = false;
+        let text = written(&quiet, 0, None).await;
+        assert!(!text.contains("trace"), "{text}");
     }
 }

@@ -1,5 +1,6 @@
 //! The load generator: sends real HTTP requests on a schedule and emits one
-//! OTLP CLIENT span per request, with the W3C `traceparent` passed to the target.
+//! OTLP CLIENT span per request, with the W3C `traceparent` (and `tracestate`,
+//! when the scenario sets one) passed to the target.
 //!
 //! ```text
 //!  scenario.yaml ─▶ scenario (parse, every key checked) ─▶ plan (compiled: templates, mix, stages)
@@ -30,6 +31,7 @@ pub mod summary;
 pub mod thresholds;
 
 pub use config::{LoadModel, RunConfig};
+pub use exporter::TraceState;
 pub use plan::Plan;
 pub use run::{RunError, run};
 pub use scenario::{ScenarioError, ScenarioFile};

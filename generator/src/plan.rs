@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use exporter::TraceState;
 use http::{HeaderName, Method};
 
 use crate::http::Keep;
@@ -30,6 +31,8 @@ pub struct Plan {
     pub load: LoadPlan,
     pub thresholds: Vec<Threshold>,
     pub sampling: Sampling,
+    /// The W3C `tracestate` of every request the run starts, if any.
+    pub trace_state: Option<TraceState>,
 }
 
 /// One request, ready to render.
@@ -174,6 +177,9 @@ impl Default for Sampling {
     }
 }
 
+/// The W3C `tracestate` header.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// Default in-flight bound of open models.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
@@ -202,6 +208,16 @@ impl Plan {
             .values()
             .flat_map(|r| r.extract.keys().map(String::as_str))
             .collect();
+
+        let trace_state = match &s.tracestate {
+            Some(text) => Some(TraceState::parse(text).map_err(|e| {
+                err(
+                    &["tracestate"],
+                    format!("tracestate '{text}' does not follow W3C Trace Context: {e}"),
+                )
+            })?),
+            None => None,
+        };
 
         let base = s.base_url.as_deref().map(|b| b.trim_end_matches('/'));
         let mut requests = Vec::new();
@@ -232,6 +248,21 @@ impl Plan {
             for (key, value) in s.headers.iter().chain(&spec.headers) {
                 let header = HeaderName::from_bytes(key.as_bytes())
                     .map_err(|_| err(&at("headers"), format!("'{key}' is not a header name")))?;
+                if header == TRACESTATE && trace_state.is_some() {
+                    // Two sources would leave the span's trace state
+                    // saying something other than what was sent.
+                    let place = if spec.headers.contains_key(key) {
+                        vec!["requests", name.as_str(), "headers", key.as_str()]
+                    } else {
+                        vec!["headers", key.as_str()]
+                    };
+                    return Err(err(
+                        &place,
+                        "a tracestate header and the top-level tracestate key are both given; \
+                         keep the key, which is sent beside traceparent and recorded on each span"
+                            .into(),
+                    ));
+                }
                 let value = Template::parse(value, &feeder_columns, &vars)
                     .map_err(|m| err(&["requests", name, "headers", key], m))?;
                 // A request's own header replaces the scenario-wide one.
@@ -420,6 +451,7 @@ impl Plan {
             load,
             thresholds,
             sampling,
+            trace_state,
         })
     }
 
@@ -458,6 +490,7 @@ impl Plan {
             load,
             thresholds: Vec::new(),
             sampling: Sampling::default(),
+            trace_state: None,
         })
     }
 
@@ -748,5 +781,42 @@ load:
                 to: 10.0
             }
         );
+    }
+
+    #[test]
+    fn a_trace_state_is_checked_and_kept_in_one_place() {
+        let plan = compile(&format!("tracestate: 'a=1 , b@c=2'\n{BASE}")).unwrap();
+        assert_eq!(plan.trace_state.unwrap().as_str(), "a=1,b@c=2");
+        assert!(compile(BASE).unwrap().trace_state.is_none());
+        // A value that breaks the W3C grammar: where, what, and what to write.
+        let err = compile(&format!("{BASE}tracestate: 'a=1,Vendor=x'\n")).unwrap_err();
+        assert!(
+            err.starts_with("s.yaml:20:1: tracestate 'a=1,Vendor=x'"),
+            "{err}"
+        );
+        assert!(
+            err.contains("member 2: key 'Vendor' is not a W3C key; a key is up to 256 of a-z"),
+            "{err}"
+        );
+        let err = compile(&format!("tracestate: 'a=1,a=2'\n{BASE}")).unwrap_err();
+        assert!(err.starts_with("s.yaml:1:1: "), "{err}");
+        assert!(err.contains("'a' appears more than once"), "{err}");
+        // A tracestate header beside the key is refused where it is written.
+        let text = format!("tracestate: a=1\n{BASE}").replace(
+            "headers: { authorization",
+            "headers: { TraceState: b=2, authorization",
+        );
+        let err = compile(&text).unwrap_err();
+        assert!(err.starts_with("s.yaml:11:16: "), "{err}");
+        assert!(err.contains("keep the key"), "{err}");
+        let text = format!("tracestate: a=1\nheaders:\n  tracestate: b=2\n{BASE}");
+        let err = compile(&text).unwrap_err();
+        assert!(err.starts_with("s.yaml:3:3: "), "{err}");
+        // Without the key a tracestate header is one header among others.
+        let text = BASE.replace(
+            "headers: { authorization",
+            "headers: { tracestate: b=2, authorization",
+        );
+        assert!(compile(&text).unwrap().trace_state.is_none());
     }
 }

@@ -446,6 +446,7 @@ fn manifest_config(plan: &Plan, config: &RunConfig) -> serde_json::Value {
         },
         "thresholds": plan.thresholds.iter().map(|t| t.source.clone()).collect::<Vec<_>>(),
         "sampling": plan.sampling.ratio,
+        "tracestate": plan.trace_state.as_ref().map(|s| s.as_str()),
     })
 }
 

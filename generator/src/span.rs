@@ -11,6 +11,8 @@ use crate::http::Outcome;
 #[derive(Debug, Clone)]
 pub struct RequestMeta<'a> {
     pub trace: TraceContext,
+    /// The W3C `tracestate` of the request, if the run sets one.
+    pub trace_state: Option<&'a str>,
     pub method: &'a str,
     pub url: &'a str,
     pub host: &'a str,
@@ -47,6 +49,9 @@ pub fn client_span(meta: &RequestMeta<'_>, outcome: &Outcome, clock: &Clock) -> 
     let end = clock.unix_nanos(outcome.end);
     let mut span = SpanWriter::new();
     span.ids(&meta.trace.trace_id.0, &meta.trace.parent_id.0, None);
+    if let Some(state) = meta.trace_state {
+        span.trace_state(state);
+    }
     span.name(meta.method);
     span.kind(SpanKind::Client as i32);
     span.times(sent_at as u64, end as u64);

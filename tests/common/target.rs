@@ -15,6 +15,8 @@
 //!   with what the target did, not with what it meant to do.
 //! - `GET /stall` answers at once, except that from `stall_after` the whole
 //!   server stops for `stall_for` once, as a garbage-collection pause would.
+//! - `GET /traced` records the request's `traceparent` and `tracestate`
+//!   headers and answers 200.
 //! - `GET /status/CODE` answers with that status; anything else is 200 `ok`.
 
 use std::collections::HashMap;
@@ -63,6 +65,8 @@ pub struct Seen {
     pub http2: AtomicU64,
     /// How long each `/slow` request was held, from its handler's start to its reply.
     pub slow_holds: Mutex<Vec<Duration>>,
+    /// Every `traceparent` and every `tracestate` header of each `/traced` request.
+    pub trace_headers: Mutex<Vec<(Vec<String>, Vec<String>)>>,
 }
 
 impl Seen {
@@ -201,6 +205,17 @@ async fn handle(state: &State, request: Request<hyper::body::Incoming>) -> Respo
         });
         let held = arrived.elapsed();
         state.seen.slow_holds.lock().unwrap().push(held);
+        return reply(StatusCode::OK, "ok");
+    }
+    if path == "/traced" {
+        let header = |name: &str| -> Vec<String> {
+            let values = request.headers().get_all(name).iter();
+            values
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect()
+        };
+        let headers = (header("traceparent"), header("tracestate"));
+        state.seen.trace_headers.lock().unwrap().push(headers);
         return reply(StatusCode::OK, "ok");
     }
     if let Some(code) = path.strip_prefix("/status/") {

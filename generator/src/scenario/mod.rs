@@ -5,6 +5,7 @@
 //! name: shop
 //! base_url: http://127.0.0.1:8081
 //! headers: { accept: application/json }
+//! tracestate: shop=load-test
 //! feeders:
 //!   users: { file: users.csv, mode: unique }
 //! requests:
@@ -55,6 +56,10 @@ pub struct Scenario {
     /// Headers sent with every request (a request's own headers win).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// W3C `tracestate` sent beside `traceparent` with every request and
+    /// recorded as each request span's trace state: `vendor=value,other=x`.
+    #[serde(default)]
+    pub tracestate: Option<String>,
     /// Row sources for templates: `{{feeder.column}}`.
     #[serde(default)]
     pub feeders: BTreeMap<String, FeederSpec>,
