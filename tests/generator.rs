@@ -447,16 +447,16 @@ fn four_shards_send_what_one_process_sends_and_merge_exactly() {
     let count = |data: &Path| {
         let rows = sql_json(
             data,
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS ids, COUNT(DISTINCT shard) AS shards FROM ledger",
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS ids, COUNT(DISTINCT shard) AS shards,
+                    COUNT(DISTINCT vu) AS vus FROM ledger",
         );
-        (
-            rows[0]["n"].as_i64().unwrap(),
-            rows[0]["ids"].as_i64().unwrap(),
-            rows[0]["shards"].as_i64().unwrap(),
-        )
+        let count = |column: &str| rows[0][column].as_i64().unwrap();
+        (count("n"), count("ids"), count("shards"), count("vus"))
     };
-    assert_eq!(count(single.path()), (1200, 1200, 1));
-    assert_eq!(count(sharded.path()), (1200, 1200, 4));
+    // Each arrival of the open model is its own virtual user, and shards
+    // number theirs without meeting.
+    assert_eq!(count(single.path()), (1200, 1200, 1, 1200));
+    assert_eq!(count(sharded.path()), (1200, 1200, 4, 1200));
     // Percentiles over the merged raw rows of all shards, from SQL, equal the
     // ones computed here from the same rows.
     let rows = sql_json(

@@ -23,7 +23,7 @@ pub fn arrivals(
     let (index, count) = (u64::from(shard.0), u64::from(shard.1.max(1)));
     let limit = duration.as_secs_f64();
     // The g-th arrival of the whole run, for g = index, index + count, …
-    let global = move |k: u64| k * count + index;
+    let global = move |k: u64| global_arrival(k, shard);
     match shape {
         Shape::Constant { rate } => Box::new(
             (0u64..)
@@ -75,6 +75,13 @@ pub fn arrivals(
         }
         Shape::Closed { .. } => Box::new(std::iter::empty()),
     }
+}
+
+/// The index in the whole run's schedule of this shard's `k`-th arrival of
+/// a stage: shard i of n takes arrivals i, i + n, i + 2n, …, so no two
+/// shards share one. It is also the arrival's virtual user.
+pub fn global_arrival(k: u64, shard: (u32, u32)) -> u64 {
+    k * u64::from(shard.1.max(1)) + u64::from(shard.0)
 }
 
 /// Virtual users of a closed stage this shard runs, as global VU numbers.
@@ -177,7 +184,8 @@ fn dispatch(
         if engine.aborted() {
             break;
         }
-        let vu = slot as u64;
+        // Each arrival is a virtual user of its own, numbered across shards.
+        let vu = global_arrival(slot as u64, engine.shard);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             engine.dropped(index, vu, intended);
             continue;
@@ -271,5 +279,44 @@ mod tests {
         let mut merged: Vec<u64> = (0..3).flat_map(|i| shard_vus(10, (i, 3))).collect();
         merged.sort();
         assert_eq!(merged, all);
+    }
+
+    #[test]
+    fn arrivals_are_numbered_across_shards_without_overlap() {
+        // A Poisson shard's arrivals are not the single schedule's, but
+        // their numbers still never meet another shard's.
+        for shape in [
+            Shape::Constant { rate: 100.0 },
+            Shape::Poisson { rate: 100.0 },
+        ] {
+            let mut ids: Vec<u64> = (0..3)
+                .flat_map(|i| {
+                    let shard = (i, 3);
+                    let n = arrivals(shape, Duration::from_secs(1), shard, 7).count() as u64;
+                    (0..n).map(move |k| global_arrival(k, shard))
+                })
+                .collect();
+            let n = ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), n, "{shape:?}");
+        }
+        // At a constant rate an arrival's number is its place in the whole
+        // run's schedule: the g-th arrival is due at g / rate.
+        for i in 0..4 {
+            let shard = (i, 4);
+            let schedule = arrivals(
+                Shape::Constant { rate: 100.0 },
+                Duration::from_secs(1),
+                shard,
+                7,
+            );
+            for (k, at) in schedule.enumerate() {
+                let g = global_arrival(k as u64, shard);
+                assert_eq!(at, Duration::from_secs_f64(g as f64 / 100.0));
+            }
+        }
+        assert_eq!(global_arrival(5, (0, 1)), 5);
+        assert_eq!(global_arrival(5, (2, 4)), 22);
     }
 }
