@@ -1,7 +1,7 @@
 //! `loadlens run` end to end against a loopback target: scenario files,
 //! flows, feeders, checks, thresholds, the token provider, measurement
 //! fidelity, coordinated omission, the in-flight bound, think time, span
-//! sampling, and shards.
+//! sampling, shards, the error taxonomy, and the trace state.
 
 mod common;
 
@@ -834,4 +834,79 @@ fn the_trace_state_goes_beside_traceparent_and_onto_every_span() {
         seen.iter().all(|(p, s)| p.is_empty() && s.is_empty()),
         "{seen:?}"
     );
+}
+
+#[test]
+fn each_error_type_is_counted_apart_and_named_on_spans_and_metrics() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let unanswered = common::Unanswered::start();
+    let refused = common::free_addr();
+    let dir = TempDir::new("error-types");
+    // `.invalid` never resolves (RFC 6761). Without a network the resolver
+    // may not answer at all: the 5 s request timeout bounds the wait (and
+    // would show as `timeout`, not as a hang).
+    let yaml = format!(
+        r#"
+http: {{ timeout: 5s, connect_timeout: 300ms }}
+requests:
+  dns: {{ url: 'http://loadlens-test.invalid/' }}
+  connect_timeout: {{ url: 'http://{unanswered}/' }}
+  refused: {{ url: 'http://{refused}/' }}
+  not_found: {{ url: 'http://{addr}/status/404' }}
+  check: {{ url: 'http://{addr}/ok', checks: [{{ body_contains: absent }}] }}
+load: {{ model: constant, rate: 20, duration: 3s }}
+"#,
+        unanswered = unanswered.addr,
+        addr = target.addr
+    );
+    let (store, summary) = run_traced(dir.path(), &yaml);
+    let expected = [
+        ("dns", "dns"),
+        ("connect_timeout", "timeout"),
+        ("refused", "connect_refused"),
+        ("not_found", "http_4xx"),
+        ("check", "check_failed"),
+    ];
+    // Every request failed, each step in its own way, counted apart.
+    assert_eq!(summary["requests"], 60, "{summary}");
+    assert_eq!(summary["requests_failed"], 60, "{summary}");
+    let by_type = summary["errors_by_type"].as_object().unwrap();
+    assert_eq!(by_type.len(), expected.len(), "{summary}");
+    for (name, kind) in expected {
+        let requests = &step(&summary, name)["requests"];
+        assert!(requests.as_u64().unwrap() > 0, "{name}: {summary}");
+        assert_eq!(by_type.get(kind), Some(requests), "{name}: {summary}");
+    }
+
+    // Each span names its error.
+    let spans = sql_json(
+        &store,
+        "SELECT step, error_type, COUNT(*) AS n FROM spans
+         WHERE kind = 'CLIENT' GROUP BY step, error_type ORDER BY step",
+    );
+    assert_eq!(spans.len(), expected.len(), "{spans:?}");
+    for row in &spans {
+        let name = row["step"].as_str().unwrap();
+        let kind = expected.iter().find(|(s, _)| *s == name).unwrap().1;
+        assert_eq!(row.get("error_type"), Some(&kind.into()), "{spans:?}");
+        assert_eq!(row["n"], step(&summary, name)["requests"], "{spans:?}");
+    }
+
+    // The per-second metrics count errors by type; the last point of each
+    // cumulative count is the run's total.
+    let errors = sql_json(
+        &store,
+        "SELECT attributes['error.type'] AS kind, MAX(value_int) AS n, COUNT(*) AS points
+         FROM metrics_number WHERE metric_name = 'loadlens.generator.errors'
+         GROUP BY attributes['error.type']",
+    );
+    assert_eq!(errors.len(), expected.len(), "{errors:?}");
+    for row in &errors {
+        let kind = row["kind"].as_str().unwrap();
+        assert_eq!(row["n"], by_type[kind], "{errors:?}");
+    }
+    // Points came during the run, not only at its end.
+    let points: u64 = errors.iter().map(|r| r["points"].as_u64().unwrap()).sum();
+    assert!(points > expected.len() as u64, "{errors:?}");
 }

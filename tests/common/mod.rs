@@ -63,6 +63,47 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// A loopback listener that never accepts: its queue of one is full, so the
+/// kernel drops further connection attempts and a connect waits until it
+/// times out. It lasts as long as this value.
+pub struct Unanswered {
+    pub addr: SocketAddr,
+    _queued: Vec<TcpStream>,
+    _listener: tokio::net::TcpListener,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Unanswered {
+    pub fn start() -> Unanswered {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            socket.listen(1).unwrap()
+        });
+        let addr = listener.local_addr().unwrap();
+        // Connect until one attempt is left waiting: the queue is full.
+        let mut queued = Vec::new();
+        loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(e) => panic!("connecting to fill {addr}'s queue: {e}"),
+            }
+            assert!(queued.len() < 64, "{addr}'s queue never filled");
+        }
+        Unanswered {
+            addr,
+            _queued: queued,
+            _listener: listener,
+            _runtime: runtime,
+        }
+    }
+}
+
 /// Waits until something accepts connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
