@@ -35,13 +35,18 @@ fn run_scenario(
 /// collector cleanly so that every span it took is in the store; returns
 /// the store, which also holds the run's ledger, and the summary.
 fn run_traced(dir: &Path, yaml: &str) -> (PathBuf, serde_json::Value) {
+    run_traced_with(dir, yaml, &[])
+}
+
+/// `run_traced` with more arguments for `loadlens run`.
+fn run_traced_with(dir: &Path, yaml: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {
     let (grpc, http) = (common::free_addr(), common::free_addr());
     let store = dir.join("store");
     let collector = common::start_collector(&store, grpc, http, &["--flush-interval", "1s"]);
     let endpoint = format!("http://{grpc}");
     let data = store.to_str().unwrap();
-    let (output, summary) =
-        run_scenario_with(dir, yaml, &["--collector", &endpoint, "--data", data]);
+    let args = [&["--collector", &endpoint, "--data", data], extra].concat();
+    let (output, summary) = run_scenario_with(dir, yaml, &args);
     assert!(output.status.success(), "{}\n{summary}", stderr(&output));
     assert!(collector.terminate(), "the collector did not stop cleanly");
     (store, summary)
@@ -909,4 +914,110 @@ load: {{ model: constant, rate: 20, duration: 3s }}
     // Points came during the run, not only at its end.
     let points: u64 = errors.iter().map(|r| r["points"].as_u64().unwrap()).sum();
     assert!(points > expected.len() as u64, "{errors:?}");
+}
+
+#[test]
+fn the_run_manifest_records_scenario_config_stages_times_shard_and_totals() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("manifest");
+    let yaml = format!(
+        "name: manifest\ntracestate: lt=manifest\nrequests:\n  ok: {{ url: 'http://{addr}/ok' }}\n  broken: {{ url: 'http://{addr}/status/500' }}\nload: {{ model: constant, rate: 40, duration: 1s, warmup: 1s }}\n",
+        addr = target.addr
+    );
+    let (store, summary) = run_traced_with(dir.path(), &yaml, &["--shard", "1/2"]);
+    assert_eq!(summary["manifest_exported"], true, "{summary}");
+    let runs = sql_json(
+        &store,
+        "SELECT run_id, scenario, model, shard, shard_count, config, stages,
+                CAST(started_at AS BIGINT) AS started, CAST(ended_at AS BIGINT) AS ended,
+                requests_sent, requests_ok, requests_failed, requests_dropped,
+                spans_exported, spans_dropped, generator_version
+         FROM runs",
+    );
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    assert_eq!(run["run_id"], summary["run_id"]);
+    assert_eq!(run["scenario"], "manifest");
+    assert_eq!(run["model"], "constant");
+    assert_eq!((&run["shard"], &run["shard_count"]), (&1.into(), &2.into()));
+    assert_eq!(run["generator_version"], env!("CARGO_PKG_VERSION"));
+    // Start and end are the summary's, to the nanosecond, and hold both
+    // stages. An open stage ends once its last arrival is answered: this
+    // shard's last of each second is due at 39/40 s.
+    let (started, ended) = (
+        run["started"].as_i64().unwrap(),
+        run["ended"].as_i64().unwrap(),
+    );
+    assert_eq!(started, summary["started_at_unix_nanos"].as_i64().unwrap());
+    assert_eq!(ended, summary["ended_at_unix_nanos"].as_i64().unwrap());
+    assert!(ended - started >= 1_950_000_000, "{run:?}");
+    // Totals: this shard took every second arrival of 40 a second, for the
+    // warm-up and the measured second; warm-up requests are sent but not
+    // measured as ok or failed.
+    for column in [
+        "requests_sent",
+        "requests_ok",
+        "requests_failed",
+        "requests_dropped",
+        "spans_exported",
+        "spans_dropped",
+    ] {
+        assert_eq!(run[column], summary[column], "{column}: {run:?}\n{summary}");
+    }
+    let total = |key: &str| run[key].as_u64().unwrap();
+    assert_eq!(total("requests_sent"), 40, "{run:?}");
+    assert!(total("requests_failed") > 0, "{run:?}");
+    assert_eq!(
+        total("requests_ok")
+            + total("requests_failed")
+            + summary["warmup_requests"].as_u64().unwrap(),
+        total("requests_sent"),
+        "{run:?}\n{summary}"
+    );
+    assert_eq!(total("spans_exported"), 40, "{run:?}");
+    // The stages as they ran, in order, inside the run's time.
+    let stages: serde_json::Value = serde_json::from_str(run["stages"].as_str().unwrap()).unwrap();
+    let stages = stages.as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["warmup", "main"], "{stages:?}");
+    assert_eq!(stages[0]["warmup"], true);
+    assert_eq!(stages[1]["warmup"], false);
+    let mut at = started;
+    for stage in stages {
+        let (start, end) = (
+            stage["start_unix_nanos"].as_i64().unwrap(),
+            stage["end_unix_nanos"].as_i64().unwrap(),
+        );
+        assert!(
+            at <= start && start + 975_000_000 <= end && end <= ended,
+            "{stages:?}"
+        );
+        assert_eq!(stage["target"], 40.0);
+        at = end;
+    }
+    // The resolved configuration: what was asked for, after defaults.
+    let config: serde_json::Value = serde_json::from_str(run["config"].as_str().unwrap()).unwrap();
+    assert_eq!(config["scenario"], "manifest");
+    assert_eq!(config["model"], "constant");
+    assert_eq!(config["run"]["run_id"], summary["run_id"]);
+    assert_eq!(config["run"]["shard"], serde_json::json!([1, 2]));
+    assert_eq!(config["run"]["propagate"], true);
+    assert_eq!(config["tracestate"], "lt=manifest");
+    assert_eq!(config["http"]["timeout_s"], 10.0);
+    assert_eq!(config["max_in_flight"], 10_000);
+    let requests: Vec<&str> = config["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(requests, ["broken", "ok"], "{config}");
+    let stage_names: Vec<&str> = config["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stage_names, ["warmup", "main"], "{config}");
 }
