@@ -1,7 +1,8 @@
 //! `loadlens run` end to end against a loopback target: scenario files,
 //! flows, feeders, checks, thresholds, the token provider, measurement
 //! fidelity, coordinated omission, the in-flight bound, think time, span
-//! sampling, shards, the error taxonomy, and the trace state.
+//! sampling, shards, the error taxonomy, the trace state, the run manifest
+//! and progress lines.
 
 mod common;
 
@@ -1020,4 +1021,48 @@ fn the_run_manifest_records_scenario_config_stages_times_shard_and_totals() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(stage_names, ["warmup", "main"], "{config}");
+}
+
+#[test]
+fn without_a_terminal_progress_is_plain_lines_every_five_seconds() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("progress");
+    let yaml = format!(
+        "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\n  broken: {{ url: 'http://{addr}/status/500' }}\nload: {{ model: constant, rate: 50, duration: 6s }}\n",
+        addr = target.addr
+    );
+    let scenario = dir.path().join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    // Standard error is a pipe here, not a terminal, and not --quiet.
+    let output = loadlens()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--no-telemetry")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let line = regex::Regex::new(
+        r"(?m)^  main +(\d+\.\d)s \((\d+)s left\) target 50/s +(\d+\.\d) req/s  p50 (\d+\.\d\d) ms  p99 (\d+\.\d\d) ms  (\d+) requests  (\d+) errors  \d+ in flight$",
+    )
+    .unwrap();
+    let periodic: Vec<_> = line.captures_iter(&err).collect();
+    // One line at 5 s of the 6 s stage, with the figures so far.
+    assert_eq!(periodic.len(), 1, "{err}");
+    let number = |i: usize| periodic[0][i].parse::<f64>().unwrap();
+    let (elapsed, left, rate, p50, p99) = (number(1), number(2), number(3), number(4), number(5));
+    let (requests, errors) = (number(6), number(7));
+    assert!((4.5..5.5).contains(&elapsed) && left == 1.0, "{err}");
+    assert!((35.0..=65.0).contains(&rate), "{err}");
+    assert!(0.0 < p50 && p50 <= p99, "{err}");
+    assert!((200.0..=260.0).contains(&requests), "{err}");
+    assert!(0.0 < errors && errors < requests, "{err}");
+    // And a closing line for the stage.
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  main       done: 300 requests")),
+        "{err}"
+    );
 }
