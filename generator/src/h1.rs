@@ -238,9 +238,17 @@ impl Pool {
         let (host, port) = split_authority(authority);
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => match tokio::net::lookup_host((host, port)).await {
-                Ok(found) => found.collect(),
-                Err(_) => return Err(Failure::new(ErrorType::Dns)),
+            // The lookup counts against the connect timeout: a resolver
+            // that never answers is a DNS failure, not the request's
+            // timeout.
+            Err(_) => match tokio::time::timeout(
+                self.connect_timeout,
+                tokio::net::lookup_host((host, port)),
+            )
+            .await
+            {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(_)) | Err(_) => return Err(Failure::new(ErrorType::Dns)),
             },
         };
         if addresses.is_empty() {
