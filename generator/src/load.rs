@@ -140,6 +140,17 @@ pub async fn run_stage(
                     .expect("spawn the arrival thread")
             };
             let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+            // The stage lasts its whole duration even though its last
+            // arrival comes before the end (a gap of 1 / rate, or longer
+            // when a ramp goes down to zero): its rate is per second of
+            // the stage, not of the stretch up to the last arrival.
+            while !engine.aborted() {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            }
             // Wait for every iteration still in flight.
             let _ = permits.acquire_many(max_in_flight as u32).await;
         }
