@@ -850,8 +850,8 @@ fn each_error_type_is_counted_apart_and_named_on_spans_and_metrics() {
     let refused = common::free_addr();
     let dir = TempDir::new("error-types");
     // `.invalid` never resolves (RFC 6761). Without a network the resolver
-    // may not answer at all: the 5 s request timeout bounds the wait (and
-    // would show as `timeout`, not as a hang).
+    // may not answer at all: the connect timeout bounds the lookup, which
+    // then counts as `dns` too.
     let yaml = format!(
         r#"
 http: {{ timeout: 5s, connect_timeout: 300ms }}
