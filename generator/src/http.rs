@@ -3,7 +3,10 @@
 //! and end, and each failure sorted into the error taxonomy.
 
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
 use crate::h1;
@@ -19,7 +23,7 @@ use crate::plan::HttpSettings;
 use crate::scenario::HttpVersion;
 
 /// hyper's keep-alive pool, for TLS and HTTP/2.
-type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HyperClient = Client<HttpsConnector<HttpConnector<TimedResolver>>, Full<Bytes>>;
 
 /// The client all virtual users share: plain `http://` over HTTP/1.1 goes
 /// through loadlens's own lean client (`h1.rs`), everything else through hyper.
@@ -54,7 +58,10 @@ pub fn client(settings: &HttpSettings) -> Result<HttpClient, String> {
 }
 
 fn hyper_client(settings: &HttpSettings) -> Result<HyperClient, String> {
-    let mut connector = HttpConnector::new();
+    let mut connector = HttpConnector::new_with_resolver(TimedResolver {
+        inner: GaiResolver::new(),
+        timeout: settings.connect_timeout,
+    });
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(settings.connect_timeout));
     connector.enforce_http(false);
@@ -79,6 +86,46 @@ fn hyper_client(settings: &HttpSettings) -> Result<HyperClient, String> {
         client.http2_only(true);
     }
     Ok(client.build(https))
+}
+
+/// Name lookups for hyper's connector, which bounds only the TCP connect by
+/// its timeout: a resolver that never answers would hold the request until
+/// its own timeout, counted as `timeout`. This gives up after the connect
+/// timeout with an error hyper reports as a DNS error, as `h1.rs` does.
+#[derive(Clone)]
+struct TimedResolver<R = GaiResolver> {
+    inner: R,
+    timeout: Duration,
+}
+
+type Lookup<A> = Pin<Box<dyn Future<Output = Result<A, std::io::Error>> + Send>>;
+
+impl<R> tower_service::Service<Name> for TimedResolver<R>
+where
+    R: tower_service::Service<Name, Error = std::io::Error>,
+    R::Future: Send + 'static,
+{
+    type Response = R::Response;
+    type Error = std::io::Error;
+    type Future = Lookup<R::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let (lookup, timeout) = (self.inner.call(name), self.timeout);
+        Box::pin(async move {
+            tokio::time::timeout(timeout, lookup)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer to the name lookup within {timeout:?}"),
+                    ))
+                })
+        })
+    }
 }
 
 fn tls_config(settings: &HttpSettings) -> Result<rustls::ClientConfig, String> {
@@ -420,6 +467,42 @@ pub(crate) fn classify_io(kind: std::io::ErrorKind) -> ErrorType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resolver that never answers, as one without a network may not.
+    #[derive(Clone)]
+    struct Silent;
+
+    impl tower_service::Service<Name> for Silent {
+        type Response = std::vec::IntoIter<std::net::SocketAddr>;
+        type Error = std::io::Error;
+        type Future = Lookup<Self::Response>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Name) -> Self::Future {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lookup_without_an_answer_is_a_dns_error_after_the_connect_timeout() {
+        let resolver = TimedResolver {
+            inner: Silent,
+            timeout: Duration::from_millis(50),
+        };
+        let client: Client<_, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new_with_resolver(resolver));
+        let started = Instant::now();
+        let request = Request::get("http://loadlens-test.invalid/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let sent = tokio::time::timeout(Duration::from_secs(5), client.request(request)).await;
+        let error = sent.expect("the lookup gave up").unwrap_err();
+        assert_eq!(classify(&error), ErrorType::Dns, "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 
     #[test]
     fn urls_need_a_supported_scheme_and_a_host() {
