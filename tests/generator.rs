@@ -1069,3 +1069,53 @@ fn without_a_terminal_progress_is_plain_lines_every_five_seconds() {
         "{err}"
     );
 }
+
+#[test]
+fn on_a_terminal_progress_is_a_bar_redrawn_every_second() {
+    let _serial = serial();
+    let target = Target::start(Behaviour::default());
+    let dir = TempDir::new("progress-tty");
+    let yaml = format!(
+        "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\nload: {{ model: constant, rate: 50, duration: 4s }}\n",
+        addr = target.addr
+    );
+    let scenario = dir.path().join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    // `script` (util-linux, in every Debian) runs the command on a
+    // pseudo-terminal and copies what it writes to its own standard output.
+    let command = format!(
+        "'{}' run '{}' --no-telemetry",
+        env!("CARGO_BIN_EXE_loadlens"),
+        scenario.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("`script` from util-linux runs commands on a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    // Redrawn in place, once a second: each update clears the line first.
+    let line = regex::Regex::new(
+        r"\r\x1b\[K\[([#-]{20})\] +(\d+)%   main +(\d+\.\d)s \((\d+)s left\) target 50/s +\d+\.\d req/s  p50 \d+\.\d\d ms  p99 \d+\.\d\d ms  \d+ requests  0 errors",
+    )
+    .unwrap();
+    let updates: Vec<_> = line.captures_iter(&screen).collect();
+    assert!((3..=4).contains(&updates.len()), "{screen:?}");
+    let mut last = -1.0;
+    for update in &updates {
+        let filled = update[1].matches('#').count();
+        let percent: f64 = update[2].parse().unwrap();
+        let elapsed: f64 = update[3].parse().unwrap();
+        // The bar and the percentage both say how much of 4 s has gone.
+        assert!((percent - elapsed / 4.0 * 100.0).abs() <= 1.0, "{screen:?}");
+        assert!((filled as f64 - percent / 5.0).abs() <= 1.0, "{screen:?}");
+        assert!(percent > last, "{screen:?}");
+        last = percent;
+    }
+    // The stage's closing line replaces the bar.
+    assert!(
+        screen.contains("\r\x1b[K  main       done: 200 requests"),
+        "{screen:?}"
+    );
+}

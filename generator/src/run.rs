@@ -346,8 +346,26 @@ fn default_ttl(source: &TokenSource) -> Duration {
     }
 }
 
+/// How much of a stage is done, as a terminal's progress line starts:
+/// `[#######-------------]  35%`.
+fn progress_bar(done: f64) -> String {
+    const WIDTH: usize = 20;
+    let done = if done.is_finite() {
+        done.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let filled = (done * WIDTH as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        done * 100.0
+    )
+}
+
 /// Once a second: abort-on-fail thresholds, and progress on stderr (a
-/// redrawn line on a terminal, a plain line every 5 s otherwise).
+/// redrawn line with a bar on a terminal, a plain line every 5 s otherwise).
 async fn monitor(
     engine: Arc<Engine>,
     stage: tokio::sync::watch::Receiver<(usize, Instant)>,
@@ -411,7 +429,8 @@ async fn monitor(
             engine.counters.in_flight.load(Ordering::Relaxed),
         );
         if tty {
-            eprint!("\r\x1b[K{line}");
+            let done = elapsed.as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
+            eprint!("\r\x1b[K{} {line}", progress_bar(done));
         } else {
             eprintln!("{line}");
         }
@@ -485,5 +504,20 @@ fn run_span(
             string(attr::run::GENERATOR_VERSION, env!("CARGO_PKG_VERSION")),
         ],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_bar;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_stage_and_stays_in_bounds() {
+        assert_eq!(progress_bar(0.0), "[--------------------]   0%");
+        assert_eq!(progress_bar(0.35), "[#######-------------]  35%");
+        assert_eq!(progress_bar(1.0), "[####################] 100%");
+        // A last tick past the stage's end, or a stage of no length.
+        assert_eq!(progress_bar(1.2), progress_bar(1.0));
+        assert_eq!(progress_bar(f64::NAN), progress_bar(0.0));
     }
 }
