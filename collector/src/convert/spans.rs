@@ -445,6 +445,7 @@ impl PromotedBuilder {
         }
     }
 
+    #[inline]
     fn len(&self) -> usize {
         match self {
             PromotedBuilder::Utf8(b) => b.len(),
@@ -455,6 +456,7 @@ impl PromotedBuilder {
     }
 
     /// NULLs up to `rows` rows: for the rows that lacked the key.
+    #[inline]
     fn fill_to(&mut self, rows: usize) {
         let missing = rows - self.len();
         if missing == 0 {
@@ -478,6 +480,59 @@ impl PromotedBuilder {
     }
 }
 
+/// A string column most spans leave empty (trace state, versions, the
+/// environment, status messages): no builder until a row has a value, and
+/// then one with NULLs for the rows before. A column no row fills is the
+/// shared NULL column of [`null_column`]. Appending a NULL to a builder
+/// costs an offset and a validity bit, for five such columns a span.
+struct SparseStrings {
+    builder: Option<StringBuilder>,
+    /// The rows the partition's builders were made with room for.
+    room_rows: usize,
+}
+
+impl SparseStrings {
+    fn new(room_rows: usize) -> Self {
+        SparseStrings {
+            builder: None,
+            room_rows,
+        }
+    }
+
+    /// Appends `value` to the column of `rows` rows so far.
+    #[inline]
+    fn append_option(&mut self, value: Option<&str>, rows: usize) {
+        match (value, &mut self.builder) {
+            (None, None) => {}
+            (None, Some(builder)) => builder.append_null(),
+            (Some(value), Some(builder)) => builder.append_value(value),
+            (Some(value), None) => {
+                let mut builder =
+                    StringBuilder::with_capacity(self.room_rows.max(rows + 1), value.len() * 8);
+                builder.append_nulls(rows);
+                builder.append_value(value);
+                self.builder = Some(builder);
+            }
+        }
+    }
+
+    /// Appends `value`, an empty one as NULL.
+    #[inline]
+    fn append_non_empty(&mut self, value: &str, rows: usize) {
+        self.append_option((!value.is_empty()).then_some(value), rows);
+    }
+
+    fn finish(self, rows: usize) -> ArrayRef {
+        match self.builder {
+            Some(mut builder) => {
+                builder.append_nulls(rows - builder.len());
+                Arc::new(builder.finish())
+            }
+            None => null_column(Promoted::Utf8, rows),
+        }
+    }
+}
+
 struct SpansBuilder {
     start_time: TimestampNanosecondBuilder,
     end_time: TimestampNanosecondBuilder,
@@ -485,17 +540,17 @@ struct SpansBuilder {
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     parent_span_id: FixedSizeBinaryBuilder,
-    trace_state: StringBuilder,
+    trace_state: SparseStrings,
     flags: UInt32Builder,
     service_name: StringBuilder,
-    service_version: StringBuilder,
-    environment: StringBuilder,
+    service_version: SparseStrings,
+    environment: SparseStrings,
     scope_name: StringBuilder,
-    scope_version: StringBuilder,
+    scope_version: SparseStrings,
     name: StringBuilder,
     kind: StringBuilder,
     status_code: StringBuilder,
-    status_message: StringBuilder,
+    status_message: SparseStrings,
     /// By slot; `None` until a row has the key.
     promoted: Vec<Option<PromotedBuilder>>,
     attributes: AttrMapBuilder,
@@ -544,7 +599,6 @@ impl SpansBuilder {
     fn with_capacity(room: Room) -> Self {
         let rows = room.rows;
         let strings = || StringBuilder::with_capacity(rows, room.string_bytes_per_column);
-        let sparse = || StringBuilder::with_capacity(rows, 0);
         SpansBuilder {
             start_time: TimestampNanosecondBuilder::with_capacity(rows),
             end_time: TimestampNanosecondBuilder::with_capacity(rows),
@@ -552,17 +606,17 @@ impl SpansBuilder {
             trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
             parent_span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
-            trace_state: sparse(),
+            trace_state: SparseStrings::new(rows),
             flags: UInt32Builder::with_capacity(rows),
             service_name: strings(),
-            service_version: sparse(),
-            environment: sparse(),
+            service_version: SparseStrings::new(rows),
+            environment: SparseStrings::new(rows),
             scope_name: strings(),
-            scope_version: sparse(),
+            scope_version: SparseStrings::new(rows),
             name: strings(),
             kind: strings(),
             status_code: strings(),
-            status_message: sparse(),
+            status_message: SparseStrings::new(rows),
             promoted: PROMOTED.iter().map(|_| None).collect(),
             attributes: attr_map_builder_with_capacity(rows, rows, 0),
             resource_attributes: attr_map_builder_with_capacity(rows, 0, 0),
@@ -598,18 +652,21 @@ impl SpansBuilder {
                 .append_value(span.parent_span_id)
                 .expect("validated length");
         }
-        append_non_empty(&mut self.trace_state, span.trace_state);
+        self.trace_state
+            .append_non_empty(span.trace_state, self.rows);
         self.flags.append_value(span.flags);
         let info = &resource.info;
         self.service_name.append_option(info.service_name);
-        self.service_version.append_option(info.service_version);
-        self.environment.append_option(info.environment);
+        self.service_version
+            .append_option(info.service_version, self.rows);
+        self.environment.append_option(info.environment, self.rows);
         append_non_empty(&mut self.scope_name, scope.0);
-        append_non_empty(&mut self.scope_version, scope.1);
+        self.scope_version.append_non_empty(scope.1, self.rows);
         self.name.append_value(span.name);
         self.kind.append_value(kind_name(span.kind));
         self.status_code.append_value(status_name(span.status_code));
-        append_non_empty(&mut self.status_message, span.status_message);
+        self.status_message
+            .append_non_empty(span.status_message, self.rows);
 
         // Promoted attributes: the first occurrence of each key fills its
         // column, and leaves the map if its value fits the column's type.
@@ -651,6 +708,7 @@ impl SpansBuilder {
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let rows = self.rows;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.start_time.finish().with_timezone("UTC")),
             Arc::new(self.end_time.finish().with_timezone("UTC")),
@@ -658,19 +716,18 @@ impl SpansBuilder {
             Arc::new(self.trace_id.finish()),
             Arc::new(self.span_id.finish()),
             Arc::new(self.parent_span_id.finish()),
-            Arc::new(self.trace_state.finish()),
+            self.trace_state.finish(rows),
             Arc::new(self.flags.finish()),
             Arc::new(self.service_name.finish()),
-            Arc::new(self.service_version.finish()),
-            Arc::new(self.environment.finish()),
+            self.service_version.finish(rows),
+            self.environment.finish(rows),
             Arc::new(self.scope_name.finish()),
-            Arc::new(self.scope_version.finish()),
+            self.scope_version.finish(rows),
             Arc::new(self.name.finish()),
             Arc::new(self.kind.finish()),
             Arc::new(self.status_code.finish()),
-            Arc::new(self.status_message.finish()),
+            self.status_message.finish(rows),
         ];
-        let rows = self.rows;
         columns.extend(
             self.promoted
                 .into_iter()
@@ -1052,6 +1109,54 @@ mod tests {
                 let column = batch.column_by_name(name).unwrap();
                 assert_eq!((column.len(), column.null_count()), (5, 5), "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn sparse_string_columns_hold_their_few_values_in_place() {
+        use opentelemetry_proto::tonic::trace::v1::Status;
+        let span = |i: u8, trace_state: &str, message: &str| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![i + 1; 8],
+            trace_state: trace_state.into(),
+            name: "GET".into(),
+            start_time_unix_nano: 1_000 + u64::from(i),
+            end_time_unix_nano: 2_000,
+            status: Some(Status {
+                message: message.into(),
+                code: 2,
+            }),
+            ..Default::default()
+        };
+        let request = request_of(vec![
+            span(0, "", ""),
+            span(1, "", "timed out"),
+            span(2, "k=v", ""),
+            span(3, "", ""),
+        ]);
+        for converted in both_paths(&request) {
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            let strings = |name: &str| -> Vec<Option<String>> {
+                let column = batch.column_by_name(name).unwrap();
+                column
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(String::from))
+                    .collect()
+            };
+            // A value after rows without one, and the rows after it NULL.
+            assert_eq!(
+                strings(col::STATUS_MESSAGE),
+                [None, Some("timed out".into()), None, None]
+            );
+            assert_eq!(
+                strings(col::TRACE_STATE),
+                [None, None, Some("k=v".into()), None]
+            );
+            // A column no row fills: NULL in every row.
+            assert_eq!(strings(col::SCOPE_VERSION), [None, None, None, None]);
         }
     }
 
