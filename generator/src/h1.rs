@@ -241,15 +241,18 @@ impl Pool {
             // The lookup counts against the connect timeout: a resolver
             // that never answers is a DNS failure, not the request's
             // timeout.
-            Err(_) => match tokio::time::timeout(
-                self.connect_timeout,
-                tokio::net::lookup_host((host, port)),
-            )
-            .await
-            {
-                Ok(Ok(found)) => found.collect(),
-                Ok(Err(_)) | Err(_) => return Err(Failure::new(ErrorType::Dns)),
-            },
+            Err(_) => {
+                let name = (host.to_string(), port);
+                let lookup = async move {
+                    tokio::net::lookup_host(name)
+                        .await
+                        .map(|found| found.collect::<Vec<_>>())
+                };
+                match crate::http::lookup_within(self.connect_timeout, lookup).await {
+                    Some(Ok(found)) => found,
+                    Some(Err(_)) | None => return Err(Failure::new(ErrorType::Dns)),
+                }
+            }
         };
         if addresses.is_empty() {
             return Err(Failure::new(ErrorType::Dns));

@@ -88,6 +88,49 @@ fn hyper_client(settings: &HttpSettings) -> Result<HyperClient, String> {
     Ok(client.build(https))
 }
 
+/// Name lookups running at once, at most. A lookup given up on by
+/// [`lookup_within`] goes on in tokio's blocking pool until the resolver
+/// itself gives up; without a bound, a resolver that never answers would
+/// gather one stuck lookup per request. Requests beyond it wait for a
+/// place within their connect timeout, then count as DNS errors.
+const MAX_LOOKUPS: usize = 16;
+
+/// Runs `lookup` within `timeout`, counting against [`MAX_LOOKUPS`] until it
+/// ends, whether or not it was waited for; `None` when it did not finish in
+/// time (or no place came free).
+pub(crate) async fn lookup_within<T, F>(timeout: Duration, lookup: F) -> Option<std::io::Result<T>>
+where
+    F: Future<Output = std::io::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    static PLACES: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+        std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)));
+    lookup_in(&PLACES, timeout, lookup).await
+}
+
+/// [`lookup_within`], with places taken from `places`.
+async fn lookup_in<T, F>(
+    places: &Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+    lookup: F,
+) -> Option<std::io::Result<T>>
+where
+    F: Future<Output = std::io::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let place = tokio::time::timeout_at(deadline, places.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()?;
+    let task = tokio::spawn(async move {
+        let found = lookup.await;
+        drop(place);
+        found
+    });
+    tokio::time::timeout_at(deadline, task).await.ok()?.ok()
+}
+
 /// Name lookups for hyper's connector, which bounds only the TCP connect by
 /// its timeout: a resolver that never answers would hold the request until
 /// its own timeout, counted as `timeout`. This gives up after the connect
@@ -103,6 +146,7 @@ type Lookup<A> = Pin<Box<dyn Future<Output = Result<A, std::io::Error>> + Send>>
 impl<R> tower_service::Service<Name> for TimedResolver<R>
 where
     R: tower_service::Service<Name, Error = std::io::Error>,
+    R::Response: Send + 'static,
     R::Future: Send + 'static,
 {
     type Response = R::Response;
@@ -116,14 +160,12 @@ where
     fn call(&mut self, name: Name) -> Self::Future {
         let (lookup, timeout) = (self.inner.call(name), self.timeout);
         Box::pin(async move {
-            tokio::time::timeout(timeout, lookup)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer to the name lookup within {timeout:?}"),
-                    ))
-                })
+            lookup_within(timeout, lookup).await.unwrap_or_else(|| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to the name lookup within {timeout:?}"),
+                ))
+            })
         })
     }
 }
@@ -502,6 +544,34 @@ mod tests {
         let error = sent.expect("the lookup gave up").unwrap_err();
         assert_eq!(classify(&error), ErrorType::Dns, "{error:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn lookups_that_never_end_hold_their_place_and_are_bounded() {
+        let places = Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS));
+        let stuck = || std::future::pending::<std::io::Result<()>>();
+        let waits: Vec<_> = (0..MAX_LOOKUPS)
+            .map(|_| lookup_in(&places, Duration::from_millis(50), stuck()))
+            .collect();
+        for wait in waits {
+            assert!(wait.await.is_none(), "a lookup that never ends times out");
+        }
+        // Those lookups go on, each holding its place: one more cannot
+        // start, however quick it would be, and is given up in time.
+        let started = Instant::now();
+        let quick = lookup_in(&places, Duration::from_millis(100), async { Ok(7) }).await;
+        assert!(quick.is_none(), "{quick:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_answers_in_time_gives_its_answer() {
+        let places = Arc::new(tokio::sync::Semaphore::new(1));
+        let found = lookup_in(&places, Duration::from_secs(5), async { Ok(7) }).await;
+        assert_eq!(found.map(Result::unwrap), Some(7));
+        // Its place is free again once it ended.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(places.available_permits(), 1);
     }
 
     #[test]
