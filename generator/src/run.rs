@@ -346,6 +346,27 @@ fn default_ttl(source: &TokenSource) -> Duration {
     }
 }
 
+/// `line` cut to the terminal's width: a line that wraps is not redrawn in
+/// place (`\r` and clearing reach only its last row), and would scroll.
+fn fit_to_terminal(line: &str) -> &str {
+    let columns = rustix::termios::tcgetwinsize(std::io::stderr())
+        .map(|size| usize::from(size.ws_col))
+        .unwrap_or(0);
+    fit_to(line, columns)
+}
+
+/// The first `columns - 1` characters of `line` (the last column left free,
+/// where some terminals wrap at once); all of it when the width is unknown.
+fn fit_to(line: &str, columns: usize) -> &str {
+    if columns == 0 {
+        return line;
+    }
+    match line.char_indices().nth(columns - 1) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
+}
+
 /// How much of a stage is done, as a terminal's progress line starts:
 /// `[#######-------------]  35%`.
 fn progress_bar(done: f64) -> String {
@@ -375,6 +396,8 @@ async fn monitor(
 ) {
     let tty = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // After a stall, one update, not a burst of them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
     let mut last_sent = engine.counters.sent.load(Ordering::Relaxed);
     let mut ticks = 0u64;
@@ -430,7 +453,8 @@ async fn monitor(
         );
         if tty {
             let done = elapsed.as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
-            eprint!("\r\x1b[K{} {line}", progress_bar(done));
+            let line = format!("{} {line}", progress_bar(done));
+            eprint!("\r\x1b[K{}", fit_to_terminal(&line));
         } else {
             eprintln!("{line}");
         }
@@ -509,7 +533,19 @@ fn run_span(
 
 #[cfg(test)]
 mod tests {
-    use super::progress_bar;
+    use super::{fit_to, progress_bar};
+
+    #[test]
+    fn the_progress_line_is_cut_to_the_terminal_width() {
+        let line = "[####] 20%  main  1.0s (4s left)";
+        assert_eq!(fit_to(line, 0), line, "width unknown");
+        assert_eq!(fit_to(line, 200), line);
+        assert_eq!(fit_to(line, 11), "[####] 20%");
+        assert_eq!(fit_to(line, line.len() + 1), line);
+        assert_eq!(fit_to(line, line.len()), &line[..line.len() - 1]);
+        // A stage named in any script is cut between characters.
+        assert_eq!(fit_to("ééé", 3), "éé");
+    }
 
     #[test]
     fn the_progress_bar_fills_with_the_stage_and_stays_in_bounds() {
