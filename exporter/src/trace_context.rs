@@ -143,14 +143,19 @@ pub enum TraceStateError {
     DuplicateKey(String),
     #[error("it has {0} list members; at most 32 are allowed")]
     TooManyMembers(usize),
-    #[error("it is {0} characters long; at most 512 are allowed")]
+    #[error(
+        "it is {0} characters long; loadlens sends at most 512, the length W3C Trace Context \
+         asks every system to pass on whole (longer ones may be cut on the way)"
+    )]
     TooLong(usize),
 }
 
 impl TraceState {
     /// Most list members a `tracestate` may hold.
     pub const MAX_MEMBERS: usize = 32;
-    /// Longest `tracestate` sent, in characters.
+    /// Longest `tracestate` sent, in characters: the spec's grammar allows
+    /// more, but asks systems to pass on at least this much, so a longer
+    /// one may not reach the target's spans whole.
     pub const MAX_LENGTH: usize = 512;
 
     /// Checks `text` against the grammar of W3C Trace Context (Level 1, §3.3).
@@ -161,6 +166,13 @@ impl TraceState {
             .map(|m| m.trim_matches([' ', '\t']))
             .filter(|m| !m.is_empty())
             .collect();
+        if members.is_empty() {
+            return Err(TraceStateError::Empty);
+        }
+        // Counted first: the members are compared pairwise below.
+        if members.len() > Self::MAX_MEMBERS {
+            return Err(TraceStateError::TooManyMembers(members.len()));
+        }
         let mut keys: Vec<&str> = Vec::with_capacity(members.len());
         for (i, member) in members.iter().enumerate() {
             let index = i + 1;
@@ -186,12 +198,6 @@ impl TraceState {
                 return Err(TraceStateError::DuplicateKey(key.into()));
             }
             keys.push(key);
-        }
-        if members.is_empty() {
-            return Err(TraceStateError::Empty);
-        }
-        if members.len() > Self::MAX_MEMBERS {
-            return Err(TraceStateError::TooManyMembers(members.len()));
         }
         let joined = members.join(",");
         if joined.len() > Self::MAX_LENGTH {
