@@ -977,6 +977,24 @@ fn the_run_manifest_records_scenario_config_stages_times_shard_and_totals() {
         "{run:?}\n{summary}"
     );
     assert_eq!(total("spans_exported"), 40, "{run:?}");
+    // Each arrival is a virtual user of its own, the warm-up's and the
+    // measured stage's alike, numbered as shard 1 of 2 numbers them.
+    let vus = sql_json(
+        &store,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT vu) AS vus, MIN(vu % 2) AS residue,
+                COUNT(DISTINCT stage) AS stages
+         FROM spans WHERE kind = 'CLIENT'",
+    );
+    assert_eq!(
+        (
+            &vus[0]["n"],
+            &vus[0]["vus"],
+            &vus[0]["residue"],
+            &vus[0]["stages"]
+        ),
+        (&40.into(), &40.into(), &1.into(), &2.into()),
+        "{vus:?}"
+    );
     // The measured second is a second, so 20 requests in it are 20 a second.
     let measured = summary["duration_s"].as_f64().unwrap();
     assert!((1.0..1.5).contains(&measured), "{summary}");

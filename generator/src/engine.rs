@@ -50,6 +50,9 @@ pub struct Engine {
     /// The connection limit, if any.
     connections: Option<Arc<tokio::sync::Semaphore>>,
     next_sequence: AtomicU64,
+    /// This shard's open-model arrivals so far, over all stages: each is a
+    /// virtual user of its own, numbered by [`crate::load::global_arrival`].
+    pub(crate) next_arrival: AtomicU64,
     pub counters: Counters,
     abort: AtomicBool,
     abort_reason: std::sync::Mutex<Option<String>>,
@@ -121,6 +124,7 @@ impl Engine {
             targets,
             fixed_uris,
             next_sequence: AtomicU64::new(0),
+            next_arrival: AtomicU64::new(0),
             counters: Counters::default(),
             abort: AtomicBool::new(false),
             abort_reason: std::sync::Mutex::new(None),

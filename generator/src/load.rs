@@ -4,6 +4,7 @@
 //! shards together send exactly what one process would.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -77,9 +78,9 @@ pub fn arrivals(
     }
 }
 
-/// The index in the whole run's schedule of this shard's `k`-th arrival of
-/// a stage: shard i of n takes arrivals i, i + n, i + 2n, …, so no two
-/// shards share one. It is also the arrival's virtual user.
+/// The index in the whole schedule of this shard's `k`-th arrival: shard i
+/// of n takes arrivals i, i + n, i + 2n, …, so no two shards share one.
+/// Counted over all the run's stages, it is also the arrival's virtual user.
 pub fn global_arrival(k: u64, shard: (u32, u32)) -> u64 {
     k * u64::from(shard.1.max(1)) + u64::from(shard.0)
 }
@@ -189,14 +190,16 @@ fn dispatch(
     schedule: Box<dyn Iterator<Item = Duration> + Send>,
     permits: &Arc<Semaphore>,
 ) {
-    for (slot, offset) in schedule.enumerate() {
+    for offset in schedule {
         let intended = start + offset;
         wait_until(intended);
         if engine.aborted() {
             break;
         }
-        // Each arrival is a virtual user of its own, numbered across shards.
-        let vu = global_arrival(slot as u64, engine.shard);
+        // Each arrival is a virtual user of its own, numbered across shards
+        // and, counting on from the stages before, across stages.
+        let arrival = engine.next_arrival.fetch_add(1, Ordering::Relaxed);
+        let vu = global_arrival(arrival, engine.shard);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             engine.dropped(index, vu, intended);
             continue;

@@ -35,7 +35,8 @@ pub const STEP: &str = "loadlens.step";
 pub const STAGE: &str = "loadlens.stage";
 /// Index of the generator shard that sent the request.
 pub const SHARD: &str = "loadlens.shard";
-/// The virtual user (closed model) or scheduler slot (open model).
+/// The virtual user: of a closed model, or (open models) the arrival's
+/// number in the run, unique across shards.
 pub const VU: &str = "loadlens.vu";
 /// Unique id of the request within its run; ids never collide across shards.
 pub const REQUEST_ID: &str = "loadlens.request.id";

@@ -43,7 +43,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(col::STEP, Utf8, true),
         // Load stage.
         Field::new(col::STAGE, Utf8, true),
-        // Virtual user (closed models) or connection slot.
+        // Virtual user (closed models) or the arrival's number (open models).
         Field::new(col::VU, Int64, true),
         // HTTP status, if a response arrived.
         Field::new(col::STATUS, Int32, true),
