@@ -96,7 +96,9 @@ pub struct HttpSpec {
     /// Per-request timeout, from send to the end of the body (default 10s).
     #[serde(default, deserialize_with = "duration_opt")]
     pub timeout: Option<Duration>,
-    /// TCP (and TLS) connect timeout (default: the request timeout).
+    /// TCP (and TLS) connect timeout (default: the request timeout). It
+    /// bounds the name lookup too, separately: a new connection may take
+    /// the lookup's timeout plus one connect timeout per address.
     #[serde(default, deserialize_with = "duration_opt")]
     pub connect_timeout: Option<Duration>,
     /// Extra PEM file of CA certificates to trust besides the built-in roots.
