@@ -162,9 +162,18 @@ pub async fn run_stage(
 /// Sleeps until `at`, finishing the last stretch of a long wait by spinning:
 /// a thread's sleep overshoots by tens of microseconds, and arrivals spaced a
 /// millisecond or more apart are cheap to time exactly. Short gaps (high
-/// rates) only sleep, so the thread never spins for long.
-fn wait_until(at: Instant) {
+/// rates) only sleep, so the thread never spins for long. A long gap (a low
+/// rate, a ramp near zero) is slept in slices, so that an abort or Ctrl-C
+/// ends the stage within one slice, not at the next arrival.
+fn wait_until(at: Instant, aborted: impl Fn() -> bool) {
     const SPIN: Duration = Duration::from_micros(120);
+    const SLICE: Duration = Duration::from_millis(100);
+    while at.saturating_duration_since(Instant::now()) > SLICE + SPIN {
+        if aborted() {
+            return;
+        }
+        std::thread::sleep(SLICE);
+    }
     let now = Instant::now();
     if now >= at {
         return;
@@ -192,7 +201,7 @@ fn dispatch(
 ) {
     for offset in schedule {
         let intended = start + offset;
-        wait_until(intended);
+        wait_until(intended, || engine.aborted());
         if engine.aborted() {
             break;
         }
@@ -217,6 +226,31 @@ fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_wait_for_the_next_arrival_ends_at_an_abort() {
+        use std::sync::atomic::AtomicBool;
+        let aborted = Arc::new(AtomicBool::new(false));
+        let flag = aborted.clone();
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        wait_until(started + Duration::from_secs(10), || {
+            aborted.load(Ordering::Relaxed)
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        setter.join().unwrap();
+        // Without an abort, the wait still ends at its time, not before.
+        let started = Instant::now();
+        wait_until(started + Duration::from_millis(250), || false);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+    }
 
     fn secs(shape: Shape, d: f64, shard: (u32, u32)) -> Vec<f64> {
         arrivals(shape, Duration::from_secs_f64(d), shard, 7)
