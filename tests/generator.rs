@@ -58,10 +58,16 @@ fn run_scenario_with(
     yaml: &str,
     args: &[&str],
 ) -> (std::process::Output, serde_json::Value) {
-    let scenario = dir.join("scenario.yaml");
-    std::fs::write(&scenario, yaml).unwrap();
+    let scenario = scenario_file(dir, yaml);
     let scenario = scenario.to_str().unwrap();
     run_with_summary(dir, &[&["run", scenario], args].concat())
+}
+
+/// Writes `yaml` to `DIR/scenario.yaml` and returns its path.
+fn scenario_file(dir: &Path, yaml: &str) -> std::path::PathBuf {
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    scenario
 }
 
 /// Runs `loadlens ARGS --quiet --summary-json DIR/summary.json`; returns
@@ -1053,8 +1059,7 @@ fn without_a_terminal_progress_is_plain_lines_every_five_seconds() {
         "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\n  broken: {{ url: 'http://{addr}/status/500' }}\nload: {{ model: constant, rate: 50, duration: 6s }}\n",
         addr = target.addr
     );
-    let scenario = dir.path().join("scenario.yaml");
-    std::fs::write(&scenario, yaml).unwrap();
+    let scenario = scenario_file(dir.path(), &yaml);
     // Standard error is a pipe here, not a terminal, and not --quiet.
     let output = loadlens()
         .arg("run")
@@ -1098,8 +1103,7 @@ fn on_a_terminal_progress_is_a_bar_redrawn_every_second() {
         "requests:\n  ok: {{ url: 'http://{addr}/ok' }}\nload: {{ model: constant, rate: 50, duration: 4s }}\n",
         addr = target.addr
     );
-    let scenario = dir.path().join("scenario.yaml");
-    std::fs::write(&scenario, yaml).unwrap();
+    let scenario = scenario_file(dir.path(), &yaml);
     // `script` (util-linux, in every Debian) runs the command on a
     // pseudo-terminal and copies what it writes to its own standard output.
     // The terminal is made wide enough for the whole line (it is cut to
