@@ -137,21 +137,12 @@ pub async fn run_stage(
                 let (engine, permits) = (engine.clone(), permits.clone());
                 std::thread::Builder::new()
                     .name("loadlens-arrivals".into())
-                    .spawn(move || dispatch(&engine, &runtime, index, start, schedule, &permits))
+                    .spawn(move || {
+                        dispatch(&engine, &runtime, index, (start, end), schedule, &permits)
+                    })
                     .expect("spawn the arrival thread")
             };
             let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
-            // The stage lasts its whole duration even though its last
-            // arrival comes before the end (a gap of 1 / rate, or longer
-            // when a ramp goes down to zero): its rate is per second of
-            // the stage, not of the stretch up to the last arrival.
-            while !engine.aborted() {
-                let left = end.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
-            }
             // Wait for every iteration still in flight.
             let _ = permits.acquire_many(max_in_flight as u32).await;
         }
@@ -190,12 +181,13 @@ fn wait_until(at: Instant, aborted: impl Fn() -> bool) {
 }
 
 /// Starts each arrival of `schedule` on the runtime at its time, or counts it
-/// dropped when `max_in_flight` iterations are already running.
+/// dropped when `max_in_flight` iterations are already running; then waits
+/// for the stage's `(start, end)` to end, or an abort.
 fn dispatch(
     engine: &Arc<Engine>,
     runtime: &tokio::runtime::Handle,
     index: usize,
-    start: Instant,
+    (start, end): (Instant, Instant),
     schedule: Box<dyn Iterator<Item = Duration> + Send>,
     permits: &Arc<Semaphore>,
 ) {
@@ -221,6 +213,11 @@ fn dispatch(
             drop(permit);
         });
     }
+    // The stage lasts its whole duration though its last arrival comes
+    // before the end (1 / rate before, or much more when a ramp goes down
+    // to zero): its rate is per second of the stage, not of the stretch up
+    // to the last arrival.
+    wait_until(end, || engine.aborted());
 }
 
 #[cfg(test)]
