@@ -755,8 +755,9 @@ impl SpansBuilder {
     }
 }
 
-/// A promoted column of `rows` NULLs. Most spans leave most promoted keys
-/// out, and every request's batch needs a column for each; made afresh,
+/// A column of `rows` NULLs of a promoted column's type, for promoted and
+/// sparse columns no row fills. Most spans leave most promoted keys out,
+/// and every request's batch needs a column for each; made afresh,
 /// their zeroed buffers were a sixth of converting a request, mostly the
 /// kernel clearing new pages. So each thread keeps the last one of each
 /// type and length, and batches share it.
