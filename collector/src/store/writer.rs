@@ -1390,6 +1390,91 @@ mod tests {
         );
     }
 
+    /// `batches` with trace and span ids as random as tracers make them.
+    fn with_random_ids(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+        use schema::spans::col;
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random_id = move |width: usize| {
+            let mut id = Vec::with_capacity(16);
+            while id.len() < width {
+                // xorshift64: any fixed sequence will do.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                id.extend_from_slice(&state.to_le_bytes());
+            }
+            id.truncate(width);
+            id
+        };
+        batches
+            .iter()
+            .map(|batch| {
+                let schema = batch.schema();
+                let mut columns = batch.columns().to_vec();
+                for (name, width) in [(col::TRACE_ID, 16), (col::SPAN_ID, 8)] {
+                    let ids = (0..batch.num_rows()).map(|_| random_id(width));
+                    columns[schema.index_of(name).unwrap()] =
+                        Arc::new(FixedSizeBinaryArray::try_from_iter(ids).unwrap());
+                }
+                RecordBatch::try_new(schema, columns).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_zstd_cannot_shrink_are_stored_uncompressed() {
+        use parquet::basic::Compression;
+        use schema::spans::col;
+        let counting = string_shapes(30_000);
+        let random = with_random_ids(&counting);
+        for (batches, ids_codec) in [
+            (
+                &counting,
+                Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap()),
+            ),
+            (&random, Compression::UNCOMPRESSED),
+        ] {
+            let prepared = prepare(Table::Spans, batches, |_| false).unwrap();
+            let props = properties(Table::Spans, &prepared, &[]);
+            let ours =
+                Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props.clone()).unwrap());
+            let reader = with_page_index(&ours);
+            let metadata = reader.metadata().clone();
+            let codec = |name: &str| {
+                metadata.row_group(0).columns()[prepared.schema.index_of(name).unwrap()]
+                    .compression()
+            };
+            assert_eq!(codec(col::TRACE_ID), ids_codec);
+            assert_eq!(codec(col::SPAN_ID), ids_codec);
+            // Other columns keep the file's codec.
+            assert_eq!(
+                codec(col::NAME),
+                props.compression(&ColumnPath::from(col::NAME))
+            );
+            // Read back, the rows are those parquet's own writer stores.
+            let mut reference = parquet::arrow::ArrowWriter::try_new(
+                Vec::new(),
+                prepared.schema.clone(),
+                Some(props),
+            )
+            .unwrap();
+            for chunk in prepared.chunks() {
+                reference.write(&chunk.unwrap()).unwrap();
+            }
+            let reference = Bytes::from(reference.into_inner().unwrap());
+            let rows = |bytes: &Bytes| {
+                let batches: Vec<RecordBatch> = with_page_index(bytes)
+                    .build()
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                arrow::compute::concat_batches(&prepared.schema, &batches).unwrap()
+            };
+            assert_eq!(rows(&ours), rows(&reference));
+            check_page_index(&ours);
+        }
+    }
+
     #[test]
     fn string_columns_encoded_here_read_back_as_parquet_writes_them() {
         use schema::spans::col;

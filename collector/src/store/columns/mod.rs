@@ -326,6 +326,10 @@ struct EncodedPage {
     min_max: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Bytes of an id column's first page that zstd is tried on, to choose
+/// the chunk's codec ([`Chunk::compression`]): at least 4,096 ids of 16 bytes.
+const SAMPLE_BYTES: usize = 64 * 1024;
+
 /// The pages of a column chunk, to be written as one.
 struct Chunk<'a> {
     descr: &'a ColumnDescPtr,
@@ -337,6 +341,26 @@ struct Chunk<'a> {
 }
 
 impl Chunk<'_> {
+    /// The chunk's codec: the file's, but for ids that zstd would not
+    /// shrink. Random ids, as tracers make them, are most of a span's bytes
+    /// on disk and come out of zstd no smaller; trying every page cost
+    /// about a tenth of a flush's compression (BENCHMARKS.md). Ids that
+    /// count up, as some tracers' do, still shrink, and are compressed.
+    /// The first [`SAMPLE_BYTES`] of the first page decide.
+    fn compression(&self, compressor: &mut zstd::bulk::Compressor) -> io::Result<Compression> {
+        let ids = self.descr.physical_type() == Type::FIXED_LEN_BYTE_ARRAY;
+        let Some(first) = self.pages.first().filter(|_| ids) else {
+            return Ok(self.settings.compression);
+        };
+        let sample = &first.payload[..first.payload.len().min(SAMPLE_BYTES)];
+        let compressed = compressor.compress(sample)?.len();
+        Ok(if compressed * 16 >= sample.len() * 15 {
+            Compression::UNCOMPRESSED
+        } else {
+            self.settings.compression
+        })
+    }
+
     /// Compresses and writes the pages, dictionary first, from offset 0 of
     /// a buffer of their own, and describes them as `parquet`'s writer
     /// would.
@@ -344,8 +368,12 @@ impl Chunk<'_> {
         let external = |e: io::Error| ParquetError::External(Box::new(e));
         let mut compressor =
             zstd::bulk::Compressor::new(self.settings.zstd_level).map_err(external)?;
+        let compression = self.compression(&mut compressor).map_err(external)?;
         let mut compress = |payload: &[u8]| -> Result<Bytes, ParquetError> {
-            Ok(Bytes::from(compressor.compress(payload).map_err(external)?))
+            Ok(match compression {
+                Compression::UNCOMPRESSED => Bytes::copy_from_slice(payload),
+                _ => Bytes::from(compressor.compress(payload).map_err(external)?),
+            })
         };
         let byte_array = self.descr.physical_type() == Type::BYTE_ARRAY;
         let mut sink = TrackedWrite::new(Vec::new());
@@ -445,7 +473,7 @@ impl Chunk<'_> {
         };
         let rows: u64 = self.pages.iter().map(|p| p.rows as u64).sum();
         let metadata = ColumnChunkMetaData::builder(self.descr.clone())
-            .set_compression(self.settings.compression)
+            .set_compression(compression)
             .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
             .set_page_encoding_stats(page_stats)
             .set_total_compressed_size(totals.compressed)
