@@ -4,7 +4,7 @@
 //! decoded. Figures go to BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync] [--batch N] [--phases-only]
+//! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync] [--batch N] [--phases-only] [--no-pin]
 //! ```
 //!
 //! `--phases-only` stops after the one-thread phases (decode, convert,
@@ -14,6 +14,12 @@
 //! `LOADLENS_BENCH_COMMIT_INTERVAL_US=N` runs the collector with a
 //! write-ahead-log commit interval of N µs (`wal_commit_interval`; 0 unless
 //! given, the default).
+//!
+//! On a machine of two or more CPUs the collector is pinned to the last
+//! one and this process, the client, to the others, so that the
+//! collector runs on one core, as the goal is stated, and the client's
+//! work does not share its caches; `--no-pin` leaves both to the
+//! scheduler, as runs before 2026-12-06 did.
 //!
 //! `--batch` sets the spans per request (512 unless given, as the figures
 //! in BENCHMARKS.md are): comparing two sizes shows what the collector pays
@@ -51,6 +57,8 @@ fn batch() -> usize {
 }
 
 const ROLE: &str = "LOADLENS_BENCH_ROLE";
+/// The CPU the collector process pins itself to, if the driver says one.
+const CPU: &str = "LOADLENS_BENCH_CPU";
 /// 2026-11-23T00:00:00Z, so every span lands in one day's partition.
 const T0: u64 = 1_795_392_000_000_000_000;
 
@@ -59,6 +67,7 @@ struct Options {
     in_flight: usize,
     fsync: bool,
     phases_only: bool,
+    pin: bool,
 }
 
 fn options() -> Options {
@@ -67,6 +76,7 @@ fn options() -> Options {
         in_flight: 4,
         fsync: true,
         phases_only: false,
+        pin: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -80,6 +90,7 @@ fn options() -> Options {
             "--in-flight" => options.in_flight = number("--in-flight").max(1),
             "--no-fsync" => options.fsync = false,
             "--phases-only" => options.phases_only = true,
+            "--no-pin" => options.pin = false,
             "--batch" => {
                 let _ = BATCH_SIZE.set(number("--batch").max(1));
             }
@@ -96,6 +107,9 @@ fn main() {
         // As `loadlens collector` does; the decode-only peer, in this
         // process, keeps the kernel's default.
         collector::avoid_huge_pages();
+        if let Ok(cpu) = std::env::var(CPU) {
+            pin_to(&[cpu.parse().expect("a CPU number")]);
+        }
         serve();
         return;
     }
@@ -165,8 +179,10 @@ fn main() {
         end_to_end.parquet_bytes
     );
     println!(
-        "collector memory : {:.0} MiB peak RSS",
-        end_to_end.peak_rss_kib as f64 / 1024.0
+        "collector memory : {:.0} MiB peak RSS; {:.3} page faults per span ({} in all)",
+        end_to_end.peak_rss_kib as f64 / 1024.0,
+        end_to_end.page_faults as f64 / end_to_end.spans as f64,
+        end_to_end.page_faults
     );
     assert_eq!(
         end_to_end.rows, spans as u64,
@@ -323,12 +339,17 @@ fn thread_cpu_seconds() -> f64 {
 
 /// utime + stime from a `/proc/.../stat` file, in seconds (USER_HZ is 100 on Linux).
 fn cpu_seconds(stat: &Path) -> f64 {
+    let ticks = stat_field(stat, 11) + stat_field(stat, 12);
+    ticks as f64 / 100.0
+}
+
+/// Field `n` of a `/proc/.../stat` file, counting from the one after the
+/// command name (the state is 0, minflt 7, utime 11, stime 12).
+fn stat_field(stat: &Path, n: usize) -> u64 {
     let text = std::fs::read_to_string(stat).expect("read /proc stat");
     // The command name may contain spaces; fields resume after its ')'.
     let rest = &text[text.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    rest.split_whitespace().nth(n).unwrap().parse().unwrap()
 }
 
 /// Spans per CPU-second of `work` (which returns the spans it handled) over
@@ -391,6 +412,9 @@ struct EndToEnd {
     files: usize,
     parquet_bytes: u64,
     peak_rss_kib: u64,
+    /// Minor page faults of the collector process: fresh memory the kernel
+    /// zeroed, which CPU time alone does not tell apart.
+    page_faults: u64,
 }
 
 fn end_to_end(
@@ -401,6 +425,18 @@ fn end_to_end(
     let data = std::env::temp_dir().join(format!("loadlens-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let mut command = Command::new(std::env::current_exe().unwrap());
+    let cpus = allowed_cpus();
+    match cpus.split_last() {
+        Some((collector, client)) if options.pin && !client.is_empty() => {
+            // Threads started from here on (the client's runtime) inherit it.
+            pin_to(client);
+            command.env(CPU, collector.to_string());
+            println!(
+                "pinned           : the collector to CPU {collector}, the client to CPUs {client:?}"
+            );
+        }
+        _ => println!("pinned           : no, both left to the scheduler"),
+    }
     // As `loadlens collector` sets it for the default bound (through
     // mimalloc's API there); a delay this run's environment sets passes on.
     let bound = collector::config::DEFAULT_MAX_PENDING_BYTES;
@@ -485,7 +521,29 @@ fn end_to_end(
         files,
         parquet_bytes,
         peak_rss_kib: field("rss_kib"),
+        page_faults: field("minflt"),
     }
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    let set = sched_getaffinity(Pid::from_raw(0)).expect("sched_getaffinity");
+    (0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Pins the calling thread, and the threads it starts later, to `cpus`.
+fn pin_to(cpus: &[usize]) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).expect("a CPU number within the set");
+    }
+    sched_setaffinity(Pid::from_raw(0), &set).expect("sched_setaffinity");
 }
 
 /// Files, bytes and rows (from each file's footer) of the Parquet files below `dir`.
@@ -539,8 +597,9 @@ fn serve() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
         println!(
-            "done cpu_centis={} rss_kib={rss_kib}",
-            (cpu * 100.0).round() as u64
+            "done cpu_centis={} rss_kib={rss_kib} minflt={}",
+            (cpu * 100.0).round() as u64,
+            stat_field(Path::new("/proc/self/stat"), 7)
         );
     });
 }
