@@ -16,8 +16,9 @@
 //! [`super::writer`] reads both back and compares them with `ArrowWriter`'s
 //! file for the same rows, and each page's index entry with its rows. The
 //! bytes differ: here every page but the last holds the same number of
-//! rows, runs are chosen as [`hybrid`] says, and a dictionary stops at
-//! [`dictionary::MAX_ENTRIES`] values.
+//! rows, runs are chosen as [`hybrid`] says, a dictionary stops at
+//! [`dictionary::MAX_ENTRIES`] values, and ids that zstd cannot shrink are
+//! stored uncompressed ([`Chunk::compression`]).
 
 pub(crate) mod dictionary;
 pub(crate) mod ids;
@@ -327,7 +328,8 @@ struct EncodedPage {
 }
 
 /// Bytes of an id column's first page that zstd is tried on, to choose
-/// the chunk's codec ([`Chunk::compression`]): at least 4,096 ids of 16 bytes.
+/// the chunk's codec ([`Chunk::compression`]): at most 4,096 ids of 16
+/// bytes, fewer when the page is shorter or begins with definition levels.
 const SAMPLE_BYTES: usize = 64 * 1024;
 
 /// The pages of a column chunk, to be written as one.
@@ -343,10 +345,10 @@ struct Chunk<'a> {
 impl Chunk<'_> {
     /// The chunk's codec: the file's, but for ids that zstd would not
     /// shrink. Random ids, as tracers make them, are most of a span's bytes
-    /// on disk and come out of zstd no smaller; trying every page cost
-    /// about a tenth of a flush's compression (BENCHMARKS.md). Ids that
-    /// count up, as some tracers' do, still shrink, and are compressed.
-    /// The first [`SAMPLE_BYTES`] of the first page decide.
+    /// on disk and come out of zstd no smaller; trying every page was
+    /// about 1% of the collector's CPU in its bench (BENCHMARKS.md). Ids
+    /// that count up, as some tracers' do, still shrink, and are
+    /// compressed. The first [`SAMPLE_BYTES`] of the first page decide.
     fn compression(&self, compressor: &mut zstd::bulk::Compressor) -> io::Result<Compression> {
         let ids = self.descr.physical_type() == Type::FIXED_LEN_BYTE_ARRAY;
         let Some(first) = self.pages.first().filter(|_| ids) else {
