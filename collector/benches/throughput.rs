@@ -18,7 +18,10 @@
 //! On a machine of two or more CPUs the collector is pinned to the last
 //! one and this process, the client, to the others, so that the
 //! collector runs on one core, as the goal is stated, and the client's
-//! work does not share its caches; `--no-pin` leaves both to the
+//! work does not run on that core between the collector's requests (on
+//! a host whose CPUs are hyperthreads of one core they still share its
+//! caches). Pinned, the collector's runtime has one worker thread, as
+//! tokio starts one per CPU it may use. `--no-pin` leaves both to the
 //! scheduler, as runs before 2026-12-06 did.
 //!
 //! `--batch` sets the spans per request (512 unless given, as the figures
@@ -412,8 +415,9 @@ struct EndToEnd {
     files: usize,
     parquet_bytes: u64,
     peak_rss_kib: u64,
-    /// Minor page faults of the collector process: fresh memory the kernel
-    /// zeroed, which CPU time alone does not tell apart.
+    /// Minor page faults of the collector process while it served: mostly
+    /// fresh memory the kernel zeroed, which CPU time alone does not tell
+    /// apart.
     page_faults: u64,
 }
 
@@ -435,7 +439,10 @@ fn end_to_end(
                 "pinned           : the collector to CPU {collector}, the client to CPUs {client:?}"
             );
         }
-        _ => println!("pinned           : no, both left to the scheduler"),
+        _ => {
+            command.env_remove(CPU);
+            println!("pinned           : no, both left to the scheduler");
+        }
     }
     // As `loadlens collector` sets it for the default bound (through
     // mimalloc's API there); a delay this run's environment sets passes on.
@@ -460,7 +467,9 @@ fn end_to_end(
     let ready = lines.next().expect("collector says ready").unwrap();
     let endpoint = format!("http://{}", ready.strip_prefix("ready ").unwrap());
     let pid = child.id();
-    let cpu_before = cpu_seconds(&PathBuf::from(format!("/proc/{pid}/stat")));
+    let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+    let cpu_before = cpu_seconds(&stat);
+    let faults_before = stat_field(&stat, 7);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -521,7 +530,7 @@ fn end_to_end(
         files,
         parquet_bytes,
         peak_rss_kib: field("rss_kib"),
-        page_faults: field("minflt"),
+        page_faults: field("minflt") - faults_before,
     }
 }
 
