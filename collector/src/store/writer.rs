@@ -582,14 +582,16 @@ fn encode<W: io::Write + Send>(
             Settings::for_column(&props, &descr.column(leaves.start), field.data_type())
         })
         .collect();
+    let writers_props = props.clone();
     let mut writer = SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props))
         .map_err(parquet_err)?;
-    let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
+    let column_writers = |group: usize, compressed: &dyn Fn(usize) -> bool| {
+        column_writers(&descr, &writers_props, schema, &leaves, group, compressed)
+    };
     // Columns refused in a row group go to parquet for the rest of the file.
     let mut refused = vec![false; schema.fields().len()];
     let mut local = vec![usize::MAX; prepared.sources.len()];
     for (group, rows) in prepared.order.chunks(ROW_GROUP_ROWS).enumerate() {
-        let mut writers = factory.create_column_writers(group).map_err(parquet_err)?;
         let mut encoders: Vec<Option<Encoder>> = ours
             .iter()
             .zip(&leaves)
@@ -601,6 +603,7 @@ fn encode<W: io::Write + Send>(
             .map(Option::transpose)
             .collect::<Result<_, _>>()
             .map_err(parquet_err)?;
+        let mut writers = column_writers(group, &|c| encoders[c].is_none()).map_err(parquet_err)?;
         for (n, chunk) in rows.chunks(GATHER_ROWS).enumerate() {
             let gather = prepared.gather(chunk, &mut local);
             for (c, field) in schema.fields().iter().enumerate() {
@@ -609,9 +612,17 @@ fn encode<W: io::Write + Send>(
                         continue;
                     }
                     // parquet's writer takes the column over from the
-                    // start of the row group.
+                    // start of the row group, with a writer that compresses.
                     encoders[c] = None;
                     refused[c] = true;
+                    let mut own = column_writers(group, &|other| other == c)
+                        .map_err(parquet_err)?
+                        .into_iter()
+                        .skip(leaves[c].start)
+                        .take(leaves[c].len());
+                    for writer in &mut writers[leaves[c].clone()] {
+                        *writer = own.next().expect("a writer for each leaf");
+                    }
                     for earlier in rows[..n * GATHER_ROWS].chunks(GATHER_ROWS) {
                         let column = prepared
                             .gather(earlier, &mut local)
@@ -651,6 +662,41 @@ fn encode<W: io::Write + Send>(
         group_writer.close().map_err(parquet_err)?;
     }
     writer.into_inner().map_err(parquet_err)
+}
+
+/// Column writers for row group `group` of a file of `schema`, in which
+/// only the columns `compressed` names get the codec `props` gives them.
+/// A writer makes a zstd compression and decompression context whether or
+/// not it writes anything, and the columns encoded here leave theirs idle:
+/// making contexts was about 1.3% of the collector's CPU in its bench
+/// (BENCHMARKS.md). The rest are made UNCOMPRESSED, which makes none.
+fn column_writers(
+    descr: &parquet::schema::types::SchemaDescriptor,
+    props: &WriterProperties,
+    schema: &arrow::datatypes::SchemaRef,
+    leaves: &[Range<usize>],
+    group: usize,
+    compressed: &dyn Fn(usize) -> bool,
+) -> Result<Vec<ArrowColumnWriter>, parquet::errors::ParquetError> {
+    let mut builder = props.clone().into_builder();
+    for (c, leaves) in leaves.iter().enumerate() {
+        if !compressed(c) {
+            for leaf in leaves.clone() {
+                builder = builder.set_column_compression(
+                    descr.column(leaf).path().clone(),
+                    Compression::UNCOMPRESSED,
+                );
+            }
+        }
+    }
+    // The factory takes its properties from a file writer: this one, given
+    // the same schema, writes nowhere.
+    let sink = SerializedFileWriter::new(
+        io::sink(),
+        descr.root_schema_ptr(),
+        Arc::new(builder.build()),
+    )?;
+    ArrowRowGroupWriterFactory::new(&sink, schema.clone()).create_column_writers(group)
 }
 
 /// Writes one column's array through the writers of its leaves.
@@ -1443,8 +1489,12 @@ mod tests {
             };
             assert_eq!(zstd(codec(col::TRACE_ID)), ids_compressed);
             assert_eq!(zstd(codec(col::SPAN_ID)), ids_compressed);
-            // Other columns keep the file's codec.
-            assert!(zstd(codec(col::NAME)));
+            // Other columns keep the file's codec: one encoded here, one
+            // that parquet's writer took over within the row group (unique
+            // values), and one it writes throughout.
+            for column in [col::NAME, col::URL_FULL, col::START_TIME] {
+                assert!(zstd(codec(column)), "{column}");
+            }
             // Read back, the rows are those parquet's own writer stores.
             let mut reference = parquet::arrow::ArrowWriter::try_new(
                 Vec::new(),

@@ -23,6 +23,7 @@
 pub(crate) mod dictionary;
 pub(crate) mod ids;
 
+use std::cell::RefCell;
 use std::io;
 
 use arrow::datatypes::DataType;
@@ -327,6 +328,15 @@ struct EncodedPage {
     min_max: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+thread_local! {
+    /// The zstd context the last chunk written on this thread used, with
+    /// its level, for the next: making one allocates and clears some
+    /// hundreds of KiB and asks the CPU what it supports, which a
+    /// hypervisor traps (BENCHMARKS.md).
+    static KEPT_COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+}
+
 /// Bytes of an id column's first page that zstd is tried on, to choose
 /// the chunk's codec ([`Chunk::compression`]): at most 4,096 ids of 16
 /// bytes, fewer when the page is shorter or begins with definition levels.
@@ -367,10 +377,24 @@ impl Chunk<'_> {
     /// a buffer of their own, and describes them as `parquet`'s writer
     /// would.
     fn write(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        let level = self.settings.zstd_level;
+        let kept = KEPT_COMPRESSOR.with(|kept| kept.borrow_mut().take());
+        let mut compressor = match kept {
+            Some((kept_level, compressor)) if kept_level == level => compressor,
+            _ => zstd::bulk::Compressor::new(level)
+                .map_err(|e| ParquetError::External(Box::new(e)))?,
+        };
+        let written = self.write_with(&mut compressor);
+        KEPT_COMPRESSOR.with(|kept| *kept.borrow_mut() = Some((level, compressor)));
+        written
+    }
+
+    fn write_with(
+        self,
+        compressor: &mut zstd::bulk::Compressor<'static>,
+    ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
         let external = |e: io::Error| ParquetError::External(Box::new(e));
-        let mut compressor =
-            zstd::bulk::Compressor::new(self.settings.zstd_level).map_err(external)?;
-        let compression = self.compression(&mut compressor).map_err(external)?;
+        let compression = self.compression(compressor).map_err(external)?;
         let mut compress = |payload: &[u8]| -> Result<Bytes, ParquetError> {
             Ok(match compression {
                 Compression::UNCOMPRESSED => Bytes::copy_from_slice(payload),
