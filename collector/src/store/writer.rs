@@ -585,7 +585,7 @@ fn encode<W: io::Write + Send>(
     let writers_props = props.clone();
     let mut writer = SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props))
         .map_err(parquet_err)?;
-    let column_writers = |group: usize, compressed: &dyn Fn(usize) -> bool| {
+    let writers_for = |group: usize, compressed: &dyn Fn(usize) -> bool| {
         column_writers(&descr, &writers_props, schema, &leaves, group, compressed)
     };
     // Columns refused in a row group go to parquet for the rest of the file.
@@ -603,7 +603,7 @@ fn encode<W: io::Write + Send>(
             .map(Option::transpose)
             .collect::<Result<_, _>>()
             .map_err(parquet_err)?;
-        let mut writers = column_writers(group, &|c| encoders[c].is_none()).map_err(parquet_err)?;
+        let mut writers = writers_for(group, &|c| encoders[c].is_none()).map_err(parquet_err)?;
         for (n, chunk) in rows.chunks(GATHER_ROWS).enumerate() {
             let gather = prepared.gather(chunk, &mut local);
             for (c, field) in schema.fields().iter().enumerate() {
@@ -615,7 +615,7 @@ fn encode<W: io::Write + Send>(
                     // start of the row group, with a writer that compresses.
                     encoders[c] = None;
                     refused[c] = true;
-                    let mut own = column_writers(group, &|other| other == c)
+                    let mut own = writers_for(group, &|other| other == c)
                         .map_err(parquet_err)?
                         .into_iter()
                         .skip(leaves[c].start)

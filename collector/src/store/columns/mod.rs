@@ -389,6 +389,7 @@ impl Chunk<'_> {
         written
     }
 
+    /// [`Chunk::write`] with the zstd context given.
     fn write_with(
         self,
         compressor: &mut zstd::bulk::Compressor<'static>,
