@@ -8,8 +8,9 @@
 //! ```
 //!
 //! `--phases-only` stops after the one-thread phases (decode, convert,
-//! Arrow to Parquet), which vary less from run to run than the end-to-end
-//! figure: for comparing two builds of the converter or the writer.
+//! convert with rows held as for a flush, Arrow to Parquet), which vary
+//! less from run to run than the end-to-end figure: for comparing two
+//! builds of the converter or the writer.
 //!
 //! `LOADLENS_BENCH_COMMIT_INTERVAL_US=N` runs the collector with a
 //! write-ahead-log commit interval of N µs (`wal_commit_interval`; 0 unless
@@ -151,6 +152,16 @@ fn main() {
     println!(
         "wire to Arrow    : {:>10.0} spans per CPU-second (the collector's path, one thread, no I/O)",
         walk
+    );
+
+    let held = held_for_a_flush(&templates, batches.min(4000));
+    println!(
+        "convert, held    : {:>10.0} spans per CPU-second (wire to Arrow, each request's rows kept until a flush's worth, then dropped on another thread)",
+        held
+    );
+    let (arrow, protobuf) = bytes_per_span(&templates[0]);
+    println!(
+        "in memory        : {arrow:>10} bytes per span in Arrow, as the collector counts pending rows ({protobuf} in protobuf)"
     );
 
     let parquet = to_parquet(&templates, batches.min(2000));
@@ -342,17 +353,25 @@ fn thread_cpu_seconds() -> f64 {
 
 /// utime + stime from a `/proc/.../stat` file, in seconds (USER_HZ is 100 on Linux).
 fn cpu_seconds(stat: &Path) -> f64 {
-    let ticks = stat_field(stat, 11) + stat_field(stat, 12);
-    ticks as f64 / 100.0
+    let [user, system] = stat_fields(stat, [11, 12]);
+    (user + system) as f64 / 100.0
 }
 
-/// Field `n` of a `/proc/.../stat` file, counting from the one after the
-/// command name (the state is 0, minflt 7, utime 11, stime 12).
-fn stat_field(stat: &Path, n: usize) -> u64 {
+/// Minor page faults from a `/proc/.../stat` file.
+fn page_faults(stat: &Path) -> u64 {
+    let [faults] = stat_fields(stat, [7]);
+    faults
+}
+
+/// Fields of one read of a `/proc/.../stat` file, counting from the one
+/// after the command name (the state is 0, minflt 7, utime 11, stime 12).
+fn stat_fields<const N: usize>(stat: &Path, wanted: [usize; N]) -> [u64; N] {
     let text = std::fs::read_to_string(stat).expect("read /proc stat");
     // The command name may contain spaces; fields resume after its ')'.
-    let rest = &text[text.rfind(')').unwrap() + 2..];
-    rest.split_whitespace().nth(n).unwrap().parse().unwrap()
+    let fields: Vec<&str> = text[text.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    wanted.map(|n| fields[n].parse().expect("a number"))
 }
 
 /// Spans per CPU-second of `work` (which returns the spans it handled) over
@@ -368,6 +387,49 @@ fn per_cpu_second(
         .map(|k| work(&payloads[k % payloads.len()]))
         .sum();
     spans as f64 / (thread_cpu_seconds() - start)
+}
+
+/// Spans per CPU-second of converting, each request's rows kept as the
+/// pending set keeps them until a flush (`flush_rows`, 200,000 by default)
+/// and then dropped on another thread, as a flush drops them. Against
+/// "wire to Arrow", whose rows are dropped at once and whose memory is
+/// reused while still in the caches, it shows what holding rows costs.
+fn held_for_a_flush(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
+    let flush = collector::CollectorConfig::new("unused")
+        .flush_rows
+        .div_ceil(batch());
+    let (to_flush, flushes) = std::sync::mpsc::channel::<Vec<collector::convert::Converted>>();
+    let flusher = std::thread::spawn(move || flushes.into_iter().for_each(drop));
+    let held = std::cell::RefCell::new(Vec::with_capacity(flush));
+    let rate = per_cpu_second(templates, batches, |payload| {
+        let converted = collector::convert::spans::convert_encoded(payload).expect("converts");
+        let rows = converted.rows();
+        let mut held = held.borrow_mut();
+        held.push(converted);
+        if held.len() == flush {
+            let full = std::mem::replace(&mut *held, Vec::with_capacity(flush));
+            to_flush.send(full).expect("the flusher is running");
+        }
+        rows
+    });
+    drop(to_flush);
+    flusher.join().expect("the flusher ends");
+    rate
+}
+
+/// Bytes a span of `template` takes converted, as the collector counts
+/// pending rows against its memory bound (`get_array_memory_size`, which
+/// counts the NULL columns batches share in each), and in protobuf.
+fn bytes_per_span(template: &ExportTraceServiceRequest) -> (usize, usize) {
+    let payload = template.encode_to_vec();
+    let converted = collector::convert::spans::convert_encoded(&payload).expect("converts");
+    let arrow: usize = converted
+        .batches
+        .iter()
+        .map(|(_, batch)| batch.get_array_memory_size())
+        .sum();
+    let spans = converted.rows();
+    (arrow / spans, payload.len() / spans)
 }
 
 /// Spans per CPU-second of the flush alone: `batches` payloads converted
@@ -469,7 +531,7 @@ fn end_to_end(
     let pid = child.id();
     let stat = PathBuf::from(format!("/proc/{pid}/stat"));
     let cpu_before = cpu_seconds(&stat);
-    let faults_before = stat_field(&stat, 7);
+    let faults_before = page_faults(&stat);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -608,7 +670,7 @@ fn serve() {
         println!(
             "done cpu_centis={} rss_kib={rss_kib} minflt={}",
             (cpu * 100.0).round() as u64,
-            stat_field(Path::new("/proc/self/stat"), 7)
+            page_faults(Path::new("/proc/self/stat"))
         );
     });
 }
