@@ -1,7 +1,8 @@
 //! A real S3-compatible server for the object-storage tests: moto, from PyPI.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::{Service, free_addr, loadlens, stderr, wait_for_port};
 
@@ -15,28 +16,33 @@ pub struct S3 {
 
 impl S3 {
     pub fn start() -> S3 {
-        let addr = free_addr();
-        // moto logs every request on standard error; keep the test's output readable.
-        let mut server = Service(Some(
-            Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto_server (pip install 'moto[server]') runs"),
-        ));
-        wait_for_port(addr, server.child());
-        let endpoint = format!("http://{addr}");
-        // moto accepts unsigned requests; this is S3's CreateBucket.
-        let created = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BUCKET}")])
-            .output()
-            .expect("curl runs");
-        assert!(created.status.success(), "{}", stderr(&created));
-        S3 {
-            endpoint,
-            _server: server,
+        // A free port can be taken by another test's process before moto
+        // binds it; moto then exits, and a fresh port is tried.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let addr = free_addr();
+            // moto logs every request on standard error; keep the test's output readable.
+            let mut server = Service(Some(
+                Command::new("moto_server")
+                    .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("moto_server (pip install 'moto[server]') runs"),
+            ));
+            wait_for_port(addr, server.child());
+            let endpoint = format!("http://{addr}");
+            match create_bucket(&endpoint, server.child()) {
+                Ok(()) => {
+                    return S3 {
+                        endpoint,
+                        _server: server,
+                    };
+                }
+                Err(why) => failures.push(why),
+            }
         }
+        panic!("no moto server took a bucket: {}", failures.join("; "));
     }
 
     /// `loadlens` with the AWS variables that point it at this server.
@@ -86,5 +92,36 @@ impl S3 {
                 assert!(put.status.success(), "PUT {key}: {}", stderr(&put));
             }
         }
+    }
+}
+
+/// S3's CreateBucket, unsigned, which moto accepts. A server that listens
+/// may not answer yet while it is busy starting (CI builds alongside), so
+/// this tries for a while; it gives up at once if moto has exited.
+fn create_bucket(endpoint: &str, server: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let created = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "-X", "PUT"])
+            .arg(format!("{endpoint}/{BUCKET}"))
+            .output()
+            .expect("curl runs");
+        let status = String::from_utf8_lossy(&created.stdout).into_owned();
+        // 409 is BucketAlreadyOwnedByYou: an earlier try that timed out did it.
+        if created.status.success() && (status == "200" || status == "409") {
+            return Ok(());
+        }
+        if let Some(exit) = server.try_wait().unwrap() {
+            return Err(format!("moto_server on {endpoint} exited with {exit}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "CreateBucket {endpoint}/{BUCKET} still fails after 30 s: curl {}, HTTP {status}, {}",
+                created.status,
+                stderr(&created).trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
