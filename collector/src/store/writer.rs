@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use ahash::AHashSet;
 use arrow::array::{
-    Array, ArrayData, ArrayRef, AsArray, FixedSizeBinaryArray, TimestampNanosecondArray,
-    make_array, new_null_array,
+    Array, ArrayAccessor, ArrayData, ArrayRef, AsArray, FixedSizeBinaryArray,
+    TimestampNanosecondArray, make_array, new_null_array,
 };
 use arrow::buffer::{MutableBuffer, NullBuffer};
 use arrow::compute::interleave;
@@ -271,35 +271,42 @@ impl Gather<'_> {
                 a.data_type()
             ))
         };
-        match encoder {
-            Encoder::Strings(strings) => {
-                let arrays = columns
-                    .iter()
-                    .map(|a| a.as_string_opt::<i32>().ok_or_else(|| wrong(a)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for &(source, row) in &self.indices {
-                    let array = arrays[source];
-                    let value = array.is_valid(row).then(|| array.value(row).as_bytes());
-                    if let Err(refused) = strings.push(value) {
-                        return Ok(Err(refused));
-                    }
-                }
-            }
-            Encoder::Ids(ids) => {
-                let arrays = columns
-                    .iter()
-                    .map(|a| a.as_fixed_size_binary_opt().ok_or_else(|| wrong(a)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for &(source, row) in &self.indices {
-                    let array = arrays[source];
-                    let value = array.is_valid(row).then(|| array.value(row));
-                    if let Err(refused) = ids.push(value) {
-                        return Ok(Err(refused));
-                    }
-                }
-            }
+        let strings = || {
+            columns
+                .iter()
+                .map(|a| a.as_string_opt::<i32>().ok_or_else(|| wrong(a)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let ids = || {
+            columns
+                .iter()
+                .map(|a| a.as_fixed_size_binary_opt().ok_or_else(|| wrong(a)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(match encoder {
+            Encoder::Strings(encoder) => self.push(&strings()?, |v| encoder.push(v)),
+            Encoder::PlainStrings(encoder) => self.push(&strings()?, |v| encoder.push(v)),
+            Encoder::Ids(encoder) => self.push(&ids()?, |v| encoder.push(v)),
+        })
+    }
+
+    /// Hands `push` the value of each row, from `arrays` (one per source),
+    /// until it refuses one.
+    #[inline]
+    fn push<A: ArrayAccessor>(
+        &self,
+        arrays: &[A],
+        mut push: impl FnMut(Option<&[u8]>) -> Result<(), Refused>,
+    ) -> Result<(), Refused>
+    where
+        A::Item: AsRef<[u8]>,
+    {
+        for &(source, row) in &self.indices {
+            let array = &arrays[source];
+            let value = array.is_valid(row).then(|| array.value(row));
+            push(value.as_ref().map(AsRef::as_ref))?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 }
 
@@ -588,33 +595,67 @@ fn encode<W: io::Write + Send>(
     let writers_for = |group: usize, compressed: &dyn Fn(usize) -> bool| {
         column_writers(&descr, &writers_props, schema, &leaves, group, compressed)
     };
-    // Columns refused in a row group go to parquet for the rest of the file.
-    let mut refused = vec![false; schema.fields().len()];
+    // How each column is written; a refusal holds for the rest of the file.
+    let mut ways: Vec<Way> = ours
+        .iter()
+        .map(|settings| match settings {
+            Some(_) => Way::Ours,
+            None => Way::Parquet,
+        })
+        .collect();
     let mut local = vec![usize::MAX; prepared.sources.len()];
     for (group, rows) in prepared.order.chunks(ROW_GROUP_ROWS).enumerate() {
-        let mut encoders: Vec<Option<Encoder>> = ours
-            .iter()
-            .zip(&leaves)
-            .zip(&refused)
-            .map(|((settings, leaves), &refused)| {
-                let settings = settings.as_ref().filter(|_| !refused)?;
-                Some(Encoder::new(descr.column(leaves.start), settings.clone()))
+        let new_encoder = |c: usize, way: Way| -> Result<Option<Encoder>, WriteError> {
+            let (Some(settings), Some(leaves)) = (&ours[c], leaves.get(c)) else {
+                return Ok(None);
+            };
+            let descr = descr.column(leaves.start);
+            Ok(match way {
+                Way::Ours => Some(Encoder::new(descr, settings.clone()).map_err(parquet_err)?),
+                Way::Plain => Some(Encoder::plain(descr, settings.clone())),
+                Way::Parquet => None,
             })
-            .map(Option::transpose)
-            .collect::<Result<_, _>>()
-            .map_err(parquet_err)?;
+        };
+        let mut encoders: Vec<Option<Encoder>> = ways
+            .iter()
+            .enumerate()
+            .map(|(c, &way)| new_encoder(c, way))
+            .collect::<Result<_, _>>()?;
         let mut writers = writers_for(group, &|c| encoders[c].is_none()).map_err(parquet_err)?;
         for (n, chunk) in rows.chunks(GATHER_ROWS).enumerate() {
             let gather = prepared.gather(chunk, &mut local);
             for (c, field) in schema.fields().iter().enumerate() {
+                let earlier = || rows[..n * GATHER_ROWS].chunks(GATHER_ROWS);
                 if let Some(encoder) = &mut encoders[c] {
-                    if gather.encode(c, encoder).map_err(arrow_err)?.is_ok() {
-                        continue;
+                    let refused = match gather.encode(c, encoder).map_err(arrow_err)? {
+                        Ok(()) => continue,
+                        Err(refused) => refused,
+                    };
+                    // Too many strings for a dictionary are written PLAIN
+                    // here, from the start of the row group.
+                    if refused == Refused::TooManyValues && ways[c] == Way::Ours {
+                        ways[c] = Way::Plain;
+                        let mut plain = new_encoder(c, Way::Plain)?.expect("a string column");
+                        let mut taken = Ok(());
+                        for earlier in earlier().chain([chunk]) {
+                            taken = prepared
+                                .gather(earlier, &mut local)
+                                .encode(c, &mut plain)
+                                .map_err(arrow_err)?;
+                            if taken.is_err() {
+                                break;
+                            }
+                        }
+                        encoders[c] = Some(plain);
+                        if taken.is_ok() {
+                            continue;
+                        }
                     }
-                    // parquet's writer takes the column over from the
-                    // start of the row group, with a writer that compresses.
+                    // Otherwise parquet's writer takes the column over from
+                    // the start of the row group, with a writer that
+                    // compresses.
                     encoders[c] = None;
-                    refused[c] = true;
+                    ways[c] = Way::Parquet;
                     let mut own = writers_for(group, &|other| other == c)
                         .map_err(parquet_err)?
                         .into_iter()
@@ -623,7 +664,7 @@ fn encode<W: io::Write + Send>(
                     for writer in &mut writers[leaves[c].clone()] {
                         *writer = own.next().expect("a writer for each leaf");
                     }
-                    for earlier in rows[..n * GATHER_ROWS].chunks(GATHER_ROWS) {
+                    for earlier in earlier() {
                         let column = prepared
                             .gather(earlier, &mut local)
                             .column(c, field)
@@ -662,6 +703,17 @@ fn encode<W: io::Write + Send>(
         group_writer.close().map_err(parquet_err)?;
     }
     writer.into_inner().map_err(parquet_err)
+}
+
+/// How [`encode`] writes a column of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// With an encoder of [`super::columns`]: a dictionary for strings.
+    Ours,
+    /// Strings PLAIN, their dictionary refused ([`Refused::TooManyValues`]).
+    Plain,
+    /// With `parquet`'s writer.
+    Parquet,
 }
 
 /// Column writers for row group `group` of a file of `schema`, in which
@@ -1469,6 +1521,60 @@ mod tests {
     }
 
     #[test]
+    fn plain_string_pages_end_at_the_page_size_limit() {
+        use schema::spans::col;
+        let rows = 30_000;
+        let batches = string_shapes(rows);
+        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+        let limit = 16 * 1024;
+        let props = properties(Table::Spans, &prepared, &[])
+            .into_builder()
+            .set_data_page_size_limit(limit)
+            .build();
+        let bytes = Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props).unwrap());
+        check_page_index(&bytes);
+        let reader = with_page_index(&bytes);
+        let metadata = reader.metadata().clone();
+        let read: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+        let read = arrow::compute::concat_batches(&prepared.schema, &read).unwrap();
+        let urls = read
+            .column_by_name(col::URL_FULL)
+            .unwrap()
+            .as_string::<i32>();
+        let expected: Vec<String> = (0..rows)
+            .map(|i| format!("http://shop/items?q={i}"))
+            .collect();
+        assert!(
+            urls.iter()
+                .map(Option::unwrap)
+                .eq(expected.iter().map(String::as_str))
+        );
+
+        // Each page but the last holds the values that first reach the
+        // limit, PLAIN: a length of 4 bytes and the bytes of each.
+        let leaf = prepared.schema.index_of(col::URL_FULL).unwrap();
+        let index = &metadata.offset_index().unwrap()[0][leaf];
+        let pages = index.page_locations();
+        let value_bytes = index.unencoded_byte_array_data_bytes().unwrap();
+        assert!(pages.len() > 30, "{} pages", pages.len());
+        for (p, page) in pages.iter().enumerate() {
+            let end = pages.get(p + 1).map_or(rows as i64, |n| n.first_row_index);
+            let values = (page.first_row_index..end).map(|r| 4 + expected[r as usize].len());
+            assert_eq!(
+                value_bytes[p] as usize,
+                values.clone().map(|b| b - 4).sum::<usize>(),
+                "page {p}"
+            );
+            let plain: usize = values.clone().sum();
+            let last = values.last().unwrap();
+            assert!(plain - last < limit, "page {p}: {plain} bytes");
+            if p + 1 < pages.len() {
+                assert!(plain >= limit, "page {p}: {plain} bytes");
+            }
+        }
+    }
+
+    #[test]
     fn ids_zstd_cannot_shrink_are_stored_uncompressed() {
         use parquet::basic::Compression;
         use schema::spans::col;
@@ -1552,8 +1658,11 @@ mod tests {
         assert_eq!(ours_meta.row_groups().len(), 2);
 
         // Chunks written here have pages of exactly 20,000 rows; parquet's
-        // writer cuts its pages where its batches of values end.
-        let refused = [col::URL_FULL, col::URL_PATH, col::ERROR_TYPE];
+        // writer cuts its pages where its batches of values end. Strings
+        // with too many values for a dictionary are written here PLAIN,
+        // where parquet's writer keeps a dictionary until it is full.
+        let refused = [col::ERROR_TYPE];
+        let plain = [col::URL_FULL, col::URL_PATH];
         for (group, (ours, reference)) in ours_meta
             .row_groups()
             .iter()
@@ -1566,10 +1675,10 @@ mod tests {
                 let name = ours.column_path().string();
                 let what = format!("{name}, row group {group}");
                 let pages = ours_meta.offset_index().unwrap()[group][leaf].page_locations();
-                let plain = prepared.schema.field_with_name(&name).is_ok_and(|f| {
+                let strings_or_ids = prepared.schema.field_with_name(&name).is_ok_and(|f| {
                     matches!(f.data_type(), DataType::Utf8 | DataType::FixedSizeBinary(_))
                 });
-                if plain {
+                if strings_or_ids {
                     assert_eq!(
                         pages.get(1).map(|p| p.first_row_index) == Some(20_000),
                         !refused.contains(&name.as_str()),
@@ -1578,7 +1687,32 @@ mod tests {
                 }
                 assert_eq!(ours.statistics(), reference.statistics(), "{what}");
                 assert_eq!(ours.num_values(), reference.num_values(), "{what}");
-                assert_eq!(ours.encodings_mask(), reference.encodings_mask(), "{what}");
+                if plain.contains(&name.as_str()) {
+                    assert!(
+                        reference.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+                        "{what}: parquet's writer began with a dictionary"
+                    );
+                    assert_eq!(
+                        ours.encodings().collect::<Vec<_>>(),
+                        vec![Encoding::PLAIN, Encoding::RLE],
+                        "{what}"
+                    );
+                    // Of data pages: every one PLAIN.
+                    let mask = ours.page_encoding_stats_mask();
+                    assert!(
+                        mask.is_some_and(|m| m.is_only(Encoding::PLAIN)),
+                        "{what}: {mask:?}"
+                    );
+                    assert!(ours.dictionary_page_offset().is_none(), "{what}");
+                } else {
+                    assert_eq!(ours.encodings_mask(), reference.encodings_mask(), "{what}");
+                    assert!(ours.page_encoding_stats_mask().is_some(), "{what}");
+                    assert_eq!(
+                        ours.page_encoding_stats_mask(),
+                        reference.page_encoding_stats_mask(),
+                        "{what}"
+                    );
+                }
                 assert_eq!(
                     ours.unencoded_byte_array_data_bytes(),
                     reference.unencoded_byte_array_data_bytes(),
@@ -1587,12 +1721,6 @@ mod tests {
                 assert_eq!(
                     ours.definition_level_histogram(),
                     reference.definition_level_histogram(),
-                    "{what}"
-                );
-                assert!(ours.page_encoding_stats_mask().is_some(), "{what}");
-                assert_eq!(
-                    ours.page_encoding_stats_mask(),
-                    reference.page_encoding_stats_mask(),
                     "{what}"
                 );
             }

@@ -12,9 +12,10 @@
 //!   RLE / bit-packing hybrid.
 //!
 //! A column is refused when its dictionary would grow past [`MAX_ENTRIES`]
-//! or [`MAX_DICTIONARY_BYTES`], or a value is longer than the statistics
-//! keep whole; the writer then hands it to `parquet`'s writer from the
-//! start of its row group.
+//! or [`MAX_DICTIONARY_BYTES`], and the writer writes it PLAIN from the
+//! start of its row group ([`super::plain`]); or when a value is longer
+//! than the statistics keep whole, and the writer hands it to `parquet`'s
+//! writer.
 
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -25,8 +26,8 @@ use parquet::schema::types::ColumnDescPtr;
 use super::{Paged, Pages, Refused, Settings, bit_width, hybrid};
 
 /// Most entries a dictionary may hold: indices of at most 12 bits. A column
-/// with more (unique URLs, say) gains little from a dictionary, and
-/// `parquet`'s writer decides what to do with it.
+/// with more (unique URLs, say) gains little from a dictionary, and is
+/// written PLAIN.
 pub(crate) const MAX_ENTRIES: usize = 4096;
 
 /// Most bytes a dictionary page may hold (or the column's dictionary page

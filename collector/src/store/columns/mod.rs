@@ -1,7 +1,7 @@
 //! Column chunks the collector encodes itself, spliced into each row group
 //! among the chunks `parquet`'s writer makes ([`super::writer`]): strings
-//! with few distinct values through a dictionary ([`dictionary`]), and ids
-//! as they are ([`ids`]).
+//! with few distinct values through a dictionary ([`dictionary`]), strings
+//! with many as they are ([`plain`]), and ids as they are ([`ids`]).
 //!
 //! For these columns `parquet`'s writer spends most of its time on work per
 //! value that knowing the data makes unneeded: hashing every string into
@@ -22,6 +22,7 @@
 
 pub(crate) mod dictionary;
 pub(crate) mod ids;
+pub(crate) mod plain;
 
 use std::cell::RefCell;
 use std::io;
@@ -44,13 +45,15 @@ use parquet::schema::types::ColumnDescPtr;
 
 use dictionary::DictionaryColumn;
 use ids::IdColumn;
+use plain::PlainColumn;
 
 /// A column chunk an encoder here gives back to `parquet`'s writer, for
 /// the reason given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// The dictionary would pass [`dictionary::MAX_ENTRIES`] or
-    /// [`dictionary::MAX_DICTIONARY_BYTES`].
+    /// [`dictionary::MAX_DICTIONARY_BYTES`]: the column is written PLAIN
+    /// instead ([`Encoder::plain`]), not by `parquet`.
     TooManyValues,
     /// A value is longer than statistics keep whole; `parquet` cuts such
     /// values in its statistics, which the encoders here do not do.
@@ -68,6 +71,8 @@ pub(crate) struct Settings {
     zstd_level: i32,
     /// Rows a data page holds, but for the last.
     page_rows: usize,
+    /// Bytes of values past which a PLAIN string page ends before its rows.
+    max_page_bytes: usize,
     /// Longest value kept whole in statistics and the column index.
     max_value_len: usize,
     /// Largest dictionary page, PLAIN.
@@ -136,6 +141,7 @@ impl Settings {
             compression: props.compression(path),
             zstd_level,
             page_rows,
+            max_page_bytes: props.column_data_page_size_limit(path),
             max_value_len,
             max_dictionary_bytes: props
                 .column_dictionary_page_size_limit(path)
@@ -151,6 +157,7 @@ impl Settings {
 #[derive(Debug)]
 pub(crate) enum Encoder {
     Strings(DictionaryColumn),
+    PlainStrings(PlainColumn),
     Ids(IdColumn),
 }
 
@@ -163,10 +170,17 @@ impl Encoder {
         })
     }
 
+    /// The encoder for a string column that [`Settings::for_column`] took
+    /// but whose dictionary was refused for [`Refused::TooManyValues`].
+    pub(crate) fn plain(descr: ColumnDescPtr, settings: Settings) -> Encoder {
+        Encoder::PlainStrings(PlainColumn::new(descr, settings))
+    }
+
     /// Adds `rows` nulls.
     pub(crate) fn push_nulls(&mut self, rows: usize) -> Result<(), Refused> {
         match self {
             Encoder::Strings(strings) => strings.push_nulls(rows),
+            Encoder::PlainStrings(strings) => strings.push_nulls(rows),
             Encoder::Ids(ids) => ids.push_nulls(rows),
         }
     }
@@ -176,6 +190,7 @@ impl Encoder {
     pub(crate) fn finish(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
         match self {
             Encoder::Strings(strings) => strings.finish(),
+            Encoder::PlainStrings(strings) => strings.finish(),
             Encoder::Ids(ids) => ids.finish(),
         }
     }
