@@ -1566,7 +1566,7 @@ mod tests {
                 "page {p}"
             );
             let plain: usize = values.clone().sum();
-            let last = values.last().unwrap();
+            let last = values.clone().next_back().unwrap();
             assert!(plain - last < limit, "page {p}: {plain} bytes");
             if p + 1 < pages.len() {
                 assert!(plain >= limit, "page {p}: {plain} bytes");
