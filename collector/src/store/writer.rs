@@ -595,7 +595,7 @@ fn encode<W: io::Write + Send>(
     let writers_for = |group: usize, compressed: &dyn Fn(usize) -> bool| {
         column_writers(&descr, &writers_props, schema, &leaves, group, compressed)
     };
-    // How each column is written; a refusal holds for the rest of the file.
+    // How each column's next row group is written.
     let mut ways: Vec<Way> = ours
         .iter()
         .map(|settings| match settings {
@@ -632,9 +632,15 @@ fn encode<W: io::Write + Send>(
                         Err(refused) => refused,
                     };
                     // Too many strings for a dictionary are written PLAIN
-                    // here, from the start of the row group.
-                    if refused == Refused::TooManyValues && ways[c] == Way::Ours {
-                        ways[c] = Way::Plain;
+                    // here, from the start of the row group. Later row
+                    // groups try the dictionary again, unless every value
+                    // so far was distinct: then they are most likely
+                    // unique, as URLs with their query strings are.
+                    if let (Refused::TooManyValues, Encoder::Strings(strings)) = (refused, &encoder)
+                    {
+                        if strings.all_distinct() {
+                            ways[c] = Way::Plain;
+                        }
                         let mut plain = new_encoder(c, Way::Plain)?.expect("a string column");
                         let mut taken = Ok(());
                         for earlier in earlier().chain([chunk]) {
@@ -705,14 +711,15 @@ fn encode<W: io::Write + Send>(
     writer.into_inner().map_err(parquet_err)
 }
 
-/// How [`encode`] writes a column of a file.
+/// How [`encode`] begins a row group of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
     /// With an encoder of [`super::columns`]: a dictionary for strings.
     Ours,
-    /// Strings PLAIN, their dictionary refused ([`Refused::TooManyValues`]).
+    /// Strings PLAIN: an earlier row group's dictionary was refused
+    /// ([`Refused::TooManyValues`]) with every value distinct.
     Plain,
-    /// With `parquet`'s writer.
+    /// With `parquet`'s writer, for the rest of the file.
     Parquet,
 }
 
@@ -1282,17 +1289,61 @@ mod tests {
                 col::DEPLOYMENT_ENVIRONMENT,
                 per_row(&|i| Some(["prod-é", "prod-z", "ß", "prod"][i / 1000 % 4].into())),
             ),
-            // Refused: too many values in the first gather...
+            // A dictionary that passes 1 MiB is refused, and the row group
+            // is written PLAIN: here in its fifth gather, every value
+            // distinct, so the second row group is PLAIN from the start...
             (
                 col::URL_FULL,
                 per_row(&|i| Some(format!("http://shop/items?q={i}"))),
             ),
-            // ...in the second, so the first is written again by parquet...
+            // ...here in a later gather, after values that repeat, so the
+            // second row group, whose values fit, keeps a dictionary...
             (
                 col::URL_PATH,
-                per_row(&|i| Some(format!("/items/{}", i / 3))),
+                per_row(&|i| match i {
+                    _ if i < 10_000 => Some(format!("/a/{}", i % 8)),
+                    _ => Some(format!("/u/{i}")),
+                }),
             ),
-            // ...and for a value longer than statistics keep.
+            // ...and here unique in the first row group, with nulls and an
+            // empty value, so the second is PLAIN though its one value would
+            // fit a dictionary (a dictionary is not tried again once a
+            // column looked unique).
+            (
+                col::RPC_SERVICE,
+                per_row(&|i| match i {
+                    _ if i % 11 == 0 => None,
+                    7 => Some(String::new()),
+                    _ if i < ROW_GROUP_ROWS => Some(format!("svc-{i}")),
+                    _ => Some("svc".into()),
+                }),
+            ),
+            // Refused at row 81,514 (1 MiB of entries) in the tenth gather,
+            // then PLAIN refuses a long value later in that gather, as its
+            // start is written again: `parquet`'s writer takes the column.
+            (
+                col::RPC_SYSTEM,
+                per_row(&|i| match i {
+                    81_700 => Some(long.clone()),
+                    _ => Some(format!("sys-{i}")),
+                }),
+            ),
+            // The same, but the long value comes in a later gather.
+            (
+                col::STATUS_MESSAGE,
+                per_row(&|i| match i {
+                    100_000 => Some(long.clone()),
+                    _ => Some(format!("msg-{i}")),
+                }),
+            ),
+            // More entries than fit 12 bits, cycling, each new in its first
+            // round: a dictionary, as in `parquet`'s writer.
+            (
+                col::RPC_METHOD,
+                per_row(&|i| Some(format!("Method{}", i % 6_000))),
+            ),
+            // Refused for a value longer than statistics keep: `parquet`'s
+            // writer takes the column over.
             (
                 col::ERROR_TYPE,
                 per_row(&|i| match i {
@@ -1526,10 +1577,13 @@ mod tests {
         let rows = 30_000;
         let batches = string_shapes(rows);
         let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+        // A dictionary of 64 KiB is refused after some 2,300 URLs, and
+        // the column is written PLAIN.
         let limit = 16 * 1024;
         let props = properties(Table::Spans, &prepared, &[])
             .into_builder()
             .set_data_page_size_limit(limit)
+            .set_dictionary_page_size_limit(64 * 1024)
             .build();
         let bytes = Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props).unwrap());
         check_page_index(&bytes);
@@ -1595,10 +1649,11 @@ mod tests {
             };
             assert_eq!(zstd(codec(col::TRACE_ID)), ids_compressed);
             assert_eq!(zstd(codec(col::SPAN_ID)), ids_compressed);
-            // Other columns keep the file's codec: one encoded here, one
-            // that parquet's writer took over within the row group (unique
-            // values), and one it writes throughout.
-            for column in [col::NAME, col::URL_FULL, col::START_TIME] {
+            // Other columns keep the file's codec: one encoded here with a
+            // dictionary, one PLAIN, one that parquet's writer took over
+            // within the row group (a long value), and one it writes
+            // throughout.
+            for column in [col::NAME, col::URL_FULL, col::ERROR_TYPE, col::START_TIME] {
                 assert!(zstd(codec(column)), "{column}");
             }
             // Read back, the rows are those parquet's own writer stores.
@@ -1661,8 +1716,12 @@ mod tests {
         // writer cuts its pages where its batches of values end. Strings
         // with too many values for a dictionary are written here PLAIN,
         // where parquet's writer keeps a dictionary until it is full.
-        let refused = [col::ERROR_TYPE];
-        let plain = [col::URL_FULL, col::URL_PATH];
+        let refused = [col::ERROR_TYPE, col::RPC_SYSTEM, col::STATUS_MESSAGE];
+        let plain = |name: &str, group: usize| match name {
+            col::URL_FULL | col::RPC_SERVICE => true,
+            col::URL_PATH => group == 0,
+            _ => false,
+        };
         for (group, (ours, reference)) in ours_meta
             .row_groups()
             .iter()
@@ -1687,7 +1746,7 @@ mod tests {
                 }
                 assert_eq!(ours.statistics(), reference.statistics(), "{what}");
                 assert_eq!(ours.num_values(), reference.num_values(), "{what}");
-                if plain.contains(&name.as_str()) {
+                if plain(&name, group) {
                     assert!(
                         reference.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
                         "{what}: parquet's writer began with a dictionary"

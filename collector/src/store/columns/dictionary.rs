@@ -11,11 +11,12 @@
 //!   of bit width and the dictionary indices of the non-null values in the
 //!   RLE / bit-packing hybrid.
 //!
-//! A column is refused when its dictionary would grow past [`MAX_ENTRIES`]
-//! or [`MAX_DICTIONARY_BYTES`], and the writer writes it PLAIN from the
-//! start of its row group ([`super::plain`]); or when a value is longer
-//! than the statistics keep whole, and the writer hands it to `parquet`'s
-//! writer.
+//! A column is refused when its dictionary page would pass the column's
+//! dictionary page size limit (1 MiB unless set otherwise), where
+//! `parquet`'s writer gives up its dictionary too, and the writer writes
+//! it PLAIN from the start of its row group ([`super::plain`]); or when a
+//! value is longer than the statistics keep whole, and the writer hands it
+//! to `parquet`'s writer.
 
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -24,16 +25,6 @@ use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::{Paged, Pages, Refused, Settings, bit_width, hybrid};
-
-/// Most entries a dictionary may hold: indices of at most 12 bits. A column
-/// with more (unique URLs, say) gains little from a dictionary, and is
-/// written PLAIN.
-pub(crate) const MAX_ENTRIES: usize = 4096;
-
-/// Most bytes a dictionary page may hold (or the column's dictionary page
-/// size limit, if lower): well below `parquet`'s default limit (1 MiB),
-/// past which its own writer stops using a dictionary.
-pub(crate) const MAX_DICTIONARY_BYTES: usize = 256 * 1024;
 
 /// A string column's chunk being encoded.
 #[derive(Debug)]
@@ -51,6 +42,8 @@ pub(crate) struct DictionaryColumn {
     indices: Vec<u32>,
     /// Which entries that page uses, a bit each.
     used: Vec<u64>,
+    /// Non-null values taken so far.
+    values: usize,
 }
 
 impl DictionaryColumn {
@@ -63,6 +56,7 @@ impl DictionaryColumn {
             last: None,
             indices: Vec::new(),
             used: Vec::new(),
+            values: 0,
         }
     }
 
@@ -76,6 +70,7 @@ impl DictionaryColumn {
                     _ => self.find_or_add(value)?,
                 };
                 self.last = Some(entry);
+                self.values += 1;
                 self.indices.push(entry);
                 self.used[entry as usize / 64] |= 1 << (entry % 64);
                 self.pages.page.value_bytes += value.len() as i64;
@@ -99,9 +94,7 @@ impl DictionaryColumn {
         if value.len() > settings.max_value_len {
             return Err(Refused::LongValue);
         }
-        if self.entries.len() == MAX_ENTRIES
-            || self.plain.len() + 4 + value.len() > settings.max_dictionary_bytes
-        {
+        if self.plain.len() + 4 + value.len() > settings.max_dictionary_bytes {
             return Err(Refused::TooManyValues);
         }
         let entry = self.entries.len() as u32;
@@ -115,6 +108,14 @@ impl DictionaryColumn {
             self.used.push(0);
         }
         Ok(entry)
+    }
+
+    /// Whether every value taken so far was distinct: asked once the
+    /// dictionary is refused, it tells a column of unique values (URLs
+    /// with their query strings) from one whose values repeat, if too
+    /// rarely for a dictionary.
+    pub(crate) fn all_distinct(&self) -> bool {
+        self.values == self.entries.len()
     }
 
     /// The smallest and largest of the entries the page uses.

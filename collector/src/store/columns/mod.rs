@@ -16,9 +16,11 @@
 //! [`super::writer`] reads both back and compares them with `ArrowWriter`'s
 //! file for the same rows, and each page's index entry with its rows. The
 //! bytes differ: here every page but the last holds the same number of
-//! rows, runs are chosen as [`hybrid`] says, a dictionary stops at
-//! [`dictionary::MAX_ENTRIES`] values, and ids that zstd cannot shrink are
-//! stored uncompressed ([`Chunk::compression`]).
+//! rows, runs are chosen as [`hybrid`] says, and ids that zstd cannot
+//! shrink are stored uncompressed ([`Chunk::compression`]). So do the
+//! encodings of a string column whose dictionary is refused: `parquet`'s
+//! writer keeps the pages it wrote with the dictionary and goes on PLAIN,
+//! where here the whole chunk is PLAIN ([`plain`]).
 
 pub(crate) mod dictionary;
 pub(crate) mod ids;
@@ -47,13 +49,12 @@ use dictionary::DictionaryColumn;
 use ids::IdColumn;
 use plain::PlainColumn;
 
-/// A column chunk an encoder here gives back to `parquet`'s writer, for
-/// the reason given.
+/// A column chunk an encoder here does not write, for the reason given:
+/// `parquet`'s writer takes it, but for a refused dictionary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// The dictionary would pass [`dictionary::MAX_ENTRIES`] or
-    /// [`dictionary::MAX_DICTIONARY_BYTES`]: the column is written PLAIN
-    /// instead ([`Encoder::plain`]), not by `parquet`.
+    /// The dictionary page would pass the column's size limit: the column
+    /// is written PLAIN here instead ([`Encoder::plain`]).
     TooManyValues,
     /// A value is longer than statistics keep whole; `parquet` cuts such
     /// values in its statistics, which the encoders here do not do.
@@ -102,8 +103,11 @@ impl Settings {
             .min(limit(props.column_index_truncate_length()));
         let width = usize::try_from(descr.type_length()).unwrap_or(0);
         let kind = match (descr.physical_type(), data_type) {
+            // The encoding is the one past a full dictionary: PLAIN here.
             (Type::BYTE_ARRAY, DataType::Utf8) => {
-                props.dictionary_enabled(path) && props.bloom_filter_properties(path).is_none()
+                props.dictionary_enabled(path)
+                    && props.bloom_filter_properties(path).is_none()
+                    && matches!(props.encoding(path), None | Some(Encoding::PLAIN))
             }
             // Ids whose bounds parquet would not cut.
             (Type::FIXED_LEN_BYTE_ARRAY, DataType::FixedSizeBinary(_)) => {
@@ -133,8 +137,10 @@ impl Settings {
                 .data_page_row_count_limit()
                 .min(props.column_data_page_size_limit(path) / width)
                 .max(1),
-            // An index takes at most 2 bytes (12 bits) and a level 1 bit, so
-            // pages of strings stay far below the size limit.
+            // A dictionary index takes at most 18 bits under the default
+            // 1 MiB dictionary page (262,144 empty strings of 4 bytes
+            // each) and a level 1 bit, so such pages stay far below the
+            // default size limit; PLAIN pages also end at it.
             _ => props.data_page_row_count_limit(),
         };
         Some(Settings {
@@ -143,9 +149,7 @@ impl Settings {
             page_rows,
             max_page_bytes: props.column_data_page_size_limit(path),
             max_value_len,
-            max_dictionary_bytes: props
-                .column_dictionary_page_size_limit(path)
-                .min(dictionary::MAX_DICTIONARY_BYTES),
+            max_dictionary_bytes: props.column_dictionary_page_size_limit(path),
             bloom_filter: props
                 .bloom_filter_properties(path)
                 .map(|bloom| (bloom.ndv(), bloom.fpp())),

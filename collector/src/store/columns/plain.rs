@@ -6,7 +6,7 @@
 //! falls back to PLAIN; the column was also gathered into an array of its
 //! own for it. Here a page's payload is the definition levels of a
 //! nullable column, then each value as its length (u32, little-endian) and
-//! bytes, copied once from the source batches; a page ends at the rows a
+//! bytes, read straight from the source batches; a page ends at the rows a
 //! page holds or at the column's page size limit, whichever comes first.
 //!
 //! A value longer than the statistics keep whole is refused, as by the
