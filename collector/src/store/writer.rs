@@ -611,7 +611,9 @@ fn encode<W: io::Write + Send>(
             };
             let descr = descr.column(leaves.start);
             Ok(match way {
-                Way::Ours => Some(Encoder::new(descr, settings.clone()).map_err(parquet_err)?),
+                Way::Ours => {
+                    Some(Encoder::new(descr, settings.clone(), rows.len()).map_err(parquet_err)?)
+                }
                 Way::Plain => Some(Encoder::plain(descr, settings.clone())),
                 Way::Parquet => None,
             })
@@ -631,14 +633,21 @@ fn encode<W: io::Write + Send>(
                         Ok(()) => continue,
                         Err(refused) => refused,
                     };
-                    // Too many strings for a dictionary are written PLAIN
-                    // here, from the start of the row group. Later row
-                    // groups try the dictionary again, unless every value
-                    // so far was distinct: then they are most likely
-                    // unique, as URLs with their query strings are.
-                    if let (Refused::TooManyValues, Encoder::Strings(strings)) = (refused, &encoder)
-                    {
-                        if strings.all_distinct() {
+                    // A string column refused its dictionary is written
+                    // PLAIN here, from the start of the row group. Later
+                    // row groups are PLAIN too when PLAIN was measured
+                    // smaller, or every value so far was distinct (URLs
+                    // with their query strings); else they try the
+                    // dictionary again. `Some(rest_of_file)` if PLAIN.
+                    let plain = match (refused, &encoder) {
+                        (Refused::PlainIsSmaller, _) => Some(true),
+                        (Refused::TooManyValues, Encoder::Strings(strings)) => {
+                            Some(strings.all_distinct())
+                        }
+                        _ => None,
+                    };
+                    if let Some(rest_of_file) = plain {
+                        if rest_of_file {
                             ways[c] = Way::Plain;
                         }
                         let mut plain = new_encoder(c, Way::Plain)?.expect("a string column");
@@ -716,8 +725,9 @@ fn encode<W: io::Write + Send>(
 enum Way {
     /// With an encoder of [`super::columns`]: a dictionary for strings.
     Ours,
-    /// Strings PLAIN: an earlier row group's dictionary was refused
-    /// ([`Refused::TooManyValues`]) with every value distinct.
+    /// Strings PLAIN: an earlier row group measured PLAIN smaller
+    /// ([`Refused::PlainIsSmaller`]), or passed the dictionary's limit with
+    /// every value distinct ([`Refused::TooManyValues`]).
     Plain,
     /// With `parquet`'s writer, for the rest of the file.
     Parquet,
@@ -1289,26 +1299,27 @@ mod tests {
                 col::DEPLOYMENT_ENVIRONMENT,
                 per_row(&|i| Some(["prod-é", "prod-z", "ß", "prod"][i / 1000 % 4].into())),
             ),
-            // A dictionary that passes 1 MiB is refused, and the row group
-            // is written PLAIN: here in its fifth gather, every value
-            // distinct, so the second row group is PLAIN from the start...
+            // Distinct values in order: at the end of the first page (in
+            // the third gather) PLAIN is measured smaller than a
+            // dictionary, and the file is PLAIN from there...
             (
                 col::URL_FULL,
                 per_row(&|i| Some(format!("http://shop/items?q={i}"))),
             ),
-            // ...here in a later gather, after values that repeat, so the
-            // second row group, whose values fit, keeps a dictionary...
+            // ...here the dictionary passes 1 MiB in a later gather, after
+            // a first page of values that repeat (too few new ones to weigh
+            // PLAIN against the dictionary), so the row group is PLAIN and
+            // the second tries a dictionary again, and keeps it...
             (
                 col::URL_PATH,
                 per_row(&|i| match i {
-                    _ if i < 10_000 => Some(format!("/a/{}", i % 8)),
+                    _ if !(20_000..ROW_GROUP_ROWS).contains(&i) => Some(format!("/a/{}", i % 8)),
                     _ => Some(format!("/u/{i}")),
                 }),
             ),
-            // ...and here unique in the first row group, with nulls and an
-            // empty value, so the second is PLAIN though its one value would
-            // fit a dictionary (a dictionary is not tried again once a
-            // column looked unique).
+            // ...and here, with nulls and an empty value, PLAIN is measured
+            // smaller on the first page, so the second row group is PLAIN
+            // though its one value would fit a dictionary.
             (
                 col::RPC_SERVICE,
                 per_row(&|i| match i {
@@ -1318,13 +1329,13 @@ mod tests {
                     _ => Some("svc".into()),
                 }),
             ),
-            // Refused at row 81,514 (1 MiB of entries) in the tenth gather,
-            // then PLAIN refuses a long value later in that gather, as its
-            // start is written again: `parquet`'s writer takes the column.
+            // PLAIN is measured smaller at row 20,000, in the third gather,
+            // then refuses a long value later in that gather, as the row
+            // group is written again: `parquet`'s writer takes the column.
             (
                 col::RPC_SYSTEM,
                 per_row(&|i| match i {
-                    81_700 => Some(long.clone()),
+                    20_100 => Some(long.clone()),
                     _ => Some(format!("sys-{i}")),
                 }),
             ),
@@ -1336,11 +1347,21 @@ mod tests {
                     _ => Some(format!("msg-{i}")),
                 }),
             ),
-            // More entries than fit 12 bits, cycling, each new in its first
-            // round: a dictionary, as in `parquet`'s writer.
+            // 6,000 values in cycles, in order: PLAIN is measured smaller on
+            // the first page (zstd finds each cycle in the one before), so
+            // the file is PLAIN, where `parquet`'s writer keeps a dictionary...
             (
                 col::RPC_METHOD,
                 per_row(&|i| Some(format!("Method{}", i % 6_000))),
+            ),
+            // ...but in scattered order, past 12-bit indices, they keep one.
+            (
+                col::SCENARIO,
+                per_row(&|i| {
+                    let user = ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 6_000;
+                    let key = user.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                    Some(format!("/users/{key:016x}/cart"))
+                }),
             ),
             // Refused for a value longer than statistics keep: `parquet`'s
             // writer takes the column over.
@@ -1718,7 +1739,7 @@ mod tests {
         // where parquet's writer keeps a dictionary until it is full.
         let refused = [col::ERROR_TYPE, col::RPC_SYSTEM, col::STATUS_MESSAGE];
         let plain = |name: &str, group: usize| match name {
-            col::URL_FULL | col::RPC_SERVICE => true,
+            col::URL_FULL | col::RPC_SERVICE | col::RPC_METHOD => true,
             col::URL_PATH => group == 0,
             _ => false,
         };

@@ -11,12 +11,15 @@
 //!   of bit width and the dictionary indices of the non-null values in the
 //!   RLE / bit-packing hybrid.
 //!
-//! A column is refused when its dictionary page would pass the column's
-//! dictionary page size limit (1 MiB unless set otherwise), where
-//! `parquet`'s writer gives up its dictionary too, and the writer writes
-//! it PLAIN from the start of its row group ([`super::plain`]); or when a
-//! value is longer than the statistics keep whole, and the writer hands it
-//! to `parquet`'s writer.
+//! A column is refused, and the writer writes it PLAIN from the start of
+//! its row group ([`super::plain`]), when its dictionary page would pass
+//! the column's dictionary page size limit (1 MiB unless set otherwise),
+//! where `parquet`'s writer gives up its dictionary too; or when, at the
+//! end of a row group's first page of many distinct values, that page
+//! compressed PLAIN is smaller than the dictionary and the indices would
+//! be ([`DictionaryColumn::weigh`]). A value longer than the statistics
+//! keep whole is refused too, and the writer hands the column to
+//! `parquet`'s writer.
 
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -24,7 +27,12 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{Paged, Pages, Refused, Settings, bit_width, hybrid};
+use super::{Paged, Pages, Refused, Settings, bit_width, hybrid, zstd_lens};
+
+/// A row group's first page is weighed PLAIN against the dictionary
+/// ([`DictionaryColumn::weigh`]) when at least one value in this many is
+/// a new entry: below it a dictionary always wins.
+const WEIGH_ONE_NEW_IN: usize = 16;
 
 /// A string column's chunk being encoded.
 #[derive(Debug)]
@@ -44,10 +52,15 @@ pub(crate) struct DictionaryColumn {
     used: Vec<u64>,
     /// Non-null values taken so far.
     values: usize,
+    /// Rows of the row group, for [`DictionaryColumn::weigh`].
+    group_rows: usize,
+    /// Set by [`DictionaryColumn::weigh`].
+    plain_is_smaller: bool,
 }
 
 impl DictionaryColumn {
-    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Self {
+    /// The encoder of a chunk of `group_rows` rows.
+    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings, group_rows: usize) -> Self {
         DictionaryColumn {
             pages: Pages::new(descr, settings),
             lookup: AHashMap::new(),
@@ -57,6 +70,8 @@ impl DictionaryColumn {
             indices: Vec::new(),
             used: Vec::new(),
             values: 0,
+            group_rows,
+            plain_is_smaller: false,
         }
     }
 
@@ -75,6 +90,9 @@ impl DictionaryColumn {
                 self.used[entry as usize / 64] |= 1 << (entry % 64);
                 self.pages.page.value_bytes += value.len() as i64;
                 self.value_added();
+                if self.plain_is_smaller {
+                    return Err(Refused::PlainIsSmaller);
+                }
                 Ok(())
             }
             None => self.push_nulls(1),
@@ -118,6 +136,43 @@ impl DictionaryColumn {
         self.values == self.entries.len()
     }
 
+    /// At the end of a row group's first page, when its values are many
+    /// and the row group has more pages to come: whether the row group
+    /// would be smaller PLAIN. Both are compressed as their pages would be:
+    /// this page PLAIN, against the dictionary so far and this page's
+    /// indices, the page's size counted once for each page the row group
+    /// will hold and the dictionary once. Values in time order that differ
+    /// in a few characters (URLs with a running number) shrink well PLAIN;
+    /// values that repeat in scattered order (users from a feeder) shrink
+    /// better as indices into a dictionary.
+    fn weigh(&mut self) {
+        let values = self.indices.len();
+        let page_rows = self.pages.settings.page_rows;
+        if !self.pages.done.is_empty()
+            || values == 0
+            || self.entries.len() * WEIGH_ONE_NEW_IN < values
+            || self.group_rows <= page_rows
+        {
+            return;
+        }
+        let mut plain = Vec::with_capacity(self.pages.page.value_bytes as usize + 4 * values);
+        for &entry in &self.indices {
+            let value = self.entry(entry);
+            plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            plain.extend_from_slice(value);
+        }
+        let width = bit_width(self.entries.len().saturating_sub(1) as u32);
+        let mut indices = vec![width];
+        hybrid(&self.indices, width, &mut indices);
+        let level = self.pages.settings.zstd_level;
+        let Some([plain, dictionary, indices]) = zstd_lens(level, [&plain, &self.plain, &indices])
+        else {
+            return;
+        };
+        let pages = self.group_rows.div_ceil(page_rows);
+        self.plain_is_smaller = plain * pages < dictionary + indices * pages;
+    }
+
     /// The smallest and largest of the entries the page uses.
     fn min_max(&self) -> Option<(u32, u32)> {
         let mut min_max: Option<(u32, u32)> = None;
@@ -154,6 +209,7 @@ impl Paged for DictionaryColumn {
     }
 
     fn end_page(&mut self) {
+        self.weigh();
         let width = bit_width(self.entries.len().saturating_sub(1) as u32);
         let min_max = self
             .min_max()

@@ -56,6 +56,10 @@ pub(crate) enum Refused {
     /// The dictionary page would pass the column's size limit: the column
     /// is written PLAIN here instead ([`Encoder::plain`]).
     TooManyValues,
+    /// The row group's first page, PLAIN and compressed, came out smaller
+    /// than its share of the dictionary and its indices: the column is
+    /// written PLAIN here instead, for the rest of the file.
+    PlainIsSmaller,
     /// A value is longer than statistics keep whole; `parquet` cuts such
     /// values in its statistics, which the encoders here do not do.
     LongValue,
@@ -166,11 +170,16 @@ pub(crate) enum Encoder {
 }
 
 impl Encoder {
-    /// The encoder for a column [`Settings::for_column`] took.
-    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Result<Encoder, ParquetError> {
+    /// The encoder for a column [`Settings::for_column`] took, for a row
+    /// group of `rows` rows.
+    pub(crate) fn new(
+        descr: ColumnDescPtr,
+        settings: Settings,
+        rows: usize,
+    ) -> Result<Encoder, ParquetError> {
         Ok(match descr.physical_type() {
             Type::FIXED_LEN_BYTE_ARRAY => Encoder::Ids(IdColumn::new(descr, settings)?),
-            _ => Encoder::Strings(DictionaryColumn::new(descr, settings)),
+            _ => Encoder::Strings(DictionaryColumn::new(descr, settings, rows)),
         })
     }
 
@@ -356,6 +365,37 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// Runs `f` with this thread's kept zstd context at `level`.
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Result<T, ParquetError>,
+) -> Result<T, ParquetError> {
+    let kept = KEPT_COMPRESSOR.with(|kept| kept.borrow_mut().take());
+    let mut compressor = match kept {
+        Some((kept_level, compressor)) if kept_level == level => compressor,
+        _ => zstd::bulk::Compressor::new(level).map_err(|e| ParquetError::External(Box::new(e)))?,
+    };
+    let done = f(&mut compressor);
+    KEPT_COMPRESSOR.with(|kept| *kept.borrow_mut() = Some((level, compressor)));
+    done
+}
+
+/// The sizes of `parts` after zstd at `level`, as the pages holding them
+/// would be compressed. `None` if zstd fails; the caller then guesses.
+fn zstd_lens<const N: usize>(level: i32, parts: [&[u8]; N]) -> Option<[usize; N]> {
+    with_compressor(level, |compressor| {
+        let mut lens = [0; N];
+        for (len, part) in lens.iter_mut().zip(parts) {
+            *len = compressor
+                .compress(part)
+                .map_err(|e| ParquetError::External(Box::new(e)))?
+                .len();
+        }
+        Ok(lens)
+    })
+    .ok()
+}
+
 /// Bytes of an id column's first page that zstd is tried on, to choose
 /// the chunk's codec ([`Chunk::compression`]): at most 4,096 ids of 16
 /// bytes, fewer when the page is shorter or begins with definition levels.
@@ -396,16 +436,9 @@ impl Chunk<'_> {
     /// a buffer of their own, and describes them as `parquet`'s writer
     /// would.
     fn write(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-        let level = self.settings.zstd_level;
-        let kept = KEPT_COMPRESSOR.with(|kept| kept.borrow_mut().take());
-        let mut compressor = match kept {
-            Some((kept_level, compressor)) if kept_level == level => compressor,
-            _ => zstd::bulk::Compressor::new(level)
-                .map_err(|e| ParquetError::External(Box::new(e)))?,
-        };
-        let written = self.write_with(&mut compressor);
-        KEPT_COMPRESSOR.with(|kept| *kept.borrow_mut() = Some((level, compressor)));
-        written
+        with_compressor(self.settings.zstd_level, |compressor| {
+            self.write_with(compressor)
+        })
     }
 
     /// [`Chunk::write`] with the zstd context given.
