@@ -1348,8 +1348,9 @@ mod tests {
                 }),
             ),
             // 6,000 values in cycles, in order: PLAIN is measured smaller on
-            // the first page (zstd finds each cycle in the one before), so
-            // the file is PLAIN, where `parquet`'s writer keeps a dictionary...
+            // the first page (counting strings shrink well, and their
+            // counting indices do not), so the file is PLAIN, where
+            // `parquet`'s writer keeps a dictionary...
             (
                 col::RPC_METHOD,
                 per_row(&|i| Some(format!("Method{}", i % 6_000))),
@@ -1361,6 +1362,43 @@ mod tests {
                     let user = ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 6_000;
                     let key = user.wrapping_mul(0x2545_f491_4f6c_dd1d);
                     Some(format!("/users/{key:016x}/cart"))
+                }),
+            ),
+            // 8,000 long values in scattered order: by the end of the first
+            // page most have been seen, and fewer new ones come in its second
+            // half than in its first; the dictionary, projected to grow
+            // less and less, is smaller than PLAIN.
+            (
+                col::TRACE_STATE,
+                per_row(&|i| {
+                    let user = ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 8_000;
+                    let (a, b) = (
+                        user.wrapping_mul(0x2545_f491_4f6c_dd1d),
+                        user.rotate_left(29),
+                    );
+                    Some(format!("/users/{a:016x}/cart/{b:016x}"))
+                }),
+            ),
+            // Distinct values of random bytes: their dictionary, projected
+            // to grow as fast as the values come, is as large as PLAIN.
+            (
+                col::STEP,
+                per_row(&|i| {
+                    let mut x = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    Some(format!("{:016x}", x ^ (x >> 31)))
+                }),
+            ),
+            // Distinct values, then nulls from the last row of the first
+            // page to the end of the row group: PLAIN wins as that page
+            // ends on a null, and the second row group is PLAIN too.
+            (
+                col::STAGE,
+                per_row(&|i| match i {
+                    _ if i < 19_999 => Some(format!("stage-{i}")),
+                    _ if i < ROW_GROUP_ROWS => None,
+                    _ => Some("late".into()),
                 }),
             ),
             // Refused for a value longer than statistics keep: `parquet`'s
@@ -1593,6 +1631,71 @@ mod tests {
     }
 
     #[test]
+    fn small_row_groups_are_written_plain_when_that_is_smaller() {
+        use schema::spans::col;
+        // One page, and two: the first page weighed at `finish`, then as
+        // it ends with a second to come.
+        for rows in [15_000, 30_000] {
+            let batches = string_shapes(rows);
+            let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+            let props = properties(Table::Spans, &prepared, &[]);
+            let ours =
+                Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props.clone()).unwrap());
+            let mut reference = parquet::arrow::ArrowWriter::try_new(
+                Vec::new(),
+                prepared.schema.clone(),
+                Some(props),
+            )
+            .unwrap();
+            for chunk in prepared.chunks() {
+                reference.write(&chunk.unwrap()).unwrap();
+            }
+            let reference = Bytes::from(reference.into_inner().unwrap());
+            let read = |bytes: &Bytes| {
+                let reader = with_page_index(bytes);
+                let metadata = reader.metadata().clone();
+                let batches: Vec<RecordBatch> =
+                    reader.build().unwrap().map(Result::unwrap).collect();
+                let rows = arrow::compute::concat_batches(&prepared.schema, &batches).unwrap();
+                (metadata, rows)
+            };
+            let ((metadata, ours_rows), (reference_meta, reference_rows)) =
+                (read(&ours), read(&reference));
+            assert_eq!(ours_rows, reference_rows, "{rows} rows");
+            check_page_index(&ours);
+            let chunk = |name: &str| {
+                let leaf = prepared.schema.index_of(name).unwrap();
+                (
+                    metadata.row_group(0).column(leaf).clone(),
+                    reference_meta.row_group(0).column(leaf).clone(),
+                )
+            };
+            // Distinct values, in order or random: PLAIN, with parquet's
+            // statistics.
+            for name in [col::URL_FULL, col::STEP] {
+                let (ours, reference) = chunk(name);
+                let encodings: Vec<Encoding> = ours.encodings().collect();
+                assert_eq!(
+                    encodings,
+                    [Encoding::PLAIN, Encoding::RLE],
+                    "{name}, {rows}"
+                );
+                assert!(ours.dictionary_page_offset().is_none(), "{name}, {rows}");
+                assert_eq!(ours.statistics(), reference.statistics(), "{name}, {rows}");
+            }
+            // Values in runs, and long values that repeat in scattered
+            // order, keep their dictionary.
+            for name in [col::NAME, col::TRACE_STATE] {
+                let (ours, _) = chunk(name);
+                assert!(
+                    ours.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+                    "{name}, {rows}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn plain_string_pages_end_at_the_page_size_limit() {
         use schema::spans::col;
         let rows = 30_000;
@@ -1739,7 +1842,7 @@ mod tests {
         // where parquet's writer keeps a dictionary until it is full.
         let refused = [col::ERROR_TYPE, col::RPC_SYSTEM, col::STATUS_MESSAGE];
         let plain = |name: &str, group: usize| match name {
-            col::URL_FULL | col::RPC_SERVICE | col::RPC_METHOD => true,
+            col::URL_FULL | col::RPC_SERVICE | col::RPC_METHOD | col::STAGE | col::STEP => true,
             col::URL_PATH => group == 0,
             _ => false,
         };

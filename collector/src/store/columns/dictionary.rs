@@ -14,12 +14,12 @@
 //! A column is refused, and the writer writes it PLAIN from the start of
 //! its row group ([`super::plain`]), when its dictionary page would pass
 //! the column's dictionary page size limit (1 MiB unless set otherwise),
-//! where `parquet`'s writer gives up its dictionary too; or when, at the
-//! end of a row group's first page of many distinct values, that page
-//! compressed PLAIN is smaller than the dictionary and the indices would
-//! be ([`DictionaryColumn::weigh`]). A value longer than the statistics
-//! keep whole is refused too, and the writer hands the column to
-//! `parquet`'s writer.
+//! where `parquet`'s writer gives up its dictionary too; or when the row
+//! group's first page, if one value in [`WEIGH_ONE_NEW_IN`] or more on it
+//! was new, shows that the row group would be smaller PLAIN
+//! ([`DictionaryColumn::weigh`]). A row group of one page is then written
+//! PLAIN here. A value longer than the statistics keep whole is refused
+//! too, and the writer hands the column to `parquet`'s writer.
 
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -54,7 +54,10 @@ pub(crate) struct DictionaryColumn {
     values: usize,
     /// Rows of the row group, for [`DictionaryColumn::weigh`].
     group_rows: usize,
-    /// Set by [`DictionaryColumn::weigh`].
+    /// Non-null values and entries when the first page was half full.
+    at_half: Option<(usize, usize)>,
+    /// Set at the end of the first page by [`DictionaryColumn::weigh`];
+    /// the next row is then refused.
     plain_is_smaller: bool,
 }
 
@@ -71,6 +74,7 @@ impl DictionaryColumn {
             used: Vec::new(),
             values: 0,
             group_rows,
+            at_half: None,
             plain_is_smaller: false,
         }
     }
@@ -89,13 +93,38 @@ impl DictionaryColumn {
                 self.indices.push(entry);
                 self.used[entry as usize / 64] |= 1 << (entry % 64);
                 self.pages.page.value_bytes += value.len() as i64;
+                self.note_half();
                 self.value_added();
-                if self.plain_is_smaller {
-                    return Err(Refused::PlainIsSmaller);
-                }
-                Ok(())
+                self.refusal()
             }
             None => self.push_nulls(1),
+        }
+    }
+
+    /// Adds `rows` nulls.
+    pub(crate) fn push_nulls(&mut self, rows: usize) -> Result<(), Refused> {
+        self.note_half();
+        Paged::push_nulls(self, rows)?;
+        self.refusal()
+    }
+
+    /// Remembers the values and entries of the first page when it is
+    /// half full (or, after a run of nulls, past half).
+    #[inline]
+    fn note_half(&mut self) {
+        if self.at_half.is_none()
+            && self.pages.done.is_empty()
+            && 2 * self.pages.page.rows >= self.group_rows.min(self.pages.settings.page_rows)
+        {
+            self.at_half = Some((self.values, self.entries.len()));
+        }
+    }
+
+    #[inline]
+    fn refusal(&self) -> Result<(), Refused> {
+        match self.plain_is_smaller {
+            true => Err(Refused::PlainIsSmaller),
+            false => Ok(()),
         }
     }
 
@@ -136,24 +165,28 @@ impl DictionaryColumn {
         self.values == self.entries.len()
     }
 
-    /// At the end of a row group's first page, when its values are many
-    /// and the row group has more pages to come: whether the row group
-    /// would be smaller PLAIN. Both are compressed as their pages would be:
-    /// this page PLAIN, against the dictionary so far and this page's
-    /// indices, the page's size counted once for each page the row group
-    /// will hold and the dictionary once. Values in time order that differ
-    /// in a few characters (URLs with a running number) shrink well PLAIN;
+    /// Whether the row group would be smaller PLAIN than with the
+    /// dictionary, judged on its first page, which is still being filled:
+    /// at its end when more pages follow, or, for a row group of one page,
+    /// at [`DictionaryColumn::finish`]. Only a page on which one value in
+    /// [`WEIGH_ONE_NEW_IN`] or more was new is weighed.
+    ///
+    /// The page is compressed both ways, as its pages would be: PLAIN, and
+    /// as the dictionary so far and the page's indices. The page's sizes
+    /// are scaled to the rows of the row group. The dictionary grows by
+    /// the entries later values will add, from the rate of new entries in
+    /// each half of the page: unchanged from the first half to the second
+    /// (every value new), it goes on so; falling, it falls on by the same
+    /// ratio every half page (values drawn from a set the page has mostly
+    /// seen). Values in time order that differ in a few characters (URLs
+    /// with a running number) shrink well PLAIN, and their indices do not;
     /// values that repeat in scattered order (users from a feeder) shrink
     /// better as indices into a dictionary.
-    fn weigh(&mut self) {
+    fn weigh(&self) -> bool {
         let values = self.indices.len();
-        let page_rows = self.pages.settings.page_rows;
-        if !self.pages.done.is_empty()
-            || values == 0
-            || self.entries.len() * WEIGH_ONE_NEW_IN < values
-            || self.group_rows <= page_rows
-        {
-            return;
+        let (rows, entries) = (self.pages.page.rows, self.entries.len());
+        if !self.pages.done.is_empty() || values == 0 || entries * WEIGH_ONE_NEW_IN < values {
+            return false;
         }
         let mut plain = Vec::with_capacity(self.pages.page.value_bytes as usize + 4 * values);
         for &entry in &self.indices {
@@ -161,16 +194,31 @@ impl DictionaryColumn {
             plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
             plain.extend_from_slice(value);
         }
-        let width = bit_width(self.entries.len().saturating_sub(1) as u32);
+        let width = bit_width(entries.saturating_sub(1) as u32);
         let mut indices = vec![width];
         hybrid(&self.indices, width, &mut indices);
         let level = self.pages.settings.zstd_level;
         let Some([plain, dictionary, indices]) = zstd_lens(level, [&plain, &self.plain, &indices])
         else {
-            return;
+            return false;
         };
-        let pages = self.group_rows.div_ceil(page_rows);
-        self.plain_is_smaller = plain * pages < dictionary + indices * pages;
+        // Sizes as f64: an estimate, of at most some MB.
+        let scale = self.group_rows as f64 / rows as f64;
+        let later_values = (self.group_rows - rows) as f64 * values as f64 / rows as f64;
+        let (half_values, half_entries) = self.at_half.unwrap_or((0, 0));
+        let rate = |new: usize, of: usize| if of == 0 { 0.0 } else { new as f64 / of as f64 };
+        let first = rate(half_entries, half_values);
+        let second = rate(entries - half_entries, values - half_values);
+        let half_page = (values - half_values).max(1) as f64;
+        let new_entries = growth(first, second, half_page, later_values);
+        let dictionary = dictionary as f64 * (1.0 + new_entries / entries as f64);
+        (plain as f64) * scale < dictionary + indices as f64 * scale
+    }
+
+    /// The bounds of the page being filled, from the entries it uses.
+    fn page_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.min_max()
+            .map(|(min, max)| (self.entry(min).to_vec(), self.entry(max).to_vec()))
     }
 
     /// The smallest and largest of the entries the page uses.
@@ -197,10 +245,41 @@ impl DictionaryColumn {
     /// The chunk's bytes, from offset 0, and what `append_column` needs to
     /// splice them into a row group.
     pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        if self.weigh() {
+            // A row group of one page, written PLAIN from its indices.
+            let min_max = self.page_bounds();
+            let (indices, plain, entries) = (&self.indices, &self.plain, &self.entries);
+            self.pages.end_page(
+                |payload| {
+                    for &entry in indices {
+                        let (start, len) = entries[entry as usize];
+                        payload.extend_from_slice(&len.to_le_bytes());
+                        payload.extend_from_slice(&plain[start as usize..(start + len) as usize]);
+                    }
+                },
+                min_max,
+            );
+            return self.pages.write(None, None);
+        }
         self.end_last_page();
         let dictionary = (self.plain.as_slice(), self.entries.len() as u32);
         self.pages.write(Some(dictionary), None)
     }
+}
+
+/// Entries that `later` values are projected to add to a dictionary, when
+/// a page's first half made `first` new entries a value and its second
+/// half, of `half_page` values, `second`: at the second half's rate if it
+/// did not fall; else falling by the same ratio every half page, so that
+/// values drawn from a set mostly seen add few.
+fn growth(first: f64, second: f64, half_page: f64, later: f64) -> f64 {
+    let fall = if first > 0.0 { second / first } else { 1.0 };
+    if fall >= 1.0 {
+        return second * later;
+    }
+    // The sum of `second * half_page * fall^k` over the half pages to come.
+    let halves = later / half_page;
+    second * half_page * fall * (1.0 - fall.powf(halves)) / (1.0 - fall)
 }
 
 impl Paged for DictionaryColumn {
@@ -209,11 +288,12 @@ impl Paged for DictionaryColumn {
     }
 
     fn end_page(&mut self) {
-        self.weigh();
+        // The first page of several: the next row is refused if PLAIN wins.
+        if self.pages.done.is_empty() && self.group_rows > self.pages.page.rows {
+            self.plain_is_smaller = self.weigh();
+        }
         let width = bit_width(self.entries.len().saturating_sub(1) as u32);
-        let min_max = self
-            .min_max()
-            .map(|(min, max)| (self.entry(min).to_vec(), self.entry(max).to_vec()));
+        let min_max = self.page_bounds();
         let indices = &self.indices;
         self.pages.end_page(
             |payload| {
@@ -226,5 +306,26 @@ impl Paged for DictionaryColumn {
         self.indices.clear();
         self.used.clear();
         self.used.resize(self.entries.len().div_ceil(64), 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::growth;
+
+    #[test]
+    fn a_dictionary_grows_on_as_its_first_page_did() {
+        // Every value new in both halves: every later value is new.
+        assert_eq!(growth(1.0, 1.0, 10_000.0, 100_000.0), 100_000.0);
+        // No new value in the second half: none later.
+        assert_eq!(growth(0.5, 0.0, 10_000.0, 100_000.0), 0.0);
+        // New values at a tenth of the first half's rate: 80 in the next
+        // half page, 8 in the one after, and so on, about 89 in all, where
+        // the second half's rate kept up would make 8,000.
+        let falling = growth(0.8, 0.08, 10_000.0, 100_000.0);
+        assert!((falling - 800.0 / 9.0).abs() < 0.01, "{falling}");
+        // One half page to come: only the first term.
+        let one = growth(0.8, 0.08, 10_000.0, 10_000.0);
+        assert!((one - 80.0).abs() < 0.01, "{one}");
     }
 }

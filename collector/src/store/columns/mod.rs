@@ -18,9 +18,11 @@
 //! bytes differ: here every page but the last holds the same number of
 //! rows, runs are chosen as [`hybrid`] says, and ids that zstd cannot
 //! shrink are stored uncompressed ([`Chunk::compression`]). So do the
-//! encodings of a string column whose dictionary is refused: `parquet`'s
-//! writer keeps the pages it wrote with the dictionary and goes on PLAIN,
-//! where here the whole chunk is PLAIN ([`plain`]).
+//! encodings of some string columns: one whose dictionary passes its
+//! limit is PLAIN here throughout, where `parquet`'s writer keeps the
+//! pages it wrote with the dictionary and goes on PLAIN; and one that
+//! comes out smaller PLAIN ([`dictionary::DictionaryColumn`]) is PLAIN
+//! here, where `parquet`'s writer keeps a dictionary ([`plain`]).
 
 pub(crate) mod dictionary;
 pub(crate) mod ids;
@@ -56,9 +58,9 @@ pub(crate) enum Refused {
     /// The dictionary page would pass the column's size limit: the column
     /// is written PLAIN here instead ([`Encoder::plain`]).
     TooManyValues,
-    /// The row group's first page, PLAIN and compressed, came out smaller
-    /// than its share of the dictionary and its indices: the column is
-    /// written PLAIN here instead, for the rest of the file.
+    /// The row group's first page showed that the row group would be
+    /// smaller PLAIN than with the dictionary: the column is written PLAIN
+    /// here instead, for the rest of the file.
     PlainIsSmaller,
     /// A value is longer than statistics keep whole; `parquet` cuts such
     /// values in its statistics, which the encoders here do not do.
@@ -184,7 +186,8 @@ impl Encoder {
     }
 
     /// The encoder for a string column that [`Settings::for_column`] took
-    /// but whose dictionary was refused for [`Refused::TooManyValues`].
+    /// but whose dictionary was refused ([`Refused::TooManyValues`],
+    /// [`Refused::PlainIsSmaller`]).
     pub(crate) fn plain(descr: ColumnDescPtr, settings: Settings) -> Encoder {
         Encoder::PlainStrings(PlainColumn::new(descr, settings))
     }

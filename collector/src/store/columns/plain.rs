@@ -1,5 +1,5 @@
-//! Strings with too many distinct values for a dictionary (full URLs with
-//! their query strings, say), PLAIN.
+//! Strings written without a dictionary, PLAIN: too many distinct values
+//! for one, or smaller so (full URLs with their query strings, say).
 //!
 //! `parquet`'s writer, given such a column, first hashes every value into a
 //! dictionary until the dictionary passes its size limit, and only then
