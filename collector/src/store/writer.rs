@@ -1472,6 +1472,31 @@ mod tests {
         .unwrap()
     }
 
+    /// The file `parquet`'s own `ArrowWriter` makes of `prepared`'s rows.
+    fn reference_file(prepared: &Prepared, props: WriterProperties) -> Bytes {
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), prepared.schema.clone(), Some(props))
+                .unwrap();
+        for chunk in prepared.chunks() {
+            writer.write(&chunk.unwrap()).unwrap();
+        }
+        Bytes::from(writer.into_inner().unwrap())
+    }
+
+    /// A file's metadata, its page index read, and its rows as one batch.
+    fn read_back(
+        bytes: &Bytes,
+        schema: &SchemaRef,
+    ) -> (Arc<parquet::file::metadata::ParquetMetaData>, RecordBatch) {
+        let reader = with_page_index(bytes);
+        let metadata = reader.metadata().clone();
+        let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+        (
+            metadata,
+            arrow::compute::concat_batches(schema, &batches).unwrap(),
+        )
+    }
+
     /// Checks each page's entry in the column index of every string column
     /// against the rows the offset index says the page holds.
     fn check_page_index(bytes: &Bytes) {
@@ -1641,26 +1666,11 @@ mod tests {
             let props = properties(Table::Spans, &prepared, &[]);
             let ours =
                 Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props.clone()).unwrap());
-            let mut reference = parquet::arrow::ArrowWriter::try_new(
-                Vec::new(),
-                prepared.schema.clone(),
-                Some(props),
-            )
-            .unwrap();
-            for chunk in prepared.chunks() {
-                reference.write(&chunk.unwrap()).unwrap();
-            }
-            let reference = Bytes::from(reference.into_inner().unwrap());
-            let read = |bytes: &Bytes| {
-                let reader = with_page_index(bytes);
-                let metadata = reader.metadata().clone();
-                let batches: Vec<RecordBatch> =
-                    reader.build().unwrap().map(Result::unwrap).collect();
-                let rows = arrow::compute::concat_batches(&prepared.schema, &batches).unwrap();
-                (metadata, rows)
-            };
-            let ((metadata, ours_rows), (reference_meta, reference_rows)) =
-                (read(&ours), read(&reference));
+            let reference = reference_file(&prepared, props);
+            let ((metadata, ours_rows), (reference_meta, reference_rows)) = (
+                read_back(&ours, &prepared.schema),
+                read_back(&reference, &prepared.schema),
+            );
             assert_eq!(ours_rows, reference_rows, "{rows} rows");
             check_page_index(&ours);
             let chunk = |name: &str| {
@@ -1781,25 +1791,11 @@ mod tests {
                 assert!(zstd(codec(column)), "{column}");
             }
             // Read back, the rows are those parquet's own writer stores.
-            let mut reference = parquet::arrow::ArrowWriter::try_new(
-                Vec::new(),
-                prepared.schema.clone(),
-                Some(props),
-            )
-            .unwrap();
-            for chunk in prepared.chunks() {
-                reference.write(&chunk.unwrap()).unwrap();
-            }
-            let reference = Bytes::from(reference.into_inner().unwrap());
-            let rows = |bytes: &Bytes| {
-                let batches: Vec<RecordBatch> = with_page_index(bytes)
-                    .build()
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect();
-                arrow::compute::concat_batches(&prepared.schema, &batches).unwrap()
-            };
-            assert_eq!(rows(&ours), rows(&reference));
+            let reference = reference_file(&prepared, props);
+            assert_eq!(
+                read_back(&ours, &prepared.schema).1,
+                read_back(&reference, &prepared.schema).1
+            );
             check_page_index(&ours);
         }
     }
@@ -1813,25 +1809,9 @@ mod tests {
         let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
         let props = properties(Table::Spans, &prepared, &[]);
         let ours = Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props.clone()).unwrap());
-        let mut reference =
-            parquet::arrow::ArrowWriter::try_new(Vec::new(), prepared.schema.clone(), Some(props))
-                .unwrap();
-        for chunk in prepared.chunks() {
-            reference.write(&chunk.unwrap()).unwrap();
-        }
-        let reference = Bytes::from(reference.into_inner().unwrap());
-
-        let read = |bytes: &Bytes| {
-            let reader = with_page_index(bytes);
-            let metadata = reader.metadata().clone();
-            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
-            (
-                metadata,
-                arrow::compute::concat_batches(&prepared.schema, &batches).unwrap(),
-            )
-        };
-        let (ours_meta, ours_rows) = read(&ours);
-        let (reference_meta, reference_rows) = read(&reference);
+        let reference = reference_file(&prepared, props);
+        let (ours_meta, ours_rows) = read_back(&ours, &prepared.schema);
+        let (reference_meta, reference_rows) = read_back(&reference, &prepared.schema);
         assert_eq!(ours_rows.num_rows(), rows);
         assert_eq!(ours_rows, reference_rows);
         assert_eq!(ours_meta.row_groups().len(), 2);
