@@ -221,6 +221,11 @@ struct Pages {
     nullable: bool,
     page: PageRows,
     done: Vec<EncodedPage>,
+    /// The chunk's codec, chosen as its first page ends
+    /// ([`Pages::compression`]).
+    codec: Option<Compression>,
+    /// Why a page could not be compressed, for [`Pages::write`] to say.
+    failed: Option<io::Error>,
 }
 
 impl Pages {
@@ -231,17 +236,57 @@ impl Pages {
             settings,
             page: PageRows::default(),
             done: Vec::new(),
+            codec: None,
+            failed: None,
         }
     }
 
+    /// The chunk's codec: the file's, but for ids that zstd would not
+    /// shrink. Random ids, as tracers make them, are most of a span's bytes
+    /// on disk and come out of zstd no smaller; trying every page was
+    /// about 1% of the collector's CPU in its bench (BENCHMARKS.md). Ids
+    /// that count up, as some tracers' do, still shrink, and are
+    /// compressed. The first [`SAMPLE_BYTES`] of the first page decide.
+    fn compression(&self, first: &[u8]) -> io::Result<Compression> {
+        if self.descr.physical_type() != Type::FIXED_LEN_BYTE_ARRAY {
+            return Ok(self.settings.compression);
+        }
+        let sample = &first[..first.len().min(SAMPLE_BYTES)];
+        let compressed = compress(self.settings.zstd_level, sample)?.len();
+        Ok(if compressed * 16 >= sample.len() * 15 {
+            Compression::UNCOMPRESSED
+        } else {
+            self.settings.compression
+        })
+    }
+
     /// Ends the page being filled: its definition levels, then the values
-    /// `encode` appends, with the bounds of those values.
+    /// `encode` appends, with the bounds of those values. The page is
+    /// compressed now, as `parquet`'s writer does, so that a chunk holds
+    /// its pages compressed until the row group closes.
     fn end_page(&mut self, encode: impl FnOnce(&mut Vec<u8>), min_max: Option<(Vec<u8>, Vec<u8>)>) {
         let page = std::mem::take(&mut self.page);
         let mut payload = page.levels_section(self.nullable);
         encode(&mut payload);
+        let len = payload.len();
+        let codec = match self.codec {
+            Some(codec) => Ok(codec),
+            None => self.compression(&payload),
+        };
+        let buf = codec.and_then(|codec| {
+            self.codec = Some(codec);
+            match codec {
+                Compression::UNCOMPRESSED => Ok(Bytes::from(payload)),
+                _ => compress(self.settings.zstd_level, &payload).map(Bytes::from),
+            }
+        });
+        let buf = buf.unwrap_or_else(|e| {
+            self.failed.get_or_insert(e);
+            Bytes::new()
+        });
         self.done.push(EncodedPage {
-            payload,
+            buf,
+            len,
             rows: page.rows,
             nulls: page.nulls,
             value_bytes: page.value_bytes,
@@ -259,9 +304,13 @@ impl Pages {
         dictionary: Option<(&[u8], u32)>,
         bloom_filter: Option<Sbbf>,
     ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        if let Some(failed) = self.failed {
+            return Err(ParquetError::External(Box::new(failed)));
+        }
         Chunk {
             descr: &self.descr,
             settings: &self.settings,
+            compression: self.codec.unwrap_or(self.settings.compression),
             dictionary,
             pages: &self.done,
             bloom_filter,
@@ -348,10 +397,13 @@ impl PageRows {
     }
 }
 
-/// A data page, encoded but not yet compressed.
+/// A data page, encoded and compressed.
 #[derive(Debug)]
 struct EncodedPage {
-    payload: Vec<u8>,
+    /// Its bytes, compressed with the chunk's codec.
+    buf: Bytes,
+    /// Their length before compression.
+    len: usize,
     rows: usize,
     nulls: u64,
     value_bytes: i64,
@@ -383,6 +435,16 @@ fn with_compressor<T>(
     done
 }
 
+/// `bytes` after zstd at `level`, with this thread's kept context.
+fn compress(level: i32, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    with_compressor(level, |compressor| {
+        compressor
+            .compress(bytes)
+            .map_err(|e| ParquetError::External(Box::new(e)))
+    })
+    .map_err(io::Error::other)
+}
+
 /// The sizes of `parts` after zstd at `level`, as the pages holding them
 /// would be compressed. `None` if zstd fails; the caller then guesses.
 fn zstd_lens<const N: usize>(level: i32, parts: [&[u8]; N]) -> Option<[usize; N]> {
@@ -408,6 +470,8 @@ const SAMPLE_BYTES: usize = 64 * 1024;
 struct Chunk<'a> {
     descr: &'a ColumnDescPtr,
     settings: &'a Settings,
+    /// The pages' codec, and the dictionary page's.
+    compression: Compression,
     /// The PLAIN payload of a dictionary page and its number of entries.
     dictionary: Option<(&'a [u8], u32)>,
     pages: &'a [EncodedPage],
@@ -415,28 +479,8 @@ struct Chunk<'a> {
 }
 
 impl Chunk<'_> {
-    /// The chunk's codec: the file's, but for ids that zstd would not
-    /// shrink. Random ids, as tracers make them, are most of a span's bytes
-    /// on disk and come out of zstd no smaller; trying every page was
-    /// about 1% of the collector's CPU in its bench (BENCHMARKS.md). Ids
-    /// that count up, as some tracers' do, still shrink, and are
-    /// compressed. The first [`SAMPLE_BYTES`] of the first page decide.
-    fn compression(&self, compressor: &mut zstd::bulk::Compressor) -> io::Result<Compression> {
-        let ids = self.descr.physical_type() == Type::FIXED_LEN_BYTE_ARRAY;
-        let Some(first) = self.pages.first().filter(|_| ids) else {
-            return Ok(self.settings.compression);
-        };
-        let sample = &first.payload[..first.payload.len().min(SAMPLE_BYTES)];
-        let compressed = compressor.compress(sample)?.len();
-        Ok(if compressed * 16 >= sample.len() * 15 {
-            Compression::UNCOMPRESSED
-        } else {
-            self.settings.compression
-        })
-    }
-
-    /// Compresses and writes the pages, dictionary first, from offset 0 of
-    /// a buffer of their own, and describes them as `parquet`'s writer
+    /// Writes the pages, dictionary first (compressing it), from offset 0
+    /// of a buffer of their own, and describes them as `parquet`'s writer
     /// would.
     fn write(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
         with_compressor(self.settings.zstd_level, |compressor| {
@@ -450,7 +494,7 @@ impl Chunk<'_> {
         compressor: &mut zstd::bulk::Compressor<'static>,
     ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
         let external = |e: io::Error| ParquetError::External(Box::new(e));
-        let compression = self.compression(compressor).map_err(external)?;
+        let compression = self.compression;
         let mut compress = |payload: &[u8]| -> Result<Bytes, ParquetError> {
             Ok(match compression {
                 Compression::UNCOMPRESSED => Bytes::copy_from_slice(payload),
@@ -497,14 +541,14 @@ impl Chunk<'_> {
             });
             for page in self.pages {
                 let data = Page::DataPage {
-                    buf: compress(&page.payload)?,
+                    buf: page.buf.clone(),
                     num_values: page.rows as u32,
                     encoding,
                     def_level_encoding: Encoding::RLE,
                     rep_level_encoding: Encoding::RLE,
                     statistics: None,
                 };
-                let spec = writer.write_page(CompressedPage::new(data, page.payload.len()))?;
+                let spec = writer.write_page(CompressedPage::new(data, page.len))?;
                 totals.add(&spec);
                 data_page_offset.get_or_insert(spec.offset as i64);
                 offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
