@@ -418,18 +418,12 @@ fn held_for_a_flush(templates: &[ExportTraceServiceRequest], batches: usize) -> 
 }
 
 /// Bytes a span of `template` takes converted, as the collector counts
-/// pending rows against its memory bound (`get_array_memory_size`, which
-/// counts the NULL columns batches share in each), and in protobuf.
+/// pending rows against its memory bound, and in protobuf.
 fn bytes_per_span(template: &ExportTraceServiceRequest) -> (usize, usize) {
     let payload = template.encode_to_vec();
     let converted = collector::convert::spans::convert_encoded(&payload).expect("converts");
-    let arrow: usize = converted
-        .batches
-        .iter()
-        .map(|(_, batch)| batch.get_array_memory_size())
-        .sum();
     let spans = converted.rows();
-    (arrow / spans, payload.len() / spans)
+    (converted.memory() / spans, payload.len() / spans)
 }
 
 /// Spans per CPU-second of the flush alone: `batches` payloads converted

@@ -36,11 +36,7 @@ fn main() {
     for (name, spans) in shapes {
         let bytes = request_of(spans).encode_to_vec();
         let converted = collector::convert::spans::convert_encoded(&bytes).expect("converts");
-        let memory: usize = converted
-            .batches
-            .iter()
-            .map(|(_, batch)| batch.get_array_memory_size())
-            .sum();
+        let memory = converted.memory();
         println!(
             "{name:<36} {:>11} {:>7} {:>9} {:>8} {:>14}",
             bytes.len(),

@@ -51,6 +51,16 @@ impl Converted {
     pub fn rows(&self) -> usize {
         self.batches.iter().map(|(_, b)| b.num_rows()).sum()
     }
+
+    /// Bytes the rows take as the collector counts pending rows against
+    /// its memory bound (`get_array_memory_size`, which counts the NULL
+    /// columns batches share in each).
+    pub fn memory(&self) -> usize {
+        self.batches
+            .iter()
+            .map(|(_, b)| b.get_array_memory_size())
+            .sum()
+    }
 }
 
 /// Why an encoded request gave no rows.

@@ -1280,11 +1280,7 @@ mod tests {
             assert_eq!(converted.rejected as usize, 2_000 - MAX_PARTITIONS);
             let reason = converted.first_error.as_deref().unwrap_or_default();
             assert!(reason.contains("more than 64 partitions"), "{reason}");
-            let memory: usize = converted
-                .batches
-                .iter()
-                .map(|(_, batch)| batch.get_array_memory_size())
-                .sum();
+            let memory = converted.memory();
             // A partition of one row takes about 13 KB, whatever the request.
             assert!(
                 memory < MAX_PARTITIONS * 16 * 1024,

@@ -606,10 +606,10 @@ fn encode<W: io::Write + Send>(
     let mut local = vec![usize::MAX; prepared.sources.len()];
     for (group, rows) in prepared.order.chunks(ROW_GROUP_ROWS).enumerate() {
         let new_encoder = |c: usize, way: Way| -> Result<Option<Encoder>, WriteError> {
-            let (Some(settings), Some(leaves)) = (&ours[c], leaves.get(c)) else {
+            let Some(settings) = &ours[c] else {
                 return Ok(None);
             };
-            let descr = descr.column(leaves.start);
+            let descr = descr.column(leaves[c].start);
             Ok(match way {
                 Way::Ours => {
                     Some(Encoder::new(descr, settings.clone(), rows.len()).map_err(parquet_err)?)

@@ -27,7 +27,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{Paged, Pages, Refused, Settings, bit_width, hybrid, zstd_lens};
+use super::{Paged, Pages, Refused, Settings, bit_width, compress, hybrid};
 
 /// A row group's first page is weighed PLAIN against the dictionary
 /// ([`DictionaryColumn::weigh`]) when at least one value in this many is
@@ -197,8 +197,11 @@ impl DictionaryColumn {
         let width = bit_width(entries.saturating_sub(1) as u32);
         let mut indices = vec![width];
         hybrid(&self.indices, width, &mut indices);
+        // Should zstd fail, the dictionary stays, as without weighing.
         let level = self.pages.settings.zstd_level;
-        let Some([plain, dictionary, indices]) = zstd_lens(level, [&plain, &self.plain, &indices])
+        let len = |part: &[u8]| compress(level, part).map(|c| c.len());
+        let (Ok(plain), Ok(dictionary), Ok(indices)) =
+            (len(&plain), len(&self.plain), len(&indices))
         else {
             return false;
         };

@@ -17,7 +17,7 @@
 //! file for the same rows, and each page's index entry with its rows. The
 //! bytes differ: here every page but the last holds the same number of
 //! rows, runs are chosen as [`hybrid`] says, and ids that zstd cannot
-//! shrink are stored uncompressed ([`Chunk::compression`]). So do the
+//! shrink are stored uncompressed ([`Pages::compression`]). So do the
 //! encodings of some string columns: one whose dictionary passes its
 //! limit is PLAIN here throughout, where `parquet`'s writer keeps the
 //! pages it wrote with the dictionary and goes on PLAIN; and one that
@@ -260,6 +260,18 @@ impl Pages {
         })
     }
 
+    /// `payload` with the chunk's codec, chosen on the first page.
+    fn compressed(&mut self, payload: Vec<u8>) -> io::Result<Bytes> {
+        let codec = match self.codec {
+            Some(codec) => codec,
+            None => *self.codec.insert(self.compression(&payload)?),
+        };
+        Ok(match codec {
+            Compression::UNCOMPRESSED => Bytes::from(payload),
+            _ => Bytes::from(compress(self.settings.zstd_level, &payload)?),
+        })
+    }
+
     /// Ends the page being filled: its definition levels, then the values
     /// `encode` appends, with the bounds of those values. The page is
     /// compressed now, as `parquet`'s writer does, so that a chunk holds
@@ -269,18 +281,7 @@ impl Pages {
         let mut payload = page.levels_section(self.nullable);
         encode(&mut payload);
         let len = payload.len();
-        let codec = match self.codec {
-            Some(codec) => Ok(codec),
-            None => self.compression(&payload),
-        };
-        let buf = codec.and_then(|codec| {
-            self.codec = Some(codec);
-            match codec {
-                Compression::UNCOMPRESSED => Ok(Bytes::from(payload)),
-                _ => compress(self.settings.zstd_level, &payload).map(Bytes::from),
-            }
-        });
-        let buf = buf.unwrap_or_else(|e| {
+        let buf = self.compressed(payload).unwrap_or_else(|e| {
             self.failed.get_or_insert(e);
             Bytes::new()
         });
@@ -420,49 +421,20 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// Runs `f` with this thread's kept zstd context at `level`.
-fn with_compressor<T>(
-    level: i32,
-    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Result<T, ParquetError>,
-) -> Result<T, ParquetError> {
+/// `bytes` after zstd at `level`, with this thread's kept context.
+fn compress(level: i32, bytes: &[u8]) -> io::Result<Vec<u8>> {
     let kept = KEPT_COMPRESSOR.with(|kept| kept.borrow_mut().take());
     let mut compressor = match kept {
         Some((kept_level, compressor)) if kept_level == level => compressor,
-        _ => zstd::bulk::Compressor::new(level).map_err(|e| ParquetError::External(Box::new(e)))?,
+        _ => zstd::bulk::Compressor::new(level)?,
     };
-    let done = f(&mut compressor);
+    let compressed = compressor.compress(bytes);
     KEPT_COMPRESSOR.with(|kept| *kept.borrow_mut() = Some((level, compressor)));
-    done
-}
-
-/// `bytes` after zstd at `level`, with this thread's kept context.
-fn compress(level: i32, bytes: &[u8]) -> io::Result<Vec<u8>> {
-    with_compressor(level, |compressor| {
-        compressor
-            .compress(bytes)
-            .map_err(|e| ParquetError::External(Box::new(e)))
-    })
-    .map_err(io::Error::other)
-}
-
-/// The sizes of `parts` after zstd at `level`, as the pages holding them
-/// would be compressed. `None` if zstd fails; the caller then guesses.
-fn zstd_lens<const N: usize>(level: i32, parts: [&[u8]; N]) -> Option<[usize; N]> {
-    with_compressor(level, |compressor| {
-        let mut lens = [0; N];
-        for (len, part) in lens.iter_mut().zip(parts) {
-            *len = compressor
-                .compress(part)
-                .map_err(|e| ParquetError::External(Box::new(e)))?
-                .len();
-        }
-        Ok(lens)
-    })
-    .ok()
+    compressed
 }
 
 /// Bytes of an id column's first page that zstd is tried on, to choose
-/// the chunk's codec ([`Chunk::compression`]): at most 4,096 ids of 16
+/// the chunk's codec ([`Pages::compression`]): at most 4,096 ids of 16
 /// bytes, fewer when the page is shorter or begins with definition levels.
 const SAMPLE_BYTES: usize = 64 * 1024;
 
@@ -483,24 +455,8 @@ impl Chunk<'_> {
     /// of a buffer of their own, and describes them as `parquet`'s writer
     /// would.
     fn write(self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-        with_compressor(self.settings.zstd_level, |compressor| {
-            self.write_with(compressor)
-        })
-    }
-
-    /// [`Chunk::write`] with the zstd context given.
-    fn write_with(
-        self,
-        compressor: &mut zstd::bulk::Compressor<'static>,
-    ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
         let external = |e: io::Error| ParquetError::External(Box::new(e));
         let compression = self.compression;
-        let mut compress = |payload: &[u8]| -> Result<Bytes, ParquetError> {
-            Ok(match compression {
-                Compression::UNCOMPRESSED => Bytes::copy_from_slice(payload),
-                _ => Bytes::from(compressor.compress(payload).map_err(external)?),
-            })
-        };
         let byte_array = self.descr.physical_type() == Type::BYTE_ARRAY;
         let mut sink = TrackedWrite::new(Vec::new());
         let mut totals = Totals::default();
@@ -515,8 +471,12 @@ impl Chunk<'_> {
         {
             let mut writer = SerializedPageWriter::new(&mut sink);
             if let Some((plain, entries)) = self.dictionary {
+                let buf = match compression {
+                    Compression::UNCOMPRESSED => Bytes::copy_from_slice(plain),
+                    _ => Bytes::from(compress(self.settings.zstd_level, plain).map_err(external)?),
+                };
                 let page = Page::DictionaryPage {
-                    buf: compress(plain)?,
+                    buf,
                     num_values: entries,
                     encoding: Encoding::PLAIN,
                     is_sorted: false,
