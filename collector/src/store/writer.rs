@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use ahash::AHashSet;
 use arrow::array::{
-    Array, ArrayAccessor, ArrayData, ArrayRef, AsArray, FixedSizeBinaryArray,
+    Array, ArrayAccessor, ArrayData, ArrayRef, AsArray, FixedSizeBinaryArray, PrimitiveArray,
     TimestampNanosecondArray, make_array, new_null_array,
 };
 use arrow::buffer::{MutableBuffer, NullBuffer};
 use arrow::compute::interleave;
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
@@ -30,6 +30,7 @@ use parquet::schema::types::ColumnPath;
 use schema::Table;
 
 use crate::convert::PartitionKey;
+use crate::store::columns::deltas::DeltaColumn;
 use crate::store::columns::{Encoder, Refused, Settings};
 use crate::store::recent::{RecentSpans, SpanKey, span_key};
 
@@ -283,11 +284,64 @@ impl Gather<'_> {
                 .map(|a| a.as_fixed_size_binary_opt().ok_or_else(|| wrong(a)))
                 .collect::<Result<Vec<_>, _>>()
         };
+        fn numbers<'a, T: ArrowPrimitiveType>(
+            columns: &[&'a ArrayRef],
+            wrong: impl Fn(&ArrayRef) -> arrow::error::ArrowError,
+        ) -> Result<Vec<&'a PrimitiveArray<T>>, arrow::error::ArrowError> {
+            columns
+                .iter()
+                .map(|a| a.as_primitive_opt::<T>().ok_or_else(|| wrong(a)))
+                .collect()
+        }
+        use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
         Ok(match encoder {
-            Encoder::Strings(encoder) => self.push(&strings()?, |v| encoder.push(v)),
-            Encoder::PlainStrings(encoder) => self.push(&strings()?, |v| encoder.push(v)),
+            Encoder::Strings(encoder) => {
+                self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes)))
+            }
+            Encoder::PlainStrings(encoder) => {
+                self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes)))
+            }
             Encoder::Ids(encoder) => self.push(&ids()?, |v| encoder.push(v)),
+            // As `DeltaColumn::push` takes them: 32-bit values widened.
+            Encoder::Ints(encoder) => match columns[0].data_type() {
+                DataType::Int64 => {
+                    self.push_ints(&numbers::<Int64Type>(&columns, wrong)?, encoder, |v| v)
+                }
+                DataType::Timestamp(..) => self.push_ints(
+                    &numbers::<TimestampNanosecondType>(&columns, wrong)?,
+                    encoder,
+                    |v| v,
+                ),
+                DataType::Int32 => {
+                    self.push_ints(&numbers::<Int32Type>(&columns, wrong)?, encoder, i64::from)
+                }
+                DataType::UInt32 => {
+                    self.push_ints(&numbers::<UInt32Type>(&columns, wrong)?, encoder, i64::from)
+                }
+                _ => return Err(wrong(columns[0])),
+            },
         })
+    }
+
+    /// Hands `encoder` the value of each row, from `arrays` (one per
+    /// source), `widen`ed. Where no source holds a NULL, as in most
+    /// batches, values are read straight from the sources' buffers.
+    fn push_ints<T: ArrowPrimitiveType>(
+        &self,
+        arrays: &[&PrimitiveArray<T>],
+        encoder: &mut DeltaColumn,
+        widen: impl Fn(T::Native) -> i64,
+    ) -> Result<(), Refused> {
+        if arrays.iter().any(|a| a.null_count() > 0) {
+            return self.push(arrays, |v| encoder.push(v.map(&widen)));
+        }
+        let values: Vec<&[T::Native]> = arrays.iter().map(|a| a.values().as_ref()).collect();
+        encoder.extend(
+            self.indices
+                .iter()
+                .map(|&(source, row)| widen(values[source][row])),
+        );
+        Ok(())
     }
 
     /// Hands `push` the value of each row, from `arrays` (one per source),
@@ -296,15 +350,11 @@ impl Gather<'_> {
     fn push<A: ArrayAccessor>(
         &self,
         arrays: &[A],
-        mut push: impl FnMut(Option<&[u8]>) -> Result<(), Refused>,
-    ) -> Result<(), Refused>
-    where
-        A::Item: AsRef<[u8]>,
-    {
+        mut push: impl FnMut(Option<A::Item>) -> Result<(), Refused>,
+    ) -> Result<(), Refused> {
         for &(source, row) in &self.indices {
             let array = &arrays[source];
-            let value = array.is_valid(row).then(|| array.value(row));
-            push(value.as_ref().map(AsRef::as_ref))?;
+            push(array.is_valid(row).then(|| array.value(row)))?;
         }
         Ok(())
     }
@@ -514,9 +564,10 @@ pub(crate) fn write_file(
 
 /// Writes `prepared` to `out` as one Parquet file, as `ArrowWriter` would,
 /// one row group per [`ROW_GROUP_ROWS`] rows. The columns that
-/// [`Settings::for_column`] takes (strings and ids) are encoded here,
-/// straight from the source batches ([`super::columns`]); the rest are
-/// gathered `GATHER_ROWS` rows at a time and encoded by `parquet`.
+/// [`Settings::for_column`] takes (strings, ids, and integers and times
+/// written as deltas) are encoded here, straight from the source batches
+/// ([`super::columns`]); the rest are gathered `GATHER_ROWS` rows at a
+/// time and encoded by `parquet`.
 fn encode<W: io::Write + Send>(
     out: W,
     table: Table,
@@ -900,6 +951,7 @@ mod tests {
     use super::*;
     use crate::convert::spans::request_of;
     use arrow::array::StringArray;
+    use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
     use bytes::Bytes;
     use opentelemetry_proto::tonic::trace::v1::Span;
 
@@ -1241,11 +1293,11 @@ mod tests {
     }
 
     /// Spans of the file schema, numbered from 0 and starting in that
-    /// order, whose string and id columns take every shape the encoders
-    /// meet. Each block of 50,000 rows is split over three source batches
+    /// order, whose string, id and integer columns take every shape the
+    /// encoders meet. Each block of 50,000 rows is split over three source batches
     /// (row `i` in the block's batch `i % 3`), so a gather draws on three
     /// batches, or six where blocks meet.
-    fn string_shapes(rows: usize) -> Vec<RecordBatch> {
+    fn column_shapes(rows: usize) -> Vec<RecordBatch> {
         const BLOCK: usize = 50_000;
         use schema::spans::col;
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -1412,6 +1464,49 @@ mod tests {
                 }),
             ),
         ];
+        let ints = |f: &dyn Fn(i64) -> Option<i64>| {
+            arrow::array::Int64Array::from_iter((0..rows as i64).map(f))
+        };
+        let integers: Vec<(&str, arrow::array::Int64Array)> = vec![
+            // Unsigned, falling from u32::MAX past i32::MAX: bounds compare
+            // as unsigned integers, and go down from page to page.
+            (col::FLAGS, ints(&|i| Some(u32::MAX as i64 - i * 20_000))),
+            // The extremes, whose deltas wrap, among small values of
+            // either sign.
+            (
+                col::DURATION_NS,
+                ints(&|i| match i % 1_000 {
+                    0 => Some(i64::MIN),
+                    1 => Some(i64::MAX),
+                    _ => Some(i * 7_919 % 100_000 - 50_000),
+                }),
+            ),
+            // The same at 32 bits, with nulls here and there and a page of
+            // nulls only.
+            (
+                col::SERVER_PORT,
+                ints(&|i| match i {
+                    _ if i % 13 == 0 || (60_000..82_000).contains(&i) => None,
+                    _ if i % 1_000 == 3 => Some(i32::MIN.into()),
+                    _ if i % 1_000 == 4 => Some(i32::MAX.into()),
+                    _ => Some(8_080 + i % 3),
+                }),
+            ),
+            // Few values, in runs: deltas of 0 but where a run changes.
+            (
+                col::HTTP_RESPONSE_STATUS_CODE,
+                ints(&|i| Some([200, 200, 200, 503, 404][(i / 7 % 5) as usize])),
+            ),
+            // Counting up, with nulls: bounds that rise.
+            (col::REQUEST_ID, ints(&|i| (i % 5 != 0).then_some(i))),
+            // Times a little before each start, one value in the first
+            // block only.
+            (
+                col::INTENDED_START,
+                ints(&|i| Some(i - 1_000).filter(|_| i % 4 == 1)),
+            ),
+            (col::SHARD, ints(&|i| (i == 7).then_some(-1))),
+        ];
         let schema = Table::Spans.file_schema();
         let numbers = arrow::array::Int64Array::from_iter_values(0..rows as i64);
         let ids = |width: usize| {
@@ -1440,6 +1535,10 @@ mod tests {
                         )
                         .unwrap(),
                     )
+                }
+                name if integers.iter().any(|(n, _)| *n == name) => {
+                    let (_, values) = integers.iter().find(|(n, _)| *n == name).unwrap();
+                    arrow::compute::cast(values, field.data_type()).unwrap()
                 }
                 name => match strings.iter().find(|(n, _)| *n == name) {
                     Some((_, values)) => Arc::new(StringArray::from(values.clone())),
@@ -1497,8 +1596,9 @@ mod tests {
         )
     }
 
-    /// Checks each page's entry in the column index of every string column
-    /// against the rows the offset index says the page holds.
+    /// Checks each page's entry in the column index of every string, id
+    /// and integer column against the rows the offset index says the page
+    /// holds.
     fn check_page_index(bytes: &Bytes) {
         let reader = with_page_index(bytes);
         let metadata = reader.metadata().clone();
@@ -1520,31 +1620,80 @@ mod tests {
                     .then(|| rows.column_by_name(&path.string()))
                     .flatten()
                     .filter(|c| {
-                        matches!(c.data_type(), DataType::Utf8 | DataType::FixedSizeBinary(_))
+                        matches!(
+                            c.data_type(),
+                            DataType::Utf8
+                                | DataType::FixedSizeBinary(_)
+                                | DataType::Int32
+                                | DataType::UInt32
+                                | DataType::Int64
+                                | DataType::Timestamp(..)
+                        )
                     })
                 else {
                     continue;
                 };
-                let value = |row: usize| -> Option<&[u8]> {
-                    match column.as_string_opt::<i32>() {
-                        Some(strings) => {
-                            strings.is_valid(row).then(|| strings.value(row).as_bytes())
-                        }
-                        None => {
-                            let ids = column.as_fixed_size_binary();
-                            ids.is_valid(row).then(|| ids.value(row))
-                        }
+                // Integers as bytes that order as they do: big-endian, the
+                // sign bit of signed ones flipped.
+                let int32 = |v: i32| match column.data_type() {
+                    DataType::UInt32 => v.to_be_bytes().to_vec(),
+                    _ => (v ^ i32::MIN).to_be_bytes().to_vec(),
+                };
+                let int64 = |v: i64| (v ^ i64::MIN).to_be_bytes().to_vec();
+                let value = |row: usize| -> Option<Vec<u8>> {
+                    if !column.is_valid(row) {
+                        return None;
                     }
+                    Some(match column.data_type() {
+                        DataType::Utf8 => column.as_string::<i32>().value(row).as_bytes().to_vec(),
+                        DataType::FixedSizeBinary(_) => {
+                            column.as_fixed_size_binary().value(row).to_vec()
+                        }
+                        DataType::Int32 => int32(column.as_primitive::<Int32Type>().value(row)),
+                        DataType::UInt32 => {
+                            int32(column.as_primitive::<UInt32Type>().value(row) as i32)
+                        }
+                        DataType::Int64 => int64(column.as_primitive::<Int64Type>().value(row)),
+                        _ => int64(column.as_primitive::<TimestampNanosecondType>().value(row)),
+                    })
                 };
                 use parquet::file::page_index::column_index::ColumnIndexMetaData as Index;
-                let (Index::BYTE_ARRAY(index) | Index::FIXED_LEN_BYTE_ARRAY(index)) =
-                    &column_index[group][c]
-                else {
-                    panic!("{path}: no column index");
+                // A page's entry: its bounds as `int32`, `int64` or the
+                // bytes give them, its nulls, and whether it holds only nulls.
+                type Entry = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, bool);
+                let index: Box<dyn Fn(usize) -> Entry> = match &column_index[group][c] {
+                    Index::BYTE_ARRAY(index) | Index::FIXED_LEN_BYTE_ARRAY(index) => {
+                        Box::new(move |p| {
+                            let bytes = |v: Option<&[u8]>| v.map(<[u8]>::to_vec);
+                            (
+                                bytes(index.min_value(p)),
+                                bytes(index.max_value(p)),
+                                index.null_count(p),
+                                index.is_null_page(p),
+                            )
+                        })
+                    }
+                    Index::INT32(index) => Box::new(move |p| {
+                        (
+                            index.min_value(p).map(|&v| int32(v)),
+                            index.max_value(p).map(|&v| int32(v)),
+                            index.null_count(p),
+                            index.is_null_page(p),
+                        )
+                    }),
+                    Index::INT64(index) => Box::new(move |p| {
+                        (
+                            index.min_value(p).map(|&v| int64(v)),
+                            index.max_value(p).map(|&v| int64(v)),
+                            index.null_count(p),
+                            index.is_null_page(p),
+                        )
+                    }),
+                    _ => panic!("{path}: no column index"),
                 };
                 let pages = offset_index[group][c].page_locations();
                 let (mut ascending, mut descending) = (true, true);
-                let mut last: Option<(&[u8], &[u8])> = None;
+                let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
                 for (p, page) in pages.iter().enumerate() {
                     let start = first_row + page.first_row_index as usize;
                     let end = pages
@@ -1552,16 +1701,18 @@ mod tests {
                         .map_or(first_row + meta.num_rows() as usize, |next| {
                             first_row + next.first_row_index as usize
                         });
-                    let page_values: Vec<&[u8]> = (start..end).filter_map(value).collect();
+                    let page_values: Vec<Vec<u8>> = (start..end).filter_map(value).collect();
                     let what = format!("{} row group {group} page {p}", chunk.column_path());
                     let nulls = (end - start - page_values.len()) as i64;
-                    assert_eq!(index.null_count(p), Some(nulls), "{what}");
-                    assert_eq!(index.is_null_page(p), page_values.is_empty(), "{what}");
+                    let (index_min, index_max, index_nulls, null_page) = index(p);
+                    assert_eq!(index_nulls, Some(nulls), "{what}");
+                    assert_eq!(null_page, page_values.is_empty(), "{what}");
                     let (min, max) = (page_values.iter().min(), page_values.iter().max());
-                    if let (Some(&min), Some(&max)) = (min, max) {
+                    if let (Some(min), Some(max)) = (min, max) {
                         // Past 64 bytes, parquet keeps a shorter bound.
-                        let (index_min, index_max) =
-                            (index.min_value(p).unwrap(), index.max_value(p).unwrap());
+                        let (index_min, index_max) = (index_min.unwrap(), index_max.unwrap());
+                        let (index_min, index_max) = (index_min.as_slice(), index_max.as_slice());
+                        let (min, max) = (min.as_slice(), max.as_slice());
                         if min.len() <= 64 {
                             assert_eq!(index_min, min, "{what}");
                         } else {
@@ -1572,11 +1723,12 @@ mod tests {
                         } else {
                             assert!(index_max.len() <= 64 && index_max >= max, "{what}");
                         }
-                        if let Some((last_min, last_max)) = last {
+                        if let Some((last_min, last_max)) = &last {
+                            let (last_min, last_max) = (last_min.as_slice(), last_max.as_slice());
                             ascending &= last_min <= min && last_max <= max;
                             descending &= min <= last_min && max <= last_max;
                         }
-                        last = Some((min, max));
+                        last = Some((min.to_vec(), max.to_vec()));
                     }
                 }
                 let order = match (ascending, descending) {
@@ -1600,7 +1752,7 @@ mod tests {
         use schema::spans::col;
         // The spans' name is required; a batch whose own schema allows it
         // to be NULL holds one.
-        let good = string_shapes(10).remove(0);
+        let good = column_shapes(10).remove(0);
         let nullable: Vec<Field> = good
             .schema()
             .fields()
@@ -1661,7 +1813,7 @@ mod tests {
         // One page, and two: the first page weighed at `finish`, then as
         // it ends with a second to come.
         for rows in [15_000, 30_000] {
-            let batches = string_shapes(rows);
+            let batches = column_shapes(rows);
             let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
             let props = properties(Table::Spans, &prepared, &[]);
             let ours =
@@ -1709,7 +1861,7 @@ mod tests {
     fn plain_string_pages_end_at_the_page_size_limit() {
         use schema::spans::col;
         let rows = 30_000;
-        let batches = string_shapes(rows);
+        let batches = column_shapes(rows);
         let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
         // A dictionary of 64 KiB is refused after some 2,300 URLs, and
         // the column is written PLAIN.
@@ -1766,7 +1918,7 @@ mod tests {
     fn ids_zstd_cannot_shrink_are_stored_uncompressed() {
         use parquet::basic::Compression;
         use schema::spans::col;
-        let counting = string_shapes(30_000);
+        let counting = column_shapes(30_000);
         let random = with_random_ids(&counting);
         // A file does not record zstd's level: any ZSTD is zstd.
         let zstd = |codec: Compression| matches!(codec, Compression::ZSTD(_));
@@ -1805,7 +1957,7 @@ mod tests {
         use schema::spans::col;
         // Two row groups, the second of exactly two pages.
         let rows = ROW_GROUP_ROWS + 40_000;
-        let batches = string_shapes(rows);
+        let batches = column_shapes(rows);
         let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
         let props = properties(Table::Spans, &prepared, &[]);
         let ours = Bytes::from(encode(Vec::new(), Table::Spans, &prepared, props.clone()).unwrap());
@@ -1838,10 +1990,18 @@ mod tests {
                 let name = ours.column_path().string();
                 let what = format!("{name}, row group {group}");
                 let pages = ours_meta.offset_index().unwrap()[group][leaf].page_locations();
-                let strings_or_ids = prepared.schema.field_with_name(&name).is_ok_and(|f| {
-                    matches!(f.data_type(), DataType::Utf8 | DataType::FixedSizeBinary(_))
+                let encoded_here = prepared.schema.field_with_name(&name).is_ok_and(|f| {
+                    matches!(
+                        f.data_type(),
+                        DataType::Utf8
+                            | DataType::FixedSizeBinary(_)
+                            | DataType::Int32
+                            | DataType::UInt32
+                            | DataType::Int64
+                            | DataType::Timestamp(..)
+                    )
                 });
-                if strings_or_ids {
+                if encoded_here {
                     assert_eq!(
                         pages.get(1).map(|p| p.first_row_index) == Some(20_000),
                         !refused.contains(&name.as_str()),

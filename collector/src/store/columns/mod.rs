@@ -1,7 +1,8 @@
 //! Column chunks the collector encodes itself, spliced into each row group
 //! among the chunks `parquet`'s writer makes ([`super::writer`]): strings
 //! with few distinct values through a dictionary ([`dictionary`]), strings
-//! with many as they are ([`plain`]), and ids as they are ([`ids`]).
+//! with many as they are ([`plain`]), ids as they are ([`ids`]), and
+//! integers and times as deltas ([`deltas`]).
 //!
 //! For these columns `parquet`'s writer spends most of its time on work per
 //! value that knowing the data makes unneeded: hashing every string into
@@ -24,6 +25,7 @@
 //! comes out smaller PLAIN ([`dictionary::DictionaryColumn`]) is PLAIN
 //! here, where `parquet`'s writer keeps a dictionary ([`plain`]).
 
+pub(crate) mod deltas;
 pub(crate) mod dictionary;
 pub(crate) mod ids;
 pub(crate) mod plain;
@@ -31,9 +33,11 @@ pub(crate) mod plain;
 use std::cell::RefCell;
 use std::io;
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit};
 use bytes::Bytes;
-use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, Type};
+use parquet::basic::{
+    BoundaryOrder, Compression, Encoding, EncodingMask, PageType, SortOrder, Type,
+};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
@@ -47,6 +51,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use deltas::DeltaColumn;
 use dictionary::DictionaryColumn;
 use ids::IdColumn;
 use plain::PlainColumn;
@@ -92,8 +97,9 @@ impl Settings {
     /// The settings for the leaf `descr`, of Arrow type `data_type`, under
     /// `props`, if an encoder here writes such a column as `parquet` would:
     /// a top-level column, page statistics, V1 pages and zstd; and either
-    /// `Utf8` strings with a dictionary and no bloom filter, or fixed-size
-    /// ids without a dictionary.
+    /// `Utf8` strings with a dictionary and no bloom filter, fixed-size ids
+    /// without a dictionary, or 32- and 64-bit integers and nanosecond
+    /// times set to DELTA_BINARY_PACKED.
     pub(crate) fn for_column(
         props: &WriterProperties,
         descr: &ColumnDescPtr,
@@ -114,6 +120,14 @@ impl Settings {
                 props.dictionary_enabled(path)
                     && props.bloom_filter_properties(path).is_none()
                     && matches!(props.encoding(path), None | Some(Encoding::PLAIN))
+            }
+            // Integers and times as deltas, which `parquet` writes without
+            // a dictionary.
+            (Type::INT64, DataType::Int64 | DataType::Timestamp(TimeUnit::Nanosecond, _))
+            | (Type::INT32, DataType::Int32 | DataType::UInt32) => {
+                !props.dictionary_enabled(path)
+                    && props.encoding(path) == Some(Encoding::DELTA_BINARY_PACKED)
+                    && props.bloom_filter_properties(path).is_none()
             }
             // Ids whose bounds parquet would not cut.
             (Type::FIXED_LEN_BYTE_ARRAY, DataType::FixedSizeBinary(_)) => {
@@ -138,11 +152,19 @@ impl Settings {
             return None;
         }
         let page_rows = match descr.physical_type() {
-            // Ids are written as they are: a page also stops at the size limit.
-            Type::FIXED_LEN_BYTE_ARRAY => props
-                .data_page_row_count_limit()
-                .min(props.column_data_page_size_limit(path) / width)
-                .max(1),
+            // Ids are written as they are: a page also stops at the size
+            // limit. So do integers here, as if each took its full width.
+            Type::FIXED_LEN_BYTE_ARRAY | Type::INT32 | Type::INT64 => {
+                let width = match descr.physical_type() {
+                    Type::INT32 => 4,
+                    Type::INT64 => 8,
+                    _ => width,
+                };
+                props
+                    .data_page_row_count_limit()
+                    .min(props.column_data_page_size_limit(path) / width)
+                    .max(1)
+            }
             // A dictionary index takes at most 18 bits under the default
             // 1 MiB dictionary page (262,144 empty strings of 4 bytes
             // each) and a level 1 bit, so such pages stay far below the
@@ -169,6 +191,7 @@ pub(crate) enum Encoder {
     Strings(DictionaryColumn),
     PlainStrings(PlainColumn),
     Ids(IdColumn),
+    Ints(DeltaColumn),
 }
 
 impl Encoder {
@@ -181,6 +204,7 @@ impl Encoder {
     ) -> Result<Encoder, ParquetError> {
         Ok(match descr.physical_type() {
             Type::FIXED_LEN_BYTE_ARRAY => Encoder::Ids(IdColumn::new(descr, settings)?),
+            Type::INT32 | Type::INT64 => Encoder::Ints(DeltaColumn::new(descr, settings)),
             _ => Encoder::Strings(DictionaryColumn::new(descr, settings, rows)),
         })
     }
@@ -198,6 +222,7 @@ impl Encoder {
             Encoder::Strings(strings) => strings.push_nulls(rows),
             Encoder::PlainStrings(strings) => strings.push_nulls(rows),
             Encoder::Ids(ids) => ids.push_nulls(rows),
+            Encoder::Ints(ints) => ints.push_nulls(rows),
         }
     }
 
@@ -208,6 +233,7 @@ impl Encoder {
             Encoder::Strings(strings) => strings.finish(),
             Encoder::PlainStrings(strings) => strings.finish(),
             Encoder::Ids(ids) => ids.finish(),
+            Encoder::Ints(ints) => ints.finish(),
         }
     }
 }
@@ -462,7 +488,8 @@ impl Chunk<'_> {
         let mut totals = Totals::default();
         let mut offsets = OffsetIndexBuilder::new();
         let mut index = ColumnIndexBuilder::new(self.descr.physical_type());
-        let mut order = Order::default();
+        let cmp = ordering(self.descr);
+        let mut order = Order::new(cmp);
         let level_histogram = || LevelHistogram::try_new(self.descr.max_def_level());
         let mut levels = level_histogram();
         let mut data_page_offset = None;
@@ -489,9 +516,10 @@ impl Chunk<'_> {
                     count: 1,
                 });
             }
-            let encoding = match self.dictionary {
-                Some(_) => Encoding::RLE_DICTIONARY,
-                None => Encoding::PLAIN,
+            let encoding = match (self.dictionary, self.descr.physical_type()) {
+                (Some(_), _) => Encoding::RLE_DICTIONARY,
+                (None, Type::INT32 | Type::INT64) => Encoding::DELTA_BINARY_PACKED,
+                (None, _) => Encoding::PLAIN,
             };
             encodings.push(encoding);
             page_stats.push(PageEncodingStats {
@@ -538,24 +566,37 @@ impl Chunk<'_> {
 
         let nulls: u64 = self.pages.iter().map(|p| p.nulls).sum();
         let bounds = self.pages.iter().filter_map(|p| p.min_max.as_ref());
-        let min = bounds.clone().map(|(min, _)| min).min().cloned();
-        let max = bounds.map(|(_, max)| max).max().cloned();
-        let statistics = if byte_array {
-            Statistics::ByteArray(ValueStatistics::new(
-                min.map(ByteArray::from),
-                max.map(ByteArray::from),
+        let min = bounds.clone().map(|(min, _)| min).min_by(|a, b| cmp(a, b));
+        let max = bounds.map(|(_, max)| max).max_by(|a, b| cmp(a, b));
+        let statistics = match self.descr.physical_type() {
+            Type::BYTE_ARRAY => Statistics::ByteArray(ValueStatistics::new(
+                min.map(|v| ByteArray::from(v.clone())),
+                max.map(|v| ByteArray::from(v.clone())),
                 None,
                 Some(nulls),
                 false,
-            ))
-        } else {
-            Statistics::FixedLenByteArray(ValueStatistics::new(
-                min.map(|v| FixedLenByteArray::from(ByteArray::from(v))),
-                max.map(|v| FixedLenByteArray::from(ByteArray::from(v))),
+            )),
+            Type::INT32 => Statistics::Int32(ValueStatistics::new(
+                min.map(|v| le_i32(v)),
+                max.map(|v| le_i32(v)),
                 None,
                 Some(nulls),
                 false,
-            ))
+            )),
+            Type::INT64 => Statistics::Int64(ValueStatistics::new(
+                min.map(|v| le_i64(v)),
+                max.map(|v| le_i64(v)),
+                None,
+                Some(nulls),
+                false,
+            )),
+            _ => Statistics::FixedLenByteArray(ValueStatistics::new(
+                min.map(|v| FixedLenByteArray::from(ByteArray::from(v.clone()))),
+                max.map(|v| FixedLenByteArray::from(ByteArray::from(v.clone()))),
+                None,
+                Some(nulls),
+                false,
+            )),
         };
         let rows: u64 = self.pages.iter().map(|p| p.rows as u64).sum();
         let metadata = ColumnChunkMetaData::builder(self.descr.clone())
@@ -607,31 +648,58 @@ impl Totals {
     }
 }
 
+/// How two bounds of a column compare, as the format orders its values:
+/// integers by value (signed, or unsigned for unsigned types), strings and
+/// ids byte by byte.
+type Compare = fn(&[u8], &[u8]) -> std::cmp::Ordering;
+
+fn ordering(descr: &ColumnDescPtr) -> Compare {
+    let unsigned = descr.sort_order() == SortOrder::UNSIGNED;
+    match descr.physical_type() {
+        Type::INT32 if unsigned => |a, b| (le_i32(a) as u32).cmp(&(le_i32(b) as u32)),
+        Type::INT32 => |a, b| le_i32(a).cmp(&le_i32(b)),
+        Type::INT64 if unsigned => |a, b| (le_i64(a) as u64).cmp(&(le_i64(b) as u64)),
+        Type::INT64 => |a, b| le_i64(a).cmp(&le_i64(b)),
+        _ => |a, b| a.cmp(b),
+    }
+}
+
+/// A 32-bit bound, as the column index stores it (little-endian).
+fn le_i32(bytes: &[u8]) -> i32 {
+    bytes.try_into().map_or(0, i32::from_le_bytes)
+}
+
+/// A 64-bit bound, as the column index stores it (little-endian).
+fn le_i64(bytes: &[u8]) -> i64 {
+    bytes.try_into().map_or(0, i64::from_le_bytes)
+}
+
 /// Whether the pages' bounds only rise, only fall, or neither, as the
 /// column index records it: pages of nulls only are skipped, and a page
 /// whose min and max both equal the last's keeps either order.
 #[derive(Debug)]
 struct Order<'a> {
+    cmp: Compare,
     last: Option<(&'a [u8], &'a [u8])>,
     ascending: bool,
     descending: bool,
 }
 
-impl Default for Order<'_> {
-    fn default() -> Self {
+impl<'a> Order<'a> {
+    fn new(cmp: Compare) -> Self {
         Order {
+            cmp,
             last: None,
             ascending: true,
             descending: true,
         }
     }
-}
 
-impl<'a> Order<'a> {
     fn next(&mut self, min: &'a [u8], max: &'a [u8]) {
         if let Some((last_min, last_max)) = self.last {
-            self.ascending &= last_min <= min && last_max <= max;
-            self.descending &= min <= last_min && max <= last_max;
+            let le = |a, b| (self.cmp)(a, b).is_le();
+            self.ascending &= le(last_min, min) && le(last_max, max);
+            self.descending &= le(min, last_min) && le(max, last_max);
         }
         self.last = Some((min, max));
     }

@@ -1,0 +1,264 @@
+//! Integers and times as deltas between neighbours, DELTA_BINARY_PACKED:
+//! span times, durations, flags and the promoted numbers.
+//!
+//! `parquet`'s writer first gathers such a column into an array of its
+//! own, then for every value computes a delta into a block, and packs the
+//! block's values one at a time through a general bit writer. Here a
+//! page's values are read straight from the source batches into one list,
+//! and the page is encoded when it ends: its bounds in one pass, then its
+//! deltas a block at a time, packed a miniblock at a time.
+//!
+//! A page's payload is the definition levels of a nullable column, then
+//! its non-null values as the format specifies
+//! (<https://parquet.apache.org/docs/file-format/data-pages/encodings/>):
+//! a header (values per block, miniblocks per block, the number of values,
+//! the first value), then blocks of deltas, each its smallest delta, the
+//! bit width of each miniblock, and the miniblocks' deltas less the
+//! smallest, packed from the lowest bit up. Block and miniblock sizes are
+//! `parquet`'s: four miniblocks of 32 values for 32-bit columns, of 64 for
+//! 64-bit ones; deltas of 32-bit columns wrap as 32-bit integers.
+
+use bytes::Bytes;
+use parquet::basic::{SortOrder, Type};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::schema::types::ColumnDescPtr;
+
+use super::{Paged, Pages, Refused, Settings, uleb128};
+
+/// Miniblocks in a block, as `parquet`'s writer makes them.
+const MINIBLOCKS: usize = 4;
+
+/// An integer column's chunk being encoded.
+#[derive(Debug)]
+pub(crate) struct DeltaColumn {
+    pages: Pages,
+    /// 32-bit values: their deltas wrap at 32 bits, and they are stored
+    /// in four bytes.
+    int32: bool,
+    /// Bounds compare as unsigned integers (`UInt32`).
+    unsigned: bool,
+    /// The non-null values of the page being filled. A 32-bit value is
+    /// held sign-extended, or zero-extended if unsigned, so that bounds
+    /// compare as `i64`.
+    values: Vec<i64>,
+}
+
+impl DeltaColumn {
+    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Self {
+        DeltaColumn {
+            int32: descr.physical_type() == Type::INT32,
+            unsigned: descr.sort_order() == SortOrder::UNSIGNED,
+            pages: Pages::new(descr, settings),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds one row; `None` is a null. A 32-bit value must be given as
+    /// [`DeltaColumn::values`] holds it.
+    #[inline]
+    pub(crate) fn push(&mut self, value: Option<i64>) -> Result<(), Refused> {
+        match value {
+            Some(value) => {
+                self.values.push(value);
+                self.value_added();
+                Ok(())
+            }
+            None => self.push_nulls(1),
+        }
+    }
+
+    /// Adds a row for each of `values`, none of them null.
+    pub(crate) fn extend(&mut self, mut values: impl Iterator<Item = i64>) {
+        loop {
+            let page_rows = self.pages.settings.page_rows;
+            let room = page_rows - self.pages.page.rows;
+            let before = self.values.len();
+            self.values.extend(values.by_ref().take(room));
+            let added = self.values.len() - before;
+            let page = &mut self.pages.page;
+            if self.pages.nullable {
+                page.levels.resize(page.levels.len() + added, 1);
+            }
+            page.rows += added;
+            if page.rows == page_rows {
+                self.end_page();
+            }
+            if added < room {
+                return;
+            }
+        }
+    }
+
+    /// The chunk's bytes, from offset 0, and what `append_column` needs to
+    /// splice them into a row group.
+    pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        self.end_last_page();
+        self.pages.write(None, None)
+    }
+
+    /// A bound as the column index stores it: the value's physical bytes,
+    /// little-endian.
+    fn bound(&self, value: i64) -> Vec<u8> {
+        match self.int32 {
+            true => (value as i32).to_le_bytes().to_vec(),
+            false => value.to_le_bytes().to_vec(),
+        }
+    }
+}
+
+impl Paged for DeltaColumn {
+    fn pages(&mut self) -> &mut Pages {
+        &mut self.pages
+    }
+
+    fn end_page(&mut self) {
+        let values = &self.values;
+        let bounds = values.iter().min().zip(values.iter().max());
+        let min_max = bounds.map(|(&min, &max)| (self.bound(min), self.bound(max)));
+        let int32 = self.int32;
+        debug_assert!(!self.unsigned || values.iter().all(|&v| (0..1 << 32).contains(&v)));
+        self.pages.end_page(
+            |payload| delta_binary_packed(values, int32, payload),
+            min_max,
+        );
+        self.values.clear();
+    }
+}
+
+/// Appends `values` to `out` DELTA_BINARY_PACKED, as the module describes;
+/// `int32` for a 32-bit column.
+pub(crate) fn delta_binary_packed(values: &[i64], int32: bool, out: &mut Vec<u8>) {
+    let miniblock = if int32 { 32 } else { 64 };
+    let block = miniblock * MINIBLOCKS;
+    uleb128(block as u64, out);
+    uleb128(MINIBLOCKS as u64, out);
+    uleb128(values.len() as u64, out);
+    let first = values.first().copied().unwrap_or(0);
+    // Unsigned 32-bit values are held zero-extended: as the column's
+    // integer, they are the same bits read signed.
+    uleb128(
+        zigzag(if int32 { (first as i32).into() } else { first }),
+        out,
+    );
+    // Deltas wrap in the column's width; those of a 32-bit column are held
+    // sign-extended, as the smallest is written.
+    let delta = |pair: &[i64]| match int32 {
+        true => i64::from((pair[1] as i32).wrapping_sub(pair[0] as i32)),
+        false => pair[1].wrapping_sub(pair[0]),
+    };
+    let mut deltas = Vec::with_capacity(block);
+    let mut packed = vec![0u64; block];
+    // The deltas from value `at` to the block's end.
+    let mut at = 1;
+    while at < values.len() {
+        let end = (at + block).min(values.len());
+        deltas.clear();
+        deltas.extend(values[at - 1..end].windows(2).map(delta));
+        at = end;
+        let min = *deltas.iter().min().expect("a block has deltas");
+        uleb128(zigzag(min), out);
+        // Each less the smallest, as an unsigned integer of the width.
+        for (packed, &delta) in packed.iter_mut().zip(&deltas) {
+            *packed = match int32 {
+                true => u64::from((delta as i32).wrapping_sub(min as i32) as u32),
+                false => delta.wrapping_sub(min) as u64,
+            };
+        }
+        let widths_at = out.len();
+        out.resize(widths_at + MINIBLOCKS, 0);
+        // Miniblocks past the last delta take no bytes and width 0; the
+        // last one with deltas is padded with zeros.
+        for (m, chunk) in packed[..deltas.len()].chunks(miniblock).enumerate() {
+            let width = 64 - chunk.iter().fold(0, |all, &v| all | v).leading_zeros();
+            out[widths_at + m] = width as u8;
+            pack(chunk, miniblock, width, out);
+        }
+    }
+}
+
+/// `values`, then zeros to `count` values in all, at `width` bits each,
+/// from the lowest bit up. `count` is a multiple of 8, so they end on a
+/// byte.
+fn pack(values: &[u64], count: usize, width: u32, out: &mut Vec<u8>) {
+    if width == 0 {
+        return;
+    }
+    let mut bits: u128 = 0;
+    let mut held = 0;
+    for i in 0..count {
+        bits |= u128::from(values.get(i).copied().unwrap_or(0)) << held;
+        held += width;
+        if held >= 64 {
+            out.extend_from_slice(&(bits as u64).to_le_bytes());
+            bits >>= 64;
+            held -= 64;
+        }
+    }
+    out.extend_from_slice(&(bits as u64).to_le_bytes()[..held as usize / 8]);
+}
+
+/// ZigZag: small magnitudes, either sign, to small unsigned integers.
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(values: &[i64], int32: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        delta_binary_packed(values, int32, &mut out);
+        out
+    }
+
+    #[test]
+    fn deltas_encode_as_the_format_specification_shows() {
+        // The specification's first example, 1 to 5: deltas of 1 less
+        // the smallest, 1, are all 0, so one miniblock of width 0.
+        assert_eq!(
+            encoded(&[1, 2, 3, 4, 5], true),
+            [128, 1, 4, 5, 2, /* min delta */ 2, 0, 0, 0, 0]
+        );
+        // Its second, 7 5 3 1 2 3 4 5: deltas -2 -2 -2 1 1 1 1, the
+        // smallest -2, so 0 0 0 3 3 3 3 at 2 bits, padded to 32 values.
+        let mut expected = vec![128, 1, 4, 8, 14, /* min delta */ 3, 2, 0, 0, 0];
+        expected.extend([0b1100_0000, 0b0011_1111]);
+        expected.extend([0; 6]);
+        assert_eq!(encoded(&[7, 5, 3, 1, 2, 3, 4, 5], true), expected);
+        // No values, and one: a header only.
+        assert_eq!(encoded(&[], false), [128, 2, 4, 0, 0]);
+        assert_eq!(encoded(&[-3], false), [128, 2, 4, 1, 5]);
+    }
+
+    #[test]
+    fn deltas_wrap_at_the_columns_width() {
+        // From i32::MAX to i32::MIN is +1 as a 32-bit integer.
+        assert_eq!(
+            encoded(&[i32::MAX.into(), i32::MIN.into()], true),
+            [128, 1, 4, 2, 0xfe, 0xff, 0xff, 0xff, 0x0f, 2, 0, 0, 0, 0]
+        );
+        // u32::MAX, held zero-extended, is -1 as the column's integer.
+        assert_eq!(encoded(&[u32::MAX.into()], true), [128, 1, 4, 1, 1]);
+        // And from i64::MIN to i64::MAX is -1 at 64 bits.
+        let out = encoded(&[i64::MIN, i64::MAX], false);
+        assert_eq!(out[out.len() - 5..], [1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pack_puts_the_lowest_bit_first_and_ends_on_a_byte() {
+        let mut out = Vec::new();
+        pack(&[1, 2, 3], 8, 3, &mut out);
+        assert_eq!(out, [0b11_010_001, 0b0000_0000, 0]);
+        out.clear();
+        pack(&[u64::MAX; 8], 8, 64, &mut out);
+        assert_eq!(out, [0xff; 64]);
+        out.clear();
+        pack(&[u64::MAX >> 1, 0, 1], 8, 63, &mut out);
+        assert_eq!(out.len(), 63);
+        assert_eq!(out[..8], (u64::MAX >> 1).to_le_bytes());
+        // The third value's bit is bit 126.
+        assert_eq!(out[15], 0b0100_0000);
+    }
+}
