@@ -576,20 +576,28 @@ impl Chunk<'_> {
                 Some(nulls),
                 false,
             )),
-            Type::INT32 => Statistics::Int32(ValueStatistics::new(
-                min.map(|v| le_i32(v)),
-                max.map(|v| le_i32(v)),
-                None,
-                Some(nulls),
-                false,
-            )),
-            Type::INT64 => Statistics::Int64(ValueStatistics::new(
-                min.map(|v| le_i64(v)),
-                max.map(|v| le_i64(v)),
-                None,
-                Some(nulls),
-                false,
-            )),
+            // As `parquet`'s writer does, signed integers' bounds go in
+            // the footer's old min and max fields too, for older readers.
+            Type::INT32 => Statistics::Int32(
+                ValueStatistics::new(
+                    min.map(|v| le_i32(v)),
+                    max.map(|v| le_i32(v)),
+                    None,
+                    Some(nulls),
+                    false,
+                )
+                .with_backwards_compatible_min_max(self.descr.sort_order().is_signed()),
+            ),
+            Type::INT64 => Statistics::Int64(
+                ValueStatistics::new(
+                    min.map(|v| le_i64(v)),
+                    max.map(|v| le_i64(v)),
+                    None,
+                    Some(nulls),
+                    false,
+                )
+                .with_backwards_compatible_min_max(self.descr.sort_order().is_signed()),
+            ),
             _ => Statistics::FixedLenByteArray(ValueStatistics::new(
                 min.map(|v| FixedLenByteArray::from(ByteArray::from(v.clone()))),
                 max.map(|v| FixedLenByteArray::from(ByteArray::from(v.clone()))),
