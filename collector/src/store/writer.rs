@@ -1606,6 +1606,20 @@ mod tests {
         )
     }
 
+    /// Whether columns of `data_type` have an encoder of ours, given the
+    /// file's properties (`super::columns`): strings, ids, integers, times.
+    fn of_our_encoders(data_type: &DataType) -> bool {
+        matches!(
+            data_type,
+            DataType::Utf8
+                | DataType::FixedSizeBinary(_)
+                | DataType::Int32
+                | DataType::UInt32
+                | DataType::Int64
+                | DataType::Timestamp(..)
+        )
+    }
+
     /// Checks each page's entry in the column index of every string, id
     /// and integer column against the rows the offset index says the page
     /// holds.
@@ -1629,17 +1643,7 @@ mod tests {
                 let Some(column) = (path.parts().len() == 1)
                     .then(|| rows.column_by_name(&path.string()))
                     .flatten()
-                    .filter(|c| {
-                        matches!(
-                            c.data_type(),
-                            DataType::Utf8
-                                | DataType::FixedSizeBinary(_)
-                                | DataType::Int32
-                                | DataType::UInt32
-                                | DataType::Int64
-                                | DataType::Timestamp(..)
-                        )
-                    })
+                    .filter(|c| of_our_encoders(c.data_type()))
                 else {
                     continue;
                 };
@@ -2000,17 +2004,10 @@ mod tests {
                 let name = ours.column_path().string();
                 let what = format!("{name}, row group {group}");
                 let pages = ours_meta.offset_index().unwrap()[group][leaf].page_locations();
-                let encoded_here = prepared.schema.field_with_name(&name).is_ok_and(|f| {
-                    matches!(
-                        f.data_type(),
-                        DataType::Utf8
-                            | DataType::FixedSizeBinary(_)
-                            | DataType::Int32
-                            | DataType::UInt32
-                            | DataType::Int64
-                            | DataType::Timestamp(..)
-                    )
-                });
+                let encoded_here = prepared
+                    .schema
+                    .field_with_name(&name)
+                    .is_ok_and(|f| of_our_encoders(f.data_type()));
                 if encoded_here {
                     assert_eq!(
                         pages.get(1).map(|p| p.first_row_index) == Some(20_000),
