@@ -18,7 +18,10 @@ use arrow::array::{
 };
 use arrow::buffer::{MutableBuffer, NullBuffer};
 use arrow::compute::interleave;
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, SchemaRef};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, SchemaRef, TimestampNanosecondType,
+    UInt32Type,
+};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
@@ -284,16 +287,6 @@ impl Gather<'_> {
                 .map(|a| a.as_fixed_size_binary_opt().ok_or_else(|| wrong(a)))
                 .collect::<Result<Vec<_>, _>>()
         };
-        fn numbers<'a, T: ArrowPrimitiveType>(
-            columns: &[&'a ArrayRef],
-            wrong: impl Fn(&ArrayRef) -> arrow::error::ArrowError,
-        ) -> Result<Vec<&'a PrimitiveArray<T>>, arrow::error::ArrowError> {
-            columns
-                .iter()
-                .map(|a| a.as_primitive_opt::<T>().ok_or_else(|| wrong(a)))
-                .collect()
-        }
-        use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
         Ok(match encoder {
             Encoder::Strings(encoder) => {
                 self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes)))
@@ -358,6 +351,17 @@ impl Gather<'_> {
         }
         Ok(())
     }
+}
+
+/// `columns` (one per source) as arrays of `T`, or the error `wrong` makes.
+fn numbers<'a, T: ArrowPrimitiveType>(
+    columns: &[&'a ArrayRef],
+    wrong: impl Fn(&ArrayRef) -> arrow::error::ArrowError,
+) -> Result<Vec<&'a PrimitiveArray<T>>, arrow::error::ArrowError> {
+    columns
+        .iter()
+        .map(|a| a.as_primitive_opt::<T>().ok_or_else(|| wrong(a)))
+        .collect()
 }
 
 /// `interleave` for ids: arrow gathers fixed-size binary values through its
@@ -531,7 +535,7 @@ fn span_ids(
 /// Bytes a file is written in at a time. `parquet` copies each column
 /// chunk made here into the file 8 KiB at a time, and its own buffer is no
 /// larger: unbuffered, that was a `write` call per 8 KiB, and the page
-/// cache zeroing the part of each page a write left out, about 3.5% of the
+/// cache zeroing the part of each page a write left out, about 3.6% of the
 /// collector's CPU in its bench (BENCHMARKS.md).
 const WRITE_BUFFER: usize = 512 * 1024;
 
@@ -961,7 +965,6 @@ mod tests {
     use super::*;
     use crate::convert::spans::request_of;
     use arrow::array::StringArray;
-    use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
     use bytes::Bytes;
     use opentelemetry_proto::tonic::trace::v1::Span;
 
