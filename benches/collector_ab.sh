@@ -10,8 +10,10 @@
 #
 # A bench binary is what `cargo bench -p collector --bench throughput
 # --no-run` prints as its executable; copy it aside before building the
-# other side. Runs vary by 5-10% from one to the next on a 2-core machine,
-# so compare the means of several rounds, never two single runs.
+# other side. Runs vary by 10-15% from one to the next on a 2-core machine,
+# and the machine's speed drifts within the hour, so compare several
+# rounds, never two single runs: the summary at the end gives each bench's
+# means and, against the first, the mean ratio of each round's pair.
 set -euo pipefail
 [[ $# -ge 4 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
 rounds=$1
@@ -21,6 +23,8 @@ for bench in "$@"; do
     [[ -x $bench ]] || { echo "not an executable: $bench" >&2; exit 2; }
 done
 field() { awk -v key="$1" -v n="$2" 'index($0, key) == 1 { print $n }'; }
+runs=$(mktemp)
+trap 'rm -f "$runs"' EXIT
 for round in $(seq 1 "$rounds"); do
     for bench in "$@"; do
         out=$("$bench" --spans "$spans" 2>&1)
@@ -32,6 +36,46 @@ for round in $(seq 1 "$rounds"); do
             "$(field 'Arrow to Parquet' 5 <<<"$out")" \
             "$(field 'on disk' 4 <<<"$out")" \
             "$(field 'collector memory' 4 <<<"$out")" \
-            "$(field 'collector memory' 8 <<<"$out")"
+            "$(field 'collector memory' 8 <<<"$out")" | tee -a "$runs"
     done
 done
+# Per bench: the range and mean of each figure, runs at or above the goals
+# (500,000 spans per collector CPU-second, 0.5 of decode-only); and against
+# the first bench, round by round, how often it was higher and the mean of
+# the ratios of the pair (which the machine's drift between rounds moves
+# less than it moves the means).
+awk '
+{
+    b = $2; if (!(b in seen)) { seen[b] = 1; order[++n] = b }
+    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[b, $1, kv[1]] = kv[2] }
+    rounds[b]++
+}
+END {
+    split("e2e ratio flush bytes rss_mib", keys, " ")
+    split("%.0f %.2f %.0f %.1f %.0f", formats, " ")
+    for (o = 1; o <= n; o++) {
+        b = order[o]; line = b ":"
+        for (k = 1; k <= 5; k++) {
+            key = keys[k]; sum = 0; lo = ""; hi = ""
+            for (r = 1; r <= rounds[b]; r++) {
+                x = v[b, r, key] + 0; sum += x
+                if (lo == "" || x < lo) lo = x
+                if (hi == "" || x > hi) hi = x
+            }
+            line = line sprintf(" %s %s-%s mean " formats[k] ";", key, lo, hi, sum / rounds[b])
+        }
+        met = 0; half = 0
+        for (r = 1; r <= rounds[b]; r++) { met += v[b, r, "e2e"] >= 500000; half += v[b, r, "ratio"] >= 0.5 }
+        line = line sprintf(" e2e >= 500000 in %d of %d, ratio >= 0.5 in %d", met, rounds[b], half)
+        if (o > 1) {
+            a = order[1]; up = 0; e = 0; f = 0; m = 0
+            for (r = 1; r <= rounds[b]; r++) {
+                if (v[a, r, "e2e"] == "" || v[b, r, "e2e"] == "") continue
+                m++; up += v[b, r, "e2e"] > v[a, r, "e2e"]
+                e += v[b, r, "e2e"] / v[a, r, "e2e"]; f += v[b, r, "flush"] / v[a, r, "flush"]
+            }
+            if (m) line = line sprintf("; against %s: higher in %d of %d, mean pair ratio %.3f (flush %.3f)", a, up, m, e / m, f / m)
+        }
+        print line
+    }
+}' "$runs"
