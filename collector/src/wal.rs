@@ -31,8 +31,9 @@
 //! reused.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, IoSlice, Read, Write};
+use std::io::{self, BufWriter, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Which OTLP export a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +157,7 @@ impl Wal {
         };
         // Without fsync, writes that wait for the disk would only slow the
         // log down: it stays in the page cache.
-        let file = match sync && DIRECT_IO {
+        let file = match sync && DIRECT_IO && !DIRECT_REFUSED.load(Ordering::Relaxed) {
             true => match open(true) {
                 Ok(file) => Sink::Direct(Direct::new(file)),
                 // The file system has no O_DIRECT.
@@ -230,15 +231,49 @@ impl Wal {
     /// them here, or it would be acknowledged and then lost.
     pub fn commit(&mut self) -> Result<(), WalError> {
         let sync = self.sync;
+        if let Sink::Direct(direct) = &mut self.file {
+            match direct.write() {
+                // The file system took O_DIRECT at open but refuses these
+                // writes (a block size past 4 KiB, say): the page cache,
+                // from here on and for later segments.
+                Err(e) if e.raw_os_error() == Some(EINVAL) => {
+                    DIRECT_REFUSED.store(true, Ordering::Relaxed);
+                    if let Err(e) = self.fall_back_to_buffered() {
+                        self.torn = true;
+                        return Err(err(&self.path)(e));
+                    }
+                }
+                Err(e) => {
+                    self.torn = true;
+                    return Err(err(&self.path)(e));
+                }
+                Ok(()) => {}
+            }
+        }
         let result = match &mut self.file {
             Sink::Buffered(file) => file.flush().map(|()| file.get_ref()),
-            Sink::Direct(direct) => direct.write().map(|()| &direct.file),
+            Sink::Direct(direct) => Ok(&direct.file),
         }
         .and_then(|file| if sync { file.sync_data() } else { Ok(()) });
         if result.is_err() {
             self.torn = true;
         }
         result.map_err(err(&self.path))
+    }
+
+    /// Goes on writing the active segment through the page cache: the
+    /// bytes held for the next direct write are written buffered, from the
+    /// same offset, and records follow them.
+    fn fall_back_to_buffered(&mut self) -> io::Result<()> {
+        let Sink::Direct(direct) = &self.file else {
+            return Ok(());
+        };
+        let mut file = OpenOptions::new().write(true).open(&self.path)?;
+        file.seek(SeekFrom::Start(direct.at))?;
+        let mut file = BufWriter::with_capacity(BUFFER, file);
+        file.write_all(&direct.buf[direct.start..direct.start + direct.len])?;
+        self.file = Sink::Buffered(file);
+        Ok(())
     }
 
     /// Closes the active segment and starts the next; returns the closed one's number.
@@ -437,7 +472,6 @@ fn numbered(path: &Path, prefix: &str) -> Option<u64> {
         .ok()
 }
 
-/// Writes `a` then `b`, in as few calls as the writer takes.
 /// How records reach the active segment.
 #[derive(Debug)]
 enum Sink {
@@ -450,6 +484,9 @@ enum Sink {
 
 /// Whether segments are opened with O_DIRECT when the log is fsynced.
 const DIRECT_IO: bool = cfg!(target_os = "linux");
+
+/// Set once a direct write was refused: later segments are buffered.
+static DIRECT_REFUSED: AtomicBool = AtomicBool::new(false);
 
 #[cfg(target_os = "linux")]
 const EINVAL: i32 = libc::EINVAL;
@@ -552,6 +589,7 @@ impl Direct {
     }
 }
 
+/// Writes `a` then `b`, in as few calls as the writer takes.
 fn write_all_vectored(file: &mut impl Write, a: &[u8], b: &[u8]) -> io::Result<()> {
     let mut parts = [IoSlice::new(a), IoSlice::new(b)];
     let mut parts = &mut parts[..];
@@ -614,6 +652,25 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    /// Whether a file in `dir` takes a block written with O_DIRECT from
+    /// aligned memory: found here without [`Direct`], which it checks.
+    fn takes_direct_writes(dir: &Path) -> bool {
+        use std::os::unix::fs::FileExt;
+        fs::create_dir_all(dir).unwrap();
+        let path = dir.join("probe");
+        let mut options = OpenOptions::new();
+        options.create(true).write(true);
+        direct_io(&mut options);
+        let Ok(file) = options.open(&path) else {
+            return false;
+        };
+        let memory = vec![7u8; 2 * BLOCK];
+        let at = memory.as_ptr().align_offset(BLOCK);
+        let taken = file.write_all_at(&memory[at..at + BLOCK], 0).is_ok();
+        fs::remove_file(&path).unwrap();
+        DIRECT_IO && taken
+    }
+
     /// Bytes written to the segment as they are, past the records: what a
     /// write that failed part-way leaves.
     fn write_raw(wal: &mut Wal, bytes: &[u8]) {
@@ -629,10 +686,12 @@ mod tests {
     #[test]
     fn records_committed_one_by_one_replay_in_order() {
         let root = temp("direct");
-        let (mut wal, _) = Wal::open(&root, true).unwrap();
-        if DIRECT_IO && !wal.is_direct() {
+        let direct = takes_direct_writes(&root);
+        if DIRECT_IO && !direct {
             eprintln!("the temporary folder's file system has no O_DIRECT: buffered");
         }
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        assert_eq!(wal.is_direct(), direct);
         // The last size passes what the aligned buffer keeps after a commit.
         let sizes = [
             1,
@@ -659,19 +718,94 @@ mod tests {
             if i % 3 != 1 {
                 wal.commit().unwrap();
             }
+            if let Sink::Direct(direct) = &wal.file {
+                let address = direct.buf.as_ptr() as usize + direct.start;
+                assert_eq!(address % BLOCK, 0, "aligned memory");
+                assert_eq!(direct.at % BLOCK as u64, 0, "an aligned offset");
+            }
         }
         wal.commit().unwrap();
+        // Where the file system takes direct writes, none fell back.
+        assert_eq!(wal.is_direct(), direct, "direct writes were refused");
+        assert!(!direct || !DIRECT_REFUSED.load(Ordering::Relaxed));
         let segment = wal.segment();
-        let length = fs::metadata(&segment.path).unwrap().len();
+        let bytes = fs::read(&segment.path).unwrap();
+        let logged: usize = records.iter().map(|r| HEADER + r.len()).sum();
         if wal.is_direct() {
-            assert_eq!(length % BLOCK as u64, 0, "whole blocks only");
+            assert_eq!(bytes.len() % BLOCK, 0, "whole blocks only");
+            assert!(
+                bytes[logged..].iter().all(|&b| b == 0),
+                "zeros past the records"
+            );
         }
         drop(wal);
         let replayed = read_segment(&segment).unwrap();
         let payloads: Vec<Vec<u8>> = replayed.records.into_iter().map(|r| r.1).collect();
         assert_eq!(payloads, records);
-        let logged: u64 = records.iter().map(|r| (HEADER + r.len()) as u64).sum();
-        assert_eq!(replayed.torn_bytes, length - logged);
+        assert_eq!(replayed.torn_bytes, (bytes.len() - logged) as u64);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A commit that ends on a block's end keeps no partial block: the next
+    /// one begins a block of its own. A repeat of the first record there,
+    /// left from the buffer, would replay twice but for the zeros after it.
+    #[test]
+    fn a_commit_that_ends_a_block_leaves_the_next_its_own() {
+        let root = temp("boundary");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        let whole = vec![5u8; BLOCK - HEADER];
+        wal.append(Signal::Traces, &whole).unwrap();
+        wal.commit().unwrap();
+        wal.append(Signal::Metrics, b"short").unwrap();
+        wal.commit().unwrap();
+        let segment = wal.segment();
+        if wal.is_direct() {
+            let bytes = fs::read(&segment.path).unwrap();
+            assert_eq!(bytes.len(), 2 * BLOCK);
+            assert!(
+                bytes[BLOCK + HEADER + 5..].iter().all(|&b| b == 0),
+                "zeros past the records"
+            );
+        }
+        drop(wal);
+        let replayed = read_segment(&segment).unwrap();
+        assert_eq!(
+            replayed.records,
+            [
+                (Signal::Traces, whole),
+                (Signal::Metrics, b"short".to_vec())
+            ]
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Where direct writes are refused after the open, the segment goes on
+    /// through the page cache from where the direct writes ended.
+    #[test]
+    fn a_segment_falls_back_to_the_page_cache_with_its_records() {
+        let root = temp("fallback");
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        // The first three pass two blocks, so the bytes held start past 0.
+        let records: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vec![i; 3000 * usize::from(i) + 3])
+            .collect();
+        for record in &records[..3] {
+            wal.append(Signal::Traces, record).unwrap();
+        }
+        wal.commit().unwrap();
+        wal.append(Signal::Traces, &records[3]).unwrap();
+        wal.fall_back_to_buffered().unwrap();
+        assert!(!wal.is_direct());
+        wal.commit().unwrap();
+        for record in &records[4..] {
+            wal.append(Signal::Traces, record).unwrap();
+            wal.commit().unwrap();
+        }
+        let segment = wal.segment();
+        drop(wal);
+        let replayed = read_segment(&segment).unwrap();
+        let payloads: Vec<Vec<u8>> = replayed.records.into_iter().map(|r| r.1).collect();
+        assert_eq!(payloads, records);
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -739,6 +873,20 @@ mod tests {
         let sequence = wal.sequence();
         assert!(wal.append(Signal::Traces, b"next").is_err());
         assert_eq!(wal.sequence(), sequence);
+
+        // The same with direct writes: what failed is still held, to be
+        // written again, at the same offset.
+        let (mut wal, _) = Wal::open(&root, true).unwrap();
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        wal.file = Sink::Direct(Direct::new(full));
+        wal.append(Signal::Traces, b"held").unwrap();
+        assert!(wal.commit().is_err(), "/dev/full takes no data");
+        assert!(wal.torn);
+        let Sink::Direct(direct) = &wal.file else {
+            panic!("still direct");
+        };
+        assert_eq!((direct.at, direct.len), (0, HEADER + 4));
+        assert!(wal.append(Signal::Traces, b"next").is_err());
         fs::remove_dir_all(&root).unwrap();
     }
 
