@@ -801,12 +801,19 @@ mod tests {
             wal.append(Signal::Traces, record).unwrap();
             wal.commit().unwrap();
         }
+        let (payloads, _) = closed_payloads(wal);
+        assert_eq!(payloads, records);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The payloads the active segment replays once `wal` is dropped, and
+    /// the bytes past them.
+    fn closed_payloads(wal: Wal) -> (Vec<Vec<u8>>, u64) {
         let segment = wal.segment();
         drop(wal);
         let replayed = read_segment(&segment).unwrap();
-        let payloads: Vec<Vec<u8>> = replayed.records.into_iter().map(|r| r.1).collect();
-        assert_eq!(payloads, records);
-        fs::remove_dir_all(&root).unwrap();
+        let payloads = replayed.records.into_iter().map(|r| r.1).collect();
+        (payloads, replayed.torn_bytes)
     }
 
     #[test]
@@ -825,12 +832,9 @@ mod tests {
             wal.append(Signal::Traces, record).unwrap();
         }
         wal.commit().unwrap();
-        let segment = wal.segment();
-        drop(wal);
-        let replayed = read_segment(&segment).unwrap();
-        let payloads: Vec<Vec<u8>> = replayed.records.into_iter().map(|r| r.1).collect();
+        let (payloads, torn_bytes) = closed_payloads(wal);
         assert_eq!(payloads, records);
-        assert_eq!(replayed.torn_bytes, 0);
+        assert_eq!(torn_bytes, 0);
         fs::remove_dir_all(&root).unwrap();
     }
 
