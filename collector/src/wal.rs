@@ -157,16 +157,18 @@ impl Wal {
         };
         // Without fsync, writes that wait for the disk would only slow the
         // log down: it stays in the page cache.
-        let file = match sync && DIRECT_IO && !DIRECT_REFUSED.load(Ordering::Relaxed) {
+        let direct = match sync && DIRECT_IO && !DIRECT_REFUSED.load(Ordering::Relaxed) {
             true => match open(true) {
-                Ok(file) => Sink::Direct(Direct::new(file)),
-                // The file system has no O_DIRECT.
-                Err(e) if e.raw_os_error() == Some(EINVAL) => Sink::Buffered(
-                    BufWriter::with_capacity(BUFFER, open(false).map_err(err(&path))?),
-                ),
+                Ok(file) => Some(file),
+                // The file system has no O_DIRECT (EINVAL).
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => None,
                 Err(e) => return Err(err(&path)(e)),
             },
-            false => Sink::Buffered(BufWriter::with_capacity(
+            false => None,
+        };
+        let file = match direct {
+            Some(file) => Sink::Direct(Direct::new(file)),
+            None => Sink::Buffered(BufWriter::with_capacity(
                 BUFFER,
                 open(false).map_err(err(&path))?,
             )),
@@ -236,7 +238,7 @@ impl Wal {
                 // The file system took O_DIRECT at open but refuses these
                 // writes (a block size past 4 KiB, say): the page cache,
                 // from here on and for later segments.
-                Err(e) if e.raw_os_error() == Some(EINVAL) => {
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                     DIRECT_REFUSED.store(true, Ordering::Relaxed);
                     if let Err(e) = self.fall_back_to_buffered() {
                         self.torn = true;
@@ -487,11 +489,6 @@ const DIRECT_IO: bool = cfg!(target_os = "linux");
 
 /// Set once a direct write was refused: later segments are buffered.
 static DIRECT_REFUSED: AtomicBool = AtomicBool::new(false);
-
-#[cfg(target_os = "linux")]
-const EINVAL: i32 = libc::EINVAL;
-#[cfg(not(target_os = "linux"))]
-const EINVAL: i32 = 22;
 
 #[cfg(target_os = "linux")]
 fn direct_io(options: &mut OpenOptions) {

@@ -165,8 +165,8 @@ impl DictionaryColumn {
         self.values == self.entries.len()
     }
 
-    /// Whether the row group would be smaller PLAIN than with the
-    /// dictionary, judged on its first page, which is still being filled:
+    /// The first page PLAIN, if the row group would be smaller PLAIN than
+    /// with the dictionary, judged on that page, which is still being filled:
     /// at its end when more pages follow, or, for a row group of one page,
     /// at [`DictionaryColumn::finish`]. Only a page on which one value in
     /// [`WEIGH_ONE_NEW_IN`] or more was new is weighed.
@@ -182,11 +182,11 @@ impl DictionaryColumn {
     /// with a running number) shrink well PLAIN, and their indices do not;
     /// values that repeat in scattered order (users from a feeder) shrink
     /// better as indices into a dictionary.
-    fn weigh(&self) -> bool {
+    fn weigh(&self) -> Option<Vec<u8>> {
         let values = self.indices.len();
         let (rows, entries) = (self.pages.page.rows, self.entries.len());
         if !self.pages.done.is_empty() || values == 0 || entries * WEIGH_ONE_NEW_IN < values {
-            return false;
+            return None;
         }
         let mut plain = Vec::with_capacity(self.pages.page.value_bytes as usize + 4 * values);
         for &entry in &self.indices {
@@ -200,10 +200,10 @@ impl DictionaryColumn {
         // Should zstd fail, the dictionary stays, as without weighing.
         let level = self.pages.settings.zstd_level;
         let len = |part: &[u8]| compress(level, part).map(|c| c.len());
-        let (Ok(plain), Ok(dictionary), Ok(indices)) =
+        let (Ok(plain_len), Ok(dictionary), Ok(indices)) =
             (len(&plain), len(&self.plain), len(&indices))
         else {
-            return false;
+            return None;
         };
         // Sizes as f64: an estimate, of at most some MB.
         let scale = self.group_rows as f64 / rows as f64;
@@ -215,7 +215,7 @@ impl DictionaryColumn {
         let half_page = (values - half_values).max(1) as f64;
         let new_entries = growth(first, second, half_page, later_values);
         let dictionary = dictionary as f64 * (1.0 + new_entries / entries as f64);
-        (plain as f64) * scale < dictionary + indices as f64 * scale
+        ((plain_len as f64) * scale < dictionary + indices as f64 * scale).then_some(plain)
     }
 
     /// The bounds of the page being filled, from the entries it uses.
@@ -248,20 +248,11 @@ impl DictionaryColumn {
     /// The chunk's bytes, from offset 0, and what `append_column` needs to
     /// splice them into a row group.
     pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-        if self.weigh() {
-            // A row group of one page, written PLAIN from its indices.
+        if let Some(plain) = self.weigh() {
+            // A row group of one page, written PLAIN: the page as weighed.
             let min_max = self.page_bounds();
-            let (indices, plain, entries) = (&self.indices, &self.plain, &self.entries);
-            self.pages.end_page(
-                |payload| {
-                    for &entry in indices {
-                        let (start, len) = entries[entry as usize];
-                        payload.extend_from_slice(&len.to_le_bytes());
-                        payload.extend_from_slice(&plain[start as usize..(start + len) as usize]);
-                    }
-                },
-                min_max,
-            );
+            self.pages
+                .end_page(|payload| payload.extend_from_slice(&plain), min_max);
             return self.pages.write(None, None);
         }
         self.end_last_page();
@@ -293,7 +284,7 @@ impl Paged for DictionaryColumn {
     fn end_page(&mut self) {
         // The first page of several: the next row is refused if PLAIN wins.
         if self.pages.done.is_empty() && self.group_rows > self.pages.page.rows {
-            self.plain_is_smaller = self.weigh();
+            self.plain_is_smaller = self.weigh().is_some();
         }
         let width = bit_width(self.entries.len().saturating_sub(1) as u32);
         let min_max = self.page_bounds();

@@ -568,42 +568,21 @@ impl Chunk<'_> {
         let bounds = self.pages.iter().filter_map(|p| p.min_max.as_ref());
         let min = bounds.clone().map(|(min, _)| min).min_by(|a, b| cmp(a, b));
         let max = bounds.map(|(_, max)| max).max_by(|a, b| cmp(a, b));
+        let (signed, nulls) = (self.descr.sort_order().is_signed(), Some(nulls));
         let statistics = match self.descr.physical_type() {
-            Type::BYTE_ARRAY => Statistics::ByteArray(ValueStatistics::new(
-                min.map(|v| ByteArray::from(v.clone())),
-                max.map(|v| ByteArray::from(v.clone())),
-                None,
-                Some(nulls),
-                false,
+            Type::BYTE_ARRAY => Statistics::ByteArray(chunk_statistics(
+                (min, max),
+                |v| ByteArray::from(v.to_vec()),
+                nulls,
+                signed,
             )),
-            // As `parquet`'s writer does, signed integers' bounds go in
-            // the footer's old min and max fields too, for older readers.
-            Type::INT32 => Statistics::Int32(
-                ValueStatistics::new(
-                    min.map(|v| le_i32(v)),
-                    max.map(|v| le_i32(v)),
-                    None,
-                    Some(nulls),
-                    false,
-                )
-                .with_backwards_compatible_min_max(self.descr.sort_order().is_signed()),
-            ),
-            Type::INT64 => Statistics::Int64(
-                ValueStatistics::new(
-                    min.map(|v| le_i64(v)),
-                    max.map(|v| le_i64(v)),
-                    None,
-                    Some(nulls),
-                    false,
-                )
-                .with_backwards_compatible_min_max(self.descr.sort_order().is_signed()),
-            ),
-            _ => Statistics::FixedLenByteArray(ValueStatistics::new(
-                min.map(|v| FixedLenByteArray::from(ByteArray::from(v.clone()))),
-                max.map(|v| FixedLenByteArray::from(ByteArray::from(v.clone()))),
-                None,
-                Some(nulls),
-                false,
+            Type::INT32 => Statistics::Int32(chunk_statistics((min, max), le_i32, nulls, signed)),
+            Type::INT64 => Statistics::Int64(chunk_statistics((min, max), le_i64, nulls, signed)),
+            _ => Statistics::FixedLenByteArray(chunk_statistics(
+                (min, max),
+                |v| FixedLenByteArray::from(ByteArray::from(v.to_vec())),
+                nulls,
+                signed,
             )),
         };
         let rows: u64 = self.pages.iter().map(|p| p.rows as u64).sum();
@@ -670,6 +649,26 @@ fn ordering(descr: &ColumnDescPtr) -> Compare {
         Type::INT64 => |a, b| le_i64(a).cmp(&le_i64(b)),
         _ => |a, b| a.cmp(b),
     }
+}
+
+/// A chunk's statistics from its bounds (as the column index stores them,
+/// read by `read`) and nulls. As `parquet`'s writer does, the bounds of
+/// columns whose values sort signed go in the footer's old min and max
+/// fields too, for older readers.
+fn chunk_statistics<T>(
+    (min, max): (Option<&Vec<u8>>, Option<&Vec<u8>>),
+    read: impl Fn(&[u8]) -> T,
+    nulls: Option<u64>,
+    signed: bool,
+) -> ValueStatistics<T> {
+    ValueStatistics::new(
+        min.map(|v| read(v)),
+        max.map(|v| read(v)),
+        None,
+        nulls,
+        false,
+    )
+    .with_backwards_compatible_min_max(signed)
 }
 
 /// A 32-bit bound, as the column index stores it (little-endian).
