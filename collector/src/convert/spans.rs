@@ -6,7 +6,6 @@ use arrow::array::{
     ArrayBuilder, ArrayRef, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder,
     TimestampNanosecondBuilder, UInt32Builder,
 };
-use arrow::datatypes::Fields;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -553,10 +552,10 @@ struct SpansBuilder {
     status_message: SparseStrings,
     /// By slot; `None` until a row has the key.
     promoted: Vec<Option<PromotedBuilder>>,
-    attributes: AttrMapBuilder,
-    resource_attributes: AttrMapBuilder,
-    events: EventsBuilder,
-    links: LinksBuilder,
+    attributes: Sparse<AttrMapBuilder>,
+    resource_attributes: Sparse<AttrMapBuilder>,
+    events: Sparse<EventsBuilder>,
+    links: Sparse<LinksBuilder>,
     rows: usize,
     /// The room the builders were made with.
     room: Room,
@@ -618,10 +617,10 @@ impl SpansBuilder {
             status_code: strings(),
             status_message: SparseStrings::new(rows),
             promoted: PROMOTED.iter().map(|_| None).collect(),
-            attributes: attr_map_builder_with_capacity(rows, rows, 0),
-            resource_attributes: attr_map_builder_with_capacity(rows, 0, 0),
-            events: EventsBuilder::with_capacity(rows),
-            links: LinksBuilder::with_capacity(rows),
+            attributes: Sparse::new(rows),
+            resource_attributes: Sparse::new(rows),
+            events: Sparse::new(rows),
+            links: Sparse::new(rows),
             rows: 0,
             room,
         }
@@ -685,12 +684,13 @@ impl SpansBuilder {
                 moved |= 1 << slot;
             }
         }
+        let rows = self.rows;
         if moved == promoted && !index.repeated() && !index.has_unknown() {
             // Every attribute went to a column (or is the run id).
-            self.attributes.append(true).expect("no entries to pair");
+            self.attributes.append_empty();
         } else {
             append_attr_refs(
-                &mut self.attributes,
+                self.attributes.builder(rows),
                 &span.attributes,
                 |at, attr| match attr.slot {
                     Some(keys::RUN_ID) => true,
@@ -699,11 +699,25 @@ impl SpansBuilder {
                 },
             );
         }
-        append_attr_refs(&mut self.resource_attributes, &resource.others, |_, _| {
-            false
-        });
-        self.events.append(span);
-        self.links.append(span);
+        if resource.others.is_empty() {
+            self.resource_attributes.append_empty();
+        } else {
+            append_attr_refs(
+                self.resource_attributes.builder(rows),
+                &resource.others,
+                |_, _| false,
+            );
+        }
+        if span.events.is_empty() {
+            self.events.append_empty();
+        } else {
+            self.events.builder(rows).append(span);
+        }
+        if span.links.is_empty() {
+            self.links.append_empty();
+        } else {
+            self.links.builder(rows).append(span);
+        }
         self.rows += 1;
     }
 
@@ -740,18 +754,11 @@ impl SpansBuilder {
                     None => null_column(*ty, rows),
                 }),
         );
-        columns.push(Arc::new(self.attributes.finish()));
-        columns.push(Arc::new(self.resource_attributes.finish()));
-        let schema = schema::spans::schema();
-        columns.push(
-            self.events
-                .finish(list_fields(&schema, schema::spans::col::EVENTS))?,
-        );
-        columns.push(
-            self.links
-                .finish(list_fields(&schema, schema::spans::col::LINKS))?,
-        );
-        RecordBatch::try_new(schema, columns)
+        columns.push(self.attributes.finish(rows)?);
+        columns.push(self.resource_attributes.finish(rows)?);
+        columns.push(self.events.finish(rows)?);
+        columns.push(self.links.finish(rows)?);
+        RecordBatch::try_new(schema::spans::schema(), columns)
     }
 }
 
@@ -780,6 +787,116 @@ fn null_column(ty: Promoted, rows: usize) -> ArrayRef {
     })
 }
 
+/// A map or list column most spans leave empty: the attributes that did
+/// not go to columns, the resource's other attributes, events, links. No
+/// builder until a row has an entry, and then one with empty rows for the
+/// rows before; a column whose rows are all empty is a shared one
+/// ([`empty_column`]). Building and checking a map or list array of empty
+/// rows for every request took about 2% of the collector's CPU in its
+/// bench (BENCHMARKS.md).
+struct Sparse<B> {
+    builder: Option<B>,
+    /// The rows the partition's builders were made with room for.
+    room_rows: usize,
+}
+
+/// A builder of one of the [`Sparse`] columns.
+trait Nested: Sized {
+    /// Names the column's type, for [`empty_column`]'s cache: columns of
+    /// the same type share a name.
+    const TYPE: &'static str;
+    /// A builder with room for `rows` rows.
+    fn with_rows(rows: usize) -> Self;
+    fn append_empty(&mut self);
+    fn rows(&self) -> usize;
+    fn finish_column(self) -> Result<ArrayRef, ArrowError>;
+}
+
+impl<B: Nested> Sparse<B> {
+    fn new(room_rows: usize) -> Self {
+        Sparse {
+            builder: None,
+            room_rows,
+        }
+    }
+
+    /// The builder of the column of `rows` rows so far, for a row with
+    /// entries.
+    fn builder(&mut self, rows: usize) -> &mut B {
+        let room = self.room_rows.max(rows + 1);
+        self.builder.get_or_insert_with(|| {
+            let mut builder = B::with_rows(room);
+            (0..rows).for_each(|_| builder.append_empty());
+            builder
+        })
+    }
+
+    #[inline]
+    fn append_empty(&mut self) {
+        if let Some(builder) = &mut self.builder {
+            builder.append_empty();
+        }
+    }
+
+    fn finish(self, rows: usize) -> Result<ArrayRef, ArrowError> {
+        match self.builder {
+            Some(builder) => {
+                debug_assert_eq!(builder.rows(), rows, "a row each");
+                builder.finish_column()
+            }
+            None => Ok(empty_column::<B>(rows)),
+        }
+    }
+}
+
+/// A column of `rows` empty rows of `B`'s type, no NULLs. Each thread keeps
+/// the last one of each type and length, and batches share it, as
+/// [`null_column`] does for NULLs.
+fn empty_column<B: Nested>(rows: usize) -> ArrayRef {
+    thread_local! {
+        static EMPTY: std::cell::RefCell<Vec<(&'static str, ArrayRef)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    EMPTY.with_borrow_mut(|empty| {
+        if let Some((_, column)) = empty
+            .iter()
+            .find(|(ty, column)| *ty == B::TYPE && column.len() == rows)
+        {
+            return Arc::clone(column);
+        }
+        let mut builder = B::with_rows(rows);
+        (0..rows).for_each(|_| builder.append_empty());
+        let column = builder
+            .finish_column()
+            .expect("empty rows make a valid column");
+        empty.retain(|(ty, _)| *ty != B::TYPE);
+        empty.push((B::TYPE, Arc::clone(&column)));
+        column
+    })
+}
+
+impl Nested for AttrMapBuilder {
+    const TYPE: &'static str = "attribute map";
+
+    /// Room for an entry a row, as the attributes a span has besides the
+    /// promoted ones usually are few; their bytes grow from nothing.
+    fn with_rows(rows: usize) -> Self {
+        attr_map_builder_with_capacity(rows, rows, 0)
+    }
+
+    fn append_empty(&mut self) {
+        self.append(true).expect("no entries to pair");
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
+        Ok(Arc::new(self.finish()))
+    }
+}
+
 struct EventsBuilder {
     offsets: Vec<i32>,
     time: TimestampNanosecondBuilder,
@@ -787,9 +904,11 @@ struct EventsBuilder {
     attributes: AttrMapBuilder,
 }
 
-impl EventsBuilder {
+impl Nested for EventsBuilder {
+    const TYPE: &'static str = "events";
+
     /// Room for the list offsets of `rows` spans; none for the events.
-    fn with_capacity(rows: usize) -> Self {
+    fn with_rows(rows: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         EventsBuilder {
@@ -798,6 +917,27 @@ impl EventsBuilder {
             name: StringBuilder::with_capacity(0, 0),
             attributes: attr_map_builder_with_capacity(0, 0, 0),
         }
+    }
+
+    fn append_empty(&mut self) {
+        let last = *self.offsets.last().expect("starts with 0");
+        self.offsets.push(last);
+    }
+
+    fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
+        list_array(
+            list_fields(&schema::spans::schema(), schema::spans::col::EVENTS),
+            vec![
+                Arc::new(self.time.finish().with_timezone("UTC")),
+                Arc::new(self.name.finish()),
+                Arc::new(self.attributes.finish()),
+            ],
+            self.offsets,
+        )
     }
 }
 
@@ -812,18 +952,6 @@ impl EventsBuilder {
         let last = *self.offsets.last().expect("starts with 0");
         self.offsets.push(last + span.events.len() as i32);
     }
-
-    fn finish(mut self, fields: Fields) -> Result<ArrayRef, ArrowError> {
-        list_array(
-            fields,
-            vec![
-                Arc::new(self.time.finish().with_timezone("UTC")),
-                Arc::new(self.name.finish()),
-                Arc::new(self.attributes.finish()),
-            ],
-            self.offsets,
-        )
-    }
 }
 
 struct LinksBuilder {
@@ -834,9 +962,11 @@ struct LinksBuilder {
     attributes: AttrMapBuilder,
 }
 
-impl LinksBuilder {
+impl Nested for LinksBuilder {
+    const TYPE: &'static str = "links";
+
     /// Room for the list offsets of `rows` spans; none for the links.
-    fn with_capacity(rows: usize) -> Self {
+    fn with_rows(rows: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         LinksBuilder {
@@ -846,6 +976,28 @@ impl LinksBuilder {
             trace_state: StringBuilder::with_capacity(0, 0),
             attributes: attr_map_builder_with_capacity(0, 0, 0),
         }
+    }
+
+    fn append_empty(&mut self) {
+        let last = *self.offsets.last().expect("starts with 0");
+        self.offsets.push(last);
+    }
+
+    fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
+        list_array(
+            list_fields(&schema::spans::schema(), schema::spans::col::LINKS),
+            vec![
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.trace_state.finish()),
+                Arc::new(self.attributes.finish()),
+            ],
+            self.offsets,
+        )
     }
 }
 
@@ -870,19 +1022,6 @@ impl LinksBuilder {
         }
         let last = *self.offsets.last().expect("starts with 0");
         self.offsets.push(last + count);
-    }
-
-    fn finish(mut self, fields: Fields) -> Result<ArrayRef, ArrowError> {
-        list_array(
-            fields,
-            vec![
-                Arc::new(self.trace_id.finish()),
-                Arc::new(self.span_id.finish()),
-                Arc::new(self.trace_state.finish()),
-                Arc::new(self.attributes.finish()),
-            ],
-            self.offsets,
-        )
     }
 }
 
@@ -1158,6 +1297,129 @@ mod tests {
             );
             // A column no row fills: NULL in every row.
             assert_eq!(strings(col::SCOPE_VERSION), [None, None, None, None]);
+        }
+    }
+
+    #[test]
+    fn nested_columns_start_at_their_first_entry() {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+        let span = |i: u8| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![i + 1; 8],
+            name: "GET".into(),
+            start_time_unix_nano: 1_000 + u64::from(i),
+            end_time_unix_nano: 2_000,
+            attributes: vec![kv(attr::HTTP_ROUTE, text("/a"))],
+            ..Default::default()
+        };
+        let mut custom = span(1);
+        custom.attributes.push(kv("custom.key", text("v")));
+        let mut linked = span(3);
+        linked.events.push(Event {
+            time_unix_nano: 1_500,
+            name: "retry".into(),
+            ..Default::default()
+        });
+        linked.links.push(Link {
+            trace_id: vec![2; 16],
+            span_id: vec![3; 8],
+            ..Default::default()
+        });
+        let request = request_of(vec![span(0), custom, span(2), linked, span(4)]);
+        for converted in both_paths(&request) {
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            // Empty rows before the first entry, and after it.
+            let maps: Vec<_> = (0..5).map(|row| map_of(batch, row)).collect();
+            let entry = vec![("custom.key".to_string(), "v".to_string())];
+            assert_eq!(maps, [vec![], entry, vec![], vec![], vec![]]);
+            let lengths = |name: &str| -> Vec<i32> {
+                let list = batch.column_by_name(name).unwrap().as_list::<i32>();
+                assert_eq!(list.null_count(), 0, "{name}");
+                list.offsets().windows(2).map(|w| w[1] - w[0]).collect()
+            };
+            assert_eq!(lengths(col::EVENTS), [0, 0, 0, 1, 0]);
+            assert_eq!(lengths(col::LINKS), [0, 0, 0, 1, 0]);
+            let events = batch.column_by_name(col::EVENTS).unwrap().as_list::<i32>();
+            let event = events.value(3);
+            let names = event.as_struct().column_by_name("name").unwrap();
+            assert_eq!(names.as_string::<i32>().value(0), "retry");
+            // A column no row fills: an empty map in every row, not NULL.
+            let resource = batch.column_by_name(col::RESOURCE_ATTRIBUTES).unwrap();
+            let resource = resource.as_map_opt().unwrap();
+            assert_eq!((resource.len(), resource.null_count()), (5, 0));
+            assert!(resource.value_offsets().iter().all(|&o| o == 0));
+        }
+        // The resource's other attributes, in every row of its spans.
+        let mut request = request_of(vec![span(0), span(1)]);
+        request.resource_spans[0].resource = Some(Resource {
+            attributes: vec![kv("host.name", text("box-1"))],
+            ..Default::default()
+        });
+        for converted in both_paths(&request) {
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            let resource = batch.column_by_name(col::RESOURCE_ATTRIBUTES).unwrap();
+            let resource = resource.as_map_opt().unwrap();
+            for row in 0..2 {
+                let entries = resource.value(row);
+                let keys = entries.column(0).as_string::<i32>();
+                let values = entries.column(1).as_string::<i32>();
+                assert_eq!(entries.len(), 1);
+                assert_eq!((keys.value(0), values.value(0)), ("host.name", "box-1"));
+            }
+        }
+    }
+
+    #[test]
+    fn requests_whose_rows_are_all_empty_share_their_nested_columns() {
+        let span = |i: u8| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![i + 1; 8],
+            name: "GET".into(),
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            ..Default::default()
+        };
+        let columns = |spans: Vec<Span>| -> Vec<ArrayRef> {
+            let converted = convert_encoded(&request_of(spans).encode_to_vec()).unwrap();
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            [
+                col::ATTRIBUTES,
+                col::RESOURCE_ATTRIBUTES,
+                col::EVENTS,
+                col::LINKS,
+            ]
+            .map(|name| Arc::clone(batch.column_by_name(name).unwrap()))
+            .into()
+        };
+        let first = columns(vec![span(0), span(1)]);
+        let second = columns(vec![span(2), span(3)]);
+        let longer = columns(vec![span(4), span(5), span(6)]);
+        for ((a, b), c) in first.iter().zip(&second).zip(&longer) {
+            assert!(Arc::ptr_eq(a, b), "{:?}", a.data_type());
+            assert_eq!((a.len(), c.len()), (2, 3));
+            assert_eq!((a.null_count(), c.null_count()), (0, 0));
+            // A column of the type the schema gives it.
+            assert_eq!(a.data_type(), c.data_type());
+        }
+        let schema = schema::spans::schema();
+        for (name, column) in [
+            col::ATTRIBUTES,
+            col::RESOURCE_ATTRIBUTES,
+            col::EVENTS,
+            col::LINKS,
+        ]
+        .iter()
+        .zip(&longer)
+        {
+            let field = schema.field_with_name(name).unwrap();
+            assert_eq!(field.data_type(), column.data_type(), "{name}");
         }
     }
 
