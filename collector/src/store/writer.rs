@@ -375,9 +375,17 @@ fn all_empty(arrays: &[&dyn Array], rows: usize) -> Option<ArrayRef> {
     if !matches!(first.data_type(), DataType::List(_) | DataType::Map(..)) {
         return None;
     }
+    // Asked of each source of each gather: the arrays' own accessors, not
+    // an `ArrayData` built for each.
     let empty = |a: &&dyn Array| {
-        let data = a.to_data();
-        a.null_count() == 0 && data.child_data().first().is_some_and(|c| c.is_empty())
+        a.null_count() == 0
+            && match a.data_type() {
+                DataType::List(_) => a
+                    .as_list_opt::<i32>()
+                    .is_some_and(|l| l.values().is_empty()),
+                DataType::Map(..) => a.as_map_opt().is_some_and(|m| m.entries().is_empty()),
+                _ => false,
+            }
     };
     if !arrays.iter().all(empty) {
         return None;
@@ -1081,6 +1089,30 @@ mod tests {
         assert!(all_empty(&[valid.as_ref(), null.as_ref()], 3).is_none());
         let strings: ArrayRef = Arc::new(Strings::from(vec!["a"]));
         assert!(all_empty(&[strings.as_ref()], 1).is_none());
+        // A list with an entry.
+        let one = ListArray::new(
+            item.clone(),
+            OffsetBuffer::from_lengths([0, 1]),
+            Arc::new(Strings::from(vec!["a"])),
+            None,
+        );
+        assert!(all_empty(&[valid.as_ref(), &one], 3).is_none());
+        // Attribute maps, the same way.
+        let map = |entries: &[(&str, &str)]| -> ArrayRef {
+            let mut builder = crate::convert::values::attr_map_builder();
+            for (key, value) in entries {
+                builder.keys().append_value(key);
+                builder.values().append_value(value);
+            }
+            builder.append(true).unwrap();
+            builder.append(true).unwrap();
+            Arc::new(builder.finish())
+        };
+        let (empty_map, full_map) = (map(&[]), map(&[("k", "v")]));
+        let empty = all_empty(&[empty_map.as_ref(), empty_map.as_ref()], 3).unwrap();
+        assert_eq!((empty.len(), empty.null_count()), (3, 0));
+        assert_eq!(empty.as_map().value_length(2), 0);
+        assert!(all_empty(&[empty_map.as_ref(), full_map.as_ref()], 3).is_none());
     }
 
     #[test]
