@@ -15,6 +15,7 @@ use schema::spans::{PROMOTED, Promoted};
 use schema::{Table, attr};
 
 use super::keys;
+use super::repeated::RepeatedStrings;
 use super::values::{
     Attr, AttrMapBuilder, ValueRef, append_attr_refs, attr_map_builder_with_capacity, find_str_ref,
 };
@@ -389,9 +390,11 @@ impl<'a> ResourceInfo<'a> {
 /// promoted keys, so a column's builder is made at the first row that has
 /// its key; the rows before, and later rows without it, are filled in as
 /// NULL ([`PromotedBuilder::fill_to`]). A column no row fills is NULL
-/// throughout.
+/// throughout. String values are counted while they repeat
+/// ([`RepeatedStrings`]): a request's spans mostly share their method,
+/// server address and step.
 enum PromotedBuilder {
-    Utf8(StringBuilder),
+    Utf8(RepeatedStrings),
     Int64(Int64Builder),
     Int32(Int32Builder),
     Timestamp(TimestampNanosecondBuilder),
@@ -401,10 +404,9 @@ impl PromotedBuilder {
     fn with_capacity(ty: Promoted, room: Room) -> Self {
         let rows = room.rows;
         match ty {
-            Promoted::Utf8 => PromotedBuilder::Utf8(StringBuilder::with_capacity(
-                rows,
-                room.string_bytes_per_column,
-            )),
+            Promoted::Utf8 => {
+                PromotedBuilder::Utf8(RepeatedStrings::new(rows, room.string_bytes_per_column))
+            }
             Promoted::Int64 => PromotedBuilder::Int64(Int64Builder::with_capacity(rows)),
             Promoted::Int32 => PromotedBuilder::Int32(Int32Builder::with_capacity(rows)),
             Promoted::Timestamp => {
@@ -419,8 +421,9 @@ impl PromotedBuilder {
         match self {
             PromotedBuilder::Utf8(b) => {
                 match value {
-                    Some(v) => v.append_to(b),
-                    None => b.append_null(),
+                    Some(ValueRef::Str(s)) => b.append_value(s),
+                    Some(v) => v.append_to(b.builder()),
+                    None => b.append_nulls(1),
                 }
                 true
             }
@@ -471,7 +474,7 @@ impl PromotedBuilder {
 
     fn finish(self) -> ArrayRef {
         match self {
-            PromotedBuilder::Utf8(mut b) => Arc::new(b.finish()),
+            PromotedBuilder::Utf8(b) => b.finish(),
             PromotedBuilder::Int64(mut b) => Arc::new(b.finish()),
             PromotedBuilder::Int32(mut b) => Arc::new(b.finish()),
             PromotedBuilder::Timestamp(mut b) => Arc::new(b.finish().with_timezone("UTC")),
@@ -541,14 +544,14 @@ struct SpansBuilder {
     parent_span_id: FixedSizeBinaryBuilder,
     trace_state: SparseStrings,
     flags: UInt32Builder,
-    service_name: StringBuilder,
+    service_name: RepeatedStrings,
     service_version: SparseStrings,
     environment: SparseStrings,
-    scope_name: StringBuilder,
+    scope_name: RepeatedStrings,
     scope_version: SparseStrings,
     name: StringBuilder,
-    kind: StringBuilder,
-    status_code: StringBuilder,
+    kind: RepeatedStrings,
+    status_code: RepeatedStrings,
     status_message: SparseStrings,
     /// By slot; `None` until a row has the key.
     promoted: Vec<Option<PromotedBuilder>>,
@@ -598,6 +601,7 @@ impl SpansBuilder {
     fn with_capacity(room: Room) -> Self {
         let rows = room.rows;
         let strings = || StringBuilder::with_capacity(rows, room.string_bytes_per_column);
+        let repeated = || RepeatedStrings::new(rows, room.string_bytes_per_column);
         SpansBuilder {
             start_time: TimestampNanosecondBuilder::with_capacity(rows),
             end_time: TimestampNanosecondBuilder::with_capacity(rows),
@@ -607,14 +611,14 @@ impl SpansBuilder {
             parent_span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
             trace_state: SparseStrings::new(rows),
             flags: UInt32Builder::with_capacity(rows),
-            service_name: strings(),
+            service_name: repeated(),
             service_version: SparseStrings::new(rows),
             environment: SparseStrings::new(rows),
-            scope_name: strings(),
+            scope_name: repeated(),
             scope_version: SparseStrings::new(rows),
             name: strings(),
-            kind: strings(),
-            status_code: strings(),
+            kind: repeated(),
+            status_code: repeated(),
             status_message: SparseStrings::new(rows),
             promoted: PROMOTED.iter().map(|_| None).collect(),
             attributes: Sparse::new(rows),
@@ -659,7 +663,8 @@ impl SpansBuilder {
         self.service_version
             .append_option(info.service_version, self.rows);
         self.environment.append_option(info.environment, self.rows);
-        append_non_empty(&mut self.scope_name, scope.0);
+        self.scope_name
+            .append_option((!scope.0.is_empty()).then_some(scope.0));
         self.scope_version.append_non_empty(scope.1, self.rows);
         self.name.append_value(span.name);
         self.kind.append_value(kind_name(span.kind));
@@ -732,14 +737,14 @@ impl SpansBuilder {
             Arc::new(self.parent_span_id.finish()),
             self.trace_state.finish(rows),
             Arc::new(self.flags.finish()),
-            Arc::new(self.service_name.finish()),
+            self.service_name.finish(),
             self.service_version.finish(rows),
             self.environment.finish(rows),
-            Arc::new(self.scope_name.finish()),
+            self.scope_name.finish(),
             self.scope_version.finish(rows),
             Arc::new(self.name.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.status_code.finish()),
+            self.kind.finish(),
+            self.status_code.finish(),
             self.status_message.finish(rows),
         ];
         columns.extend(
@@ -1372,6 +1377,70 @@ mod tests {
                 assert_eq!((keys.value(0), values.value(0)), ("host.name", "box-1"));
             }
         }
+    }
+
+    #[test]
+    fn a_value_every_row_of_a_request_repeats_is_one_shared_column() {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let span = |i: u8, kind: i32| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![i + 1; 8],
+            name: "GET".into(),
+            kind,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes: vec![kv(attr::HTTP_REQUEST_METHOD, text("GET"))],
+            ..Default::default()
+        };
+        let batch = |spans: Vec<Span>| -> RecordBatch {
+            let mut request = request_of(spans);
+            request.resource_spans[0].resource = Some(Resource {
+                attributes: vec![kv("service.name", text("checkout"))],
+                ..Default::default()
+            });
+            let converted = convert_encoded(&request.encode_to_vec()).unwrap();
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            batch.clone()
+        };
+        let strings = |batch: &RecordBatch, name: &str| -> Vec<Option<String>> {
+            let column = batch.column_by_name(name).unwrap().as_string::<i32>();
+            column.iter().map(|v| v.map(String::from)).collect()
+        };
+        let (first, second) = (
+            batch(vec![span(0, 2), span(1, 2)]),
+            batch(vec![span(2, 2), span(3, 2)]),
+        );
+        for name in [col::SERVICE_NAME, col::KIND, col::HTTP_REQUEST_METHOD] {
+            let (a, b) = (
+                first.column_by_name(name).unwrap(),
+                second.column_by_name(name).unwrap(),
+            );
+            assert!(Arc::ptr_eq(a, b), "{name}");
+        }
+        assert_eq!(
+            strings(&first, col::SERVICE_NAME),
+            [Some("checkout".into()), Some("checkout".into())]
+        );
+        assert_eq!(
+            strings(&first, col::KIND),
+            [Some("SERVER".into()), Some("SERVER".into())]
+        );
+        // Rows that differ, each its own value.
+        let mixed = batch(vec![span(4, 2), span(5, 2), span(6, 3)]);
+        assert_eq!(
+            strings(&mixed, col::KIND),
+            [
+                Some("SERVER".into()),
+                Some("SERVER".into()),
+                Some("CLIENT".into())
+            ]
+        );
+        assert_eq!(
+            strings(&mixed, col::HTTP_REQUEST_METHOD),
+            vec![Some("GET".to_string()); 3]
+        );
     }
 
     #[test]
