@@ -54,8 +54,9 @@ impl Converted {
     }
 
     /// Bytes the rows take as the collector counts pending rows against
-    /// its memory bound (`get_array_memory_size`, which counts the NULL
-    /// columns batches share in each).
+    /// its memory bound (`get_array_memory_size`, which counts the columns
+    /// batches share, of NULLs, empty rows or one repeated value, in
+    /// each).
     pub fn memory(&self) -> usize {
         self.batches
             .iter()

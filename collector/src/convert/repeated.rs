@@ -6,12 +6,13 @@
 //! flush, some 80 bytes a span of the collector's bench. Here rows are
 //! counted while they repeat the first one; a builder is made, with the
 //! rows so far, only at the first row that differs. A column whose rows all
-//! hold one value is an array shared by the requests of the same value and
-//! length, as NULL columns are (`null_column` in the span converter).
+//! hold one value is an array a thread keeps and shares with its next
+//! requests of the same value and length, as NULL columns are
+//! (`null_column` in the span converter).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayBuilder, ArrayRef, StringArray, StringBuilder, new_null_array};
+use arrow::array::{ArrayBuilder, ArrayRef, StringBuilder, new_null_array};
 use arrow::datatypes::DataType;
 
 /// Arrays of one repeated value each thread keeps to share.
@@ -124,26 +125,46 @@ fn equal(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-/// A column of `rows` rows of `value`: each thread keeps the last
-/// [`SHARED`] such arrays, and batches share them.
+/// The largest array of one value kept to share, in bytes of values: a
+/// few thousand rows of a service name. A larger one, a long value repeated
+/// by every row, is made for its batch alone, so that what the cache holds
+/// stays small beside the pending rows the memory bound counts.
+const MAX_SHARED_BYTES: usize = 64 * 1024;
+
+/// A column of `rows` rows of `value`. Each thread keeps the [`SHARED`]
+/// arrays it used last, of at most [`MAX_SHARED_BYTES`] each, and batches
+/// share them.
 fn shared(value: Option<&str>, rows: usize) -> ArrayRef {
     thread_local! {
         static ARRAYS: std::cell::RefCell<Vec<(Option<Box<str>>, ArrayRef)>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
-    ARRAYS.with_borrow_mut(|arrays| {
-        if let Some((_, array)) = arrays
-            .iter()
-            .find(|(v, array)| array.len() == rows && equal(v.as_deref(), value))
-        {
-            return Arc::clone(array);
-        }
-        let array: ArrayRef = match value {
-            Some(value) => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                value, rows,
-            ))),
+    let bytes = value.map_or(0, str::len).saturating_mul(rows);
+    let make = || -> ArrayRef {
+        match value {
+            Some(value) => {
+                let mut builder = StringBuilder::with_capacity(rows, bytes);
+                (0..rows).for_each(|_| builder.append_value(value));
+                Arc::new(builder.finish())
+            }
             None => new_null_array(&DataType::Utf8, rows),
-        };
+        }
+    };
+    if bytes > MAX_SHARED_BYTES {
+        return make();
+    }
+    ARRAYS.with_borrow_mut(|arrays| {
+        // The last used go last, and the first are dropped.
+        if let Some(at) = arrays
+            .iter()
+            .position(|(v, array)| array.len() == rows && equal(v.as_deref(), value))
+        {
+            let used = arrays.remove(at);
+            let array = Arc::clone(&used.1);
+            arrays.push(used);
+            return array;
+        }
+        let array = make();
         if arrays.len() == SHARED {
             arrays.remove(0);
         }
@@ -215,5 +236,26 @@ mod tests {
         assert_eq!(nulls.data_type(), &DataType::Utf8);
         assert_eq!(rows(&column(Some(""), 2)), [Some(""), Some("")]);
         assert_eq!(column(None, 0).len(), 0);
+    }
+
+    #[test]
+    fn the_cache_keeps_the_arrays_used_last_and_no_large_ones() {
+        let column = |value: &str, n: usize| {
+            let mut column = RepeatedStrings::new(n, 0);
+            (0..n).for_each(|_| column.append_value(value));
+            column.finish()
+        };
+        let kept = column("kept", 2);
+        // More other values than the cache holds, `kept` used in between.
+        for i in 0..2 * SHARED {
+            let other = format!("v{i}");
+            assert_eq!(rows(&column(&other, 2)), [Some(other.as_str()); 2]);
+            assert!(Arc::ptr_eq(&kept, &column("kept", 2)), "{i}");
+        }
+        // A value too large to keep comes right, and afresh each time.
+        let long = "x".repeat(MAX_SHARED_BYTES / 2 + 1);
+        let large = column(&long, 2);
+        assert_eq!(rows(&large), [Some(long.as_str()); 2]);
+        assert!(!Arc::ptr_eq(&large, &column(&long, 2)));
     }
 }

@@ -572,7 +572,8 @@ const STRING_ROOM: usize = 16;
 /// most spans fill (name, kind, status, service and scope name) and the
 /// promoted ones. Together they share the spans' encoded size, so their
 /// room is never more than the request; the attribute maps and the sparse
-/// columns grow from nothing.
+/// columns grow from nothing. All but the name take their room only if
+/// their values differ from row to row ([`RepeatedStrings`]).
 const STRING_COLUMNS: usize = 5 + promoted_strings();
 
 const fn promoted_strings() -> usize {
@@ -596,8 +597,10 @@ struct Room {
 
 impl SpansBuilder {
     /// Builders with room for `room.rows` rows. Columns most spans leave
-    /// empty (trace state, versions, status message; events and links)
-    /// start with none and allocate at their first value.
+    /// empty (trace state, versions, status message; attribute maps,
+    /// events and links) start with none and allocate at their first
+    /// value; columns whose rows repeat a value ([`RepeatedStrings`]) at
+    /// the first row that differs.
     fn with_capacity(room: Room) -> Self {
         let rows = room.rows;
         let strings = || StringBuilder::with_capacity(rows, room.string_bytes_per_column);
@@ -771,8 +774,8 @@ impl SpansBuilder {
 /// sparse columns no row fills. Most spans leave most promoted keys out,
 /// and every request's batch needs a column for each; made afresh,
 /// their zeroed buffers were a sixth of converting a request, mostly the
-/// kernel clearing new pages. So each thread keeps the last one of each
-/// type and length, and batches share it.
+/// kernel clearing new pages. So each thread keeps one of each type, the
+/// last length asked for, and batches share it.
 fn null_column(ty: Promoted, rows: usize) -> ArrayRef {
     thread_local! {
         static NULLS: std::cell::RefCell<Vec<(Promoted, ArrayRef)>> =
@@ -812,6 +815,11 @@ trait Nested: Sized {
     const TYPE: &'static str;
     /// A builder with room for `rows` rows.
     fn with_rows(rows: usize) -> Self;
+    /// A builder with room for `rows` rows and no entries, for a column
+    /// kept to share ([`empty_column`]).
+    fn for_empty_rows(rows: usize) -> Self {
+        Self::with_rows(rows)
+    }
     fn append_empty(&mut self);
     fn rows(&self) -> usize;
     fn finish_column(self) -> Result<ArrayRef, ArrowError>;
@@ -855,7 +863,7 @@ impl<B: Nested> Sparse<B> {
 }
 
 /// A column of `rows` empty rows of `B`'s type, no NULLs. Each thread keeps
-/// the last one of each type and length, and batches share it, as
+/// one of each type, the last length asked for, and batches share it, as
 /// [`null_column`] does for NULLs.
 fn empty_column<B: Nested>(rows: usize) -> ArrayRef {
     thread_local! {
@@ -869,7 +877,7 @@ fn empty_column<B: Nested>(rows: usize) -> ArrayRef {
         {
             return Arc::clone(column);
         }
-        let mut builder = B::with_rows(rows);
+        let mut builder = B::for_empty_rows(rows);
         (0..rows).for_each(|_| builder.append_empty());
         let column = builder
             .finish_column()
@@ -887,6 +895,10 @@ impl Nested for AttrMapBuilder {
     /// promoted ones usually are few; their bytes grow from nothing.
     fn with_rows(rows: usize) -> Self {
         attr_map_builder_with_capacity(rows, rows, 0)
+    }
+
+    fn for_empty_rows(rows: usize) -> Self {
+        attr_map_builder_with_capacity(rows, 0, 0)
     }
 
     fn append_empty(&mut self) {
@@ -1441,6 +1453,46 @@ mod tests {
             strings(&mixed, col::HTTP_REQUEST_METHOD),
             vec![Some("GET".to_string()); 3]
         );
+    }
+
+    #[test]
+    fn a_promoted_string_column_keeps_values_of_other_types_in_their_rows() {
+        let span = |i: u8, step: Value| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![i + 1; 8],
+            name: "GET".into(),
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes: vec![kv(attr::STEP, step)],
+            ..Default::default()
+        };
+        let steps = |spans: Vec<Span>| -> Vec<Vec<Option<String>>> {
+            both_paths(&request_of(spans))
+                .iter()
+                .map(|converted| {
+                    let [(_, batch)] = &converted.batches[..] else {
+                        panic!("one partition: {:?}", converted.batches);
+                    };
+                    let column = batch.column_by_name(col::STEP).unwrap();
+                    let column = column.as_string::<i32>();
+                    column.iter().map(|v| v.map(String::from)).collect()
+                })
+                .collect()
+        };
+        let browse = || text("browse");
+        for rows in steps(vec![
+            span(0, browse()),
+            span(1, browse()),
+            span(2, Value::IntValue(3)),
+            span(3, browse()),
+        ]) {
+            let expected = ["browse", "browse", "3", "browse"].map(|v| Some(v.to_string()));
+            assert_eq!(rows, expected);
+        }
+        // A number first, then the same text.
+        for rows in steps(vec![span(0, Value::IntValue(3)), span(1, text("3"))]) {
+            assert_eq!(rows, [Some("3".to_string()), Some("3".to_string())]);
+        }
     }
 
     #[test]

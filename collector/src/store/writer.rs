@@ -364,8 +364,6 @@ fn numbers<'a, T: ArrowPrimitiveType>(
         .collect()
 }
 
-/// `interleave` for ids: arrow gathers fixed-size binary values through its
-/// generic path, a call per row; this copies each id's bytes.
 /// `rows` empty lists or maps when every source holds only empty ones, with
 /// no NULLs: the attribute maps of spans whose attributes all went to
 /// columns, and the events and links most spans lack. Gathering them row
@@ -401,6 +399,8 @@ fn all_empty(arrays: &[&dyn Array], rows: usize) -> Option<ArrayRef> {
     Some(make_array(empty))
 }
 
+/// `interleave` for ids: arrow gathers fixed-size binary values through its
+/// generic path, a call per row; this copies each id's bytes.
 fn gather_fixed(
     arrays: &[&dyn Array],
     indices: &[(usize, usize)],
