@@ -914,8 +914,29 @@ impl Nested for AttrMapBuilder {
     }
 }
 
+/// The offsets of a list column, a row at a time.
+struct ListOffsets(Vec<i32>);
+
+impl ListOffsets {
+    fn with_rows(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        ListOffsets(offsets)
+    }
+
+    /// Ends a row of `entries` entries.
+    fn push(&mut self, entries: i32) {
+        let last = *self.0.last().expect("starts with 0");
+        self.0.push(last + entries);
+    }
+
+    fn rows(&self) -> usize {
+        self.0.len() - 1
+    }
+}
+
 struct EventsBuilder {
-    offsets: Vec<i32>,
+    offsets: ListOffsets,
     time: TimestampNanosecondBuilder,
     name: StringBuilder,
     attributes: AttrMapBuilder,
@@ -926,10 +947,8 @@ impl Nested for EventsBuilder {
 
     /// Room for the list offsets of `rows` spans; none for the events.
     fn with_rows(rows: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
         EventsBuilder {
-            offsets,
+            offsets: ListOffsets::with_rows(rows),
             time: TimestampNanosecondBuilder::with_capacity(0),
             name: StringBuilder::with_capacity(0, 0),
             attributes: attr_map_builder_with_capacity(0, 0, 0),
@@ -937,12 +956,11 @@ impl Nested for EventsBuilder {
     }
 
     fn append_empty(&mut self) {
-        let last = *self.offsets.last().expect("starts with 0");
-        self.offsets.push(last);
+        self.offsets.push(0);
     }
 
     fn rows(&self) -> usize {
-        self.offsets.len() - 1
+        self.offsets.rows()
     }
 
     fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
@@ -953,7 +971,7 @@ impl Nested for EventsBuilder {
                 Arc::new(self.name.finish()),
                 Arc::new(self.attributes.finish()),
             ],
-            self.offsets,
+            self.offsets.0,
         )
     }
 }
@@ -966,13 +984,12 @@ impl EventsBuilder {
             self.name.append_value(event.name);
             append_attr_refs(&mut self.attributes, &event.attributes, |_, _| false);
         }
-        let last = *self.offsets.last().expect("starts with 0");
-        self.offsets.push(last + span.events.len() as i32);
+        self.offsets.push(span.events.len() as i32);
     }
 }
 
 struct LinksBuilder {
-    offsets: Vec<i32>,
+    offsets: ListOffsets,
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     trace_state: StringBuilder,
@@ -984,10 +1001,8 @@ impl Nested for LinksBuilder {
 
     /// Room for the list offsets of `rows` spans; none for the links.
     fn with_rows(rows: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
         LinksBuilder {
-            offsets,
+            offsets: ListOffsets::with_rows(rows),
             trace_id: FixedSizeBinaryBuilder::with_capacity(0, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(0, 8),
             trace_state: StringBuilder::with_capacity(0, 0),
@@ -996,12 +1011,11 @@ impl Nested for LinksBuilder {
     }
 
     fn append_empty(&mut self) {
-        let last = *self.offsets.last().expect("starts with 0");
-        self.offsets.push(last);
+        self.offsets.push(0);
     }
 
     fn rows(&self) -> usize {
-        self.offsets.len() - 1
+        self.offsets.rows()
     }
 
     fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
@@ -1013,7 +1027,7 @@ impl Nested for LinksBuilder {
                 Arc::new(self.trace_state.finish()),
                 Arc::new(self.attributes.finish()),
             ],
-            self.offsets,
+            self.offsets.0,
         )
     }
 }
@@ -1037,8 +1051,7 @@ impl LinksBuilder {
             append_attr_refs(&mut self.attributes, &link.attributes, |_, _| false);
             count += 1;
         }
-        let last = *self.offsets.last().expect("starts with 0");
-        self.offsets.push(last + count);
+        self.offsets.push(count);
     }
 }
 
