@@ -71,13 +71,8 @@ impl RepeatedStrings {
 
     pub fn append_nulls(&mut self, n: usize) {
         match &mut self.state {
+            // No rows yet, or NULLs only.
             State::Same { value: None, rows } => *rows += n,
-            State::Same { rows: 0, .. } => {
-                self.state = State::Same {
-                    value: None,
-                    rows: n,
-                }
-            }
             State::Same { .. } => self.builder().append_nulls(n),
             State::Built(builder) => builder.append_nulls(n),
         }
