@@ -197,18 +197,35 @@ impl<'a> SpanRef<'a> {
 pub(crate) struct ResourceRef<'a> {
     others: Vec<Attr<'a>>,
     info: ResourceInfo<'a>,
+    /// Bytes of its values each of its spans' rows holds.
+    row_bytes: usize,
 }
 
 impl<'a> ResourceRef<'a> {
     pub fn new(mut attributes: Vec<Attr<'a>>) -> Self {
         let info = ResourceInfo::new(&attributes);
         attributes.retain(|attr| !ResourceInfo::promotes(attr.key));
+        let strings = [info.service_name, info.service_version, info.environment];
+        let row_bytes = strings.iter().flatten().map(|s| s.len()).sum::<usize>()
+            + attributes
+                .iter()
+                .map(|attr| attr.key.len() + attr.value.map_or(0, ValueRef::text_len))
+                .sum::<usize>();
         ResourceRef {
             others: attributes,
             info,
+            row_bytes,
         }
     }
 }
+
+/// The most bytes of resource and scope values one request's rows may hold
+/// in all. Each span's row holds a copy of its resource's and scope's
+/// values, so a long value over many small spans multiplies: a 1 MiB
+/// service name over 3,000 spans, a request under the 4 MiB gRPC limit,
+/// would make a column of 3 GiB, past what Arrow's offsets can address.
+/// Spans past the limit are rejected, and the answer says why.
+pub const MAX_REPEATED_BYTES: usize = 64 << 20;
 
 /// The rows of one request, by table and partition, as spans are added.
 #[derive(Default)]
@@ -223,6 +240,8 @@ pub(crate) struct Rows {
     /// made for it in all stays within these.
     room_rows: usize,
     room_string_bytes: usize,
+    /// Bytes of resource and scope values the rows hold so far.
+    repeated_bytes: usize,
 }
 
 /// The fewest bytes an encoded span can take and still be stored: a
@@ -271,6 +290,16 @@ impl Rows {
             self.out.reject(reason);
             return;
         }
+        let repeated = resource.row_bytes + scope.0.len() + scope.1.len();
+        if self.repeated_bytes + repeated > MAX_REPEATED_BYTES {
+            self.out.reject(format!(
+                "span '{}': the request's resource and scope attributes, copied into each span's row, pass {} MiB; send fewer spans per request, or shorter resource attributes",
+                span.name,
+                MAX_REPEATED_BYTES >> 20
+            ));
+            return;
+        }
+        self.repeated_bytes += repeated;
         let index = keys::Index::of(&span.attributes);
         let run_id = index
             .first(keys::RUN_ID)
@@ -1505,6 +1534,39 @@ mod tests {
         // A number first, then the same text.
         for rows in steps(vec![span(0, Value::IntValue(3)), span(1, text("3"))]) {
             assert_eq!(rows, [Some("3".to_string()), Some("3".to_string())]);
+        }
+    }
+
+    #[test]
+    fn spans_past_the_limit_of_repeated_resource_bytes_are_rejected_with_the_reason() {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        const MIB: usize = 1 << 20;
+        let fit = MAX_REPEATED_BYTES / MIB;
+        let spans = (0..fit + 3)
+            .map(|i| Span {
+                trace_id: vec![1; 16],
+                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                name: "GET".into(),
+                start_time_unix_nano: 1_000,
+                end_time_unix_nano: 2_000,
+                ..Default::default()
+            })
+            .collect();
+        let mut request = request_of(spans);
+        // A service name of a MiB, less its share of the other values.
+        request.resource_spans[0].resource = Some(Resource {
+            attributes: vec![kv("service.name", text(&"x".repeat(MIB)))],
+            ..Default::default()
+        });
+        for converted in both_paths(&request) {
+            assert_eq!((converted.rows(), converted.rejected), (fit, 3));
+            let reason = converted.first_error.as_deref().unwrap_or_default();
+            assert!(reason.contains("resource and scope attributes"), "{reason}");
+            let [(_, batch)] = &converted.batches[..] else {
+                panic!("one partition: {:?}", converted.batches);
+            };
+            let names = batch.column_by_name(col::SERVICE_NAME).unwrap();
+            assert_eq!(names.as_string::<i32>().value(fit - 1).len(), MIB);
         }
     }
 

@@ -112,6 +112,15 @@ impl<'a> ValueRef<'a> {
         }
     }
 
+    /// The length of the value as text ([`ValueRef::render`]); other
+    /// than strings, rendered to be measured.
+    pub fn text_len(self) -> usize {
+        match self {
+            ValueRef::Str(s) => s.len(),
+            other => other.render().len(),
+        }
+    }
+
     /// An integer from an int value or an integral string.
     pub fn as_i64(self) -> Option<i64> {
         match self {
