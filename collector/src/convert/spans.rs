@@ -586,8 +586,8 @@ struct SpansBuilder {
     promoted: Vec<Option<PromotedBuilder>>,
     attributes: Sparse<AttrMapBuilder>,
     resource_attributes: Sparse<AttrMapBuilder>,
-    events: Sparse<EventsBuilder>,
-    links: Sparse<LinksBuilder>,
+    events: Sparse<ListBuilder<Events>>,
+    links: Sparse<ListBuilder<Links>>,
     rows: usize,
     /// The room the builders were made with.
     room: Room,
@@ -722,39 +722,23 @@ impl SpansBuilder {
             }
         }
         let rows = self.rows;
-        if moved == promoted && !index.repeated() && !index.has_unknown() {
-            // Every attribute went to a column (or is the run id).
-            self.attributes.append_empty();
-        } else {
-            append_attr_refs(
-                self.attributes.builder(rows),
-                &span.attributes,
-                |at, attr| match attr.slot {
-                    Some(keys::RUN_ID) => true,
-                    Some(slot) => moved & (1 << slot) != 0 && index.first(slot) == Some(at),
-                    None => false,
-                },
-            );
-        }
-        if resource.others.is_empty() {
-            self.resource_attributes.append_empty();
-        } else {
-            append_attr_refs(
-                self.resource_attributes.builder(rows),
-                &resource.others,
-                |_, _| false,
-            );
-        }
-        if span.events.is_empty() {
-            self.events.append_empty();
-        } else {
-            self.events.builder(rows).append(span);
-        }
-        if span.links.is_empty() {
-            self.links.append_empty();
-        } else {
-            self.links.builder(rows).append(span);
-        }
+        // Unless every attribute went to a column (or is the run id).
+        let unmoved = moved != promoted || index.repeated() || index.has_unknown();
+        self.attributes.append(rows, unmoved, |map| {
+            append_attr_refs(map, &span.attributes, |at, attr| match attr.slot {
+                Some(keys::RUN_ID) => true,
+                Some(slot) => moved & (1 << slot) != 0 && index.first(slot) == Some(at),
+                None => false,
+            })
+        });
+        self.resource_attributes
+            .append(rows, !resource.others.is_empty(), |map| {
+                append_attr_refs(map, &resource.others, |_, _| false)
+            });
+        self.events
+            .append(rows, !span.events.is_empty(), |list| list.append(span));
+        self.links
+            .append(rows, !span.links.is_empty(), |list| list.append(span));
         self.rows += 1;
     }
 
@@ -806,20 +790,38 @@ impl SpansBuilder {
 /// kernel clearing new pages. So each thread keeps one of each type, the
 /// last length asked for, and batches share it.
 fn null_column(ty: Promoted, rows: usize) -> ArrayRef {
+    kept_column(Kept::Nulls(ty), rows, || {
+        arrow::array::new_null_array(&ty.data_type(), rows)
+    })
+}
+
+/// What a column [`kept_column`] keeps holds in every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// NULLs of a promoted column's type.
+    Nulls(Promoted),
+    /// Empty rows of a [`Nested`] column's type.
+    Empty(&'static str),
+}
+
+/// The column of `rows` rows of `kept`, made by `make` unless this thread
+/// keeps it: one column of each kind, the last length asked for, which
+/// batches share.
+fn kept_column(kept: Kept, rows: usize, make: impl FnOnce() -> ArrayRef) -> ArrayRef {
     thread_local! {
-        static NULLS: std::cell::RefCell<Vec<(Promoted, ArrayRef)>> =
+        static KEPT: std::cell::RefCell<Vec<(Kept, ArrayRef)>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
-    NULLS.with_borrow_mut(|nulls| {
-        if let Some((_, column)) = nulls
+    KEPT.with_borrow_mut(|columns| {
+        if let Some((_, column)) = columns
             .iter()
-            .find(|(t, column)| *t == ty && column.len() == rows)
+            .find(|(k, column)| *k == kept && column.len() == rows)
         {
             return Arc::clone(column);
         }
-        let column = arrow::array::new_null_array(&ty.data_type(), rows);
-        nulls.retain(|(t, _)| *t != ty);
-        nulls.push((ty, Arc::clone(&column)));
+        let column = make();
+        columns.retain(|(k, _)| *k != kept);
+        columns.push((kept, Arc::clone(&column)));
         column
     })
 }
@@ -862,21 +864,23 @@ impl<B: Nested> Sparse<B> {
         }
     }
 
-    /// The builder of the column of `rows` rows so far, for a row with
-    /// entries.
-    fn builder(&mut self, rows: usize) -> &mut B {
-        let room = self.room_rows.max(rows + 1);
-        self.builder.get_or_insert_with(|| {
-            let mut builder = B::with_rows(room);
-            (0..rows).for_each(|_| builder.append_empty());
-            builder
-        })
-    }
-
+    /// Adds a row to the column of `rows` rows so far: `append` writes it
+    /// when it `may_have_entries`, an empty row otherwise. The builder is
+    /// made at the first row written, with empty rows for the rows before.
     #[inline]
-    fn append_empty(&mut self) {
-        if let Some(builder) = &mut self.builder {
-            builder.append_empty();
+    fn append(&mut self, rows: usize, may_have_entries: bool, append: impl FnOnce(&mut B)) {
+        match (&mut self.builder, may_have_entries) {
+            (None, false) => {}
+            (Some(builder), false) => builder.append_empty(),
+            (_, true) => {
+                let room_rows = self.room_rows;
+                let builder = self.builder.get_or_insert_with(|| {
+                    let mut builder = B::with_rows(room_rows.max(rows + 1));
+                    (0..rows).for_each(|_| builder.append_empty());
+                    builder
+                });
+                append(builder);
+            }
         }
     }
 
@@ -891,29 +895,15 @@ impl<B: Nested> Sparse<B> {
     }
 }
 
-/// A column of `rows` empty rows of `B`'s type, no NULLs. Each thread keeps
-/// one of each type, the last length asked for, and batches share it, as
-/// [`null_column`] does for NULLs.
+/// A column of `rows` empty rows of `B`'s type, no NULLs, kept and shared
+/// as NULL columns are ([`kept_column`]).
 fn empty_column<B: Nested>(rows: usize) -> ArrayRef {
-    thread_local! {
-        static EMPTY: std::cell::RefCell<Vec<(&'static str, ArrayRef)>> =
-            const { std::cell::RefCell::new(Vec::new()) };
-    }
-    EMPTY.with_borrow_mut(|empty| {
-        if let Some((_, column)) = empty
-            .iter()
-            .find(|(ty, column)| *ty == B::TYPE && column.len() == rows)
-        {
-            return Arc::clone(column);
-        }
+    kept_column(Kept::Empty(B::TYPE), rows, || {
         let mut builder = B::for_empty_rows(rows);
         (0..rows).for_each(|_| builder.append_empty());
-        let column = builder
+        builder
             .finish_column()
-            .expect("empty rows make a valid column");
-        empty.retain(|(ty, _)| *ty != B::TYPE);
-        empty.push((B::TYPE, Arc::clone(&column)));
-        column
+            .expect("empty rows make a valid column")
     })
 }
 
@@ -943,95 +933,115 @@ impl Nested for AttrMapBuilder {
     }
 }
 
-/// The offsets of a list column, a row at a time.
-struct ListOffsets(Vec<i32>);
+/// A list column of structs, a span's entries a row: its events or links.
+struct ListBuilder<E> {
+    /// Starts with 0; a row ends at each later one.
+    offsets: Vec<i32>,
+    entries: E,
+}
 
-impl ListOffsets {
-    fn with_rows(rows: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
-        ListOffsets(offsets)
+/// The struct columns of a [`ListBuilder`]'s entries.
+trait ListEntries {
+    /// The list column's name in the spans table.
+    const COLUMN: &'static str;
+    /// Builders with no room: most spans have no entries.
+    fn empty() -> Self;
+    /// Appends `span`'s entries; returns how many.
+    fn append(&mut self, span: &SpanRef<'_>) -> i32;
+    /// The struct's child columns, in the schema's order.
+    fn finish(self) -> Vec<ArrayRef>;
+}
+
+impl<E: ListEntries> ListBuilder<E> {
+    fn append(&mut self, span: &SpanRef<'_>) {
+        let entries = self.entries.append(span);
+        self.end_row(entries);
     }
 
-    /// Ends a row of `entries` entries.
-    fn push(&mut self, entries: i32) {
-        let last = *self.0.last().expect("starts with 0");
-        self.0.push(last + entries);
-    }
-
-    fn rows(&self) -> usize {
-        self.0.len() - 1
+    fn end_row(&mut self, entries: i32) {
+        let last = *self.offsets.last().expect("starts with 0");
+        self.offsets.push(last + entries);
     }
 }
 
-struct EventsBuilder {
-    offsets: ListOffsets,
+impl<E: ListEntries> Nested for ListBuilder<E> {
+    const TYPE: &'static str = E::COLUMN;
+
+    /// Room for the list offsets of `rows` spans; none for the entries.
+    fn with_rows(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        ListBuilder {
+            offsets,
+            entries: E::empty(),
+        }
+    }
+
+    fn append_empty(&mut self) {
+        self.end_row(0);
+    }
+
+    fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn finish_column(self) -> Result<ArrayRef, ArrowError> {
+        list_array(
+            list_fields(&schema::spans::schema(), E::COLUMN),
+            self.entries.finish(),
+            self.offsets,
+        )
+    }
+}
+
+struct Events {
     time: TimestampNanosecondBuilder,
     name: StringBuilder,
     attributes: AttrMapBuilder,
 }
 
-impl Nested for EventsBuilder {
-    const TYPE: &'static str = "events";
+impl ListEntries for Events {
+    const COLUMN: &'static str = schema::spans::col::EVENTS;
 
-    /// Room for the list offsets of `rows` spans; none for the events.
-    fn with_rows(rows: usize) -> Self {
-        EventsBuilder {
-            offsets: ListOffsets::with_rows(rows),
+    fn empty() -> Self {
+        Events {
             time: TimestampNanosecondBuilder::with_capacity(0),
             name: StringBuilder::with_capacity(0, 0),
             attributes: attr_map_builder_with_capacity(0, 0, 0),
         }
     }
 
-    fn append_empty(&mut self) {
-        self.offsets.push(0);
-    }
-
-    fn rows(&self) -> usize {
-        self.offsets.rows()
-    }
-
-    fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
-        list_array(
-            list_fields(&schema::spans::schema(), schema::spans::col::EVENTS),
-            vec![
-                Arc::new(self.time.finish().with_timezone("UTC")),
-                Arc::new(self.name.finish()),
-                Arc::new(self.attributes.finish()),
-            ],
-            self.offsets.0,
-        )
-    }
-}
-
-impl EventsBuilder {
-    fn append(&mut self, span: &SpanRef<'_>) {
+    fn append(&mut self, span: &SpanRef<'_>) -> i32 {
         for event in &span.events {
             self.time
                 .append_value(event.time.min(i64::MAX as u64) as i64);
             self.name.append_value(event.name);
             append_attr_refs(&mut self.attributes, &event.attributes, |_, _| false);
         }
-        self.offsets.push(span.events.len() as i32);
+        span.events.len() as i32
+    }
+
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.time.finish().with_timezone("UTC")),
+            Arc::new(self.name.finish()),
+            Arc::new(self.attributes.finish()),
+        ]
     }
 }
 
-struct LinksBuilder {
-    offsets: ListOffsets,
+struct Links {
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     trace_state: StringBuilder,
     attributes: AttrMapBuilder,
 }
 
-impl Nested for LinksBuilder {
-    const TYPE: &'static str = "links";
+impl ListEntries for Links {
+    const COLUMN: &'static str = schema::spans::col::LINKS;
 
-    /// Room for the list offsets of `rows` spans; none for the links.
-    fn with_rows(rows: usize) -> Self {
-        LinksBuilder {
-            offsets: ListOffsets::with_rows(rows),
+    fn empty() -> Self {
+        Links {
             trace_id: FixedSizeBinaryBuilder::with_capacity(0, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(0, 8),
             trace_state: StringBuilder::with_capacity(0, 0),
@@ -1039,30 +1049,7 @@ impl Nested for LinksBuilder {
         }
     }
 
-    fn append_empty(&mut self) {
-        self.offsets.push(0);
-    }
-
-    fn rows(&self) -> usize {
-        self.offsets.rows()
-    }
-
-    fn finish_column(mut self) -> Result<ArrayRef, ArrowError> {
-        list_array(
-            list_fields(&schema::spans::schema(), schema::spans::col::LINKS),
-            vec![
-                Arc::new(self.trace_id.finish()),
-                Arc::new(self.span_id.finish()),
-                Arc::new(self.trace_state.finish()),
-                Arc::new(self.attributes.finish()),
-            ],
-            self.offsets.0,
-        )
-    }
-}
-
-impl LinksBuilder {
-    fn append(&mut self, span: &SpanRef<'_>) {
+    fn append(&mut self, span: &SpanRef<'_>) -> i32 {
         let mut count = 0;
         for link in &span.links {
             // A link with malformed ids cannot be stored; it is left out rather
@@ -1080,7 +1067,16 @@ impl LinksBuilder {
             append_attr_refs(&mut self.attributes, &link.attributes, |_, _| false);
             count += 1;
         }
-        self.offsets.push(count);
+        count
+    }
+
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.attributes.finish()),
+        ]
     }
 }
 
