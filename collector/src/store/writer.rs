@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ahash::AHashSet;
+use ahash::{AHashMap, AHashSet};
 use arrow::array::{
     Array, ArrayAccessor, ArrayData, ArrayRef, AsArray, FixedSizeBinaryArray, PrimitiveArray,
     TimestampNanosecondArray, make_array, new_null_array,
@@ -203,12 +203,14 @@ impl Prepared<'_> {
         // every source it is given, for every column, and rows sorted by
         // time come from a few neighbouring batches.
         let mut sources = Vec::new();
+        let mut batches = Vec::new();
         let indices = rows
             .iter()
             .map(|&(batch, row)| {
                 if local[batch] == usize::MAX {
                     local[batch] = sources.len();
                     sources.push(self.sources[batch]);
+                    batches.push(batch);
                 }
                 (local[batch], row)
             })
@@ -216,18 +218,58 @@ impl Prepared<'_> {
         for (batch, _) in rows {
             local[*batch] = usize::MAX;
         }
-        Gather { sources, indices }
+        Gather {
+            sources,
+            batches,
+            indices,
+        }
     }
+
+    /// For string column `c`, the one value of each source batch that holds
+    /// one value in every row, and no NULL. A request's spans mostly share
+    /// their service, scope, kind, method and step, and requests of the
+    /// same value share one array (`convert::repeated`): each distinct
+    /// array is read once.
+    fn one_values(&self, c: usize) -> Vec<Option<&str>> {
+        let mut read: AHashMap<usize, Option<&str>> = AHashMap::new();
+        self.sources
+            .iter()
+            .map(|batch| {
+                let column = batch.column(c);
+                // The array's address: the key of the arrays batches share.
+                let at = Arc::as_ptr(column).cast::<()>() as usize;
+                *read.entry(at).or_insert_with(|| one_value(column))
+            })
+            .collect()
+    }
+}
+
+/// The value of every row of `array`, if it is a string array of one value
+/// and no NULL.
+fn one_value(array: &ArrayRef) -> Option<&str> {
+    let strings = array.as_string_opt::<i32>()?;
+    let first = strings.iter().next()??;
+    strings.iter().all(|v| v == Some(first)).then_some(first)
 }
 
 /// Some rows of a flush, in the file's order, as (source, row) over the few
 /// batches they come from; each column is copied out only when asked for.
 struct Gather<'a> {
     sources: Vec<&'a RecordBatch>,
+    /// The index in the flush's batches of each source.
+    batches: Vec<usize>,
     indices: Vec<(usize, usize)>,
 }
 
 impl Gather<'_> {
+    /// The value every row holds, when each source holds only it:
+    /// `one_values` as [`Prepared::one_values`] gives them.
+    fn one_value<'v>(&self, one_values: &[Option<&'v str>]) -> Option<&'v str> {
+        let mut values = self.batches.iter().map(|&batch| one_values[batch]);
+        let first = values.next()??;
+        values.all(|value| value == Some(first)).then_some(first)
+    }
+
     /// The rows of column `c` as one array.
     fn column(&self, c: usize, field: &Field) -> Result<ArrayRef, arrow::error::ArrowError> {
         let arrays: Vec<&dyn Array> = self.sources.iter().map(|b| b.column(c).as_ref()).collect();
@@ -258,11 +300,13 @@ impl Gather<'_> {
     }
 
     /// Hands the values of column `c` to `encoder`, row by row, straight
-    /// from the sources.
+    /// from the sources; or, to a dictionary, as one run when every row
+    /// holds `one_value`.
     fn encode(
         &self,
         c: usize,
         encoder: &mut Encoder,
+        one_value: Option<&str>,
     ) -> Result<Result<(), Refused>, arrow::error::ArrowError> {
         let columns: Vec<&ArrayRef> = self.sources.iter().map(|b| b.column(c)).collect();
         // Many of the promoted columns are NULL in every source.
@@ -288,9 +332,10 @@ impl Gather<'_> {
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(match encoder {
-            Encoder::Strings(encoder) => {
-                self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes)))
-            }
+            Encoder::Strings(encoder) => match one_value {
+                Some(value) => encoder.push_run(value.as_bytes(), self.indices.len()),
+                None => self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes))),
+            },
             Encoder::PlainStrings(encoder) => {
                 self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes)))
             }
@@ -662,6 +707,16 @@ fn encode<W: io::Write + Send>(
             Settings::for_column(&props, &descr.column(leaves.start), field.data_type())
         })
         .collect();
+    // The one value of each source, for the string columns encoded here.
+    let one_values: Vec<Option<Vec<Option<&str>>>> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(c, field)| {
+            (ours[c].is_some() && field.data_type() == &DataType::Utf8)
+                .then(|| prepared.one_values(c))
+        })
+        .collect();
     let writers_props = props.clone();
     let mut writer = SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props))
         .map_err(parquet_err)?;
@@ -702,7 +757,10 @@ fn encode<W: io::Write + Send>(
             for (c, field) in schema.fields().iter().enumerate() {
                 let earlier = || rows[..n * GATHER_ROWS].chunks(GATHER_ROWS);
                 if let Some(encoder) = &mut encoders[c] {
-                    let refused = match gather.encode(c, encoder).map_err(arrow_err)? {
+                    let one_value = one_values[c]
+                        .as_deref()
+                        .and_then(|values| gather.one_value(values));
+                    let refused = match gather.encode(c, encoder, one_value).map_err(arrow_err)? {
                         Ok(()) => continue,
                         Err(refused) => refused,
                     };
@@ -728,7 +786,7 @@ fn encode<W: io::Write + Send>(
                         for earlier in earlier().chain([chunk]) {
                             taken = prepared
                                 .gather(earlier, &mut local)
-                                .encode(c, &mut plain)
+                                .encode(c, &mut plain, None)
                                 .map_err(arrow_err)?;
                             if taken.is_err() {
                                 break;
@@ -1593,12 +1651,33 @@ mod tests {
             })
             .collect();
         let all = RecordBatch::try_new(schema, columns).unwrap();
+        // Columns of one value in each batch, as requests of spans that
+        // share a value make them: scope names the same in the three
+        // batches of a block, two of them one shared array, so a gather
+        // within a block is one run and one across blocks is not; server
+        // addresses different in each batch of a block.
+        let mut shared: std::collections::HashMap<_, ArrayRef> = Default::default();
         (0..rows.div_ceil(BLOCK) * 3)
             .map(|b| {
                 let block = b / 3 * BLOCK;
                 let rows = (block + b % 3..(block + BLOCK).min(rows)).step_by(3);
                 let rows = arrow::array::UInt64Array::from_iter_values(rows.map(|r| r as u64));
-                arrow::compute::take_record_batch(&all, &rows).unwrap()
+                let batch = arrow::compute::take_record_batch(&all, &rows).unwrap();
+                let (n, block) = (batch.num_rows(), b / 3);
+                let one = |value: String| Arc::new(StringArray::from(vec![value; n])) as ArrayRef;
+                let scope = match b % 3 {
+                    2 => one(format!("scope-{block}")),
+                    _ => shared
+                        .entry((block, n))
+                        .or_insert_with(|| one(format!("scope-{block}")))
+                        .clone(),
+                };
+                let server = one(format!("host-{}", b % 3));
+                let mut columns = batch.columns().to_vec();
+                let schema = batch.schema();
+                columns[schema.index_of(col::SCOPE_NAME).unwrap()] = scope;
+                columns[schema.index_of(col::SERVER_ADDRESS).unwrap()] = server;
+                RecordBatch::try_new(schema, columns).unwrap()
             })
             .collect()
     }

@@ -101,6 +101,51 @@ impl DictionaryColumn {
         }
     }
 
+    /// Adds `rows` rows of one value, as that many calls of
+    /// [`DictionaryColumn::push`] would, a stretch of rows at a time. A
+    /// flush's service and scope names, kinds, methods and steps are mostly
+    /// one value in every row of a request; the writer finds such runs.
+    pub(crate) fn push_run(&mut self, value: &[u8], mut rows: usize) -> Result<(), Refused> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let entry = match self.last {
+            Some(last) if crate::short::eq(self.entry(last), value) => last,
+            _ => self.find_or_add(value)?,
+        };
+        self.last = Some(entry);
+        while rows > 0 {
+            let pages = &mut self.pages;
+            let page_rows = pages.settings.page_rows;
+            // A stretch ends where the page does, and where the first page
+            // is half full: `push` notes the counts there.
+            let mut take = rows.min(page_rows - pages.page.rows);
+            let half = self.group_rows.min(page_rows).div_ceil(2);
+            if self.at_half.is_none() && pages.done.is_empty() && pages.page.rows < half {
+                take = take.min(half - pages.page.rows);
+            }
+            self.indices.extend(std::iter::repeat_n(entry, take));
+            self.used[entry as usize / 64] |= 1 << (entry % 64);
+            pages.page.value_bytes += (value.len() * take) as i64;
+            if pages.nullable {
+                pages.page.levels.extend(std::iter::repeat_n(1, take));
+            }
+            // `push` notes the half with its row's value counted, before
+            // counting the row.
+            self.values += 1;
+            self.note_half();
+            self.values += take - 1;
+            let pages = &mut self.pages;
+            pages.page.rows += take;
+            rows -= take;
+            if pages.page.rows == page_rows {
+                self.end_page();
+            }
+            self.refusal()?;
+        }
+        Ok(())
+    }
+
     /// Adds `rows` nulls.
     pub(crate) fn push_nulls(&mut self, rows: usize) -> Result<(), Refused> {
         self.note_half();
@@ -305,7 +350,118 @@ impl Paged for DictionaryColumn {
 
 #[cfg(test)]
 mod tests {
-    use super::growth;
+    use std::sync::Arc;
+
+    use arrow::datatypes::DataType;
+    use parquet::basic::{Compression, LogicalType, Repetition, Type as PhysicalType, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    use parquet::schema::types::{ColumnDescriptor, ColumnPath, Type};
+
+    use super::*;
+
+    /// A string column of a row group of `group_rows` rows, its pages of
+    /// the default 20,000 rows.
+    fn column(nullable: bool, group_rows: usize) -> DictionaryColumn {
+        let repetition = match nullable {
+            true => Repetition::OPTIONAL,
+            false => Repetition::REQUIRED,
+        };
+        let leaf = Type::primitive_type_builder("s", PhysicalType::BYTE_ARRAY)
+            .with_repetition(repetition)
+            .with_logical_type(Some(LogicalType::String))
+            .build()
+            .unwrap();
+        let descr = ColumnDescriptor::new(
+            Arc::new(leaf),
+            i16::from(nullable),
+            0,
+            ColumnPath::from("s"),
+        );
+        let descr = Arc::new(descr);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let settings = Settings::for_column(&props, &descr, &DataType::Utf8).unwrap();
+        assert_eq!(settings.page_rows, 20_000);
+        DictionaryColumn::new(descr, settings, group_rows)
+    }
+
+    enum Rows {
+        One(String),
+        Run(&'static str, usize),
+        Nulls(usize),
+    }
+
+    /// `rows` given to one column a row at a time and to another with runs
+    /// as runs: each step answers the same, and the chunks are the same.
+    fn runs_as_rows(nullable: bool, group_rows: usize, rows: &[Rows]) -> Result<(), Refused> {
+        let (mut by_row, mut by_run) = (column(nullable, group_rows), column(nullable, group_rows));
+        for step in rows {
+            let (row, run) = match step {
+                Rows::One(value) => (
+                    by_row.push(Some(value.as_bytes())),
+                    by_run.push(Some(value.as_bytes())),
+                ),
+                Rows::Run(value, n) => (
+                    (0..*n).try_for_each(|_| by_row.push(Some(value.as_bytes()))),
+                    by_run.push_run(value.as_bytes(), *n),
+                ),
+                Rows::Nulls(n) => (by_row.push_nulls(*n), by_run.push_nulls(*n)),
+            };
+            assert_eq!(row, run);
+            // Where each stopped, too: a refusal ends the run at its row.
+            let at = |c: &DictionaryColumn| (c.values, c.pages.page.rows, c.pages.done.len());
+            assert_eq!(at(&by_row), at(&by_run));
+            assert_eq!(by_row.at_half, by_run.at_half);
+            row?;
+        }
+        let (row, run) = (by_row.finish().unwrap(), by_run.finish().unwrap());
+        assert_eq!(row.0, run.0, "chunk bytes");
+        assert_eq!(format!("{:?}", row.1), format!("{:?}", run.1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_of_one_value_is_encoded_as_its_rows_one_by_one() {
+        use Rows::*;
+        // Runs across the first page's half (10,000 rows), across page
+        // ends, to a page's end exactly, and of the value before them; with
+        // nulls between, for a nullable column.
+        let rows = |nullable: bool| {
+            let nulls = |n: usize| nullable.then_some(Nulls(n));
+            [One("a".into()), Run("a", 4), Run("b", 9_997)]
+                .into_iter()
+                .chain(nulls(7))
+                .chain([Run("b", 2), Run("c", 15_000), Run("a", 5_000)])
+                .chain([Run("d", 45_001), One("e".into()), Run("e", 3)])
+                .chain(nulls(20_000))
+                .collect::<Vec<_>>()
+        };
+        for nullable in [false, true] {
+            assert_eq!(runs_as_rows(nullable, 100_000, &rows(nullable)), Ok(()));
+            // A row group shorter than a page: its half is at 3,500 rows.
+            assert_eq!(runs_as_rows(nullable, 7_000, &rows(nullable)[..4]), Ok(()));
+        }
+        // A first page of new values but for a run across its half: its
+        // end weighs PLAIN against the dictionary from the counts noted at
+        // the half, and PLAIN wins, refused at the run that ends the page.
+        let distinct = |from: usize, n: usize| (from..from + n).map(|i| One(format!("v{i}")));
+        let rows: Vec<Rows> = distinct(0, 9_000)
+            .chain([Run("x", 2_000)])
+            .chain(distinct(9_000, 8_000))
+            .chain([Run("y", 5_000)])
+            .collect();
+        assert_eq!(
+            runs_as_rows(false, 100_000, &rows),
+            Err(Refused::PlainIsSmaller)
+        );
+        // A value longer than statistics keep is refused at once.
+        let long = "z".repeat(65);
+        assert_eq!(
+            column(true, 100).push_run(long.as_bytes(), 3),
+            Err(Refused::LongValue)
+        );
+    }
 
     #[test]
     fn a_dictionary_grows_on_as_its_first_page_did() {
