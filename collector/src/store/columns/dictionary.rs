@@ -1,10 +1,11 @@
 //! Strings with few distinct values (service, scope and span names, kinds,
 //! status codes, methods, routes, steps) through a dictionary of our own.
 //!
-//! Rows sorted by time mostly repeat the value of the row before, so each
-//! value is compared with the previous one and hashed only when they
-//! differ; a page's statistics come from the dictionary entries it used,
-//! not from comparing every value. The chunk:
+//! Rows sorted by time mostly repeat the value of the row before, or one
+//! of a few others, so each value is compared with the last one of its
+//! length and hashed only when they differ; a page's statistics come from
+//! the dictionary entries it used, not from comparing every value. The
+//! chunk:
 //! - one dictionary page, PLAIN: each entry's length (u32, little-endian)
 //!   and bytes, in order of first appearance;
 //! - data pages: the definition levels of a nullable column, then one byte
@@ -34,6 +35,9 @@ use super::{Paged, Pages, Refused, Settings, bit_width, compress, hybrid};
 /// a new entry: below it a dictionary always wins.
 const WEIGH_ONE_NEW_IN: usize = 16;
 
+/// Lengths, modulo this, whose last value is kept to compare before hashing.
+const RECENT: usize = 16;
+
 /// A string column's chunk being encoded.
 #[derive(Debug)]
 pub(crate) struct DictionaryColumn {
@@ -44,8 +48,9 @@ pub(crate) struct DictionaryColumn {
     plain: Vec<u8>,
     /// Where each entry's bytes are in `plain`: (start, length).
     entries: Vec<(u32, u32)>,
-    /// The entry of the last non-null value.
-    last: Option<u32>,
+    /// The entry of the last value of each length modulo [`RECENT`];
+    /// `u32::MAX`, no entry, for none yet.
+    recent: [u32; RECENT],
     /// The entry of each non-null value of the page being filled.
     indices: Vec<u32>,
     /// Which entries that page uses, a bit each.
@@ -69,7 +74,7 @@ impl DictionaryColumn {
             lookup: AHashMap::new(),
             plain: Vec::new(),
             entries: Vec::new(),
-            last: None,
+            recent: [u32::MAX; RECENT],
             indices: Vec::new(),
             used: Vec::new(),
             values: 0,
@@ -84,11 +89,7 @@ impl DictionaryColumn {
     pub(crate) fn push(&mut self, value: Option<&[u8]>) -> Result<(), Refused> {
         match value {
             Some(value) => {
-                let entry = match self.last {
-                    Some(last) if crate::short::eq(self.entry(last), value) => last,
-                    _ => self.find_or_add(value)?,
-                };
-                self.last = Some(entry);
+                let entry = self.entry_of(value)?;
                 self.values += 1;
                 self.indices.push(entry);
                 self.used[entry as usize / 64] |= 1 << (entry % 64);
@@ -109,11 +110,7 @@ impl DictionaryColumn {
         if rows == 0 {
             return Ok(());
         }
-        let entry = match self.last {
-            Some(last) if crate::short::eq(self.entry(last), value) => last,
-            _ => self.find_or_add(value)?,
-        };
-        self.last = Some(entry);
+        let entry = self.entry_of(value)?;
         while rows > 0 {
             let pages = &mut self.pages;
             let page_rows = pages.settings.page_rows;
@@ -176,6 +173,25 @@ impl DictionaryColumn {
     fn entry(&self, entry: u32) -> &[u8] {
         let (start, len) = self.entries[entry as usize];
         &self.plain[start as usize..(start + len) as usize]
+    }
+
+    /// The entry of `value`, added if new. Rows in time order mostly
+    /// repeat the value before, or one of a few others (span names, routes
+    /// and status codes of interleaved requests): the last value of the
+    /// same length is compared first, and the value hashed only when it is
+    /// not that one.
+    #[inline]
+    fn entry_of(&mut self, value: &[u8]) -> Result<u32, Refused> {
+        let slot = value.len() % RECENT;
+        let recent = self.recent[slot];
+        if let Some(&(start, len)) = self.entries.get(recent as usize)
+            && crate::short::eq(&self.plain[start as usize..(start + len) as usize], value)
+        {
+            return Ok(recent);
+        }
+        let entry = self.find_or_add(value)?;
+        self.recent[slot] = entry;
+        Ok(entry)
     }
 
     fn find_or_add(&mut self, value: &[u8]) -> Result<u32, Refused> {
