@@ -14,6 +14,7 @@
 //! the fsync is skipped: acknowledged data then survives a collector crash but
 //! not an operating-system crash or power loss.
 
+pub mod bulk;
 pub mod config;
 pub mod convert;
 pub mod ingest;

@@ -556,7 +556,7 @@ impl Direct {
     fn push(&mut self, bytes: &[u8]) {
         self.reserve(bytes.len());
         let end = self.start + self.len;
-        self.buf[end..end + bytes.len()].copy_from_slice(bytes);
+        crate::bulk::copy(&mut self.buf[end..end + bytes.len()], bytes);
         self.len += bytes.len();
     }
 

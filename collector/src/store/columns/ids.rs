@@ -104,7 +104,7 @@ impl Paged for IdColumn {
             .map(|(min, max)| (bytes(min), bytes(max)));
         let values = &self.values;
         self.pages
-            .end_page(|payload| payload.extend_from_slice(values), min_max);
+            .end_page(|payload| crate::bulk::extend(payload, values), min_max);
         self.values.clear();
     }
 }

@@ -97,7 +97,7 @@ impl Paged for PlainColumn {
             .take()
             .map(|(min, max)| (values[min].to_vec(), values[max].to_vec()));
         self.pages
-            .end_page(|payload| payload.extend_from_slice(values), min_max);
+            .end_page(|payload| crate::bulk::extend(payload, values), min_max);
         self.values.clear();
     }
 }
