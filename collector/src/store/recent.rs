@@ -19,7 +19,8 @@
 //! forgotten again, so that the retry keeps its rows.
 //!
 //! The index is split into [`SHARDS`] tables by a hash of the key, and a
-//! flush claims its ids shard by shard. At the default bound the index is
+//! flush claims its ids shard by shard. The hash is computed once per key
+//! and picks both the shard and the place in its table ([`key_hash`]). At the default bound the index is
 //! some 50 MB, larger than the CPU's caches, so a probe of one table missed
 //! them once a span (BENCHMARKS.md); a shard is some 200 KB, and stays in
 //! cache while its ids are claimed.
@@ -39,12 +40,13 @@
 //! ([`super::ship`]).
 
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashSet;
 use arrow::array::{Array, FixedSizeBinaryArray};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
@@ -61,18 +63,39 @@ pub type SpanKey = [u8; 24];
 /// Tables the index is split into (see the module's documentation).
 const SHARDS: usize = 256;
 
-/// The shard of `key`: the top 8 bits of a hash of the span id and the low
-/// half of the trace id (MurmurHash3's 64-bit finalizer), so that ids that
-/// count up, as some tracers' do, spread over the shards as random ones do.
-fn shard(key: &SpanKey) -> usize {
+/// A hash of the span id and the low half of the trace id (MurmurHash3's
+/// 64-bit finalizer), so that ids that count up, as some tracers' do,
+/// spread as random ones do. Its top 8 bits are the key's shard; the rest
+/// place it in the shard's table, computed once per key, not by a hasher
+/// at each probe.
+fn key_hash(key: &SpanKey) -> u64 {
     let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
     let mut x = word(8) ^ word(16).rotate_left(32);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^= x >> 33;
-    (x >> 56) as usize
+    x ^ (x >> 33)
+}
+
+/// The shard of a key of hash `hash`.
+fn shard(hash: u64) -> usize {
+    (hash >> 56) as usize
+}
+
+/// The hash a shard's table places a key of hash `hash` by: the shard's
+/// bits, the same for all its keys, moved from the top, where the table
+/// takes the tag it compares before the key.
+fn in_shard(hash: u64) -> u64 {
+    hash.rotate_right(8)
+}
+
+/// A remembered id: its key and the number of the flush that wrote it.
+type Remembered = (SpanKey, u32);
+
+/// [`in_shard`] of a remembered id, for a table that grows.
+fn rehash(remembered: &Remembered) -> u64 {
+    in_shard(key_hash(&remembered.0))
 }
 
 /// The key of one row of two id columns.
@@ -113,7 +136,7 @@ pub struct RecentSpans {
     limits: Dedupe,
     /// Every id remembered, with the number of the flush that wrote it, in
     /// the table of its [`shard`]: one probe however many generations live.
-    ids: Vec<AHashMap<SpanKey, u32>>,
+    ids: Vec<HashTable<Remembered>>,
     /// Oldest first.
     generations: VecDeque<Generation>,
     /// The number the next flush takes. Numbers grow by one per flush, in
@@ -148,7 +171,7 @@ impl RecentSpans {
     pub fn new(limits: Dedupe) -> Self {
         RecentSpans {
             limits,
-            ids: (0..SHARDS).map(|_| AHashMap::new()).collect(),
+            ids: (0..SHARDS).map(|_| HashTable::new()).collect(),
             generations: VecDeque::new(),
             next_flush: 0,
             grouped: Vec::new(),
@@ -181,7 +204,10 @@ impl RecentSpans {
     }
 
     pub fn contains(&self, key: &SpanKey) -> bool {
-        self.ids[shard(key)].contains_key(key)
+        let hash = key_hash(key);
+        self.ids[shard(hash)]
+            .find(in_shard(hash), |(id, _)| id == key)
+            .is_some()
     }
 
     /// Remembers the ids of spans that are now in a file.
@@ -191,7 +217,14 @@ impl RecentSpans {
         }
         let mut flush = self.begin(now);
         for key in keys {
-            self.ids[shard(&key)].insert(key, flush.number);
+            let hash = key_hash(&key);
+            let table = &mut self.ids[shard(hash)];
+            match table.entry(in_shard(hash), |(id, _)| *id == key, rehash) {
+                Entry::Occupied(mut known) => known.get_mut().1 = flush.number,
+                Entry::Vacant(vacant) => {
+                    vacant.insert((key, flush.number));
+                }
+            }
             flush.claimed += 1;
         }
         self.commit(flush, now);
@@ -213,7 +246,7 @@ impl RecentSpans {
         assert_eq!(keys.len(), new.len(), "a flag per key");
         // The keys' positions grouped by shard, in arrival order within a
         // shard, so that the first copy of a key is the one found new.
-        let shards: Vec<u8> = keys.iter().map(|key| shard(key) as u8).collect();
+        let shards: Vec<u8> = keys.iter().map(|key| shard(key_hash(key)) as u8).collect();
         let mut starts = [0usize; SHARDS];
         for &s in &shards {
             starts[usize::from(s)] += 1;
@@ -238,10 +271,11 @@ impl RecentSpans {
         let mut from = 0;
         for (table, end) in self.ids.iter_mut().zip(starts) {
             for &(key, at) in &grouped[from..end] {
-                new[at as usize] = match table.entry(key) {
+                let hash = in_shard(key_hash(&key));
+                new[at as usize] = match table.entry(hash, |(id, _)| *id == key, rehash) {
                     Entry::Occupied(_) => false,
                     Entry::Vacant(vacant) => {
-                        vacant.insert(flush.number);
+                        vacant.insert((key, flush.number));
                         flush.claimed += 1;
                         true
                     }
@@ -281,7 +315,7 @@ impl RecentSpans {
     pub(crate) fn abandon(&mut self, flush: Flush) {
         if flush.claimed > 0 {
             for table in &mut self.ids {
-                table.retain(|_, number| *number != flush.number);
+                table.retain(|(_, number)| *number != flush.number);
             }
         }
     }
@@ -309,7 +343,7 @@ impl RecentSpans {
                 let newest = self.next_flush.wrapping_sub(1);
                 let live = newest.wrapping_sub(oldest);
                 for table in &mut self.ids {
-                    table.retain(|_, number| newest.wrapping_sub(*number) <= live);
+                    table.retain(|(_, number)| newest.wrapping_sub(*number) <= live);
                 }
             }
             None => self.ids.iter_mut().for_each(|table| table.clear()),
@@ -551,7 +585,7 @@ mod tests {
         assert_eq!(recent.len(), seen.len());
         // Counting ids spread over the shards.
         let mut per_shard = [0usize; SHARDS];
-        (0..10_000).for_each(|n| per_shard[shard(&key(n))] += 1);
+        (0..10_000).for_each(|n| per_shard[shard(key_hash(&key(n)))] += 1);
         assert!(
             per_shard.iter().all(|&n| (10..=80).contains(&n)),
             "{per_shard:?}"
