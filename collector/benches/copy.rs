@@ -1,4 +1,4 @@
-//! Copies of 200 KB, the size of a request of 512 spans, whole and in the
+//! Copies of 200 KiB, about the size of a request of 512 spans, whole and in the
 //! pieces of `collector::bulk`, with the destination at several distances
 //! past the source's place in its 4 KiB page. Both buffers begin on a page
 //! and stay in cache; each line is the best of five rounds.

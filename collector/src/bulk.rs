@@ -1,17 +1,19 @@
 //! Copies of large byte buffers, a piece at a time.
 //!
 //! glibc copies a large buffer with `rep movsb`. On the AMD EPYC the
-//! benches run on, that takes about ten times as long when the destination
-//! lies a few bytes past the source's place in its 4 KiB page: 3.4 against
-//! 50 GB/s for 200 KB in cache (`cargo bench -p collector --bench copy`).
-//! Buffers that begin on a page are so placed when one is copied into the
-//! other after a short header: a page's definition levels before its
-//! values, a log record's header before its request. Copied in pieces of
-//! 2 KiB, which glibc copies with vector moves, the copy keeps its speed;
-//! in pieces of 4 KiB it was as slow as whole.
+//! benches run on, that takes some fifteen times as long when the
+//! destination lies a few bytes past the source's place in its 4 KiB page:
+//! 2.3-3.4 GB/s against 38-57 for 200 KiB in cache, in two runs of
+//! `cargo bench -p collector --bench copy`. Buffers that begin on a page are so placed when one is
+//! copied into the other after a short header: a page's definition levels
+//! before its values, a log record's header before its request. glibc
+//! copies a piece below its threshold for `rep movsb` with vector moves;
+//! the threshold is 2 KiB for 16-byte vectors and more for wider ones, so
+//! pieces of 1 KiB stay below it on any x86-64. (Pieces of 4 KiB were as
+//! slow as the whole copy here.)
 
 /// Bytes copied at a time.
-const PIECE: usize = 2048;
+const PIECE: usize = 1024;
 
 /// `to.copy_from_slice(from)`, a piece at a time.
 pub fn copy(to: &mut [u8], from: &[u8]) {

@@ -19,11 +19,13 @@
 //! forgotten again, so that the retry keeps its rows.
 //!
 //! The index is split into [`SHARDS`] tables by a hash of the key, and a
-//! flush claims its ids shard by shard. The hash is computed once per key
-//! and picks both the shard and the place in its table ([`key_hash`]). At the default bound the index is
-//! some 50 MB, larger than the CPU's caches, so a probe of one table missed
-//! them once a span (BENCHMARKS.md); a shard is some 200 KB, and stays in
-//! cache while its ids are claimed.
+//! flush claims its ids shard by shard. One hash of the whole key, keyed
+//! at random per process so that no client can pick ids that all land in
+//! one place, picks both the shard and the place in its table
+//! ([`RecentSpans::hash`]). At the default bound the index is some 50 MB,
+//! larger than the CPU's caches, so a probe of one table missed them once
+//! a span (BENCHMARKS.md); a shard is some 200 KB, and stays in cache
+//! while its ids are claimed.
 //!
 //! Flushes are grouped in generations; a generation covers at most a quarter
 //! of the window and a quarter of the count bound, and expiring one sweeps
@@ -40,6 +42,7 @@
 //! ([`super::ship`]).
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,22 +66,7 @@ pub type SpanKey = [u8; 24];
 /// Tables the index is split into (see the module's documentation).
 const SHARDS: usize = 256;
 
-/// A hash of the span id and the low half of the trace id (MurmurHash3's
-/// 64-bit finalizer), so that ids that count up, as some tracers' do,
-/// spread as random ones do. Its top 8 bits are the key's shard; the rest
-/// place it in the shard's table, computed once per key, not by a hasher
-/// at each probe.
-fn key_hash(key: &SpanKey) -> u64 {
-    let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
-    let mut x = word(8) ^ word(16).rotate_left(32);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
-/// The shard of a key of hash `hash`.
+/// The shard of a key of hash `hash`: its top 8 bits.
 fn shard(hash: u64) -> usize {
     (hash >> 56) as usize
 }
@@ -92,11 +80,6 @@ fn in_shard(hash: u64) -> u64 {
 
 /// A remembered id: its key and the number of the flush that wrote it.
 type Remembered = (SpanKey, u32);
-
-/// [`in_shard`] of a remembered id, for a table that grows.
-fn rehash(remembered: &Remembered) -> u64 {
-    in_shard(key_hash(&remembered.0))
-}
 
 /// The key of one row of two id columns.
 pub fn span_key(
@@ -145,6 +128,8 @@ pub struct RecentSpans {
     /// A flush's keys grouped by shard, with their positions; kept from
     /// one flush to the next (28 bytes a key of the largest flush).
     grouped: Vec<(SpanKey, u32)>,
+    /// Keys the hash of every key ([`RecentSpans::hash`]).
+    hasher: foldhash::fast::RandomState,
 }
 
 #[derive(Debug)]
@@ -172,6 +157,7 @@ impl RecentSpans {
         RecentSpans {
             limits,
             ids: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             generations: VecDeque::new(),
             next_flush: 0,
             grouped: Vec::new(),
@@ -203,8 +189,15 @@ impl RecentSpans {
         self.ids.iter().all(|table| table.is_empty())
     }
 
+    /// The hash of `key`: all its 24 bytes, through foldhash seeded at
+    /// random per process. Its top 8 bits pick the key's shard
+    /// ([`shard`]), the rest its place in the shard's table ([`in_shard`]).
+    fn hash(&self, key: &SpanKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     pub fn contains(&self, key: &SpanKey) -> bool {
-        let hash = key_hash(key);
+        let hash = self.hash(key);
         self.ids[shard(hash)]
             .find(in_shard(hash), |(id, _)| id == key)
             .is_some()
@@ -217,7 +210,9 @@ impl RecentSpans {
         }
         let mut flush = self.begin(now);
         for key in keys {
-            let hash = key_hash(&key);
+            let hash = self.hash(&key);
+            let hasher = &self.hasher;
+            let rehash = |(id, _): &Remembered| in_shard(hasher.hash_one(id));
             let table = &mut self.ids[shard(hash)];
             match table.entry(in_shard(hash), |(id, _)| *id == key, rehash) {
                 Entry::Occupied(mut known) => known.get_mut().1 = flush.number,
@@ -246,7 +241,7 @@ impl RecentSpans {
         assert_eq!(keys.len(), new.len(), "a flag per key");
         // The keys' positions grouped by shard, in arrival order within a
         // shard, so that the first copy of a key is the one found new.
-        let shards: Vec<u8> = keys.iter().map(|key| shard(key_hash(key)) as u8).collect();
+        let shards: Vec<u8> = keys.iter().map(|key| shard(self.hash(key)) as u8).collect();
         let mut starts = [0usize; SHARDS];
         for &s in &shards {
             starts[usize::from(s)] += 1;
@@ -268,10 +263,12 @@ impl RecentSpans {
             *slot += 1;
         }
         // Each start is now its shard's end.
+        let hasher = &self.hasher;
+        let rehash = |(id, _): &Remembered| in_shard(hasher.hash_one(id));
         let mut from = 0;
         for (table, end) in self.ids.iter_mut().zip(starts) {
             for &(key, at) in &grouped[from..end] {
-                let hash = in_shard(key_hash(&key));
+                let hash = in_shard(hasher.hash_one(key));
                 new[at as usize] = match table.entry(hash, |(id, _)| *id == key, rehash) {
                     Entry::Occupied(_) => false,
                     Entry::Vacant(vacant) => {
@@ -583,9 +580,28 @@ mod tests {
         assert_eq!(flush.claimed, expected.iter().filter(|&&n| n).count());
         recent.commit(flush, t0);
         assert_eq!(recent.len(), seen.len());
+        assert!(seen.iter().all(|key| recent.contains(key)));
+        assert!(!recent.contains(&key(10_000)));
+        // Ids that differ only in the high half of the trace id each have
+        // a hash of their own, as random ones do: all 24 bytes are hashed.
+        let high = |n: u64| {
+            let mut key = [0u8; 24];
+            key[..8].copy_from_slice(&n.to_le_bytes());
+            key
+        };
+        let highs: Vec<SpanKey> = (1..2_000).map(high).collect();
+        let hashes: AHashSet<u64> = highs.iter().map(|key| recent.hash(key)).collect();
+        assert_eq!(hashes.len(), highs.len());
+        let mut flush = recent.begin(t0);
+        let mut new = vec![false; highs.len()];
+        recent.claim_all(&mut flush, &highs, &mut new);
+        assert!(new.iter().all(|&n| n));
+        recent.commit(flush, t0);
+        assert!(highs.iter().all(|key| recent.contains(key)));
+        assert!(!recent.contains(&high(2_000)));
         // Counting ids spread over the shards.
         let mut per_shard = [0usize; SHARDS];
-        (0..10_000).for_each(|n| per_shard[shard(key_hash(&key(n)))] += 1);
+        (0..10_000).for_each(|n| per_shard[shard(recent.hash(&key(n)))] += 1);
         assert!(
             per_shard.iter().all(|&n| (10..=80).contains(&n)),
             "{per_shard:?}"

@@ -247,9 +247,13 @@ impl Prepared<'_> {
 /// The value of every row of `array`, if it is a string array of one value
 /// and no NULL.
 fn one_value(array: &ArrayRef) -> Option<&str> {
-    let strings = array.as_string_opt::<i32>()?;
-    let first = strings.iter().next()??;
-    strings.iter().all(|v| v == Some(first)).then_some(first)
+    all_the_same(array.as_string_opt::<i32>()?.iter())
+}
+
+/// The value every item holds, if none is `None` and all are equal.
+fn all_the_same<T: PartialEq + Copy>(mut items: impl Iterator<Item = Option<T>>) -> Option<T> {
+    let first = items.next()??;
+    items.all(|item| item == Some(first)).then_some(first)
 }
 
 /// Some rows of a flush, in the file's order, as (source, row) over the few
@@ -265,9 +269,7 @@ impl Gather<'_> {
     /// The value every row holds, when each source holds only it:
     /// `one_values` as [`Prepared::one_values`] gives them.
     fn one_value<'v>(&self, one_values: &[Option<&'v str>]) -> Option<&'v str> {
-        let mut values = self.batches.iter().map(|&batch| one_values[batch]);
-        let first = values.next()??;
-        values.all(|value| value == Some(first)).then_some(first)
+        all_the_same(self.batches.iter().map(|&batch| one_values[batch]))
     }
 
     /// The rows of column `c` as one array.
@@ -2078,6 +2080,32 @@ mod tests {
             );
             check_page_index(&ours);
         }
+    }
+
+    #[test]
+    fn gathers_whose_sources_hold_one_value_are_runs() {
+        use schema::spans::col;
+        let batches = column_shapes(100_000);
+        let prepared = prepare(Table::Spans, &batches, |_| false).unwrap();
+        let c = |name: &str| prepared.schema.index_of(name).unwrap();
+        let (scopes, servers) = (
+            prepared.one_values(c(col::SCOPE_NAME)),
+            prepared.one_values(c(col::SERVER_ADDRESS)),
+        );
+        let names = prepared.one_values(c(col::NAME));
+        // One value in each batch; none in a column of runs of several.
+        assert!(scopes.iter().chain(&servers).all(Option::is_some));
+        assert!(names.iter().all(Option::is_none));
+        let mut local = vec![usize::MAX; prepared.sources.len()];
+        let chunks: Vec<_> = prepared.order.chunks(GATHER_ROWS).collect();
+        // The first gather draws on the three batches of the first block,
+        // which hold one scope and three servers; the seventh (rows 49,152
+        // to 57,343) on two blocks, of two scopes.
+        let first = prepared.gather(chunks[0], &mut local);
+        assert_eq!(first.one_value(&scopes), Some("scope-0"));
+        assert_eq!(first.one_value(&servers), None);
+        let across = prepared.gather(chunks[6], &mut local);
+        assert_eq!(across.one_value(&scopes), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! status codes, methods, routes, steps) through a dictionary of our own.
 //!
 //! Rows sorted by time mostly repeat the value of the row before, or one
-//! of a few others, so each value is compared with the last one of its
-//! length and hashed only when they differ; a page's statistics come from
+//! of a few others, so each value is compared with the last value of the
+//! same length (modulo 16) and hashed only when they differ; a page's statistics come from
 //! the dictionary entries it used, not from comparing every value. The
 //! chunk:
 //! - one dictionary page, PLAIN: each entry's length (u32, little-endian)
@@ -177,16 +177,14 @@ impl DictionaryColumn {
 
     /// The entry of `value`, added if new. Rows in time order mostly
     /// repeat the value before, or one of a few others (span names, routes
-    /// and status codes of interleaved requests): the last value of the
-    /// same length is compared first, and the value hashed only when it is
-    /// not that one.
+    /// and status codes of interleaved requests): the last value whose
+    /// length is the same modulo [`RECENT`] is compared first, and the
+    /// value hashed only when it is not that one.
     #[inline]
     fn entry_of(&mut self, value: &[u8]) -> Result<u32, Refused> {
         let slot = value.len() % RECENT;
         let recent = self.recent[slot];
-        if let Some(&(start, len)) = self.entries.get(recent as usize)
-            && crate::short::eq(&self.plain[start as usize..(start + len) as usize], value)
-        {
+        if (recent as usize) < self.entries.len() && crate::short::eq(self.entry(recent), value) {
             return Ok(recent);
         }
         let entry = self.find_or_add(value)?;
@@ -440,23 +438,35 @@ mod tests {
     #[test]
     fn a_run_of_one_value_is_encoded_as_its_rows_one_by_one() {
         use Rows::*;
-        // Runs across the first page's half (10,000 rows), across page
-        // ends, to a page's end exactly, and of the value before them; with
-        // nulls between, for a nullable column.
+        // Runs up to the first page's half (10,000 rows) and from it, to a
+        // page's end exactly, across page ends, and of the value before
+        // them; with nulls between, for a nullable column, to the row
+        // group's end.
         let rows = |nullable: bool| {
             let nulls = |n: usize| nullable.then_some(Nulls(n));
-            [One("a".into()), Run("a", 4), Run("b", 9_997)]
-                .into_iter()
-                .chain(nulls(7))
-                .chain([Run("b", 2), Run("c", 15_000), Run("a", 5_000)])
-                .chain([Run("d", 45_001), One("e".into()), Run("e", 3)])
-                .chain(nulls(20_000))
-                .collect::<Vec<_>>()
+            [
+                One("a".into()),
+                Run("a", 4),
+                Run("b", 9_995),
+                Run("c", 10_000),
+            ]
+            .into_iter()
+            .chain(nulls(7))
+            .chain([Run("b", 2), Run("c", 15_000), Run("a", 5_000)])
+            .chain([Run("d", 45_001), One("e".into()), Run("e", 3)])
+            .chain(nulls(14_986))
+            .collect::<Vec<_>>()
         };
+        // A row group shorter than a page: its half is at 3,500 rows.
+        let short = [
+            One("a".into()),
+            Run("a", 4),
+            Run("b", 3_000),
+            Run("c", 3_995),
+        ];
         for nullable in [false, true] {
             assert_eq!(runs_as_rows(nullable, 100_000, &rows(nullable)), Ok(()));
-            // A row group shorter than a page: its half is at 3,500 rows.
-            assert_eq!(runs_as_rows(nullable, 7_000, &rows(nullable)[..4]), Ok(()));
+            assert_eq!(runs_as_rows(nullable, 7_000, &short), Ok(()));
         }
         // A first page of new values but for a run across its half: its
         // end weighs PLAIN against the dictionary from the counts noted at
