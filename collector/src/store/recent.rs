@@ -128,7 +128,7 @@ pub struct RecentSpans {
     /// A flush's keys grouped by shard, with their positions; kept from
     /// one flush to the next (28 bytes a key of the largest flush).
     grouped: Vec<(SpanKey, u32)>,
-    /// Keys the hash of every key ([`RecentSpans::hash`]).
+    /// Seeds the hash of every key ([`RecentSpans::hash`]).
     hasher: foldhash::fast::RandomState,
 }
 

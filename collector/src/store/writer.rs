@@ -524,7 +524,6 @@ fn prepare_keeping<'a>(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // (batch, row) of every row kept, in arrival order.
     // (time, batch, row) of every row kept, in arrival order: the time read
     // once here, not at each comparison of the sort.
     let mut rows: Vec<(i64, usize, usize)> =
