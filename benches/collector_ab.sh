@@ -5,7 +5,7 @@
 # CPU-second, its ratio to decode-only, the two one-thread phases, bytes
 # per span on disk, the collector's peak RSS and its page faults per span.
 #
-#   benches/collector_ab.sh ROUNDS SPANS BENCH_A BENCH_B [more benches...]
+#   benches/collector_ab.sh [--phases] ROUNDS SPANS BENCH_A BENCH_B [more benches...]
 #   benches/collector_ab.sh 5 2000000 /tmp/bench-before /tmp/bench-after
 #
 # A bench binary is what `cargo bench -p collector --bench throughput
@@ -14,8 +14,21 @@
 # and the machine's speed drifts within the hour, so compare several
 # rounds, never two single runs: the summary at the end gives each bench's
 # means and, against the first, the mean ratio of each round's pair.
+#
+# With --phases, each run is the bench's one-thread phases only (decode
+# only, wire to Arrow, wire to Arrow with rows held, Arrow to Parquet),
+# and the summary gives each phase's mean pair ratio. The decode-only
+# phase runs the same code in every build: its pair ratio shows how far
+# the machine drifted between the runs of a pair. Phases are counted in
+# clock ticks: below some 2,000,000 spans they move in steps of a few
+# percent.
 set -euo pipefail
-[[ $# -ge 4 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
+phases=false
+if [[ ${1:-} == --phases ]]; then
+    phases=true
+    shift
+fi
+[[ $# -ge 4 ]] || { sed -n '2,24p' "$0" >&2; exit 2; }
 rounds=$1
 spans=$2
 shift 2
@@ -27,6 +40,16 @@ runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 for round in $(seq 1 "$rounds"); do
     for bench in "$@"; do
+        if $phases; then
+            out=$("$bench" --spans "$spans" --phases-only 2>&1)
+            printf '%s %s decode=%s wire=%s held=%s flush=%s\n' \
+                "$round" "$(basename "$bench")" \
+                "$(field 'decode only' 4 <<<"$out")" \
+                "$(field 'wire to Arrow' 5 <<<"$out")" \
+                "$(field 'convert, held' 4 <<<"$out")" \
+                "$(field 'Arrow to Parquet' 5 <<<"$out")" | tee -a "$runs"
+            continue
+        fi
         out=$("$bench" --spans "$spans" 2>&1)
         printf '%s %s e2e=%s ratio=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s\n' \
             "$round" "$(basename "$bench")" \
@@ -39,17 +62,48 @@ for round in $(seq 1 "$rounds"); do
             "$(field 'collector memory' 8 <<<"$out")" | tee -a "$runs"
     done
 done
+# The runs' figures by bench, round and name: v[bench, round, name].
+read_runs='
+{
+    b = $2; if (!(b in seen)) { seen[b] = 1; order[++n] = b }
+    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[b, $1, kv[1]] = kv[2] }
+    rounds[b]++
+}'
+if $phases; then
+    # Per bench, each phase's mean; against the first, each phase's mean
+    # pair ratio and how often it was higher.
+    awk "$read_runs"'
+    END {
+        split("decode wire held flush", keys, " ")
+        for (o = 1; o <= n; o++) {
+            b = order[o]; line = b ":"
+            for (k = 1; k <= 4; k++) {
+                key = keys[k]; sum = 0
+                for (r = 1; r <= rounds[b]; r++) sum += v[b, r, key]
+                line = line sprintf(" %s mean %.0f;", key, sum / rounds[b])
+            }
+            print line
+            if (o == 1) continue
+            a = order[1]; line = "  against " a ":"
+            for (k = 1; k <= 4; k++) {
+                key = keys[k]; m = 0; up = 0; q = 0
+                for (r = 1; r <= rounds[b]; r++) {
+                    if (v[a, r, key] + 0 == 0 || v[b, r, key] == "") continue
+                    m++; up += v[b, r, key] > v[a, r, key]; q += v[b, r, key] / v[a, r, key]
+                }
+                if (m) line = line sprintf(" %s %.3f (higher in %d of %d);", key, q / m, up, m)
+            }
+            print line
+        }
+    }' "$runs"
+    exit
+fi
 # Per bench: the range and mean of each figure, runs at or above the goals
 # (500,000 spans per collector CPU-second, 0.5 of decode-only); and against
 # the first bench, round by round, how often it was higher and the mean of
 # the ratios of the pair (which the machine's drift between rounds moves
 # less than it moves the means).
-awk '
-{
-    b = $2; if (!(b in seen)) { seen[b] = 1; order[++n] = b }
-    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[b, $1, kv[1]] = kv[2] }
-    rounds[b]++
-}
+awk "$read_runs"'
 END {
     split("e2e ratio flush bytes rss_mib", keys, " ")
     split("%.0f %.2f %.0f %.1f %.0f", formats, " ")

@@ -1,16 +1,15 @@
 //! Copies of large byte buffers, a piece at a time.
 //!
-//! glibc copies a large buffer with `rep movsb`. On the AMD EPYC the
-//! benches run on, that takes some fifteen times as long when the
-//! destination lies a few bytes past the source's place in its 4 KiB page:
-//! 2.3-3.4 GB/s against 38-57 for 200 KiB in cache, in two runs of
-//! `cargo bench -p collector --bench copy`. Buffers that begin on a page are so placed when one is
-//! copied into the other after a short header: a page's definition levels
-//! before its values, a log record's header before its request. glibc
-//! copies a piece below its threshold for `rep movsb` with vector moves;
-//! the threshold is 2 KiB for 16-byte vectors and more for wider ones, so
-//! pieces of 1 KiB stay below it on any x86-64. (Pieces of 4 KiB were as
-//! slow as the whole copy here.)
+//! glibc copies a large buffer with `rep movsb` (above the threshold of its
+//! `glibc.cpu.x86_rep_movsb_threshold` tunable, a few KiB). On the AMD EPYC
+//! the benches run on, a copy of 200 KiB in cache took some fifteen times
+//! as long when the destination lay a few bytes past the source's place in
+//! its 4 KiB page: 2.3-3.4 GB/s against 38-57 in pieces of 1 KiB, in two
+//! runs of `cargo bench -p collector --bench copy`. Buffers that begin on a
+//! page are so placed when one is copied into the other after a short
+//! header: a page's definition levels before its values, a log record's
+//! header before its request. glibc copies pieces below its threshold with
+//! vector moves.
 
 /// Bytes copied at a time.
 const PIECE: usize = 1024;

@@ -5,10 +5,10 @@
 //! and an offset were copied for every span and held in memory until the
 //! flush, some 80 bytes a span of the collector's bench (BENCHMARKS.md).
 //! Here rows are counted while they repeat the first one; a builder is
-//! made, with the rows so far, only at the first row that differs. A column whose rows all
-//! hold one value is an array a thread keeps and shares with its next
-//! requests of the same value and length, as NULL columns are
-//! (`null_column` in the span converter).
+//! made, with the rows so far, only at the first row that differs. A
+//! column whose rows all hold one value is an array a thread keeps and
+//! shares with its next requests of the same value and length, as NULL
+//! columns are (`null_column` in the span converter).
 
 use std::sync::Arc;
 

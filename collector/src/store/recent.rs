@@ -81,6 +81,11 @@ fn in_shard(hash: u64) -> u64 {
 /// A remembered id: its key and the number of the flush that wrote it.
 type Remembered = (SpanKey, u32);
 
+/// Where `key` goes in its shard's table, by a hash of `hasher`.
+fn place(hasher: &foldhash::fast::RandomState, key: &SpanKey) -> u64 {
+    in_shard(hasher.hash_one(key))
+}
+
 /// The key of one row of two id columns.
 pub fn span_key(
     traces: &FixedSizeBinaryArray,
@@ -212,8 +217,8 @@ impl RecentSpans {
         for key in keys {
             let hash = self.hash(&key);
             let hasher = &self.hasher;
-            let rehash = |(id, _): &Remembered| in_shard(hasher.hash_one(id));
             let table = &mut self.ids[shard(hash)];
+            let rehash = |(id, _): &Remembered| place(hasher, id);
             match table.entry(in_shard(hash), |(id, _)| *id == key, rehash) {
                 Entry::Occupied(mut known) => known.get_mut().1 = flush.number,
                 Entry::Vacant(vacant) => {
@@ -262,14 +267,16 @@ impl RecentSpans {
             grouped[*slot] = (*key, at as u32);
             *slot += 1;
         }
-        // Each start is now its shard's end.
+        // Each start is now its shard's end. The keys' hashes are computed
+        // again here rather than carried in `grouped`, which would take 8
+        // more bytes a key.
         let hasher = &self.hasher;
-        let rehash = |(id, _): &Remembered| in_shard(hasher.hash_one(id));
+        let rehash = |(id, _): &Remembered| place(hasher, id);
         let mut from = 0;
         for (table, end) in self.ids.iter_mut().zip(starts) {
             for &(key, at) in &grouped[from..end] {
-                let hash = in_shard(hasher.hash_one(key));
-                new[at as usize] = match table.entry(hash, |(id, _)| *id == key, rehash) {
+                let spot = place(hasher, &key);
+                new[at as usize] = match table.entry(spot, |(id, _)| *id == key, rehash) {
                     Entry::Occupied(_) => false,
                     Entry::Vacant(vacant) => {
                         vacant.insert((key, flush.number));

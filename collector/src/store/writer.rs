@@ -202,14 +202,12 @@ impl Prepared<'_> {
         // Hand the gather only the batches these rows draw on: it sets up
         // every source it is given, for every column, and rows sorted by
         // time come from a few neighbouring batches.
-        let mut sources = Vec::new();
         let mut batches = Vec::new();
         let indices = rows
             .iter()
             .map(|&(batch, row)| {
                 if local[batch] == usize::MAX {
-                    local[batch] = sources.len();
-                    sources.push(self.sources[batch]);
+                    local[batch] = batches.len();
                     batches.push(batch);
                 }
                 (local[batch], row)
@@ -219,7 +217,7 @@ impl Prepared<'_> {
             local[*batch] = usize::MAX;
         }
         Gather {
-            sources,
+            all: &self.sources,
             batches,
             indices,
         }
@@ -259,13 +257,21 @@ fn all_the_same<T: PartialEq + Copy>(mut items: impl Iterator<Item = Option<T>>)
 /// Some rows of a flush, in the file's order, as (source, row) over the few
 /// batches they come from; each column is copied out only when asked for.
 struct Gather<'a> {
-    sources: Vec<&'a RecordBatch>,
-    /// The index in the flush's batches of each source.
+    /// The flush's batches.
+    all: &'a [&'a RecordBatch],
+    /// The sources: the index in `all` of each batch these rows draw on.
     batches: Vec<usize>,
     indices: Vec<(usize, usize)>,
 }
 
 impl Gather<'_> {
+    /// Column `c` of each source.
+    fn columns(&self, c: usize) -> impl Iterator<Item = &ArrayRef> {
+        self.batches
+            .iter()
+            .map(move |&batch| self.all[batch].column(c))
+    }
+
     /// The value every row holds, when each source holds only it:
     /// `one_values` as [`Prepared::one_values`] gives them.
     fn one_value<'v>(&self, one_values: &[Option<&'v str>]) -> Option<&'v str> {
@@ -274,7 +280,7 @@ impl Gather<'_> {
 
     /// The rows of column `c` as one array.
     fn column(&self, c: usize, field: &Field) -> Result<ArrayRef, arrow::error::ArrowError> {
-        let arrays: Vec<&dyn Array> = self.sources.iter().map(|b| b.column(c).as_ref()).collect();
+        let arrays: Vec<&dyn Array> = self.columns(c).map(|a| a.as_ref()).collect();
         // Most spans carry few of the promoted columns, and many leave trace
         // state, versions and status message unset: such a column is NULL in
         // every source, and gathering it row by row would only give NULLs back.
@@ -310,7 +316,7 @@ impl Gather<'_> {
         encoder: &mut Encoder,
         one_value: Option<&str>,
     ) -> Result<Result<(), Refused>, arrow::error::ArrowError> {
-        let columns: Vec<&ArrayRef> = self.sources.iter().map(|b| b.column(c)).collect();
+        let columns: Vec<&ArrayRef> = self.columns(c).collect();
         // Many of the promoted columns are NULL in every source.
         if columns.iter().all(|a| a.null_count() == a.len()) {
             return Ok(encoder.push_nulls(self.indices.len()));

@@ -3,9 +3,9 @@
 //!
 //! Rows sorted by time mostly repeat the value of the row before, or one
 //! of a few others, so each value is compared with the last value of the
-//! same length (modulo 16) and hashed only when they differ; a page's statistics come from
-//! the dictionary entries it used, not from comparing every value. The
-//! chunk:
+//! same length (modulo 16) and hashed only when they differ; a page's
+//! statistics come from the dictionary entries it used, not from comparing
+//! every value. The chunk:
 //! - one dictionary page, PLAIN: each entry's length (u32, little-endian)
 //!   and bytes, in order of first appearance;
 //! - data pages: the definition levels of a nullable column, then one byte
