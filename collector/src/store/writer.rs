@@ -308,13 +308,14 @@ impl Gather<'_> {
     }
 
     /// Hands the values of column `c` to `encoder`, row by row, straight
-    /// from the sources; or, to a dictionary, as one run when every row
-    /// holds `one_value`.
+    /// from the sources; or, to a dictionary, as one run when every source
+    /// holds one value, the same (`one_values`, as
+    /// [`Prepared::one_values`] gives them for the column).
     fn encode(
         &self,
         c: usize,
         encoder: &mut Encoder,
-        one_value: Option<&str>,
+        one_values: Option<&[Option<&str>]>,
     ) -> Result<Result<(), Refused>, arrow::error::ArrowError> {
         let columns: Vec<&ArrayRef> = self.columns(c).collect();
         // Many of the promoted columns are NULL in every source.
@@ -340,7 +341,7 @@ impl Gather<'_> {
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(match encoder {
-            Encoder::Strings(encoder) => match one_value {
+            Encoder::Strings(encoder) => match one_values.and_then(|v| self.one_value(v)) {
                 Some(value) => encoder.push_run(value.as_bytes(), self.indices.len()),
                 None => self.push(&strings()?, |v| encoder.push(v.map(str::as_bytes))),
             },
@@ -764,10 +765,8 @@ fn encode<W: io::Write + Send>(
             for (c, field) in schema.fields().iter().enumerate() {
                 let earlier = || rows[..n * GATHER_ROWS].chunks(GATHER_ROWS);
                 if let Some(encoder) = &mut encoders[c] {
-                    let one_value = one_values[c]
-                        .as_deref()
-                        .and_then(|values| gather.one_value(values));
-                    let refused = match gather.encode(c, encoder, one_value).map_err(arrow_err)? {
+                    let one_values = one_values[c].as_deref();
+                    let refused = match gather.encode(c, encoder, one_values).map_err(arrow_err)? {
                         Ok(()) => continue,
                         Err(refused) => refused,
                     };
