@@ -2,8 +2,10 @@
 # Two builds of the collector's throughput bench, run in turn, so that a
 # change is measured against the build without it under the same load of
 # the machine. One line per run: the end-to-end spans per collector
-# CPU-second, its ratio to decode-only, the two one-thread phases, bytes
-# per span on disk, the collector's peak RSS and its page faults per span.
+# CPU-second and per second of wall time, the share of the run the
+# collector was busy, the ratio to decode-only, the two one-thread phases,
+# bytes per span on disk, the collector's peak RSS and its page faults per
+# span.
 #
 #   benches/collector_ab.sh [--phases] ROUNDS SPANS BENCH_A BENCH_B [more benches...]
 #   benches/collector_ab.sh 5 2000000 /tmp/bench-before /tmp/bench-after
@@ -51,9 +53,11 @@ for round in $(seq 1 "$rounds"); do
             continue
         fi
         out=$("$bench" --spans "$spans" 2>&1)
-        printf '%s %s e2e=%s ratio=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s\n' \
+        printf '%s %s e2e=%s wall=%s busy=%s ratio=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s\n' \
             "$round" "$(basename "$bench")" \
             "$(field 'end to end' 5 <<<"$out")" \
+            "$(field 'end to end' 10 <<<"$out")" \
+            "$(field 'collector busy' 4 <<<"$out" | tr -d %)" \
             "$(field 'ratio' 3 <<<"$out")" \
             "$(field 'wire to Arrow' 5 <<<"$out")" \
             "$(field 'Arrow to Parquet' 5 <<<"$out")" \
@@ -105,11 +109,11 @@ fi
 # less than it moves the means).
 awk "$read_runs"'
 END {
-    split("e2e ratio flush bytes rss_mib", keys, " ")
-    split("%.0f %.2f %.0f %.1f %.0f", formats, " ")
+    split("e2e wall busy ratio flush bytes rss_mib", keys, " ")
+    split("%.0f %.0f %.0f %.2f %.0f %.1f %.0f", formats, " ")
     for (o = 1; o <= n; o++) {
         b = order[o]; line = b ":"
-        for (k = 1; k <= 5; k++) {
+        for (k = 1; k <= 7; k++) {
             key = keys[k]; sum = 0; lo = ""; hi = ""
             for (r = 1; r <= rounds[b]; r++) {
                 x = v[b, r, key] + 0; sum += x

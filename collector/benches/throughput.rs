@@ -34,19 +34,31 @@
 //! of CPU time the collector process used (all its threads), read from
 //! `/proc/<pid>/stat`, so the figure does not depend on how many cores the
 //! client left free.
+//!
+//! The client sends bytes: the 16 templates are encoded once, and a batch's
+//! request is a copy with its ids and times written in place ([`Encoded`]),
+//! checked at start against the templates stamped as structs
+//! ([`check_stamps`]). Until 2026-12-06 it cloned and encoded the structs
+//! for every request, which kept the client's core busy and left the
+//! collector waiting for requests for a fifth of the run. "collector busy"
+//! says how much of the run the collector worked.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use schema::attr;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 
 /// The allocator the `loadlens` binary uses, so the collector measured here
 /// allocates as the shipped one does.
@@ -127,6 +139,8 @@ fn main() {
     );
 
     let templates: Vec<ExportTraceServiceRequest> = (0..16).map(template).collect();
+    let encoded: Vec<Encoded> = templates.iter().map(Encoded::new).collect();
+    check_stamps(&templates, &encoded, batches);
     let decode = per_cpu_second(&templates, batches, |payload| {
         std::hint::black_box(decode_request(payload)).resource_spans[0].scope_spans[0]
             .spans
@@ -164,7 +178,7 @@ fn main() {
         "in memory        : {arrow:>10} bytes per span in Arrow, as the collector counts pending rows ({protobuf} in protobuf)"
     );
 
-    let parquet = to_parquet(&templates, batches.min(2000));
+    let parquet = to_parquet(&encoded, batches.min(2000));
     println!(
         "Arrow to Parquet : {:>10.0} spans per CPU-second (a flush: order, drop repeats, gather, encode, fsync; one thread)",
         parquet
@@ -173,13 +187,17 @@ fn main() {
         return;
     }
 
-    let end_to_end = end_to_end(&templates, batches, &options);
+    let end_to_end = end_to_end(encoded, batches, &options);
     println!(
         "end to end       : {:>10.0} spans per collector CPU-second; {:.0} spans/s wall; {:.2} CPU-seconds over {:.2} s",
         end_to_end.spans as f64 / end_to_end.cpu_seconds,
         end_to_end.spans as f64 / end_to_end.wall.as_secs_f64(),
         end_to_end.cpu_seconds,
         end_to_end.wall.as_secs_f64()
+    );
+    println!(
+        "collector busy   : {:.0}% of the run (its CPU-seconds over the wall time; below 100% it waited for requests or the disk)",
+        100.0 * end_to_end.cpu_seconds / end_to_end.wall.as_secs_f64()
     );
     println!(
         "ratio            : {:.2} of the decode-only rate",
@@ -321,7 +339,8 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Makes batch `k` unique: gives span `i` the ids of span `k * batch + i`,
-/// and shifts every time by whole batches.
+/// and shifts every time by whole batches. [`Encoded::stamp`] does the same
+/// to the encoded bytes; this form checks it.
 fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
     let offset = (k / 16 * 16 * batch()) as u64;
     let later = offset * SPACING_NS;
@@ -343,6 +362,164 @@ fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
                 *at += later as i64;
             }
         }
+    }
+}
+
+/// A template encoded once, with where each span's stamped fields lie, so
+/// that the client makes a batch's request by copying the bytes and
+/// writing ids and times in place. Cloning the template's structs and
+/// encoding them took the client's core, and four streams of it left the
+/// collector waiting for requests, so a run measured the collector
+/// partly idle (BENCHMARKS.md).
+struct Encoded {
+    bytes: Vec<u8>,
+    spans: Vec<SpanAt>,
+}
+
+/// Offsets in an encoded request of one span's trace id, span id, start
+/// and end times (fixed64), and intended start (a varint of 9 bytes: every
+/// time here is past 2^56 ns and below 2^63).
+struct SpanAt {
+    trace_id: usize,
+    span_id: usize,
+    start: usize,
+    end: usize,
+    intended: usize,
+}
+
+impl Encoded {
+    fn new(template: &ExportTraceServiceRequest) -> Self {
+        let bytes = template.encode_to_vec();
+        let mut after = 0;
+        let spans = template.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|span| {
+                let own = span.encode_to_vec();
+                let at = after + find(&bytes[after..], &own).expect("the span's bytes");
+                after = at + own.len();
+                let field = |prefix: &[u8], value: &[u8]| {
+                    let needle = [prefix, value].concat();
+                    let found = find(&own, &needle).expect("the field in its span");
+                    assert!(
+                        find(&own[found + 1..], &needle).is_none(),
+                        "a stamped field's bytes occur once in its span"
+                    );
+                    at + found + prefix.len()
+                };
+                let start = span.start_time_unix_nano;
+                SpanAt {
+                    trace_id: field(&[0x0a, 16], &span.trace_id),
+                    span_id: field(&[0x12, 8], &span.span_id),
+                    start: field(&[0x39], &start.to_le_bytes()),
+                    end: field(&[0x41], &span.end_time_unix_nano.to_le_bytes()),
+                    // AnyValue's int_value, field 3.
+                    intended: field(&[0x18], &varint9(start)),
+                }
+            })
+            .collect();
+        Encoded { bytes, spans }
+    }
+
+    /// Batch `k`'s request, as [`stamp`] makes it, into `out`.
+    fn stamp(&self, k: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.bytes);
+        let later = (k / 16 * 16 * batch()) as u64 * SPACING_NS;
+        let first = (k * batch()) as u64;
+        let add = |bytes: &mut [u8]| {
+            let time = u64::from_le_bytes(bytes[..8].try_into().unwrap()) + later;
+            bytes[..8].copy_from_slice(&time.to_le_bytes());
+        };
+        for (i, at) in self.spans.iter().enumerate() {
+            let n = first + i as u64;
+            out[at.trace_id..at.trace_id + 16].copy_from_slice(&ids(n, 16));
+            out[at.span_id..at.span_id + 8].copy_from_slice(&ids(n, 8));
+            add(&mut out[at.start..]);
+            add(&mut out[at.end..]);
+            let intended = &mut out[at.intended..at.intended + 9];
+            let time = intended
+                .iter()
+                .enumerate()
+                .fold(0, |v, (j, b)| v | u64::from(b & 0x7f) << (7 * j));
+            intended.copy_from_slice(&varint9(time + later));
+        }
+    }
+}
+
+/// `value` as a varint of exactly 9 bytes, its canonical form for values
+/// in [2^56, 2^63).
+fn varint9(value: u64) -> [u8; 9] {
+    assert!((1 << 56..1 << 63).contains(&value), "a time past 2^56 ns");
+    let mut bytes = [0; 9];
+    for (j, byte) in bytes.iter_mut().enumerate() {
+        *byte = (value >> (7 * j)) as u8 & 0x7f | if j < 8 { 0x80 } else { 0 };
+    }
+    bytes
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Fails unless the stamped bytes of batches across the run (the first,
+/// ones past a shift of the times, the last) decode to what [`stamp`]
+/// makes of the templates.
+fn check_stamps(templates: &[ExportTraceServiceRequest], encoded: &[Encoded], batches: usize) {
+    let mut bytes = Vec::new();
+    for k in [0, 1, 15, 16, 17, 16 * 40 + 3, batches / 2, batches - 1] {
+        let mut request = templates[k % templates.len()].clone();
+        stamp(&mut request, k);
+        encoded[k % encoded.len()].stamp(k, &mut bytes);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(bytes.as_slice()).expect("stamped bytes decode"),
+            request,
+            "batch {k}: the stamped bytes differ from the stamped template"
+        );
+    }
+}
+
+const TRACE_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The client's codec: requests sent as the bytes given, answers decoded
+/// by prost.
+#[derive(Clone, Copy)]
+struct RawRequests;
+
+impl Codec for RawRequests {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawRequests;
+    type Decoder = RawRequests;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawRequests
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawRequests
+    }
+}
+
+impl Encoder for RawRequests {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawRequests {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
+        let answer = ExportTraceServiceResponse::decode(src.copy_to_bytes(src.remaining()))
+            .map_err(|e| tonic::Status::internal(format!("an answer prost cannot decode: {e}")))?;
+        Ok(Some(answer))
     }
 }
 
@@ -430,13 +607,13 @@ fn bytes_per_span(template: &ExportTraceServiceRequest) -> (usize, usize) {
 /// (untimed), then written a flush's worth of rows at a time as the collector
 /// does with its default settings, checked against and added to the index
 /// of recently written span ids.
-fn to_parquet(templates: &[ExportTraceServiceRequest], batches: usize) -> f64 {
+fn to_parquet(encoded: &[Encoded], batches: usize) -> f64 {
     let flush_rows = collector::CollectorConfig::new("unused").flush_rows;
+    let mut request = Vec::new();
     let converted: Vec<_> = (0..batches)
         .flat_map(|k| {
-            let mut request = templates[k % templates.len()].clone();
-            stamp(&mut request, k);
-            collector::convert::spans::convert_encoded(&request.encode_to_vec())
+            encoded[k % encoded.len()].stamp(k, &mut request);
+            collector::convert::spans::convert_encoded(&request)
                 .expect("converts")
                 .batches
         })
@@ -477,11 +654,7 @@ struct EndToEnd {
     page_faults: u64,
 }
 
-fn end_to_end(
-    templates: &[ExportTraceServiceRequest],
-    batches: usize,
-    options: &Options,
-) -> EndToEnd {
+fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndToEnd {
     let data = std::env::temp_dir().join(format!("loadlens-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let mut command = Command::new(std::env::current_exe().unwrap());
@@ -533,10 +706,14 @@ fn end_to_end(
         .build()
         .unwrap();
     let started = Instant::now();
+    let encoded = std::sync::Arc::new(encoded);
     runtime.block_on(async {
-        let client = TraceServiceClient::connect(endpoint)
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .expect("an endpoint")
+            .connect()
             .await
-            .expect("connect")
+            .expect("connect");
+        let client = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         // Each worker keeps one request in flight and takes the next batch number.
@@ -545,16 +722,24 @@ fn end_to_end(
         for _ in 0..options.in_flight {
             let mut client = client.clone();
             let next = next.clone();
-            let templates = templates.to_vec();
+            let encoded = encoded.clone();
             workers.spawn(async move {
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if k >= batches {
                         break;
                     }
-                    let mut request = templates[k % templates.len()].clone();
-                    stamp(&mut request, k);
-                    let answer = client.export(request).await.expect("export acknowledged");
+                    let mut request = Vec::new();
+                    encoded[k % encoded.len()].stamp(k, &mut request);
+                    client.ready().await.expect("the channel is ready");
+                    let answer: tonic::Response<ExportTraceServiceResponse> = client
+                        .unary(
+                            tonic::Request::new(bytes::Bytes::from(request)),
+                            PathAndQuery::from_static(TRACE_EXPORT),
+                            RawRequests,
+                        )
+                        .await
+                        .expect("export acknowledged");
                     assert!(answer.into_inner().partial_success.is_none());
                 }
             });
