@@ -30,7 +30,7 @@ if [[ ${1:-} == --phases ]]; then
     phases=true
     shift
 fi
-[[ $# -ge 4 ]] || { sed -n '2,24p' "$0" >&2; exit 2; }
+[[ $# -ge 4 ]] || { sed -n '2,26p' "$0" >&2; exit 2; }
 rounds=$1
 spans=$2
 shift 2
@@ -114,13 +114,16 @@ END {
     for (o = 1; o <= n; o++) {
         b = order[o]; line = b ":"
         for (k = 1; k <= 7; k++) {
-            key = keys[k]; sum = 0; lo = ""; hi = ""
+            # A figure an older bench does not print is left out.
+            key = keys[k]; sum = 0; lo = ""; hi = ""; m = 0
             for (r = 1; r <= rounds[b]; r++) {
-                x = v[b, r, key] + 0; sum += x
+                if (v[b, r, key] == "") continue
+                x = v[b, r, key] + 0; sum += x; m++
                 if (lo == "" || x < lo) lo = x
                 if (hi == "" || x > hi) hi = x
             }
-            line = line sprintf(" %s %s-%s mean " formats[k] ";", key, lo, hi, sum / rounds[b])
+            if (m) line = line sprintf(" %s %s-%s mean " formats[k] ";", key, lo, hi, sum / m)
+            else line = line sprintf(" %s n/a;", key)
         }
         met = 0; half = 0
         for (r = 1; r <= rounds[b]; r++) { met += v[b, r, "e2e"] >= 500000; half += v[b, r, "ratio"] >= 0.5 }

@@ -37,18 +37,19 @@
 //!
 //! The client sends bytes: the 16 templates are encoded once, and a batch's
 //! request is a copy with its ids and times written in place ([`Encoded`]),
-//! checked at start against the templates stamped as structs
-//! ([`check_stamps`]). Until 2026-12-06 it cloned and encoded the structs
-//! for every request, which kept the client's core busy and left the
-//! collector waiting for requests for a fifth of the run. "collector busy"
-//! says how much of the run the collector worked.
+//! checked at start, byte for byte, against the templates stamped as
+//! structs and encoded by prost ([`check_stamps`]). Until 2026-12-06 it
+//! cloned and encoded the structs for every request: with four requests
+//! in flight, the client's core was 71-72% busy and the collector 71% of
+//! the run; sending bytes, 26-27% and 87-88% (BENCHMARKS.md). "collector
+//! busy" says how much of the run the collector worked; `--in-flight 8`
+//! keeps it busier still.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -57,7 +58,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use schema::attr;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 
 /// The allocator the `loadlens` binary uses, so the collector measured here
@@ -115,6 +115,7 @@ fn options() -> Options {
             other => panic!("unknown argument {other}; see the comment at the top of this file"),
         }
     }
+    assert!(options.spans > 0, "--spans takes a number of at least 1");
     options
 }
 
@@ -138,7 +139,7 @@ fn main() {
         if options.fsync { "on" } else { "off" }
     );
 
-    let templates: Vec<ExportTraceServiceRequest> = (0..16).map(template).collect();
+    let templates: Vec<ExportTraceServiceRequest> = (0..TEMPLATES).map(template).collect();
     let encoded: Vec<Encoded> = templates.iter().map(Encoded::new).collect();
     check_stamps(&templates, &encoded, batches);
     let decode = per_cpu_second(&templates, batches, |payload| {
@@ -196,8 +197,13 @@ fn main() {
         end_to_end.wall.as_secs_f64()
     );
     println!(
-        "collector busy   : {:.0}% of the run (its CPU-seconds over the wall time; below 100% it waited for requests or the disk)",
-        100.0 * end_to_end.cpu_seconds / end_to_end.wall.as_secs_f64()
+        "collector busy   : {:.0}% of the run (its CPU-seconds over the wall time; {})",
+        100.0 * end_to_end.cpu_seconds / end_to_end.wall.as_secs_f64(),
+        if end_to_end.pinned {
+            "on its one core, below 100% it waited for requests or the disk"
+        } else {
+            "not pinned, so several cores may add up"
+        }
     );
     println!(
         "ratio            : {:.2} of the decode-only rate",
@@ -338,13 +344,24 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Makes batch `k` unique: gives span `i` the ids of span `k * batch + i`,
-/// and shifts every time by whole batches. [`Encoded::stamp`] does the same
-/// to the encoded bytes; this form checks it.
-fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
-    let offset = (k / 16 * 16 * batch()) as u64;
-    let later = offset * SPACING_NS;
+/// Templates the batches take turns with.
+const TEMPLATES: usize = 16;
+
+/// What batch `k` is stamped with: the number of its first span, whose ids
+/// its spans take in turn, and the nanoseconds its times move by (whole
+/// rounds of the templates).
+fn shift(k: usize) -> (u64, u64) {
     let first = (k * batch()) as u64;
+    let later = (k / TEMPLATES * TEMPLATES * batch()) as u64 * SPACING_NS;
+    (first, later)
+}
+
+/// Makes batch `k` unique: gives span `i` the ids of span `k * batch + i`,
+/// and shifts every time by whole rounds of batches. [`Encoded::stamp`] does
+/// the same to the encoded bytes, which the client sends; this form checks
+/// it.
+fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
+    let (first, later) = shift(k);
     for (i, span) in request.resource_spans[0].scope_spans[0]
         .spans
         .iter_mut()
@@ -365,20 +382,26 @@ fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
     }
 }
 
-/// A template encoded once, with where each span's stamped fields lie, so
-/// that the client makes a batch's request by copying the bytes and
-/// writing ids and times in place. Cloning the template's structs and
-/// encoding them took the client's core, and four streams of it left the
-/// collector waiting for requests, so a run measured the collector
-/// partly idle (BENCHMARKS.md).
+/// An `ExportTraceServiceRequest` whose one `ResourceSpans` is given as its
+/// encoded bytes: the same bytes on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    resource_spans: Vec<u8>,
+}
+
+/// A template's `ResourceSpans` encoded once, with where each span's
+/// stamped fields lie, so that the client makes a batch's request by
+/// copying the bytes and writing ids and times in place (see the module's
+/// documentation for why).
 struct Encoded {
-    bytes: Vec<u8>,
+    resource_spans: Vec<u8>,
     spans: Vec<SpanAt>,
 }
 
-/// Offsets in an encoded request of one span's trace id, span id, start
-/// and end times (fixed64), and intended start (a varint of 9 bytes: every
-/// time here is past 2^56 ns and below 2^63).
+/// Offsets in the encoded `ResourceSpans` of one span's trace id, span id,
+/// start and end times (fixed64), and intended start (an int attribute: a
+/// varint of 9 bytes, as every time here is in [2^56, 2^63) ns).
 struct SpanAt {
     trace_id: usize,
     span_id: usize,
@@ -387,17 +410,27 @@ struct SpanAt {
     intended: usize,
 }
 
+/// A protobuf field's key, for a field number below 16.
+const fn key(field: u8, wire_type: u8) -> u8 {
+    field << 3 | wire_type
+}
+
 impl Encoded {
     fn new(template: &ExportTraceServiceRequest) -> Self {
-        let bytes = template.encode_to_vec();
+        let [resource_spans] = template.resource_spans.as_slice() else {
+            panic!("a template holds one ResourceSpans");
+        };
+        let bytes = resource_spans.encode_to_vec();
         let mut after = 0;
-        let spans = template.resource_spans[0].scope_spans[0]
+        let spans = resource_spans.scope_spans[0]
             .spans
             .iter()
             .map(|span| {
                 let own = span.encode_to_vec();
                 let at = after + find(&bytes[after..], &own).expect("the span's bytes");
                 after = at + own.len();
+                // Where `value`, after `prefix`, lies in the bytes; only
+                // once in its span, or the bench stops here.
                 let field = |prefix: &[u8], value: &[u8]| {
                     let needle = [prefix, value].concat();
                     let found = find(&own, &needle).expect("the field in its span");
@@ -407,26 +440,30 @@ impl Encoded {
                     );
                     at + found + prefix.len()
                 };
+                let (len, fixed64, varint) = (2, 1, 0);
                 let start = span.start_time_unix_nano;
                 SpanAt {
-                    trace_id: field(&[0x0a, 16], &span.trace_id),
-                    span_id: field(&[0x12, 8], &span.span_id),
-                    start: field(&[0x39], &start.to_le_bytes()),
-                    end: field(&[0x41], &span.end_time_unix_nano.to_le_bytes()),
-                    // AnyValue's int_value, field 3.
-                    intended: field(&[0x18], &varint9(start)),
+                    // Span.trace_id (1) and span_id (2), with their lengths.
+                    trace_id: field(&[key(1, len), 16], &span.trace_id),
+                    span_id: field(&[key(2, len), 8], &span.span_id),
+                    // Span.start_time_unix_nano (7) and end_time_unix_nano (8).
+                    start: field(&[key(7, fixed64)], &start.to_le_bytes()),
+                    end: field(&[key(8, fixed64)], &span.end_time_unix_nano.to_le_bytes()),
+                    // AnyValue.int_value (3) of the intended start.
+                    intended: field(&[key(3, varint)], &varint9(start)),
                 }
             })
             .collect();
-        Encoded { bytes, spans }
+        Encoded {
+            resource_spans: bytes,
+            spans,
+        }
     }
 
-    /// Batch `k`'s request, as [`stamp`] makes it, into `out`.
-    fn stamp(&self, k: usize, out: &mut Vec<u8>) {
-        out.clear();
-        out.extend_from_slice(&self.bytes);
-        let later = (k / 16 * 16 * batch()) as u64 * SPACING_NS;
-        let first = (k * batch()) as u64;
+    /// Batch `k`'s request, as [`stamp`] makes it.
+    fn stamp(&self, k: usize) -> RawRequest {
+        let (first, later) = shift(k);
+        let mut out = self.resource_spans.clone();
         let add = |bytes: &mut [u8]| {
             let time = u64::from_le_bytes(bytes[..8].try_into().unwrap()) + later;
             bytes[..8].copy_from_slice(&time.to_le_bytes());
@@ -441,19 +478,26 @@ impl Encoded {
             let time = intended
                 .iter()
                 .enumerate()
-                .fold(0, |v, (j, b)| v | u64::from(b & 0x7f) << (7 * j));
+                .fold(0, |v, (j, b)| v | (u64::from(b & 0x7f) << (7 * j)));
             intended.copy_from_slice(&varint9(time + later));
+        }
+        RawRequest {
+            resource_spans: out,
         }
     }
 }
 
-/// `value` as a varint of exactly 9 bytes, its canonical form for values
+/// `value` as a varint of exactly 9 bytes, its shortest form for values
 /// in [2^56, 2^63).
 fn varint9(value: u64) -> [u8; 9] {
-    assert!((1 << 56..1 << 63).contains(&value), "a time past 2^56 ns");
+    assert!(
+        (1 << 56..1 << 63).contains(&value),
+        "a time in [2^56, 2^63) ns, whose varint is 9 bytes"
+    );
     let mut bytes = [0; 9];
     for (j, byte) in bytes.iter_mut().enumerate() {
-        *byte = (value >> (7 * j)) as u8 & 0x7f | if j < 8 { 0x80 } else { 0 };
+        let more = if j < 8 { 0x80 } else { 0 };
+        *byte = (value >> (7 * j)) as u8 & 0x7f | more;
     }
     bytes
 }
@@ -463,63 +507,17 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Fails unless the stamped bytes of batches across the run (the first,
-/// ones past a shift of the times, the last) decode to what [`stamp`]
-/// makes of the templates.
+/// Fails unless the stamped bytes of the first two rounds of templates and
+/// of the run's last batch are, byte for byte, what prost encodes of the
+/// templates stamped by [`stamp`].
 fn check_stamps(templates: &[ExportTraceServiceRequest], encoded: &[Encoded], batches: usize) {
-    let mut bytes = Vec::new();
-    for k in [0, 1, 15, 16, 17, 16 * 40 + 3, batches / 2, batches - 1] {
-        let mut request = templates[k % templates.len()].clone();
+    for k in (0..2 * TEMPLATES).chain([batches - 1]) {
+        let mut request = templates[k % TEMPLATES].clone();
         stamp(&mut request, k);
-        encoded[k % encoded.len()].stamp(k, &mut bytes);
-        assert_eq!(
-            ExportTraceServiceRequest::decode(bytes.as_slice()).expect("stamped bytes decode"),
-            request,
+        assert!(
+            encoded[k % TEMPLATES].stamp(k).encode_to_vec() == request.encode_to_vec(),
             "batch {k}: the stamped bytes differ from the stamped template"
         );
-    }
-}
-
-const TRACE_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
-/// The client's codec: requests sent as the bytes given, answers decoded
-/// by prost.
-#[derive(Clone, Copy)]
-struct RawRequests;
-
-impl Codec for RawRequests {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = RawRequests;
-    type Decoder = RawRequests;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawRequests
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawRequests
-    }
-}
-
-impl Encoder for RawRequests {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawRequests {
-    type Item = ExportTraceServiceResponse;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        let answer = ExportTraceServiceResponse::decode(src.copy_to_bytes(src.remaining()))
-            .map_err(|e| tonic::Status::internal(format!("an answer prost cannot decode: {e}")))?;
-        Ok(Some(answer))
     }
 }
 
@@ -609,10 +607,9 @@ fn bytes_per_span(template: &ExportTraceServiceRequest) -> (usize, usize) {
 /// of recently written span ids.
 fn to_parquet(encoded: &[Encoded], batches: usize) -> f64 {
     let flush_rows = collector::CollectorConfig::new("unused").flush_rows;
-    let mut request = Vec::new();
     let converted: Vec<_> = (0..batches)
         .flat_map(|k| {
-            encoded[k % encoded.len()].stamp(k, &mut request);
+            let request = encoded[k % TEMPLATES].stamp(k).encode_to_vec();
             collector::convert::spans::convert_encoded(&request)
                 .expect("converts")
                 .batches
@@ -642,6 +639,8 @@ fn decode_request(payload: &[u8]) -> ExportTraceServiceRequest {
 
 struct EndToEnd {
     spans: usize,
+    /// Whether the collector ran on one CPU and the client on the others.
+    pinned: bool,
     wall: Duration,
     cpu_seconds: f64,
     rows: u64,
@@ -659,7 +658,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let _ = std::fs::remove_dir_all(&data);
     let mut command = Command::new(std::env::current_exe().unwrap());
     let cpus = allowed_cpus();
-    match cpus.split_last() {
+    let pinned = match cpus.split_last() {
         Some((collector, client)) if options.pin && !client.is_empty() => {
             // Threads started from here on (the client's runtime) inherit it.
             pin_to(client);
@@ -667,12 +666,14 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
             println!(
                 "pinned           : the collector to CPU {collector}, the client to CPUs {client:?}"
             );
+            true
         }
         _ => {
             command.env_remove(CPU);
             println!("pinned           : no, both left to the scheduler");
+            false
         }
-    }
+    };
     // As `loadlens collector` sets it for the default bound (through
     // mimalloc's API there); a delay this run's environment sets passes on.
     let bound = collector::config::DEFAULT_MAX_PENDING_BYTES;
@@ -729,14 +730,15 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
                     if k >= batches {
                         break;
                     }
-                    let mut request = Vec::new();
-                    encoded[k % encoded.len()].stamp(k, &mut request);
+                    let request = tonic::Request::new(encoded[k % TEMPLATES].stamp(k));
                     client.ready().await.expect("the channel is ready");
                     let answer: tonic::Response<ExportTraceServiceResponse> = client
                         .unary(
-                            tonic::Request::new(bytes::Bytes::from(request)),
-                            PathAndQuery::from_static(TRACE_EXPORT),
-                            RawRequests,
+                            request,
+                            PathAndQuery::from_static(
+                                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                            ),
+                            tonic_prost::ProstCodec::<RawRequest, _>::default(),
                         )
                         .await
                         .expect("export acknowledged");
@@ -765,6 +767,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let _ = std::fs::remove_dir_all(&data);
     EndToEnd {
         spans: batches * batch(),
+        pinned,
         wall,
         cpu_seconds: cpu_after - cpu_before,
         rows,
