@@ -50,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -181,7 +182,7 @@ fn main() {
 
     let parquet = to_parquet(&encoded, batches.min(2000));
     println!(
-        "Arrow to Parquet : {:>10.0} spans per CPU-second (a flush: order, drop repeats, gather, encode, fsync; one thread)",
+        "Arrow to Parquet : {:>10.0} spans per CPU-second (a flush: order, drop repeats, gather, encode, fsync; one thread, after an untimed round)",
         parquet
     );
     if options.phases_only {
@@ -605,28 +606,45 @@ fn bytes_per_span(template: &ExportTraceServiceRequest) -> (usize, usize) {
 /// (untimed), then written a flush's worth of rows at a time as the collector
 /// does with its default settings, checked against and added to the index
 /// of recently written span ids.
+///
+/// As many other batches are converted and flushed first, untimed, as a
+/// running collector has flushed before: the index is then at its bound,
+/// expiring as it claims, and the allocator holds the pages the flush
+/// needs. Without that round a third of the flush's time went to the
+/// kernel zeroing fresh pages and to the index's tables growing
+/// (BENCHMARKS.md).
 fn to_parquet(encoded: &[Encoded], batches: usize) -> f64 {
     let flush_rows = collector::CollectorConfig::new("unused").flush_rows;
-    let converted: Vec<_> = (0..batches)
-        .flat_map(|k| {
+    let convert = |ks: std::ops::Range<usize>| -> Vec<_> {
+        ks.flat_map(|k| {
             let request = encoded[k % TEMPLATES].stamp(k).encode_to_vec();
             collector::convert::spans::convert_encoded(&request)
                 .expect("converts")
                 .batches
         })
-        .collect();
+        .collect()
+    };
     let dir = std::env::temp_dir().join(format!("loadlens-bench-flush-{}", std::process::id()));
     // The index of recently written span ids, as the collector keeps it.
     let mut recent = collector::store::RecentSpans::new(collector::store::Dedupe::default());
+    let mut flush_all = |converted: &[(collector::convert::PartitionKey, RecordBatch)]| -> usize {
+        let mut rows = 0;
+        for flush in converted.chunks(flush_rows.div_ceil(batch())) {
+            let key = &flush[0].0;
+            let batches: Vec<_> = flush.iter().map(|(_, batch)| batch.clone()).collect();
+            let written =
+                collector::store::write_partition_after(&dir, key, &batches, 0, &mut recent)
+                    .expect("writes");
+            rows += written.rows;
+        }
+        rows
+    };
+    // Batches the timed ones never repeat: their spans' ids are their own.
+    let before = flush_all(&convert(batches..2 * batches));
+    assert_eq!(before, batches * batch(), "every warm-up span was written");
+    let converted = convert(0..batches);
     let start = thread_cpu_seconds();
-    let mut rows = 0;
-    for flush in converted.chunks(flush_rows.div_ceil(batch())) {
-        let key = &flush[0].0;
-        let batches: Vec<_> = flush.iter().map(|(_, batch)| batch.clone()).collect();
-        let written = collector::store::write_partition_after(&dir, key, &batches, 0, &mut recent)
-            .expect("writes");
-        rows += written.rows;
-    }
+    let rows = flush_all(&converted);
     let cpu = thread_cpu_seconds() - start;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(rows, batches * batch(), "every converted span was written");
