@@ -32,7 +32,7 @@ if [[ ${1:-} == --phases ]]; then
     phases=true
     shift
 fi
-[[ $# -ge 4 ]] || { sed -n '2,29p' "$0" >&2; exit 2; }
+[[ $# -ge 4 ]] || { sed -n '2,28p' "$0" >&2; exit 2; }
 rounds=$1
 spans=$2
 shift 2
