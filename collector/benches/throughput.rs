@@ -607,12 +607,13 @@ fn bytes_per_span(template: &ExportTraceServiceRequest) -> (usize, usize) {
 /// does with its default settings, checked against and added to the index
 /// of recently written span ids.
 ///
-/// As many other batches are converted and flushed first, untimed, as a
-/// running collector has flushed before: the index is then at its bound,
-/// expiring as it claims, and the allocator holds the pages the flush
-/// needs. Without that round a third of the flush's time went to the
-/// kernel zeroing fresh pages and to the index's tables growing
-/// (BENCHMARKS.md).
+/// First, untimed, as many other batches are converted and flushed, as a
+/// running collector has flushed others before: the index then holds
+/// their ids (at its bound of 1,000,000 from 2,000 batches, the most this
+/// phase takes, and expiring as it claims), and the allocator holds the
+/// pages a flush needs. Without that round a third of the flush's time
+/// went to the kernel zeroing fresh pages and to the index's tables
+/// growing (BENCHMARKS.md).
 fn to_parquet(encoded: &[Encoded], batches: usize) -> f64 {
     let flush_rows = collector::CollectorConfig::new("unused").flush_rows;
     let convert = |ks: std::ops::Range<usize>| -> Vec<_> {
