@@ -9,6 +9,10 @@
 #
 #   benches/collector_ab.sh [--phases] ROUNDS SPANS BENCH_A BENCH_B [more benches...]
 #   benches/collector_ab.sh 5 2000000 /tmp/bench-before /tmp/bench-after
+#   benches/collector_ab.sh 6 4000000 /tmp/bench /tmp/bench,--in-flight,16
+#
+# A bench may carry arguments of its own after commas, to compare one
+# build run two ways; its runs are named by the whole word.
 #
 # A bench binary is what `cargo bench -p collector --bench throughput
 # --no-run` prints as its executable; copy it aside before building the
@@ -32,20 +36,27 @@ if [[ ${1:-} == --phases ]]; then
     phases=true
     shift
 fi
-[[ $# -ge 4 ]] || { sed -n '2,28p' "$0" >&2; exit 2; }
+[[ $# -ge 4 ]] || { sed -n '2,32p' "$0" >&2; exit 2; }
 rounds=$1
 spans=$2
 shift 2
 for bench in "$@"; do
-    [[ -x $bench ]] || { echo "not an executable: $bench" >&2; exit 2; }
+    [[ -x ${bench%%,*} ]] || { echo "not an executable: ${bench%%,*}" >&2; exit 2; }
 done
+# Runs `bench` (PATH[,ARG...]) with the arguments given after its own.
+run() {
+    local -a command
+    IFS=, read -ra command <<<"$1"
+    shift
+    "${command[@]}" "$@" 2>&1
+}
 field() { awk -v key="$1" -v n="$2" 'index($0, key) == 1 { print $n }'; }
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 for round in $(seq 1 "$rounds"); do
     for bench in "$@"; do
         if $phases; then
-            out=$("$bench" --spans "$spans" --phases-only 2>&1)
+            out=$(run "$bench" --spans "$spans" --phases-only)
             printf '%s %s decode=%s wire=%s held=%s flush=%s\n' \
                 "$round" "$(basename "$bench")" \
                 "$(field 'decode only' 4 <<<"$out")" \
@@ -54,7 +65,7 @@ for round in $(seq 1 "$rounds"); do
                 "$(field 'Arrow to Parquet' 5 <<<"$out")" | tee -a "$runs"
             continue
         fi
-        out=$("$bench" --spans "$spans" 2>&1)
+        out=$(run "$bench" --spans "$spans")
         printf '%s %s e2e=%s wall=%s busy=%s ratio=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s\n' \
             "$round" "$(basename "$bench")" \
             "$(field 'end to end' 5 <<<"$out")" \

@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use collector::convert::spans::request_of;
+use collector::receiver::grpc::{EncodedRequests, TRACE_EXPORT};
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -109,49 +108,6 @@ impl Encoded {
     }
 }
 
-/// Sends already-encoded request bytes; decodes the OTLP response.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = bytes::Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = bytes::Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: bytes::Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put(dst, item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = ExportTraceServiceResponse;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(e.to_string()))
-    }
-}
-
 type Client = tonic::client::Grpc<tonic::transport::Channel>;
 
 async fn connect(endpoint: &str) -> Client {
@@ -166,15 +122,13 @@ async fn connect(endpoint: &str) -> Client {
 /// Sends one batch and records the answer.
 async fn export(mut client: Client, encoded: Arc<Encoded>, counts: Arc<Counts>) {
     let first = counts.next_batch.fetch_add(1, Ordering::Relaxed) * BATCH;
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(TRACE_EXPORT);
     client.ready().await.expect("channel ready");
     let answer = client
         .unary(
             tonic::Request::new(encoded.with_first_id(first)),
             path,
-            RawCodec,
+            EncodedRequests,
         )
         .await;
     match answer {

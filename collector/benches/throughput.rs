@@ -51,9 +51,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use collector::receiver::grpc::{EncodedRequests, TRACE_EXPORT};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -383,24 +382,15 @@ fn stamp(request: &mut ExportTraceServiceRequest, k: usize) {
     }
 }
 
-/// An `ExportTraceServiceRequest` whose one `ResourceSpans` is given as its
-/// encoded bytes: the same bytes on the wire.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    resource_spans: Vec<u8>,
-}
-
-/// A template's `ResourceSpans` encoded once, with where each span's
-/// stamped fields lie, so that the client makes a batch's request by
+/// A template encoded once, with where each span's stamped fields lie, so that the client makes a batch's request by
 /// copying the bytes and writing ids and times in place (see the module's
 /// documentation for why).
 struct Encoded {
-    resource_spans: Vec<u8>,
+    request: Vec<u8>,
     spans: Vec<SpanAt>,
 }
 
-/// Offsets in the encoded `ResourceSpans` of one span's trace id, span id,
+/// Offsets in the encoded request of one span's trace id, span id,
 /// start and end times (fixed64), and intended start (an int attribute: a
 /// varint of 9 bytes, as every time here is in [2^56, 2^63) ns).
 struct SpanAt {
@@ -418,12 +408,9 @@ const fn key(field: u8, wire_type: u8) -> u8 {
 
 impl Encoded {
     fn new(template: &ExportTraceServiceRequest) -> Self {
-        let [resource_spans] = template.resource_spans.as_slice() else {
-            panic!("a template holds one ResourceSpans");
-        };
-        let bytes = resource_spans.encode_to_vec();
+        let bytes = template.encode_to_vec();
         let mut after = 0;
-        let spans = resource_spans.scope_spans[0]
+        let spans = template.resource_spans[0].scope_spans[0]
             .spans
             .iter()
             .map(|span| {
@@ -456,15 +443,15 @@ impl Encoded {
             })
             .collect();
         Encoded {
-            resource_spans: bytes,
+            request: bytes,
             spans,
         }
     }
 
     /// Batch `k`'s request, as [`stamp`] makes it.
-    fn stamp(&self, k: usize) -> RawRequest {
+    fn stamp(&self, k: usize) -> Vec<u8> {
         let (first, later) = shift(k);
-        let mut out = self.resource_spans.clone();
+        let mut out = self.request.clone();
         let add = |bytes: &mut [u8]| {
             let time = u64::from_le_bytes(bytes[..8].try_into().unwrap()) + later;
             bytes[..8].copy_from_slice(&time.to_le_bytes());
@@ -482,9 +469,7 @@ impl Encoded {
                 .fold(0, |v, (j, b)| v | (u64::from(b & 0x7f) << (7 * j)));
             intended.copy_from_slice(&varint9(time + later));
         }
-        RawRequest {
-            resource_spans: out,
-        }
+        out
     }
 }
 
@@ -516,7 +501,7 @@ fn check_stamps(templates: &[ExportTraceServiceRequest], encoded: &[Encoded], ba
         let mut request = templates[k % TEMPLATES].clone();
         stamp(&mut request, k);
         assert!(
-            encoded[k % TEMPLATES].stamp(k).encode_to_vec() == request.encode_to_vec(),
+            encoded[k % TEMPLATES].stamp(k) == request.encode_to_vec(),
             "batch {k}: the stamped bytes differ from the stamped template"
         );
     }
@@ -618,8 +603,7 @@ fn to_parquet(encoded: &[Encoded], batches: usize) -> f64 {
     let flush_rows = collector::CollectorConfig::new("unused").flush_rows;
     let convert = |ks: std::ops::Range<usize>| -> Vec<_> {
         ks.flat_map(|k| {
-            let request = encoded[k % TEMPLATES].stamp(k).encode_to_vec();
-            collector::convert::spans::convert_encoded(&request)
+            collector::convert::spans::convert_encoded(&encoded[k % TEMPLATES].stamp(k))
                 .expect("converts")
                 .batches
         })
@@ -749,15 +733,13 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
                     if k >= batches {
                         break;
                     }
-                    let request = tonic::Request::new(encoded[k % TEMPLATES].stamp(k));
+                    let request = encoded[k % TEMPLATES].stamp(k);
                     client.ready().await.expect("the channel is ready");
-                    let answer: tonic::Response<ExportTraceServiceResponse> = client
+                    let answer = client
                         .unary(
-                            request,
-                            PathAndQuery::from_static(
-                                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                            ),
-                            tonic_prost::ProstCodec::<RawRequest, _>::default(),
+                            tonic::Request::new(bytes::Bytes::from(request)),
+                            PathAndQuery::from_static(TRACE_EXPORT),
+                            EncodedRequests,
                         )
                         .await
                         .expect("export acknowledged");

@@ -860,7 +860,7 @@ async fn grpc_export_raw(endpoint: String, resource_spans: Vec<u8>) -> tonic::St
     grpc.ready().await.unwrap();
     let codec = tonic_prost::ProstCodec::<RawRequest, ExportTraceServiceResponse>::default();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        collector::receiver::grpc::TRACE_EXPORT,
     );
     match grpc
         .unary(
