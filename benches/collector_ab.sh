@@ -3,9 +3,10 @@
 # change is measured against the build without it under the same load of
 # the machine. One line per run: the end-to-end spans per collector
 # CPU-second and per second of wall time, the share of the run the
-# collector was busy, the ratio to decode-only, the two one-thread phases,
-# bytes per span on disk, the collector's peak RSS and its page faults per
-# span.
+# collector was busy, the ratio to decode-only, the decode-only peer
+# before the run and after it (benches since the after figure was added
+# print both), the two one-thread phases, bytes per span on disk, the
+# collector's peak RSS and its page faults per span.
 #
 #   benches/collector_ab.sh [--phases] ROUNDS SPANS BENCH_A BENCH_B [more benches...]
 #   benches/collector_ab.sh 5 2000000 /tmp/bench-before /tmp/bench-after
@@ -66,17 +67,20 @@ for round in $(seq 1 "$rounds"); do
             continue
         fi
         out=$(run "$bench" --spans "$spans")
-        printf '%s %s e2e=%s wall=%s busy=%s ratio=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s\n' \
+        printf '%s %s e2e=%s wall=%s busy=%s ratio=%s decode=%s after=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s per_commit=%s\n' \
             "$round" "$(basename "$bench")" \
             "$(field 'end to end' 5 <<<"$out")" \
             "$(field 'end to end' 10 <<<"$out")" \
             "$(field 'collector busy' 4 <<<"$out" | tr -d %)" \
             "$(field 'ratio' 3 <<<"$out")" \
+            "$(field 'decode only' 4 <<<"$out")" \
+            "$(field 'decode after' 4 <<<"$out")" \
             "$(field 'wire to Arrow' 5 <<<"$out")" \
             "$(field 'Arrow to Parquet' 5 <<<"$out")" \
             "$(field 'on disk' 4 <<<"$out")" \
             "$(field 'collector memory' 4 <<<"$out")" \
-            "$(field 'collector memory' 8 <<<"$out")" | tee -a "$runs"
+            "$(field 'collector memory' 8 <<<"$out")" \
+            "$(field 'log commits' 5 <<<"$out" | tr -d '(')" | tee -a "$runs"
     done
 done
 # The runs' figures by bench, round and name: v[bench, round, name].
@@ -122,11 +126,11 @@ fi
 # less than it moves the means).
 awk "$read_runs"'
 END {
-    split("e2e wall busy ratio flush bytes rss_mib", keys, " ")
-    split("%.0f %.0f %.0f %.2f %.0f %.1f %.0f", formats, " ")
+    split("e2e wall busy ratio decode after flush bytes rss_mib", keys, " ")
+    split("%.0f %.0f %.0f %.2f %.0f %.0f %.0f %.1f %.0f", formats, " ")
     for (o = 1; o <= n; o++) {
         b = order[o]; line = b ":"
-        for (k = 1; k <= 7; k++) {
+        for (k = 1; k <= 9; k++) {
             # A figure an older bench does not print is left out.
             key = keys[k]; sum = 0; lo = ""; hi = ""; m = 0
             for (r = 1; r <= rounds[b]; r++) {

@@ -3,6 +3,12 @@
 //! log and then Parquet) against the rate at which the same payloads are only
 //! decoded. Figures go to BENCHMARKS.md.
 //!
+//! The decode-only peer runs twice: before the run, and after it on the
+//! core the collector had. The ratio is to the mean of the two, so that a
+//! run is set against the machine's speed on both sides of it (the host's
+//! speed drifts by a quarter within minutes), and the line gives the ratio
+//! to each as well.
+//!
 //! ```text
 //! cargo bench -p collector --bench throughput -- [--spans N] [--in-flight N] [--no-fsync] [--batch N] [--phases-only] [--no-pin]
 //! ```
@@ -142,11 +148,12 @@ fn main() {
     let templates: Vec<ExportTraceServiceRequest> = (0..TEMPLATES).map(template).collect();
     let encoded: Vec<Encoded> = templates.iter().map(Encoded::new).collect();
     check_stamps(&templates, &encoded, batches);
-    let decode = per_cpu_second(&templates, batches, |payload| {
+    let decode_only = |payload: &[u8]| {
         std::hint::black_box(decode_request(payload)).resource_spans[0].scope_spans[0]
             .spans
             .len()
-    });
+    };
+    let decode = per_cpu_second(&templates, batches, decode_only);
     println!(
         "decode only      : {:>10.0} spans per CPU-second (prost, one thread)",
         decode
@@ -199,15 +206,28 @@ fn main() {
     println!(
         "collector busy   : {:.0}% of the run (its CPU-seconds over the wall time; {})",
         100.0 * end_to_end.cpu_seconds / end_to_end.wall.as_secs_f64(),
-        if end_to_end.pinned {
+        if end_to_end.collector_cpu.is_some() {
             "on its one core, below 100% it waited for requests or the disk"
         } else {
             "not pinned, so several cores may add up"
         }
     );
+    // The peer again, after the run and on the core the collector had,
+    // so that the run is set against the machine's speed on both sides
+    // of it: the host's speed drifts by a quarter within minutes.
+    if let Some(cpu) = end_to_end.collector_cpu {
+        pin_to(&[cpu]);
+    }
+    let decode_after = per_cpu_second(&templates, batches, decode_only);
     println!(
-        "ratio            : {:.2} of the decode-only rate",
-        end_to_end.spans as f64 / end_to_end.cpu_seconds / decode
+        "decode after     : {decode_after:>10.0} spans per CPU-second (prost, one thread, after the run, on the collector's core if pinned)"
+    );
+    let rate = end_to_end.spans as f64 / end_to_end.cpu_seconds;
+    println!(
+        "ratio            : {:.2} of the decode-only rate (the mean of before and after the run; {:.2} and {:.2} of each)",
+        rate / ((decode + decode_after) / 2.0),
+        rate / decode,
+        rate / decode_after
     );
     println!(
         "on disk          : {:.1} bytes per span ({} rows in {} Parquet files, {} bytes)",
@@ -221,6 +241,12 @@ fn main() {
         end_to_end.peak_rss_kib as f64 / 1024.0,
         end_to_end.page_faults as f64 / end_to_end.spans as f64,
         end_to_end.page_faults
+    );
+    println!(
+        "log commits      : {} ({:.2} requests a commit, {:.0} µs each)",
+        end_to_end.commits,
+        batches as f64 / end_to_end.commits.max(1) as f64,
+        end_to_end.sync_nanos as f64 / 1000.0 / end_to_end.commits.max(1) as f64
     );
     assert_eq!(
         end_to_end.rows, spans as u64,
@@ -642,8 +668,9 @@ fn decode_request(payload: &[u8]) -> ExportTraceServiceRequest {
 
 struct EndToEnd {
     spans: usize,
-    /// Whether the collector ran on one CPU and the client on the others.
-    pinned: bool,
+    /// The CPU the collector ran on, when it was pinned to one and the
+    /// client to the others.
+    collector_cpu: Option<usize>,
     wall: Duration,
     cpu_seconds: f64,
     rows: u64,
@@ -654,6 +681,11 @@ struct EndToEnd {
     /// fresh memory the kernel zeroed, which CPU time alone does not tell
     /// apart.
     page_faults: u64,
+    /// Group commits of the write-ahead log, and the nanoseconds they took
+    /// in all (writes and fdatasync): fewer requests a commit, more of the
+    /// log's fixed cost a span.
+    commits: u64,
+    sync_nanos: u64,
 }
 
 fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndToEnd {
@@ -661,7 +693,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let _ = std::fs::remove_dir_all(&data);
     let mut command = Command::new(std::env::current_exe().unwrap());
     let cpus = allowed_cpus();
-    let pinned = match cpus.split_last() {
+    let collector_cpu = match cpus.split_last() {
         Some((collector, client)) if options.pin && !client.is_empty() => {
             // Threads started from here on (the client's runtime) inherit it.
             pin_to(client);
@@ -669,12 +701,12 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
             println!(
                 "pinned           : the collector to CPU {collector}, the client to CPUs {client:?}"
             );
-            true
+            Some(*collector)
         }
         _ => {
             command.env_remove(CPU);
             println!("pinned           : no, both left to the scheduler");
-            false
+            None
         }
     };
     // As `loadlens collector` sets it for the default bound (through
@@ -768,7 +800,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let _ = std::fs::remove_dir_all(&data);
     EndToEnd {
         spans: batches * batch(),
-        pinned,
+        collector_cpu,
         wall,
         cpu_seconds: cpu_after - cpu_before,
         rows,
@@ -776,6 +808,8 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
         parquet_bytes,
         peak_rss_kib: field("rss_kib"),
         page_faults: field("minflt") - faults_before,
+        commits: field("commits"),
+        sync_nanos: field("sync_nanos"),
     }
 }
 
@@ -842,6 +876,11 @@ fn serve() {
         })
         .await
         .unwrap();
+        let stats = collector.ingest().stats();
+        let (commits, sync_nanos) = (
+            stats.wal_commits.load(std::sync::atomic::Ordering::Relaxed),
+            stats.wal_sync_nanos.load(std::sync::atomic::Ordering::Relaxed),
+        );
         collector.shutdown().await.expect("flush at shutdown");
         let cpu = cpu_seconds(Path::new("/proc/self/stat"));
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -851,7 +890,7 @@ fn serve() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
         println!(
-            "done cpu_centis={} rss_kib={rss_kib} minflt={}",
+            "done cpu_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos}",
             (cpu * 100.0).round() as u64,
             page_faults(Path::new("/proc/self/stat"))
         );
