@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 
 use arrow::array::{
-    Array, AsArray, FixedSizeBinaryArray, Int32Array, ListArray, MapArray, RecordBatch,
-    StringArray, UInt64Array,
+    Array, AsArray, FixedSizeBinaryArray, Float64Array, Int32Array, ListArray, MapArray,
+    RecordBatch, StringArray, UInt64Array,
 };
 use arrow::datatypes::{Float64Type, UInt64Type};
 use bytes::Bytes;
@@ -146,6 +146,13 @@ fn every_metric_type() -> ExportMetricsServiceRequest {
                                 max: Some(9.0),
                                 bucket_counts: vec![1, 2, 3],
                                 explicit_bounds: vec![1.0, 5.0],
+                                exemplars: vec![Exemplar {
+                                    filtered_attributes: vec![],
+                                    time_unix_nano: T0 - 7,
+                                    span_id: vec![8; 8],
+                                    trace_id: vec![8; 16],
+                                    value: Some(exemplar::Value::AsDouble(3.5)),
+                                }],
                                 ..Default::default()
                             }],
                             aggregation_temporality: cumulative,
@@ -157,13 +164,18 @@ fn every_metric_type() -> ExportMetricsServiceRequest {
                             data_points: vec![ExponentialHistogramDataPoint {
                                 attributes: attrs.clone(),
                                 time_unix_nano: T0,
-                                count: 4,
+                                count: 6,
+                                sum: Some(-0.75),
                                 scale: 2,
                                 zero_count: 1,
                                 zero_threshold: 0.001,
                                 positive: Some(Buckets {
                                     offset: -1,
                                     bucket_counts: vec![1, 2],
+                                }),
+                                negative: Some(Buckets {
+                                    offset: -3,
+                                    bucket_counts: vec![2],
                                 }),
                                 ..Default::default()
                             }],
@@ -666,19 +678,67 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     );
     let filtered = exemplar.column(4).as_map();
     assert_eq!(map_get(filtered, 0, "user").as_deref(), Some("u-1"));
+    let number_column =
+        |batch: &RecordBatch, name: &str| -> f64 { column::<Float64Array>(batch, name).value(0) };
+    let u64s = |batch: &RecordBatch, name: &str| -> Vec<u64> {
+        let list = column::<ListArray>(batch, name).value(0);
+        list.as_primitive::<UInt64Type>().values().to_vec()
+    };
+    // The histogram: every field as sent, its exemplar too.
     let histogram = read_table(&dir, "metrics_histogram");
-    let buckets = column::<ListArray>(&histogram, "bucket_counts").value(0);
+    assert_eq!(u64s(&histogram, "bucket_counts"), [1, 2, 3]);
+    let bounds = column::<ListArray>(&histogram, "explicit_bounds").value(0);
     assert_eq!(
-        buckets.as_primitive::<UInt64Type>().values().as_ref(),
-        &[1, 2, 3]
+        bounds.as_primitive::<Float64Type>().values().as_ref(),
+        &[1.0, 5.0]
     );
     assert_eq!(column::<UInt64Array>(&histogram, "count").value(0), 6);
+    assert_eq!(
+        ["sum", "min", "max"].map(|name| number_column(&histogram, name)),
+        [21.0, 0.5, 9.0]
+    );
+    assert_eq!(
+        column::<StringArray>(&histogram, "temporality").value(0),
+        "cumulative"
+    );
+    let exemplar = column::<ListArray>(&histogram, "exemplars").value(0);
+    let exemplar = exemplar.as_struct();
+    assert_eq!(exemplar.len(), 1);
+    assert_eq!(
+        exemplar.column(1).as_primitive::<Float64Type>().value(0),
+        3.5
+    );
+    assert_eq!(
+        exemplar.column(2).as_fixed_size_binary().value(0),
+        &[8u8; 16]
+    );
+    // The exponential histogram: scale, the zero bucket, both sides.
     let exp = read_table(&dir, "metrics_exp_histogram");
     assert_eq!(column::<Int32Array>(&exp, "scale").value(0), 2);
+    assert_eq!(column::<UInt64Array>(&exp, "count").value(0), 6);
+    assert_eq!(number_column(&exp, "sum"), -0.75);
+    assert_eq!(column::<UInt64Array>(&exp, "zero_count").value(0), 1);
+    assert_eq!(number_column(&exp, "zero_threshold"), 0.001);
     assert_eq!(column::<Int32Array>(&exp, "positive_offset").value(0), -1);
+    assert_eq!(u64s(&exp, "positive_bucket_counts"), [1, 2]);
+    assert_eq!(column::<Int32Array>(&exp, "negative_offset").value(0), -3);
+    assert_eq!(u64s(&exp, "negative_bucket_counts"), [2]);
+    assert_eq!(column::<StringArray>(&exp, "temporality").value(0), "delta");
+    // The summary: count, sum and each quantile with its value.
     let summary = read_table(&dir, "metrics_summary");
+    assert_eq!(column::<UInt64Array>(&summary, "count").value(0), 10);
+    assert_eq!(number_column(&summary, "sum"), 55.0);
     let quantiles = column::<ListArray>(&summary, "quantile_values").value(0);
-    assert_eq!(quantiles.len(), 2);
+    let quantiles = quantiles.as_struct();
+    let pairs: Vec<(f64, f64)> = (0..quantiles.len())
+        .map(|i| {
+            (
+                quantiles.column(0).as_primitive::<Float64Type>().value(i),
+                quantiles.column(1).as_primitive::<Float64Type>().value(i),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, [(0.5, 5.0), (0.99, 9.9)]);
     assert!(
         dir.join("metrics_number/date=2026-11-23/run_id=run-m")
             .is_dir()
@@ -827,6 +887,130 @@ async fn at_the_memory_bound_requests_are_refused_retryably_and_nothing_is_lost(
         spans.num_rows() as u32,
         acked,
         "every acknowledged span, once"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// OTLP/HTTP beyond the main test: JSON answered in JSON, its rejections in
+/// `partialSuccess`; metrics in the specification's JSON shape; a body past
+/// the limit refused with 413 uncompressed as well as gzipped; and the
+/// receiver serving on after each refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_json_is_answered_in_kind_and_oversized_bodies_get_413() {
+    let dir = std::env::temp_dir().join(format!("loadlens-receivers-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = CollectorConfig::ephemeral(&dir);
+    config.max_http_body = 64 * 1024;
+    let collector = Collector::start(config).await.unwrap();
+    let http = collector.http_addr();
+
+    // One span with good ids, one whose span id is one byte long.
+    let json_span = |span_id: &str, name: &str| {
+        format!(
+            r#"{{"traceId":"{}","spanId":"{span_id}","name":"{name}","startTimeUnixNano":"{T0}","endTimeUnixNano":"{}"}}"#,
+            "0a".repeat(16),
+            T0 + 1000
+        )
+    };
+    let json = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{},{}]}}]}}]}}"#,
+        json_span(&"0b".repeat(8), "kept"),
+        json_span("0c", "short id")
+    );
+    let (status, content_type, reply) = post(
+        http,
+        "/v1/traces",
+        "application/json",
+        false,
+        json.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/json"),
+        "{reply:?}"
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&reply).expect("a JSON answer");
+    let partial = &reply["partialSuccess"];
+    // An int64: a string in proto3's JSON mapping, which allows a number too.
+    let rejected = &partial["rejectedSpans"];
+    let rejected = rejected
+        .as_i64()
+        .or_else(|| rejected.as_str()?.parse().ok());
+    assert_eq!(rejected, Some(1), "{reply}");
+    assert!(
+        partial["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("span_id must be 8")),
+        "{reply}"
+    );
+
+    // A gauge point in JSON, its int64 value as a string.
+    let metrics = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"queue.depth","gauge":{{"dataPoints":[{{"timeUnixNano":"{T0}","asInt":"7"}}]}}}}]}}]}}]}}"#
+    );
+    let (status, content_type, reply) = post(
+        http,
+        "/v1/metrics",
+        "application/json",
+        false,
+        metrics.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/json"),
+        "{reply:?}"
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&reply).expect("a JSON answer");
+    let rejected = &reply["partialSuccess"]["rejectedDataPoints"];
+    assert!(
+        rejected.is_null() || *rejected == 0 || *rejected == "0",
+        "{reply}"
+    );
+
+    // Past the limit uncompressed: refused before it is decoded.
+    let (status, _, reply) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        vec![0; 64 * 1024 + 1],
+    )
+    .await;
+    assert_eq!(status, 413, "{reply:?}");
+    // At the limit: read, then refused as no OTLP request.
+    let (status, _, reply) = post(
+        http,
+        "/v1/traces",
+        "application/x-protobuf",
+        false,
+        vec![0; 64 * 1024],
+    )
+    .await;
+    assert_eq!(status, 400, "{reply:?}");
+    // And serving on.
+    let body = traces("after", vec![span(0x0d, 0x0d, "after")]).encode_to_vec();
+    let (status, _, _) = post(http, "/v1/traces", "application/x-protobuf", false, body).await;
+    assert_eq!(status, 200);
+    collector.shutdown().await.unwrap();
+
+    let spans = read_table(&dir, "spans");
+    let mut names: Vec<&str> = column::<StringArray>(&spans, "name")
+        .iter()
+        .flatten()
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["after", "kept"]);
+    let number = read_table(&dir, "metrics_number");
+    assert_eq!(
+        column::<StringArray>(&number, "metric_name").value(0),
+        "queue.depth"
+    );
+    let value = number.column_by_name("value_int").unwrap();
+    assert_eq!(
+        value.as_primitive::<arrow::datatypes::Int64Type>().value(0),
+        7
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
