@@ -7,6 +7,8 @@ use std::process::Command;
 
 use collector::config::TlsFiles;
 use collector::{Collector, CollectorConfig};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -163,7 +165,7 @@ async fn tls_and_bearer_tokens_guard_both_receivers() {
         .connect()
         .await
         .expect("TLS handshake with the collector");
-    let mut client = TraceServiceClient::new(channel);
+    let mut client = TraceServiceClient::new(channel.clone());
     let refused = client.export(request(1)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
     assert!(refused.message().contains("bearer token"), "{refused}");
@@ -179,6 +181,12 @@ async fn tls_and_bearer_tokens_guard_both_receivers() {
         .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     let answer = client.export(right).await.expect("an authorized export");
     assert!(answer.into_inner().partial_success.is_none());
+    // The metrics service asks for the token as well.
+    let refused = MetricsServiceClient::new(channel)
+        .export(ExportMetricsServiceRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
 
     // Plain-text gRPC to the TLS port does not get through.
     let plain = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc_port}")).await;
@@ -197,21 +205,23 @@ async fn tls_and_bearer_tokens_guard_both_receivers() {
     let ca2 = ca.clone();
     let body2 = body.clone();
     let url2 = url.clone();
-    let (unauthorized, authorized, health, metrics) = tokio::task::spawn_blocking(move || {
-        (
-            curl(&ca2, &format!("{url2}/v1/traces"), None, Some(&body2)),
-            curl(
-                &ca2,
-                &format!("{url2}/v1/traces"),
-                Some(TOKEN),
-                Some(&body2),
-            ),
-            curl(&ca2, &format!("{url2}/healthz"), None, None),
-            curl(&ca2, &format!("{url2}/metrics"), None, None),
-        )
-    })
-    .await
-    .unwrap();
+    let (unauthorized, unauthorized_metrics, authorized, health, metrics) =
+        tokio::task::spawn_blocking(move || {
+            (
+                curl(&ca2, &format!("{url2}/v1/traces"), None, Some(&body2)),
+                curl(&ca2, &format!("{url2}/v1/metrics"), None, Some(&body2)),
+                curl(
+                    &ca2,
+                    &format!("{url2}/v1/traces"),
+                    Some(TOKEN),
+                    Some(&body2),
+                ),
+                curl(&ca2, &format!("{url2}/healthz"), None, None),
+                curl(&ca2, &format!("{url2}/metrics"), None, None),
+            )
+        })
+        .await
+        .unwrap();
     assert_eq!(unauthorized.0, 401, "{}", unauthorized.1);
     assert!(
         unauthorized
@@ -221,6 +231,7 @@ async fn tls_and_bearer_tokens_guard_both_receivers() {
         "{}",
         unauthorized.1
     );
+    assert_eq!(unauthorized_metrics.0, 401, "{}", unauthorized_metrics.1);
     assert_eq!(authorized.0, 200, "{}", authorized.1);
     assert_eq!(health.0, 200);
     assert_eq!(metrics.0, 200);
@@ -232,6 +243,15 @@ async fn tls_and_bearer_tokens_guard_both_receivers() {
     assert!(
         refused_line.ends_with(" 3"),
         "two gRPC and one HTTP refusal: {refused_line}"
+    );
+    let refused_line = metrics
+        .1
+        .lines()
+        .find(|l| l.contains("reason=\"unauthenticated\"") && l.contains("signal=\"metrics\""))
+        .unwrap_or_else(|| panic!("no unauthenticated metrics counter in\n{}", metrics.1));
+    assert!(
+        refused_line.ends_with(" 2"),
+        "one gRPC and one HTTP refusal: {refused_line}"
     );
 
     // Only the two authorized spans were stored.
