@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const BATCH: u64 = 50;
 
@@ -183,6 +184,35 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
         "{} acknowledged spans lost, e.g. {lost:?}",
         acked.difference(&stored).count()
     );
+    // Every Parquet file reads whole, every column of every row, and holds
+    // the rows its footer counts; no temporary file was left in place.
+    let files = schema::layout::parquet_files(&data);
+    assert!(!files.is_empty(), "no Parquet files under {data:?}");
+    for path in &files {
+        let file = std::fs::File::open(path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{path:?} has no readable footer: {e}"));
+        let footer_rows = reader.metadata().file_metadata().num_rows();
+        let mut read = 0;
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap_or_else(|e| panic!("{path:?} does not read: {e}"));
+            read += batch.num_rows() as i64;
+        }
+        assert_eq!(read, footer_rows, "{path:?}");
+    }
+    let mut folders = vec![data.clone()];
+    let mut temporary = Vec::new();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.to_string_lossy().ends_with(".tmp") {
+                temporary.push(path);
+            }
+        }
+    }
+    assert!(temporary.is_empty(), "temporary files left: {temporary:?}");
     // Every log segment was written to Parquet and removed.
     let wal: Vec<_> = std::fs::read_dir(data.join("_wal"))
         .unwrap()
