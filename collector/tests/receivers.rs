@@ -917,27 +917,9 @@ async fn otlp_http_json_is_answered_in_kind_and_oversized_bodies_get_413() {
         json_span(&"0b".repeat(8), "kept"),
         json_span("0c", "short id")
     );
-    let (status, content_type, reply) = post(
-        http,
-        "/v1/traces",
-        "application/json",
-        false,
-        json.into_bytes(),
-    )
-    .await;
-    assert_eq!(
-        (status, content_type.as_str()),
-        (200, "application/json"),
-        "{reply:?}"
-    );
-    let reply: serde_json::Value = serde_json::from_slice(&reply).expect("a JSON answer");
+    let reply = post_json(http, "/v1/traces", json).await;
     let partial = &reply["partialSuccess"];
-    // An int64: a string in proto3's JSON mapping, which allows a number too.
-    let rejected = &partial["rejectedSpans"];
-    let rejected = rejected
-        .as_i64()
-        .or_else(|| rejected.as_str()?.parse().ok());
-    assert_eq!(rejected, Some(1), "{reply}");
+    assert_eq!(int64(&partial["rejectedSpans"]), Some(1), "{reply}");
     assert!(
         partial["errorMessage"]
             .as_str()
@@ -949,25 +931,9 @@ async fn otlp_http_json_is_answered_in_kind_and_oversized_bodies_get_413() {
     let metrics = format!(
         r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"queue.depth","gauge":{{"dataPoints":[{{"timeUnixNano":"{T0}","asInt":"7"}}]}}}}]}}]}}]}}"#
     );
-    let (status, content_type, reply) = post(
-        http,
-        "/v1/metrics",
-        "application/json",
-        false,
-        metrics.into_bytes(),
-    )
-    .await;
-    assert_eq!(
-        (status, content_type.as_str()),
-        (200, "application/json"),
-        "{reply:?}"
-    );
-    let reply: serde_json::Value = serde_json::from_slice(&reply).expect("a JSON answer");
+    let reply = post_json(http, "/v1/metrics", metrics).await;
     let rejected = &reply["partialSuccess"]["rejectedDataPoints"];
-    assert!(
-        rejected.is_null() || *rejected == 0 || *rejected == "0",
-        "{reply}"
-    );
+    assert!(rejected.is_null() || int64(rejected) == Some(0), "{reply}");
 
     // Past the limit uncompressed: refused before it is decoded.
     let (status, _, reply) = post(
@@ -1013,6 +979,24 @@ async fn otlp_http_json_is_answered_in_kind_and_oversized_bodies_get_413() {
         7
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// POSTs an OTLP/JSON body; the answer must be a 200 in JSON.
+async fn post_json(addr: std::net::SocketAddr, path: &str, body: String) -> serde_json::Value {
+    let (status, content_type, reply) =
+        post(addr, path, "application/json", false, body.into_bytes()).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/json"),
+        "{reply:?}"
+    );
+    serde_json::from_slice(&reply).expect("a JSON answer")
+}
+
+/// An int64 of OTLP/JSON: a string in proto3's JSON mapping, which allows a
+/// number too.
+fn int64(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_str()?.parse().ok())
 }
 
 async fn post_with_retry_after(addr: std::net::SocketAddr, body: Vec<u8>) -> (u16, String, Bytes) {
