@@ -891,18 +891,57 @@ async fn at_the_memory_bound_requests_are_refused_retryably_and_nothing_is_lost(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// OTLP/HTTP beyond the main test: JSON answered in JSON, its rejections in
-/// `partialSuccess`; metrics in the specification's JSON shape; a body past
-/// the limit refused with 413 uncompressed as well as gzipped; and the
-/// receiver serving on after each refusal.
+/// Beyond the main test: JSON answered in JSON, its rejections in
+/// `partialSuccess`; metrics in the specification's JSON shape; an HTTP body
+/// past the limit refused with 413 uncompressed as well as gzipped; a gRPC
+/// message past it refused for either service; and both receivers serving
+/// on after each refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn otlp_http_json_is_answered_in_kind_and_oversized_bodies_get_413() {
+async fn json_is_answered_in_kind_and_both_receivers_refuse_past_their_limits() {
     let dir = std::env::temp_dir().join(format!("loadlens-receivers-http-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = CollectorConfig::ephemeral(&dir);
     config.max_http_body = 64 * 1024;
+    config.max_grpc_message = 64 * 1024;
     let collector = Collector::start(config).await.unwrap();
     let http = collector.http_addr();
+
+    // gRPC messages past the limit, for traces and for metrics.
+    let endpoint = collector.grpc_endpoint();
+    let mut traces_client = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
+    let big = traces("big", many_spans(0, 2000));
+    assert!(big.encoded_len() > 64 * 1024);
+    let refused = traces_client.export(big).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused}");
+    assert!(refused.message().contains("too large"), "{refused}");
+    let point = NumberDataPoint {
+        time_unix_nano: T0,
+        value: Some(number_data_point::Value::AsInt(1)),
+        ..Default::default()
+    };
+    let big = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric(
+                    "big",
+                    Data::Gauge(Gauge {
+                        data_points: vec![point; 10_000],
+                    }),
+                )],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    assert!(big.encoded_len() > 64 * 1024);
+    let mut metrics_client = MetricsServiceClient::connect(endpoint).await.unwrap();
+    let refused = metrics_client.export(big).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused}");
+    assert!(refused.message().contains("too large"), "{refused}");
+    traces_client
+        .export(traces("grpc-after", vec![span(0x0e, 0x0e, "grpc after")]))
+        .await
+        .expect("gRPC serves on");
 
     // One span with good ids, one whose span id is one byte long.
     let json_span = |span_id: &str, name: &str| {
@@ -967,7 +1006,7 @@ async fn otlp_http_json_is_answered_in_kind_and_oversized_bodies_get_413() {
         .flatten()
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["after", "kept"]);
+    assert_eq!(names, ["after", "grpc after", "kept"]);
     let number = read_table(&dir, "metrics_number");
     assert_eq!(
         column::<StringArray>(&number, "metric_name").value(0),
