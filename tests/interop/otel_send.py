@@ -67,8 +67,27 @@ def points_of(metrics_data):
                     )
                 else:
                     point["value"] = float(p.value)
+                point["exemplars"] = exemplars_of(p)
                 points[metric.name] = point
     return points
+
+
+def exemplars_of(point):
+    """A point's exemplars as the store should keep them, in time order."""
+    hex_id = lambda value, width: None if value is None else format(value, f"0{width}x")
+    return sorted(
+        (
+            {
+                "time": e.time_unix_nano,
+                "value": float(e.value),
+                "trace_id": hex_id(e.trace_id, 32),
+                "span_id": hex_id(e.span_id, 16),
+                "attributes": {k: str(v) for k, v in (e.filtered_attributes or {}).items()},
+            }
+            for e in point.exemplars or ()
+        ),
+        key=lambda e: (e["time"], e["value"]),
+    )
 
 
 def main():
@@ -112,20 +131,26 @@ def main():
     )
     meter = meters.get_meter("interop", "1.2.3")
     counter = meter.create_counter("interop.requests", unit="1")
-    counter.add(5, {"route": "/a"})
-    counter.add(2, {"route": "/a"})
     updown = meter.create_up_down_counter("interop.inflight")
+    histogram = meter.create_histogram("interop.latency", unit="ms")
+    # Inside a sampled span the SDK's default filter keeps exemplars: the
+    # requests and latencies point at the span they were measured in.
+    with tracer.start_as_current_span("measured"):
+        counter.add(5, {"route": "/a"})
+        counter.add(2, {"route": "/a"})
+        for value in (1.5, 7.0, 30.0):
+            histogram.record(value)
     updown.add(3)
     updown.add(-1)
-    histogram = meter.create_histogram("interop.latency", unit="ms")
-    for value in (1.5, 7.0, 30.0):
-        histogram.record(value)
     exp = meter.create_histogram("interop.latency_exp", unit="ms")
     for value in (1.0, 2.0, 4.0, 8.0):
         exp.record(value)
     gauge = meter.create_gauge("interop.temperature")
     gauge.set(21.5)
     metrics_data = reader.get_metrics_data()
+    points = points_of(metrics_data)
+    for name in ("interop.requests", "interop.latency"):
+        assert points[name]["exemplars"], f"the SDK kept no exemplar for {name}"
     result = metric_exporter.export(metrics_data)
     assert result == MetricExportResult.SUCCESS, f"metric export failed: {result}"
 
@@ -155,7 +180,7 @@ def main():
             }
             for s in spans
         ],
-        "points": points_of(metrics_data),
+        "points": points,
         "attributes": {"custom.str": "x", "custom.int": "42", "custom.bool": "true", "custom.float": "0.25", "custom.list": '["a","b"]'},
         "metrics": {
             "interop.requests": 7,

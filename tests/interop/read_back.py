@@ -61,7 +61,10 @@ def check_every_value(reader, spans, points, expected):
     for name, want in expected["points"].items():
         got = points[name]
         for key, value in want.items():
-            if key in ("negative", "bucket_counts", "positive", "bounds"):
+            if key == "exemplars":
+                got_exemplars = sorted(got.get(key) or [], key=lambda e: (e["time"], e["value"]))
+                assert got_exemplars == value, (reader, name, got_exemplars, value)
+            elif key in ("negative", "bucket_counts", "positive", "bounds"):
                 assert list(got.get(key) or []) == value, (reader, name, key, got.get(key), value)
             else:
                 assert got.get(key) == value, (reader, name, key, got.get(key), value)
@@ -139,14 +142,18 @@ def check_duckdb(data, expected):
         extra = "".join(f", {column}" for column in columns)
         cursor = con.execute(
             f"""SELECT metric_name, metric_unit, epoch_ns(time), epoch_ns(start_time), attributes,
-                       temporality{extra}
+                       temporality,
+                       list_transform(exemplars, lambda e: {{'time': epoch_ns(e.time), 'value': e.value,
+                                      'trace_id': lower(hex(e.trace_id)), 'span_id': lower(hex(e.span_id)),
+                                      'attributes': e.filtered_attributes}}){extra}
                 FROM {table(name)} WHERE service_name = ?""",
             [service],
         )
         for row in cursor.fetchall():
             point = dict(zip(("unit", "time", "start_time", "attributes", "temporality"), row[1:6]))
             point["attributes"] = as_dict(point["attributes"])
-            point.update(zip(columns.values(), row[6:]))
+            point["exemplars"] = [dict(e, attributes=as_dict(e["attributes"])) for e in row[6] or []]
+            point.update(zip(columns.values(), row[7:]))
             points[row[0]] = point
     check_every_value("DuckDB", spans, points, expected)
 
@@ -200,6 +207,7 @@ def check_pyarrow(data, expected):
         )
         times = rows.column("time").cast(pa.int64()).to_pylist()
         start_times = rows.column("start_time").cast(pa.int64()).to_pylist()
+        exemplars = exemplars_by_row(rows.column("exemplars").combine_chunks())
         plain = ["metric_name", "metric_unit", "attributes", "temporality", *columns]
         for i, row in enumerate(rows.select(plain).to_pylist()):
             point = {
@@ -208,10 +216,33 @@ def check_pyarrow(data, expected):
                 "start_time": start_times[i],
                 "attributes": as_dict(row["attributes"]),
                 "temporality": row["temporality"],
+                "exemplars": exemplars[i],
             }
             point.update((key, row[column]) for column, key in columns.items())
             points[row["metric_name"]] = point
     check_every_value("pyarrow", by_id, points, expected)
+
+
+def exemplars_by_row(column):
+    """Each row's exemplars from an `exemplars` column, times in
+    nanoseconds (pyarrow's datetimes stop at µs)."""
+    lengths = [n or 0 for n in pc.list_value_length(column).to_pylist()]
+    flat = column.flatten()
+    hex_ids = lambda ids: [None if v is None else bytes(v).hex() for v in ids.to_pylist()]
+    flat_rows = iter(
+        zip(
+            flat.field("time").cast(pa.int64()).to_pylist(),
+            flat.field("value").to_pylist(),
+            hex_ids(flat.field("trace_id")),
+            hex_ids(flat.field("span_id")),
+            flat.field("filtered_attributes").to_pylist(),
+        )
+    )
+    keys = ("time", "value", "trace_id", "span_id", "attributes")
+    return [
+        [dict(zip(keys, row), attributes=as_dict(row[4])) for row in (next(flat_rows) for _ in range(n))]
+        for n in lengths
+    ]
 
 
 def main():
