@@ -212,9 +212,8 @@ fn main() {
             "not pinned, so several cores may add up"
         }
     );
-    // The peer again, after the run and on the core the collector had,
-    // so that the run is set against the machine's speed on both sides
-    // of it: the host's speed drifts by a quarter within minutes.
+    // The peer again, after the run and on the core the collector had
+    // (the module's documentation says why).
     if let Some(cpu) = end_to_end.collector_cpu {
         pin_to(&[cpu]);
     }
