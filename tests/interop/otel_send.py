@@ -62,8 +62,9 @@ def points_of(metrics_data):
                 elif kind == "ExponentialHistogram":
                     point.update(
                         count=p.count, sum=p.sum, min=p.min, max=p.max, scale=p.scale,
-                        zero_count=p.zero_count, positive_offset=p.positive.offset,
-                        positive=list(p.positive.bucket_counts), negative=list(p.negative.bucket_counts),
+                        zero_count=p.zero_count, flags=p.flags,
+                        positive_offset=p.positive.offset, positive=list(p.positive.bucket_counts),
+                        negative_offset=p.negative.offset, negative=list(p.negative.bucket_counts),
                     )
                 else:
                     point["value"] = float(p.value)
@@ -95,12 +96,29 @@ def main():
     resource = Resource.create({"service.name": service, "deployment.environment.name": "production"})
     span_exporter, metric_exporter = exporters(protocol, endpoint)
 
+    # Metrics: every instrument, an exponential histogram through a view.
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(
+        resource=resource,
+        metric_readers=[reader],
+        views=[View(instrument_name="interop.latency_exp", aggregation=ExponentialBucketHistogramAggregation())],
+    )
+    meter = meters.get_meter("interop", "1.2.3")
+    counter = meter.create_counter("interop.requests", unit="1")
+    histogram = meter.create_histogram("interop.latency", unit="ms")
+
     # Spans: collected in memory, then exported in one call whose result we check.
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("interop", "1.2.3")
     with tracer.start_as_current_span("GET /interop", kind=SpanKind.SERVER) as server:
+        # Inside a sampled span the SDK's default filter keeps exemplars:
+        # the requests and latencies point at this span, which is stored.
+        counter.add(5, {"route": "/a"})
+        counter.add(2, {"route": "/a"})
+        for value in (1.5, 7.0, 30.0):
+            histogram.record(value)
         server.set_attributes(
             {
                 "http.request.method": "GET",
@@ -122,24 +140,7 @@ def main():
     result = span_exporter.export(spans)
     assert result == SpanExportResult.SUCCESS, f"span export failed: {result}"
 
-    # Metrics: every instrument, an exponential histogram through a view.
-    reader = InMemoryMetricReader()
-    meters = MeterProvider(
-        resource=resource,
-        metric_readers=[reader],
-        views=[View(instrument_name="interop.latency_exp", aggregation=ExponentialBucketHistogramAggregation())],
-    )
-    meter = meters.get_meter("interop", "1.2.3")
-    counter = meter.create_counter("interop.requests", unit="1")
     updown = meter.create_up_down_counter("interop.inflight")
-    histogram = meter.create_histogram("interop.latency", unit="ms")
-    # Inside a sampled span the SDK's default filter keeps exemplars: the
-    # requests and latencies point at the span they were measured in.
-    with tracer.start_as_current_span("measured"):
-        counter.add(5, {"route": "/a"})
-        counter.add(2, {"route": "/a"})
-        for value in (1.5, 7.0, 30.0):
-            histogram.record(value)
     updown.add(3)
     updown.add(-1)
     exp = meter.create_histogram("interop.latency_exp", unit="ms")
@@ -149,8 +150,11 @@ def main():
     gauge.set(21.5)
     metrics_data = reader.get_metrics_data()
     points = points_of(metrics_data)
+    server_id = format(server.get_span_context().span_id, "016x")
     for name in ("interop.requests", "interop.latency"):
-        assert points[name]["exemplars"], f"the SDK kept no exemplar for {name}"
+        exemplars = points[name]["exemplars"]
+        assert exemplars, f"the SDK kept no exemplar for {name}"
+        assert all(e["span_id"] == server_id for e in exemplars), (name, exemplars)
     result = metric_exporter.export(metrics_data)
     assert result == MetricExportResult.SUCCESS, f"metric export failed: {result}"
 

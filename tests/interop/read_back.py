@@ -27,8 +27,9 @@ POINT_COLUMNS = {
     },
     "metrics_exp_histogram": {
         "count": "count", "sum": "sum", "min": "min", "max": "max", "scale": "scale",
-        "zero_count": "zero_count", "positive_offset": "positive_offset",
-        "positive_bucket_counts": "positive", "negative_bucket_counts": "negative",
+        "zero_count": "zero_count", "flags": "flags", "positive_offset": "positive_offset",
+        "positive_bucket_counts": "positive", "negative_offset": "negative_offset",
+        "negative_bucket_counts": "negative",
     },
 }
 
@@ -175,15 +176,9 @@ def check_pyarrow(data, expected):
 
     starts, ends = (spans.column(c).cast(pa.int64()).to_pylist() for c in ("start_time", "end_time"))
     # Times as nanoseconds from the columns: pyarrow's datetimes stop at µs.
-    events = spans.column("events").combine_chunks()
-    lengths = [n or 0 for n in pc.list_value_length(events).to_pylist()]
-    flat = events.flatten()
-    flat_events = iter(
-        zip(
-            flat.field("time").cast(pa.int64()).to_pylist(),
-            flat.field("name").to_pylist(),
-            flat.field("attributes").to_pylist(),
-        )
+    events = lists_by_row(
+        spans.column("events"),
+        {"time": ("time", nanoseconds), "name": ("name", as_python), "attributes": ("attributes", maps)},
     )
     by_id = {}
     for i, row in enumerate(spans.select(["span_id", "status_message", "links"]).to_pylist()):
@@ -191,10 +186,7 @@ def check_pyarrow(data, expected):
             "start": starts[i],
             "end": ends[i],
             "status_message": row["status_message"],
-            "events": [
-                {"time": time, "name": name, "attributes": as_dict(attributes)}
-                for time, name, attributes in (next(flat_events) for _ in range(lengths[i]))
-            ],
+            "events": events[i],
             "links": [
                 {"trace_id": bytes(l["trace_id"]).hex(), "span_id": bytes(l["span_id"]).hex()}
                 for l in row["links"] or []
@@ -207,7 +199,16 @@ def check_pyarrow(data, expected):
         )
         times = rows.column("time").cast(pa.int64()).to_pylist()
         start_times = rows.column("start_time").cast(pa.int64()).to_pylist()
-        exemplars = exemplars_by_row(rows.column("exemplars").combine_chunks())
+        exemplars = lists_by_row(
+            rows.column("exemplars"),
+            {
+                "time": ("time", nanoseconds),
+                "value": ("value", as_python),
+                "trace_id": ("trace_id", hex_ids),
+                "span_id": ("span_id", hex_ids),
+                "attributes": ("filtered_attributes", maps),
+            },
+        )
         plain = ["metric_name", "metric_unit", "attributes", "temporality", *columns]
         for i, row in enumerate(rows.select(plain).to_pylist()):
             point = {
@@ -223,26 +224,32 @@ def check_pyarrow(data, expected):
     check_every_value("pyarrow", by_id, points, expected)
 
 
-def exemplars_by_row(column):
-    """Each row's exemplars from an `exemplars` column, times in
-    nanoseconds (pyarrow's datetimes stop at µs)."""
+def lists_by_row(column, fields):
+    """Each row's list of structs from a list column (events, exemplars), as
+    dicts: `fields` maps each key to the struct's field and how to read it."""
+    column = column.combine_chunks()
     lengths = [n or 0 for n in pc.list_value_length(column).to_pylist()]
     flat = column.flatten()
-    hex_ids = lambda ids: [None if v is None else bytes(v).hex() for v in ids.to_pylist()]
-    flat_rows = iter(
-        zip(
-            flat.field("time").cast(pa.int64()).to_pylist(),
-            flat.field("value").to_pylist(),
-            hex_ids(flat.field("trace_id")),
-            hex_ids(flat.field("span_id")),
-            flat.field("filtered_attributes").to_pylist(),
-        )
-    )
-    keys = ("time", "value", "trace_id", "span_id", "attributes")
-    return [
-        [dict(zip(keys, row), attributes=as_dict(row[4])) for row in (next(flat_rows) for _ in range(n))]
-        for n in lengths
-    ]
+    read = {key: convert(flat.field(name)) for key, (name, convert) in fields.items()}
+    items = iter([dict(zip(read, values)) for values in zip(*read.values())])
+    return [[next(items) for _ in range(n)] for n in lengths]
+
+
+def as_python(array):
+    return array.to_pylist()
+
+
+def nanoseconds(array):
+    """Times as nanoseconds: pyarrow's datetimes stop at µs."""
+    return array.cast(pa.int64()).to_pylist()
+
+
+def hex_ids(array):
+    return [None if v is None else bytes(v).hex() for v in array.to_pylist()]
+
+
+def maps(array):
+    return [as_dict(v) for v in array.to_pylist()]
 
 
 def main():
