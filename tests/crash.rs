@@ -185,7 +185,8 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
         acked.difference(&stored).count()
     );
     // Every Parquet file reads whole, every column of every row, and holds
-    // the rows its footer counts; no temporary file was left in place.
+    // the rows its footer counts; and the last, clean start removed the
+    // temporary files the kills left mid-write.
     let files = schema::layout::parquet_files(&data);
     assert!(!files.is_empty(), "no Parquet files under {data:?}");
     for path in &files {

@@ -678,8 +678,11 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     );
     let filtered = exemplar.column(4).as_map();
     assert_eq!(map_get(filtered, 0, "user").as_deref(), Some("u-1"));
-    let number_column =
-        |batch: &RecordBatch, name: &str| -> f64 { column::<Float64Array>(batch, name).value(0) };
+    let number_column = |batch: &RecordBatch, name: &str| -> f64 {
+        let values = column::<Float64Array>(batch, name);
+        assert!(values.is_valid(0), "{name} is null");
+        values.value(0)
+    };
     let u64s = |batch: &RecordBatch, name: &str| -> Vec<u64> {
         let list = column::<ListArray>(batch, name).value(0);
         list.as_primitive::<UInt64Type>().values().to_vec()
@@ -711,6 +714,17 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
     assert_eq!(
         exemplar.column(2).as_fixed_size_binary().value(0),
         &[8u8; 16]
+    );
+    assert_eq!(
+        exemplar.column(3).as_fixed_size_binary().value(0),
+        &[8u8; 8]
+    );
+    assert_eq!(
+        exemplar
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .value(0),
+        T0 as i64 - 7
     );
     // The exponential histogram: scale, the zero bucket, both sides.
     let exp = read_table(&dir, "metrics_exp_histogram");
