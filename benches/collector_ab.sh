@@ -6,7 +6,9 @@
 # collector was busy, the ratio to decode-only, the decode-only peer
 # before the run and after it (benches since the after figure was added
 # print both), the two one-thread phases, bytes per span on disk, the
-# collector's peak RSS and its page faults per span.
+# collector's peak RSS and its page faults per span. Since `1d998f4` the
+# ratio is to the mean of the two peer figures, before it to the one
+# before the run: compare ratios between benches on the same side of it.
 #
 #   benches/collector_ab.sh [--phases] ROUNDS SPANS BENCH_A BENCH_B [more benches...]
 #   benches/collector_ab.sh 5 2000000 /tmp/bench-before /tmp/bench-after
@@ -37,7 +39,7 @@ if [[ ${1:-} == --phases ]]; then
     phases=true
     shift
 fi
-[[ $# -ge 4 ]] || { sed -n '2,32p' "$0" >&2; exit 2; }
+[[ $# -ge 4 ]] || { sed -n '2,35p' "$0" >&2; exit 2; }
 rounds=$1
 spans=$2
 shift 2
