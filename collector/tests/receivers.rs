@@ -7,7 +7,7 @@ use std::path::Path;
 
 use arrow::array::{
     Array, AsArray, FixedSizeBinaryArray, Float64Array, Int32Array, ListArray, MapArray,
-    RecordBatch, StringArray, UInt64Array,
+    RecordBatch, StringArray, StructArray, UInt64Array,
 };
 use arrow::datatypes::{Float64Type, UInt64Type};
 use bytes::Bytes;
@@ -296,6 +296,26 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .as_any()
         .downcast_ref::<T>()
         .unwrap_or_else(|| panic!("{name} has another type"))
+}
+
+/// The one exemplar of row `row`, checked: its value, its time, and trace
+/// and span ids whose bytes are all `id`.
+fn the_exemplar(exemplars: &ListArray, row: usize, value: f64, id: u8, time: u64) -> StructArray {
+    let exemplar = exemplars.value(row).as_struct().clone();
+    assert_eq!(exemplar.len(), 1);
+    let times = exemplar.column(0);
+    let times = times.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+    assert_eq!(times.value(0), time as i64);
+    assert_eq!(
+        exemplar.column(1).as_primitive::<Float64Type>().value(0),
+        value
+    );
+    assert_eq!(
+        exemplar.column(2).as_fixed_size_binary().value(0),
+        &[id; 16]
+    );
+    assert_eq!(exemplar.column(3).as_fixed_size_binary().value(0), &[id; 8]);
+    exemplar
 }
 
 fn map_get(map: &MapArray, row: usize, key: &str) -> Option<String> {
@@ -654,28 +674,7 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
         .find(|&i| values.value(i) == 2.5)
         .unwrap();
     assert_eq!(exemplars.value(1 - with).len(), 0);
-    let exemplar = exemplars.value(with);
-    let exemplar = exemplar.as_struct();
-    assert_eq!(exemplar.len(), 1);
-    assert_eq!(
-        exemplar.column(1).as_primitive::<Float64Type>().value(0),
-        42.0
-    );
-    assert_eq!(
-        exemplar.column(2).as_fixed_size_binary().value(0),
-        &[7u8; 16]
-    );
-    assert_eq!(
-        exemplar.column(3).as_fixed_size_binary().value(0),
-        &[7u8; 8]
-    );
-    assert_eq!(
-        exemplar
-            .column(0)
-            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
-            .value(0),
-        T0 as i64 - 5
-    );
+    let exemplar = the_exemplar(exemplars, with, 42.0, 7, T0 - 5);
     let filtered = exemplar.column(4).as_map();
     assert_eq!(map_get(filtered, 0, "user").as_deref(), Some("u-1"));
     let number_column = |batch: &RecordBatch, name: &str| -> f64 {
@@ -704,27 +703,12 @@ async fn otlp_over_grpc_and_http_lands_in_parquet() {
         column::<StringArray>(&histogram, "temporality").value(0),
         "cumulative"
     );
-    let exemplar = column::<ListArray>(&histogram, "exemplars").value(0);
-    let exemplar = exemplar.as_struct();
-    assert_eq!(exemplar.len(), 1);
-    assert_eq!(
-        exemplar.column(1).as_primitive::<Float64Type>().value(0),
-        3.5
-    );
-    assert_eq!(
-        exemplar.column(2).as_fixed_size_binary().value(0),
-        &[8u8; 16]
-    );
-    assert_eq!(
-        exemplar.column(3).as_fixed_size_binary().value(0),
-        &[8u8; 8]
-    );
-    assert_eq!(
-        exemplar
-            .column(0)
-            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
-            .value(0),
-        T0 as i64 - 7
+    the_exemplar(
+        column::<ListArray>(&histogram, "exemplars"),
+        0,
+        3.5,
+        8,
+        T0 - 7,
     );
     // The exponential histogram: scale, the zero bucket, both sides.
     let exp = read_table(&dir, "metrics_exp_histogram");
