@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use collector::convert::spans::request_of;
-use collector::receiver::grpc::{EncodedRequests, TRACE_EXPORT};
+use collector::receiver::grpc::EncodedTraceClient;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
@@ -108,29 +108,18 @@ impl Encoded {
     }
 }
 
-type Client = tonic::client::Grpc<tonic::transport::Channel>;
+type Client = EncodedTraceClient;
 
 async fn connect(endpoint: &str) -> Client {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .unwrap()
-        .connect()
+    EncodedTraceClient::connect(endpoint.to_string())
         .await
-        .expect("connect to the collector");
-    tonic::client::Grpc::new(channel)
+        .expect("connect to the collector")
 }
 
 /// Sends one batch and records the answer.
 async fn export(mut client: Client, encoded: Arc<Encoded>, counts: Arc<Counts>) {
     let first = counts.next_batch.fetch_add(1, Ordering::Relaxed) * BATCH;
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(TRACE_EXPORT);
-    client.ready().await.expect("channel ready");
-    let answer = client
-        .unary(
-            tonic::Request::new(encoded.with_first_id(first)),
-            path,
-            EncodedRequests,
-        )
-        .await;
+    let answer = client.export(encoded.with_first_id(first)).await;
     match answer {
         Ok(answer) => {
             assert!(answer.into_inner().partial_success.is_none());

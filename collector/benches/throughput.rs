@@ -57,14 +57,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use collector::receiver::grpc::{EncodedRequests, TRACE_EXPORT};
+use collector::receiver::grpc::EncodedTraceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use schema::attr;
-use tonic::codegen::http::uri::PathAndQuery;
 
 /// The allocator the `loadlens` binary uses, so the collector measured here
 /// allocates as the shipped one does.
@@ -743,14 +742,10 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let started = Instant::now();
     let encoded = std::sync::Arc::new(encoded);
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint)
-            .expect("an endpoint")
-            .connect()
+        // tonic's client encodes messages of any size; answers are small.
+        let client = EncodedTraceClient::connect(endpoint)
             .await
             .expect("connect");
-        let client = tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
         // Each worker keeps one request in flight and takes the next batch number.
         let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut workers = tokio::task::JoinSet::new();
@@ -765,13 +760,8 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
                         break;
                     }
                     let request = encoded[k % TEMPLATES].stamp(k);
-                    client.ready().await.expect("the channel is ready");
                     let answer = client
-                        .unary(
-                            tonic::Request::new(bytes::Bytes::from(request)),
-                            PathAndQuery::from_static(TRACE_EXPORT),
-                            EncodedRequests,
-                        )
+                        .export(request.into())
                         .await
                         .expect("export acknowledged");
                     assert!(answer.into_inner().partial_success.is_none());

@@ -397,12 +397,42 @@ impl Decoder for BytesDecoder {
     }
 }
 
+/// A client of the TraceService `Export` call that sends requests already
+/// encoded: for clients that hold a request's bytes and stamp each copy in
+/// place, as the throughput bench and the overload test do, rather than
+/// build and encode structs for every call.
+#[derive(Debug, Clone)]
+pub struct EncodedTraceClient(tonic::client::Grpc<tonic::transport::Channel>);
+
+impl EncodedTraceClient {
+    pub async fn connect(endpoint: String) -> Result<Self, tonic::transport::Error> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)?
+            .connect()
+            .await?;
+        Ok(EncodedTraceClient(tonic::client::Grpc::new(channel)))
+    }
+
+    /// One `Export` call whose request is `request`, the bytes of an
+    /// `ExportTraceServiceRequest`.
+    pub async fn export(
+        &mut self,
+        request: Bytes,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.0
+            .ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("the channel is not ready: {e}")))?;
+        let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT);
+        self.0
+            .unary(Request::new(request), path, EncodedRequests)
+            .await
+    }
+}
+
 /// The client's side of [`RawRequests`]: requests sent as the encoded bytes
-/// given, answers decoded by prost. For clients that hold requests already
-/// encoded and stamp each copy in place, as the throughput bench and the
-/// overload test do, sending on the [`TRACE_EXPORT`] path.
+/// given, answers decoded by prost.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct EncodedRequests;
+struct EncodedRequests;
 
 impl Codec for EncodedRequests {
     type Encode = Bytes;
