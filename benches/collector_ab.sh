@@ -39,7 +39,8 @@ if [[ ${1:-} == --phases ]]; then
     phases=true
     shift
 fi
-[[ $# -ge 4 ]] || { sed -n '2,35p' "$0" >&2; exit 2; }
+# Without enough arguments, the comment above is the usage.
+[[ $# -ge 4 ]] || { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2; }
 rounds=$1
 spans=$2
 shift 2
@@ -128,11 +129,11 @@ fi
 # less than it moves the means).
 awk "$read_runs"'
 END {
-    split("e2e wall busy ratio decode after flush bytes rss_mib", keys, " ")
+    nk = split("e2e wall busy ratio decode after flush bytes rss_mib", keys, " ")
     split("%.0f %.0f %.0f %.2f %.0f %.0f %.0f %.1f %.0f", formats, " ")
     for (o = 1; o <= n; o++) {
         b = order[o]; line = b ":"
-        for (k = 1; k <= 9; k++) {
+        for (k = 1; k <= nk; k++) {
             # A figure an older bench does not print is left out.
             key = keys[k]; sum = 0; lo = ""; hi = ""; m = 0
             for (r = 1; r <= rounds[b]; r++) {
