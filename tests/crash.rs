@@ -201,18 +201,10 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
         }
         assert_eq!(read, footer_rows, "{path:?}");
     }
-    let mut folders = vec![data.clone()];
-    let mut temporary = Vec::new();
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.to_string_lossy().ends_with(".tmp") {
-                temporary.push(path);
-            }
-        }
-    }
+    let temporary: Vec<_> = files_below(&data)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(temporary.is_empty(), "temporary files left: {temporary:?}");
     // Every log segment was written to Parquet and removed.
     let wal: Vec<_> = std::fs::read_dir(data.join("_wal"))

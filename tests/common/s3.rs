@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Service, free_addr, loadlens, stderr, wait_for_port};
+use super::{Service, files_below, free_addr, loadlens, stderr, wait_for_port};
 
 pub const BUCKET: &str = "loadlens-runs";
 
@@ -71,26 +71,18 @@ impl S3 {
     /// Copies every file below `dir` to `s3://BUCKET/{prefix}/…`, keeping
     /// the relative paths.
     pub fn upload(&self, dir: &Path, prefix: &str) {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(folder) = stack.pop() {
-            for entry in std::fs::read_dir(&folder).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let key = path.strip_prefix(dir).unwrap().display().to_string();
-                // moto accepts unsigned requests; this is S3's PutObject.
-                // -T sends the file as the body; no `Expect: 100-continue`,
-                // which moto's server does not answer.
-                let put = Command::new("curl")
-                    .args(["-sf", "--max-time", "30", "-H", "Expect:", "-T"])
-                    .arg(&path)
-                    .arg(format!("{}/{BUCKET}/{prefix}/{key}", self.endpoint))
-                    .output()
-                    .expect("curl runs");
-                assert!(put.status.success(), "PUT {key}: {}", stderr(&put));
-            }
+        for path in files_below(dir) {
+            let key = path.strip_prefix(dir).unwrap().display().to_string();
+            // moto accepts unsigned requests; this is S3's PutObject.
+            // -T sends the file as the body; no `Expect: 100-continue`,
+            // which moto's server does not answer.
+            let put = Command::new("curl")
+                .args(["-sf", "--max-time", "30", "-H", "Expect:", "-T"])
+                .arg(&path)
+                .arg(format!("{}/{BUCKET}/{prefix}/{key}", self.endpoint))
+                .output()
+                .expect("curl runs");
+            assert!(put.status.success(), "PUT {key}: {}", stderr(&put));
         }
     }
 }
