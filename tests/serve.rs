@@ -381,21 +381,15 @@ fn writes(copy_target: &Path) -> Vec<(String, &'static str)> {
 /// Every file under `root` with its size and a hash of its bytes.
 fn tree(root: &Path) -> Vec<(PathBuf, u64, u64)> {
     use std::hash::{DefaultHasher, Hasher};
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                let mut hasher = DefaultHasher::new();
-                hasher.write(&bytes);
-                files.push((path, bytes.len() as u64, hasher.finish()));
-            }
-        }
-    }
+    let mut files: Vec<_> = files_below(root)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            let mut hasher = DefaultHasher::new();
+            hasher.write(&bytes);
+            (path, bytes.len() as u64, hasher.finish())
+        })
+        .collect();
     files.sort();
     files
 }
