@@ -33,6 +33,7 @@ use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::metadata::MetadataMap;
 use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status};
+use tonic_prost::{ProstDecoder, ProstEncoder};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{Export, ExportFailure, Metrics, Traces};
@@ -362,38 +363,38 @@ struct RawRequests;
 impl Codec for RawRequests {
     type Encode = ExportTraceServiceResponse;
     type Decode = Bytes;
-    type Encoder = ResponseEncoder;
-    type Decoder = BytesDecoder;
+    type Encoder = ProstEncoder<ExportTraceServiceResponse>;
+    type Decoder = RawBytes;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ResponseEncoder
+        ProstEncoder::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        BytesDecoder
+        RawBytes
     }
 }
 
-struct ResponseEncoder;
+/// A message as its bytes, either way: a request as it arrived, or as a
+/// client sends it.
+struct RawBytes;
 
-impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("cannot encode the answer: {e}")))
-    }
-}
-
-struct BytesDecoder;
-
-impl Decoder for BytesDecoder {
+impl Decoder for RawBytes {
     type Item = Bytes;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Encoder for RawBytes {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
     }
 }
 
@@ -431,42 +432,21 @@ impl EncodedTraceClient {
 
 /// The client's side of [`RawRequests`]: requests sent as the encoded bytes
 /// given, answers decoded by prost.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct EncodedRequests;
 
 impl Codec for EncodedRequests {
     type Encode = Bytes;
     type Decode = ExportTraceServiceResponse;
-    type Encoder = EncodedRequests;
-    type Decoder = EncodedRequests;
+    type Encoder = RawBytes;
+    type Decoder = ProstDecoder<ExportTraceServiceResponse>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        EncodedRequests
+        RawBytes
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        EncodedRequests
-    }
-}
-
-impl Encoder for EncodedRequests {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for EncodedRequests {
-    type Item = ExportTraceServiceResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("an answer prost cannot decode: {e}")))
+        ProstDecoder::default()
     }
 }
 
