@@ -1056,25 +1056,11 @@ async fn grpc_export_raw(endpoint: String, resource_spans: Vec<u8>) -> tonic::St
         #[prost(bytes = "vec", tag = "1")]
         resource_spans: Vec<u8>,
     }
-    let channel = tonic::transport::Endpoint::from_shared(endpoint)
-        .unwrap()
-        .connect()
+    let request = RawRequest { resource_spans }.encode_to_vec();
+    let mut client = collector::receiver::grpc::EncodedTraceClient::connect(endpoint)
         .await
         .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let codec = tonic_prost::ProstCodec::<RawRequest, ExportTraceServiceResponse>::default();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        collector::receiver::grpc::TRACE_EXPORT,
-    );
-    match grpc
-        .unary(
-            tonic::Request::new(RawRequest { resource_spans }),
-            path,
-            codec,
-        )
-        .await
-    {
+    match client.export(request.into()).await {
         Ok(_) => tonic::Status::ok("accepted"),
         Err(status) => status,
     }

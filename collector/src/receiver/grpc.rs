@@ -125,7 +125,7 @@ pub struct TraceServer {
 
 const TRACE_SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
 /// The path of the TraceService `Export` call.
-pub const TRACE_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const TRACE_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl NamedService for TraceServer {
     const NAME: &'static str = TRACE_SERVICE;
