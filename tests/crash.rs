@@ -1,5 +1,7 @@
 //! Crash safety: spans flow in while the collector is killed with SIGKILL and
 //! restarted; every acknowledged span must be in the store exactly once.
+//! And a resend that comes after the collector's index of recent span ids
+//! has forgotten the first copy is still stored once.
 
 mod common;
 
@@ -130,9 +132,15 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     let mut next_id = 1u64;
     let mut unacked: Unacked = None;
     let mut resent = 0;
+    // An index of recent ids a few batches long: resends are dropped by it,
+    // or, once it has forgotten their first copy, by a lookup in the files.
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(&config, "dedupe_max_spans: 200\n").unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let flags = ["--config", &config, "--flush-interval", "150ms"];
     // Kill at different points of the flush cycle.
     for run_ms in [350u64, 520, 610, 275, 800] {
-        let collector = start_collector(&data, grpc, http, &["--flush-interval", "150ms"]);
+        let collector = start_collector(&data, grpc, http, &flags);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (endpoint, stop, sent, acked) =
@@ -149,7 +157,7 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     }
     // A last start replays the log and takes the batch left unacknowledged;
     // a clean stop writes everything.
-    let collector = start_collector(&data, grpc, http, &["--flush-interval", "150ms"]);
+    let collector = start_collector(&data, grpc, http, &flags);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let (endpoint, stop, sent, acked) =
@@ -219,4 +227,96 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
         acked.len(),
         stored.len()
     );
+}
+
+/// The value of the metric line starting with `name` in `/metrics`.
+fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
+    let text = http_get(http, "/metrics");
+    let line = text
+        .lines()
+        .find(|line| line.split([' ', '{']).next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Waits until `/metrics` says `rows` rows were written to Parquet.
+fn await_rows(http: std::net::SocketAddr, rows: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(http, "loadlens_collector_written_rows_total") < rows {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows} rows not written in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_resend_the_index_has_forgotten_is_still_stored_once() {
+    let dir = TempDir::new("late-resend");
+    let data = dir.path().join("store");
+    let config = dir.path().join("collector.yaml");
+    // An index of 100 ids, and no compaction: the flush alone must find
+    // the first copy.
+    std::fs::write(&config, "dedupe_max_spans: 100\ncompaction_interval: 0s\n").unwrap();
+    let (grpc, http) = (free_addr(), free_addr());
+    let config = config.to_string_lossy().into_owned();
+    let collector = start_collector(
+        &data,
+        grpc,
+        http,
+        &["--config", &config, "--flush-interval", "50ms"],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = batch(1);
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
+        // Five flushes of 50 spans each, one after the other.
+        for k in 0..5u64 {
+            let request = if k == 0 {
+                first.clone()
+            } else {
+                batch(1 + k * BATCH)
+            };
+            client.export(request).await.unwrap();
+            await_rows(http, ((k + 1) * BATCH) as f64);
+        }
+        assert!(
+            metric(http, "loadlens_collector_recent_span_ids") <= 150.0,
+            "the index still holds the first batch"
+        );
+        client.export(first).await.unwrap();
+    });
+    // Flushed, whether written again or dropped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(http, "loadlens_collector_written_rows_total")
+        + metric(http, "loadlens_collector_duplicate_spans_removed_total")
+        < (6 * BATCH) as f64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resend was not flushed in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Read while the collector runs: no compaction has touched the files.
+    let rows = sql_json(
+        &data,
+        "SELECT count(*) AS spans, count(DISTINCT span_id) AS ids FROM spans WHERE service_name = 'crash-test'",
+    );
+    assert_eq!(rows[0]["spans"], 250, "{rows:?}");
+    assert_eq!(rows[0]["ids"], 250, "{rows:?}");
+    assert_eq!(metric(http, "loadlens_collector_written_rows_total"), 250.0);
+    assert_eq!(
+        metric(http, "loadlens_collector_duplicate_spans_removed_total"),
+        BATCH as f64
+    );
+    assert!(metric(http, "loadlens_collector_spans_looked_up_total") >= BATCH as f64);
+    drop(runtime);
+    assert!(collector.terminate(), "collector did not stop cleanly");
 }

@@ -241,6 +241,10 @@ fn main() {
         end_to_end.page_faults
     );
     println!(
+        "looked up        : {} spans in files, past the recent-id index",
+        end_to_end.looked_up
+    );
+    println!(
         "log commits      : {} ({:.2} requests a commit, {:.0} µs each)",
         end_to_end.commits,
         batches as f64 / end_to_end.commits.max(1) as f64,
@@ -684,6 +688,8 @@ struct EndToEnd {
     /// log's fixed cost a span.
     commits: u64,
     sync_nanos: u64,
+    /// Spans a flush looked for in files, past the recent-id index.
+    looked_up: u64,
 }
 
 fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndToEnd {
@@ -799,6 +805,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
         page_faults: field("minflt") - faults_before,
         commits: field("commits"),
         sync_nanos: field("sync_nanos"),
+        looked_up: field("looked_up"),
     }
 }
 
@@ -866,11 +873,13 @@ fn serve() {
         .await
         .unwrap();
         let stats = collector.ingest().stats();
-        let (commits, sync_nanos) = (
+        let (commits, sync_nanos, looked_up) = (
             stats.wal_commits.load(std::sync::atomic::Ordering::Relaxed),
             stats.wal_sync_nanos.load(std::sync::atomic::Ordering::Relaxed),
+            stats.spans_looked_up.load(std::sync::atomic::Ordering::Relaxed),
         );
-        collector.shutdown().await.expect("flush at shutdown");
+        let last = collector.shutdown().await.expect("flush at shutdown");
+        let looked_up = looked_up + last.looked_up;
         let cpu = cpu_seconds(Path::new("/proc/self/stat"));
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let rss_kib: u64 = status
@@ -879,7 +888,7 @@ fn serve() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
         println!(
-            "done cpu_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos}",
+            "done cpu_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos} looked_up={looked_up}",
             (cpu * 100.0).round() as u64,
             page_faults(Path::new("/proc/self/stat"))
         );

@@ -203,7 +203,8 @@ impl CollectorConfig {
             config.compaction_interval = (!interval.is_zero()).then_some(interval);
         }
         if let Some(text) = settings.dedupe_window {
-            // `0s` turns the index off; compaction still removes repeats.
+            // `0s` turns the index (and the lookup past it) off; compaction
+            // still removes repeats.
             config.dedupe.window =
                 parse_duration(&text).map_err(|m| invalid("dedupe_window", m))?;
         }

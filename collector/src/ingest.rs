@@ -128,6 +128,8 @@ pub struct IngestStats {
     pub rows_replayed: AtomicU64,
     /// Spans dropped at flush or compaction as repeats of a (trace_id, span_id).
     pub duplicates_removed: AtomicU64,
+    /// Spans a flush looked for in older files ([`crate::store::older`]).
+    pub spans_looked_up: AtomicU64,
     pub compactions: AtomicU64,
     pub files_compacted: AtomicU64,
     pub compaction_errors: AtomicU64,
@@ -163,6 +165,8 @@ impl SubmitError {
 pub struct FlushReport {
     pub files: Vec<PathBuf>,
     pub rows: u64,
+    /// Spans looked for in older files ([`crate::store::older`]).
+    pub looked_up: u64,
 }
 
 /// Why rows could not be made durable or written.
@@ -211,6 +215,10 @@ pub struct Ingest {
     moving_files: tokio::sync::Mutex<()>,
     /// Span files compaction has compared with the rest of their partition.
     checked: Arc<Mutex<crate::store::compact::Checked>>,
+    /// Span files flushes wrote settled, for compaction to take as compared
+    /// (it holds `checked` for a whole pass; a flush must not wait on that).
+    /// Kept only when compaction runs ([`Ingest::with_compaction`]).
+    settled: Option<Mutex<Vec<PathBuf>>>,
     /// Ids of spans flushed lately, so a client's resend of them is dropped.
     recent: Arc<Mutex<RecentSpans>>,
 }
@@ -256,6 +264,7 @@ impl Ingest {
             ship_to: None,
             moving_files: tokio::sync::Mutex::new(()),
             checked: Arc::default(),
+            settled: None,
             recent,
         })
     }
@@ -290,6 +299,14 @@ impl Ingest {
         self.shared
             .commit_interval_nanos
             .store(nanos, Ordering::Relaxed);
+        self
+    }
+
+    /// Tells [`Ingest::compact`] which files flushes wrote settled, so that it
+    /// does not compare them again; call it when compaction will run, or the
+    /// list grows without end.
+    pub fn with_compaction(mut self) -> Self {
+        self.settled = Some(Mutex::default());
         self
     }
 
@@ -506,11 +523,21 @@ impl Ingest {
                     stats
                         .duplicates_removed
                         .fetch_add(written.duplicates as u64, Ordering::Relaxed);
+                    stats
+                        .spans_looked_up
+                        .fetch_add(written.looked_up as u64, Ordering::Relaxed);
                     if let Some(path) = written.path {
+                        if let Some(settled) = self.settled.as_ref().filter(|_| written.settled) {
+                            settled
+                                .lock()
+                                .expect("settled files lock")
+                                .push(path.clone());
+                        }
                         stats.files_written.fetch_add(1, Ordering::Relaxed);
                         report.files.push(path);
                     }
                     report.rows += written.rows as u64;
+                    report.looked_up += written.looked_up as u64;
                 }
                 Err(e) => {
                     stats.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -546,8 +573,13 @@ impl Ingest {
         let _moving = self.moving_files.lock().await;
         let root = self.root.clone();
         let checked = Arc::clone(&self.checked);
+        let settled = match &self.settled {
+            Some(settled) => std::mem::take(&mut *settled.lock().expect("settled files lock")),
+            None => Vec::new(),
+        };
         let done = tokio::task::spawn_blocking(move || {
             let mut checked = checked.lock().expect("checked files lock");
+            checked.extend(settled);
             crate::store::compact::compact(&root, target_size, &mut checked)
         })
         .await
@@ -601,6 +633,7 @@ impl Ingest {
         out.value(ROWS_WRITTEN, load(&stats.rows_written));
         out.value(FILES_WRITTEN, load(&stats.files_written));
         out.value(DUPLICATES_REMOVED, load(&stats.duplicates_removed));
+        out.value(SPANS_LOOKED_UP, load(&stats.spans_looked_up));
         out.value(COMPACTIONS, load(&stats.compactions));
         out.value(FILES_COMPACTED, load(&stats.files_compacted));
         out.value(COMPACTION_ERRORS, load(&stats.compaction_errors));

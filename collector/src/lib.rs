@@ -171,6 +171,9 @@ impl Collector {
         if let Some(to) = config.object_store.clone() {
             ingest = ingest.with_object_store(to);
         }
+        if config.compaction_interval.is_some() {
+            ingest = ingest.with_compaction();
+        }
         let ingest = Arc::new(ingest);
         let replayed = ingest.stats().rows_replayed.load(Ordering::Relaxed);
         if replayed > 0 {

@@ -128,6 +128,10 @@ pub const IN_FLIGHT_BYTES: Metric = gauge(
     "loadlens_collector_in_flight_bytes",
     "Estimated memory of requests admitted and not yet pending (counted against the bound).",
 );
+pub const SPANS_LOOKED_UP: Metric = counter(
+    "loadlens_collector_spans_looked_up_total",
+    "Spans a flush looked for in older files, as they started before what the recent-id index remembers; many mean dedupe_max_spans is small for the rate.",
+);
 pub const RECENT_SPAN_IDS: Metric = gauge(
     "loadlens_collector_recent_span_ids",
     "Ids of spans flushed within the dedupe window, kept to drop spans that clients resend.",

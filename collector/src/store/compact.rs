@@ -2,11 +2,13 @@
 //! drops spans repeated by client retries, keeping one row per
 //! (trace_id, span_id).
 //!
-//! Each span file is also compared once with the rest of its partition: the
-//! ids of the other files whose time range overlaps its own. A span that
-//! another file holds already (a retry later than the flush's dedupe window,
-//! after both copies' files were merged or grew large) is dropped from the
-//! file being compared, which is rewritten like a merge of one file. Files are
+//! Each span file not known to be settled is also compared once with the
+//! rest of its partition: the ids of the other files whose time range
+//! overlaps its own. A flush writes its file settled, without the spans
+//! stored before ([`super::writer::write_partition_after`]); files from a
+//! restart, another program, or a flush with the dedupe index off are not.
+//! A span that another file holds already is dropped from the file being
+//! compared, which is rewritten like a merge of one file. Files are
 //! compared one at a time and each rewrite lands before the next comparison,
 //! so of two copies exactly one stays. [`Checked`] remembers which files were
 //! compared; after a restart, files younger than [`CHECK_WITHIN`] are compared
@@ -72,6 +74,14 @@ pub const CHECK_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 /// file is read for that once.
 #[derive(Debug, Default)]
 pub struct Checked(AHashSet<PathBuf>);
+
+impl Checked {
+    /// Takes files as compared: a flush wrote them without the spans
+    /// stored before ([`super::writer::Written::settled`]).
+    pub fn extend(&mut self, settled: impl IntoIterator<Item = PathBuf>) {
+        self.0.extend(settled);
+    }
+}
 
 /// Merges, in every partition of every table below `root`, runs of files
 /// smaller than half of `target_size` until a merged file would pass

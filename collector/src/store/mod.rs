@@ -3,6 +3,7 @@
 
 mod columns;
 pub mod compact;
+pub(crate) mod older;
 pub mod recent;
 pub mod ship;
 pub mod writer;

@@ -5,9 +5,12 @@
 //! answer was lost, the request timed out, or the collector was killed after
 //! the request reached the write-ahead log. The resent spans usually arrive
 //! seconds later, after the first copy was flushed. A flush removes repeats
-//! among its own rows, and compaction among the files it merges; this index
-//! removes them across flushes, so a query never sees the same span twice in
-//! the meantime.
+//! among its own rows; this index removes them across flushes, so a query
+//! never sees the same span twice. What the index has forgotten, it
+//! forgot a generation at a time, and the latest start time among the
+//! forgotten ids is its horizon ([`RecentSpans::horizon`]): a flush looks
+//! its spans that started at or before it up in the files instead
+//! ([`super::older`]).
 //!
 //! Keys are the exact 24 bytes of (trace_id, span_id), never a hash of them:
 //! two distinct spans must never be taken for one, or an acknowledged span
@@ -39,14 +42,16 @@
 //! After a restart the index is rebuilt from the local files written within
 //! the window ([`RecentSpans::load`]), uploaded ones included: with object
 //! storage, an uploaded file stays local as `….shipped` for the window
-//! ([`super::ship`]).
+//! ([`super::ship`]). The spans of the files it did not read count as
+//! forgotten: the horizon of a partition folder takes in the latest start
+//! time in their footers.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use ahash::AHashSet;
+use ahash::{AHashMap, AHashSet};
 use arrow::array::{Array, FixedSizeBinaryArray};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -54,6 +59,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
+use super::older::{self, Footers};
 use super::{compact, ship};
 
 /// Memory one remembered id may take at worst: 24 bytes of key, 4 of
@@ -135,6 +141,16 @@ pub struct RecentSpans {
     grouped: Vec<(SpanKey, u32)>,
     /// Seeds the hash of every key ([`RecentSpans::hash`]).
     hasher: foldhash::fast::RandomState,
+    /// The latest start time among the ids forgotten so far.
+    forgotten_until: i64,
+    /// The files [`RecentSpans::load`] read.
+    loaded: AHashSet<PathBuf>,
+    /// Per partition folder, the latest start time in the files it held
+    /// when this index first wrote to it, less those [`RecentSpans::load`]
+    /// read.
+    unread: AHashMap<PathBuf, i64>,
+    /// What the lookup of spans past the horizon knows of older files.
+    pub(crate) footers: Footers,
 }
 
 #[derive(Debug)]
@@ -145,6 +161,8 @@ struct Generation {
     started: Instant,
     /// Ids recorded into it.
     recorded: usize,
+    /// The latest start time among them.
+    latest_start: i64,
 }
 
 /// A flush adding its ids to the index: from [`RecentSpans::begin`], ended
@@ -155,6 +173,9 @@ pub(crate) struct Flush {
     number: u32,
     /// Ids it added.
     claimed: usize,
+    /// The latest start time among them, as far as it is known: set by the
+    /// caller once the flush's rows are sorted.
+    pub latest_start: i64,
 }
 
 impl RecentSpans {
@@ -166,6 +187,10 @@ impl RecentSpans {
             generations: VecDeque::new(),
             next_flush: 0,
             grouped: Vec::new(),
+            forgotten_until: i64::MIN,
+            loaded: AHashSet::new(),
+            unread: AHashMap::new(),
+            footers: Footers::default(),
         }
     }
 
@@ -208,12 +233,19 @@ impl RecentSpans {
             .is_some()
     }
 
-    /// Remembers the ids of spans that are now in a file.
-    pub fn record(&mut self, keys: impl IntoIterator<Item = SpanKey>, now: Instant) {
+    /// Remembers the ids of spans that are now in a file; the latest of
+    /// them started at `latest_start`.
+    pub fn record(
+        &mut self,
+        keys: impl IntoIterator<Item = SpanKey>,
+        latest_start: i64,
+        now: Instant,
+    ) {
         if self.is_off() {
             return;
         }
         let mut flush = self.begin(now);
+        flush.latest_start = latest_start;
         for key in keys {
             let hash = self.hash(&key);
             let hasher = &self.hasher;
@@ -235,7 +267,11 @@ impl RecentSpans {
         self.expire(now);
         let number = self.next_flush;
         self.next_flush = self.next_flush.wrapping_add(1);
-        Flush { number, claimed: 0 }
+        Flush {
+            number,
+            claimed: 0,
+            latest_start: i64::MIN,
+        }
     }
 
     /// Sets `new[i]` if `keys[i]` is new, and adds it for `flush`; clears
@@ -304,12 +340,14 @@ impl RecentSpans {
                 first_flush: flush.number,
                 started: now,
                 recorded: 0,
+                latest_start: i64::MIN,
             });
         }
         let newest = self.generations.back_mut().expect("a generation is open");
         newest.recorded += flush.claimed;
+        newest.latest_start = newest.latest_start.max(flush.latest_start);
         while self.len() > self.limits.max_spans && self.generations.len() > 1 {
-            self.generations.pop_front();
+            self.forget_oldest();
             self.forget_before(self.generations.front().map(|g| g.first_flush));
         }
     }
@@ -331,11 +369,37 @@ impl RecentSpans {
         while self.generations.front().is_some_and(|oldest| {
             now.saturating_duration_since(oldest.started + span) >= self.limits.window
         }) {
-            self.generations.pop_front();
+            self.forget_oldest();
         }
         if self.generations.len() < before {
             self.forget_before(self.generations.front().map(|g| g.first_flush));
         }
+    }
+
+    /// Takes the oldest generation out (its ids go in [`Self::forget_before`]).
+    fn forget_oldest(&mut self) {
+        if let Some(oldest) = self.generations.pop_front() {
+            self.forgotten_until = self.forgotten_until.max(oldest.latest_start);
+        }
+    }
+
+    /// The start time at or before which a span's copy may be stored with
+    /// its id not in the index, for a flush to the partition folder `dir`:
+    /// the latest start among the ids forgotten, and among the spans of
+    /// the files the folder held when this index first wrote to it (read
+    /// from their footers then), less those [`Self::load`] read. A span
+    /// that started later is stored only if the index has its id
+    /// ([`super::older`]).
+    pub(crate) fn horizon(&mut self, dir: &Path) -> Result<i64, super::WriteError> {
+        let unread = match self.unread.get(dir) {
+            Some(&unread) => unread,
+            None => {
+                let unread = older::latest_start(dir, &self.loaded)?;
+                self.unread.insert(dir.to_path_buf(), unread);
+                unread
+            }
+        };
+        Ok(self.forgotten_until.max(unread))
     }
 
     /// Drops every id of a flush older than `oldest` (all, for `None`).
@@ -388,9 +452,10 @@ impl RecentSpans {
                 break;
             }
             match read_keys(path) {
-                Ok(keys) => {
+                Ok((keys, latest_start)) => {
                     ids += keys.len();
-                    sets.push(keys);
+                    sets.push((keys, latest_start));
+                    self.loaded.insert(path.clone());
                 }
                 Err(e) => eprintln!(
                     "collector: cannot read span ids of {} to drop repeats of them: {e}",
@@ -400,19 +465,26 @@ impl RecentSpans {
         }
         let read = sets.len();
         let started = Instant::now();
-        for keys in sets.into_iter().rev() {
-            self.record(keys, started);
+        for (keys, latest_start) in sets.into_iter().rev() {
+            self.record(keys, latest_start, started);
         }
         read
     }
 }
 
-fn read_keys(path: &Path) -> Result<AHashSet<SpanKey>, Box<dyn std::error::Error>> {
+/// The ids of a span file's spans, and the latest start time among them.
+fn read_keys(path: &Path) -> Result<(AHashSet<SpanKey>, i64), Box<dyn std::error::Error>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
+    let latest_start = older::row_group_times(builder.metadata())
+        .iter()
+        .map(|&(_, hi)| hi)
+        .max()
+        .unwrap_or(i64::MIN);
     let mut keys = AHashSet::new();
-    visit_keys(path, &mut |key| {
+    visit_keys_of(builder, &mut |key| {
         keys.insert(key);
     })?;
-    Ok(keys)
+    Ok((keys, latest_start))
 }
 
 /// Calls `visit` with the (trace_id, span_id) of every row of a span file,
@@ -422,6 +494,14 @@ pub(super) fn visit_keys(
     visit: &mut dyn FnMut(SpanKey),
 ) -> Result<(), Box<dyn std::error::Error>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
+    visit_keys_of(builder, visit)
+}
+
+/// [`visit_keys`] for the rows `builder` selects.
+pub(super) fn visit_keys_of(
+    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
+    visit: &mut dyn FnMut(SpanKey),
+) -> Result<(), Box<dyn std::error::Error>> {
     let schema = builder.parquet_schema();
     let ids = [schema::spans::col::TRACE_ID, schema::spans::col::SPAN_ID];
     // Top-level columns only: links have trace and span ids of their own.
@@ -465,15 +545,15 @@ mod tests {
     fn ids_are_remembered_for_the_window_then_forgotten() {
         let t0 = Instant::now();
         let mut recent = RecentSpans::new(LIMITS);
-        recent.record(keys(0..10), t0);
+        recent.record(keys(0..10), 0, t0);
         assert!(recent.contains(&[3; 24]));
         assert!(!recent.contains(&[10; 24]));
         // Still within the window (the generation spans the first 30 s).
-        recent.record(keys(10..20), t0 + Duration::from_secs(140));
+        recent.record(keys(10..20), 0, t0 + Duration::from_secs(140));
         assert!(recent.contains(&[3; 24]), "forgotten inside the window");
         assert_eq!(recent.len(), 20);
         // Past the window from the end of the first generation's quarter.
-        recent.record(keys(20..21), t0 + Duration::from_secs(151));
+        recent.record(keys(20..21), 0, t0 + Duration::from_secs(151));
         assert!(!recent.contains(&[3; 24]), "kept past the window");
         assert!(recent.contains(&[15; 24]) && recent.contains(&[20; 24]));
         assert_eq!(recent.len(), 11);
@@ -484,11 +564,15 @@ mod tests {
         let t0 = Instant::now();
         let mut recent = RecentSpans::new(LIMITS);
         for (i, start) in (0..100).step_by(10).enumerate() {
-            recent.record(keys(start..start + 10), t0 + Duration::from_secs(i as u64));
+            recent.record(
+                keys(start..start + 10),
+                0,
+                t0 + Duration::from_secs(i as u64),
+            );
         }
         assert_eq!(recent.generations.len(), 1);
         assert_eq!(recent.len(), 100);
-        recent.record(keys(100..110), t0 + Duration::from_secs(31));
+        recent.record(keys(100..110), 0, t0 + Duration::from_secs(31));
         assert_eq!(recent.generations.len(), 2);
         assert_eq!(recent.len(), 110);
     }
@@ -500,14 +584,47 @@ mod tests {
             max_spans: 25,
             ..LIMITS
         });
-        recent.record(keys(0..10), t0);
-        recent.record(keys(10..20), t0 + Duration::from_secs(31));
-        recent.record(keys(20..30), t0 + Duration::from_secs(62));
+        recent.record(keys(0..10), 500, t0);
+        recent.record(keys(10..20), 300, t0 + Duration::from_secs(31));
+        recent.record(keys(20..30), 700, t0 + Duration::from_secs(62));
         assert_eq!(recent.len(), 20);
         assert!(!recent.contains(&[0; 24]) && recent.contains(&[10; 24]));
-        recent.record(keys(30..70), t0 + Duration::from_secs(93));
+        recent.record(keys(30..70), 900, t0 + Duration::from_secs(93));
         assert_eq!(recent.len(), 40, "the newest generation is kept whole");
         assert!(recent.contains(&[69; 24]) && !recent.contains(&[29; 24]));
+    }
+
+    #[test]
+    fn the_horizon_is_the_latest_start_forgotten_or_in_files_not_read() {
+        let t0 = Instant::now();
+        let dir = std::env::temp_dir().join(format!("loadlens-horizon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut recent = RecentSpans::new(Dedupe {
+            max_spans: 25,
+            ..LIMITS
+        });
+        assert_eq!(recent.horizon(&dir).unwrap(), i64::MIN, "nothing forgotten");
+        recent.record(keys(0..10), 500, t0);
+        recent.record(keys(10..20), 300, t0 + Duration::from_secs(31));
+        assert_eq!(recent.horizon(&dir).unwrap(), i64::MIN);
+        // Forgets the first generation, then the second: the latest start
+        // forgotten only grows.
+        recent.record(keys(20..30), 800, t0 + Duration::from_secs(62));
+        assert_eq!(recent.horizon(&dir).unwrap(), 500);
+        recent.record(keys(30..40), 100, t0 + Duration::from_secs(93));
+        assert_eq!(recent.horizon(&dir).unwrap(), 500);
+        // The window forgets the rest but the newest.
+        let later = t0 + Duration::from_secs(93) + LIMITS.window;
+        let flush = recent.begin(later);
+        recent.abandon(flush);
+        assert_eq!(recent.len(), 10);
+        assert_eq!(recent.horizon(&dir).unwrap(), 800);
+        let flush = recent.begin(later + LIMITS.window);
+        recent.abandon(flush);
+        assert!(recent.is_empty());
+        assert_eq!(recent.horizon(&dir).unwrap(), 800);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -519,7 +636,7 @@ mod tests {
         });
         // Ten flushes of ten spans within one second: four per generation at most.
         for start in (0..100).step_by(10) {
-            recent.record(keys(start..start + 10), t0);
+            recent.record(keys(start..start + 10), 0, t0);
         }
         assert!(recent.len() <= 40, "{} ids kept", recent.len());
         assert!(recent.contains(&[99; 24]) && !recent.contains(&[0; 24]));
@@ -536,6 +653,7 @@ mod tests {
         for (i, start) in (0..40).step_by(10).enumerate() {
             recent.record(
                 keys(start..start + 10),
+                0,
                 t0 + Duration::from_secs(31 * i as u64),
             );
         }
@@ -576,7 +694,7 @@ mod tests {
             max_spans: 100_000,
             ..LIMITS
         });
-        recent.record((0..10_000).step_by(7).map(key), t0);
+        recent.record((0..10_000).step_by(7).map(key), 0, t0);
         let mut seen: AHashSet<SpanKey> = (0..10_000).step_by(7).map(key).collect();
         let expected: Vec<bool> = keys.iter().map(|k| seen.insert(*k)).collect();
         let mut flush = recent.begin(t0);
@@ -619,7 +737,7 @@ mod tests {
     fn a_flush_claims_new_ids_once_and_an_abandoned_one_gives_them_back() {
         let t0 = Instant::now();
         let mut recent = RecentSpans::new(LIMITS);
-        recent.record(keys(0..10), t0);
+        recent.record(keys(0..10), 0, t0);
         let mut flush = recent.begin(t0);
         assert!(
             !claim(&mut recent, &mut flush, [3; 24]),
@@ -645,7 +763,7 @@ mod tests {
         let mut next = recent.begin(t0 + Duration::from_secs(1));
         assert!(!claim(&mut recent, &mut next, [11; 24]));
         recent.commit(next, t0 + Duration::from_secs(1));
-        recent.record(keys(20..21), t0 + Duration::from_secs(151));
+        recent.record(keys(20..21), 0, t0 + Duration::from_secs(151));
         assert!(!recent.contains(&[11; 24]) && !recent.contains(&[3; 24]));
         assert_eq!(recent.len(), 1);
     }
@@ -675,7 +793,7 @@ mod tests {
             window: Duration::ZERO,
             ..LIMITS
         });
-        recent.record(keys(0..10), Instant::now());
+        recent.record(keys(0..10), 0, Instant::now());
         assert!(recent.is_empty() && !recent.contains(&[1; 24]));
         assert!(RecentSpans::off().is_off());
     }

@@ -70,6 +70,12 @@ pub struct Written {
     pub rows: usize,
     /// Spans dropped because another row had the same (trace_id, span_id).
     pub duplicates: usize,
+    /// Spans looked for in older files ([`super::older`]).
+    pub looked_up: usize,
+    /// Whether the file was written with every span stored before it
+    /// dropped (by [`write_partition_after`]), so that compaction need not
+    /// compare it with its partition.
+    pub settled: bool,
 }
 
 /// Writes the batches of one partition as one file and returns its path. The
@@ -85,9 +91,12 @@ pub fn write_partition(
     write_partition_after(root, key, batches, wal_segment, &mut RecentSpans::off())
 }
 
-/// [`write_partition`] for a flush: spans whose ids `recent` holds (written
-/// by an earlier flush) are dropped too, and the ids of the spans written
-/// join `recent`, for good once the file is in place.
+/// [`write_partition`] for a flush: spans stored already are dropped too,
+/// so that no span is ever in two files. Those whose ids `recent` holds
+/// (written by an earlier flush) are found there; those that started at or
+/// before its horizon, whose first copy it may have forgotten, are looked
+/// up in the partition's files ([`super::older`]). The ids of the spans
+/// written join `recent`, for good once the file is in place.
 pub fn write_partition_after(
     root: &Path,
     key: &PartitionKey,
@@ -109,10 +118,23 @@ pub fn write_partition_after(
     // write fail, the flush's ids are forgotten: kept, they would make its
     // retry drop its own rows.
     let mut flush = recent.begin(Instant::now());
-    let written = prepare_keeping(key.table, batches, |keys, new| {
-        recent.claim_all(&mut flush, keys, new)
-    })
-    .and_then(|prepared| write_prepared(&dir, key.table, &prepared, wal_segment));
+    let written = recent.horizon(&dir).and_then(|horizon| {
+        let mut prepared = prepare_keeping(key.table, batches, |keys, new| {
+            recent.claim_all(&mut flush, keys, new)
+        })?;
+        flush.latest_start = prepared.max_time;
+        let suspects = prepared.spans_until(horizon);
+        if !suspects.is_empty() {
+            let held = recent.footers.held(&dir, &suspects)?;
+            prepared.drop_spans(suspects.len(), &held);
+        }
+        let written = write_prepared(&dir, key.table, &prepared, wal_segment)?;
+        Ok(Written {
+            looked_up: suspects.len(),
+            settled: true,
+            ..written
+        })
+    });
     match written {
         Ok(written) => {
             recent.commit(flush, Instant::now());
@@ -141,6 +163,8 @@ fn write_prepared(
             path: None,
             rows,
             duplicates: prepared.duplicates,
+            looked_up: 0,
+            settled: false,
         });
     }
     let name = file_name(prepared.min_time, wal_segment);
@@ -149,6 +173,8 @@ fn write_prepared(
         path: Some(dir.join(name)),
         rows,
         duplicates: prepared.duplicates,
+        looked_up: 0,
+        settled: false,
     })
 }
 
@@ -171,6 +197,57 @@ pub(crate) struct Prepared<'a> {
     pub min_time: i64,
     pub max_time: i64,
     pub duplicates: usize,
+}
+
+impl Prepared<'_> {
+    /// The start time and key of each span kept that started at or before
+    /// `horizon`: the first rows, in time order.
+    fn spans_until(&self, horizon: i64) -> Vec<(i64, SpanKey)> {
+        let mut spans = Vec::new();
+        for &(b, row) in &self.order {
+            let time = self.time(b, row);
+            if time > horizon {
+                break;
+            }
+            let (traces, ids) = span_ids(self.sources[b]).expect("span batches have ids");
+            spans.push((time, span_key(traces, ids, row)));
+        }
+        spans
+    }
+
+    /// Drops, among the first `first` rows, the spans whose keys are in
+    /// `keys`, and counts them as duplicates.
+    fn drop_spans(&mut self, first: usize, keys: &AHashSet<SpanKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let sources = &self.sources;
+        let before = self.order.len();
+        let mut at = 0;
+        self.order.retain(|&(b, row)| {
+            at += 1;
+            if at > first {
+                return true;
+            }
+            let (traces, ids) = span_ids(sources[b]).expect("span batches have ids");
+            !keys.contains(&span_key(traces, ids, row))
+        });
+        self.duplicates += before - self.order.len();
+        if let (Some(&(b, row)), Some(&(last_b, last_row))) =
+            (self.order.first(), self.order.last())
+        {
+            (self.min_time, self.max_time) = (self.time(b, row), self.time(last_b, last_row));
+        }
+    }
+
+    fn time(&self, b: usize, row: usize) -> i64 {
+        self.sources[b]
+            .column(self.time_index)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .expect("time columns are ns timestamps")
+            .value(row)
+    }
 }
 
 /// Rows gathered at a time when a file is written. Gathering a whole flush
@@ -634,7 +711,13 @@ pub(crate) fn write_file(
         return Err(e);
     }
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
+    if let Err(e) = sync_dir(dir) {
+        // Not known to last: the caller fails and writes the rows again
+        // (a flush) or keeps its inputs (a merge), so this copy must go.
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Writes `prepared` to `out` as one Parquet file, as `ArrowWriter` would,
@@ -1130,6 +1213,83 @@ mod tests {
             (None, 0, 3)
         );
         assert_eq!(recent.len(), 3);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn spans_past_the_horizon_are_looked_up_in_the_files_that_may_hold_them() {
+        let t = 1_795_392_000_000_000_000u64;
+        let root = std::env::temp_dir().join(format!("loadlens-horizon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let key = spans_key();
+        let dir = schema::layout::partition_dir_for_day(&root, Table::Spans, &key.date, None);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Stored before the index was made, two spans a row group.
+        let before = batch(&[
+            (1, t + 10, "a"),
+            (2, t + 20, "b"),
+            (3, t + 30, "c"),
+            (4, t + 40, "d"),
+        ]);
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let out = File::create(dir.join("part-other.parquet")).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(out, before.schema(), Some(props)).unwrap();
+        writer.write(&before).unwrap();
+        assert_eq!(writer.close().unwrap().num_row_groups(), 2);
+        let mut recent = RecentSpans::new(crate::store::Dedupe {
+            window: std::time::Duration::from_secs(120),
+            max_spans: 2,
+        });
+        let names = |written: Written| -> Vec<String> {
+            read_file(&written.path.unwrap())
+                .iter()
+                .flat_map(|b| {
+                    column::<StringArray>(b, schema::spans::col::NAME)
+                        .iter()
+                        .map(|n| n.unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        // Span 2 is last in that file's first row group, 3 first in its
+        // second; 5 started as early as 3, but is new.
+        let first = [batch(&[
+            (3, t + 30, "c again"),
+            (5, t + 30, "e"),
+            (2, t + 20, "b again"),
+            (6, t + 50, "f"),
+        ])];
+        let written = write_partition_after(&root, &key, &first, 1, &mut recent).unwrap();
+        assert_eq!((written.rows, written.duplicates), (2, 2));
+        assert_eq!(names(written), ["e", "f"]);
+        // The count bound forgets the first flush's ids.
+        let second = [batch(&[(7, t + 60, "g"), (8, t + 70, "h")])];
+        write_partition_after(&root, &key, &second, 2, &mut recent).unwrap();
+        assert!(!recent.contains(&[6; 24]) && recent.contains(&[7; 24]));
+        // Resends of 6 and 5 are found in the first flush's file, of 7 in
+        // the index; 9 started before the horizon but is new.
+        let third = [batch(&[
+            (6, t + 50, "f again"),
+            (5, t + 30, "e again"),
+            (9, t + 45, "i"),
+            (10, t + 80, "j"),
+            (7, t + 60, "g again"),
+        ])];
+        let written = write_partition_after(&root, &key, &third, 3, &mut recent).unwrap();
+        assert_eq!((written.rows, written.duplicates), (2, 3));
+        assert_eq!(names(written), ["i", "j"]);
+        let mut stored = Vec::new();
+        for path in crate::store::compact::files(&dir, crate::store::compact::is_data_file) {
+            for batch in read_file(&path) {
+                let (traces, spans) = span_ids(&batch).unwrap();
+                stored.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)[0]));
+            }
+        }
+        stored.sort();
+        assert_eq!(stored, (1..=10).collect::<Vec<u8>>(), "each span once");
         std::fs::remove_dir_all(&root).unwrap();
     }
 
