@@ -317,6 +317,14 @@ fn a_resend_the_index_has_forgotten_is_still_stored_once() {
         BATCH as f64
     );
     assert!(metric(http, "loadlens_collector_spans_looked_up_total") >= BATCH as f64);
-    drop(runtime);
+    // The client's connection is still open, and nothing answers on it (its
+    // runtime is idle): the collector closes it after its grace period.
+    let stopping = std::time::Instant::now();
     assert!(collector.terminate(), "collector did not stop cleanly");
+    assert!(
+        stopping.elapsed() >= collector::SHUTDOWN_GRACE,
+        "{:?}",
+        stopping.elapsed()
+    );
+    drop(runtime);
 }

@@ -29,6 +29,7 @@ pub mod wal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -326,10 +327,25 @@ impl Collector {
     pub async fn shutdown(mut self) -> Result<FlushReport, CollectorError> {
         let _ = self.stop.send(true);
         let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Ok(Err(e)) = joined {
-                first_error.get_or_insert(e);
+        let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(joined) = self.tasks.join_next().await {
+                if let Ok(Err(e)) = joined {
+                    first_error.get_or_insert(e);
+                }
             }
+        })
+        .await;
+        if joined.is_err() {
+            // A client that does not answer the server's goodbye (a paused
+            // process, a dead host) keeps its connection open for ever. Its
+            // unanswered requests were not acknowledged, and the pending
+            // rows are written below all the same.
+            eprintln!(
+                "loadlens collector: closing connections still open {} s after the stop",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
         }
         let report = self.ingest.flush().await?;
         self.ingest.close();
@@ -339,6 +355,10 @@ impl Collector {
         }
     }
 }
+
+/// How long a stop waits for clients to finish their requests and close
+/// their connections before it closes them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn bind(
     addr: SocketAddr,
