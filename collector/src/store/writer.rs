@@ -1189,17 +1189,6 @@ mod tests {
         let written = write_partition_after(&root, &key, &first, 1, &mut recent).unwrap();
         assert_eq!((written.rows, written.duplicates), (2, 1));
         assert_eq!(recent.len(), 2);
-        let names = |path: &Path| -> Vec<String> {
-            read_file(path)
-                .iter()
-                .flat_map(|b| {
-                    column::<StringArray>(b, schema::spans::col::NAME)
-                        .iter()
-                        .map(|n| n.unwrap().to_string())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
         assert_eq!(names(&written.path.unwrap()), ["a", "b"]);
         // A client resends span 2 with a new one: only the new one is written.
         let second = [batch(&[(2, t + 20, "b resent"), (3, t + 30, "c")])];
@@ -1243,17 +1232,6 @@ mod tests {
             window: std::time::Duration::from_secs(120),
             max_spans: 2,
         });
-        let names = |written: Written| -> Vec<String> {
-            read_file(&written.path.unwrap())
-                .iter()
-                .flat_map(|b| {
-                    column::<StringArray>(b, schema::spans::col::NAME)
-                        .iter()
-                        .map(|n| n.unwrap().to_string())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
         // Span 2 is last in that file's first row group, 3 first in its
         // second; 5 started as early as 3, but is new.
         let first = [batch(&[
@@ -1264,7 +1242,7 @@ mod tests {
         ])];
         let written = write_partition_after(&root, &key, &first, 1, &mut recent).unwrap();
         assert_eq!((written.rows, written.duplicates), (2, 2));
-        assert_eq!(names(written), ["e", "f"]);
+        assert_eq!(names(&written.path.unwrap()), ["e", "f"]);
         // The count bound forgets the first flush's ids.
         let second = [batch(&[(7, t + 60, "g"), (8, t + 70, "h")])];
         write_partition_after(&root, &key, &second, 2, &mut recent).unwrap();
@@ -1280,7 +1258,7 @@ mod tests {
         ])];
         let written = write_partition_after(&root, &key, &third, 3, &mut recent).unwrap();
         assert_eq!((written.rows, written.duplicates), (2, 3));
-        assert_eq!(names(written), ["i", "j"]);
+        assert_eq!(names(&written.path.unwrap()), ["i", "j"]);
         let mut stored = Vec::new();
         for path in crate::store::compact::files(&dir, crate::store::compact::is_data_file) {
             for batch in read_file(&path) {
@@ -1477,6 +1455,19 @@ mod tests {
             date: "2026-11-23".into(),
             run_id: None,
         }
+    }
+
+    /// The span names in the Parquet file at `path`, in its order.
+    fn names(path: &Path) -> Vec<String> {
+        read_file(path)
+            .iter()
+            .flat_map(|b| {
+                column::<StringArray>(b, schema::spans::col::NAME)
+                    .iter()
+                    .map(|n| n.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Every row of the Parquet file at `path`.
