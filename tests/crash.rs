@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -317,14 +318,22 @@ fn a_resend_the_index_has_forgotten_is_still_stored_once() {
         BATCH as f64
     );
     assert!(metric(http, "loadlens_collector_spans_looked_up_total") >= BATCH as f64);
-    // The client's connection is still open, and nothing answers on it (its
-    // runtime is idle): the collector closes it after its grace period.
+    drop(runtime);
+    // A client that opened an HTTP/2 connection and then answers nothing (a
+    // paused process): the collector closes it after its grace period, and
+    // still stops cleanly.
+    let mut silent = std::net::TcpStream::connect(grpc).unwrap();
+    // The connection preface, then an empty SETTINGS frame.
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let stopping = std::time::Instant::now();
     assert!(collector.terminate(), "collector did not stop cleanly");
     assert!(
         stopping.elapsed() >= collector::SHUTDOWN_GRACE,
-        "{:?}",
+        "stopped in {:?}: the silent connection did not hold the stop",
         stopping.elapsed()
     );
-    drop(runtime);
+    drop(silent);
 }
