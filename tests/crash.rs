@@ -1,7 +1,8 @@
 //! Crash safety: spans flow in while the collector is killed with SIGKILL and
 //! restarted; every acknowledged span must be in the store exactly once.
 //! And a resend that comes after the collector's index of recent span ids
-//! has forgotten the first copy is still stored once.
+//! has forgotten the first copy is still stored once, and a stop is not held
+//! for ever by a client that answers nothing.
 
 mod common;
 
@@ -319,9 +320,16 @@ fn a_resend_the_index_has_forgotten_is_still_stored_once() {
     );
     assert!(metric(http, "loadlens_collector_spans_looked_up_total") >= BATCH as f64);
     drop(runtime);
+    assert!(collector.terminate(), "collector did not stop cleanly");
+}
+
+#[test]
+fn a_stop_does_not_wait_for_ever_on_a_client_that_answers_nothing() {
+    let dir = TempDir::new("silent-client");
+    let (grpc, http) = (free_addr(), free_addr());
+    let collector = start_collector(&dir.path().join("store"), grpc, http, &[]);
     // A client that opened an HTTP/2 connection and then answers nothing (a
-    // paused process): the collector closes it after its grace period, and
-    // still stops cleanly.
+    // paused process): the stop waits for it only for its grace period.
     let mut silent = std::net::TcpStream::connect(grpc).unwrap();
     // The connection preface, then an empty SETTINGS frame.
     silent

@@ -21,9 +21,10 @@
 //! `LOADLENS_BENCH_COMMIT_INTERVAL_US=N` runs the collector with a
 //! write-ahead-log commit interval of N µs (`wal_commit_interval`; 0 unless
 //! given, the default). `LOADLENS_BENCH_DEDUPE_MAX_SPANS=N` bounds its
-//! index of recent span ids to N (`dedupe_max_spans`): below a flush's
-//! rows, the spans of each flush that started before the last one's latest
-//! are looked up in its files ("looked up").
+//! index of recent span ids to N (`dedupe_max_spans`). The index always
+//! keeps its newest flush whole, so with N below a flush's rows it holds
+//! one flush; spans at or before the latest start it forgot are looked up
+//! in the files, and "looked up" counts them.
 //!
 //! On a machine of two or more CPUs the collector is pinned to the last
 //! one and this process, the client, to the others, so that the
@@ -658,8 +659,7 @@ fn to_parquet(encoded: &[Encoded], batches: usize) -> f64 {
     // Batches the timed ones never repeat: their spans' ids are their own,
     // and their times earlier, as a running collector's earlier flushes'
     // are. Later times would put every timed span at or before the index's
-    // horizon, to be looked up in the files (until `435da8a` the order was
-    // the other way, which cost the flush nothing then).
+    // horizon, to be looked up in the files.
     let before = flush_all(&convert(0..batches));
     assert_eq!(before, batches * batch(), "every warm-up span was written");
     let converted = convert(batches..2 * batches);

@@ -141,6 +141,10 @@ pub struct Collector {
     ingest: Arc<Ingest>,
     compaction_target_size: usize,
     stop: watch::Sender<bool>,
+    /// The gRPC and HTTP servers: a stop waits for them at most
+    /// [`SHUTDOWN_GRACE`].
+    servers: JoinSet<Result<(), CollectorError>>,
+    /// Flushing and compaction: a stop waits for them to finish.
     tasks: JoinSet<Result<(), CollectorError>>,
 }
 
@@ -182,6 +186,7 @@ impl Collector {
             ingest.flush().await?;
         }
         let (stop, stopped) = watch::channel(false);
+        let mut servers = JoinSet::new();
         let mut tasks = JoinSet::new();
 
         let (traces, metrics) = receiver::grpc::Receiver::new(ingest.clone(), token.clone())
@@ -206,7 +211,7 @@ impl Collector {
                     })?;
         }
         let mut grpc_stop = stopped.clone();
-        tasks.spawn(async move {
+        servers.spawn(async move {
             grpc_server
                 .add_service(traces)
                 .add_service(metrics)
@@ -226,7 +231,7 @@ impl Collector {
 
         let router = receiver::http::router(ingest.clone(), config.max_http_body, token);
         let mut http_stop = stopped.clone();
-        tasks.spawn(async move {
+        servers.spawn(async move {
             let served = match tls {
                 Some(tls) => tls.serve_http(http_listener, router, http_stop).await,
                 None => {
@@ -289,6 +294,7 @@ impl Collector {
             ingest,
             compaction_target_size: config.compaction_target_size,
             stop,
+            servers,
             tasks,
         })
     }
@@ -327,8 +333,9 @@ impl Collector {
     pub async fn shutdown(mut self) -> Result<FlushReport, CollectorError> {
         let _ = self.stop.send(true);
         let mut first_error = None;
+        let servers = &mut self.servers;
         let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while let Some(joined) = self.tasks.join_next().await {
+            while let Some(joined) = servers.join_next().await {
                 if let Ok(Err(e)) = joined {
                     first_error.get_or_insert(e);
                 }
@@ -337,15 +344,22 @@ impl Collector {
         .await;
         if joined.is_err() {
             // A client that does not answer the server's goodbye (a paused
-            // process, a dead host) keeps its connection open for ever. Its
-            // unanswered requests were not acknowledged, and the pending
-            // rows are written below all the same.
+            // process, a dead host) would hold the stop for ever. Its
+            // requests not answered were not acknowledged; its connection
+            // ends with the process.
             eprintln!(
-                "loadlens collector: closing connections still open {} s after the stop",
+                "loadlens collector: not waiting any longer for connections still open {} s after the stop",
                 SHUTDOWN_GRACE.as_secs()
             );
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
+            self.servers.abort_all();
+            while self.servers.join_next().await.is_some() {}
+        }
+        // A flush or compaction under way finishes: cut short, a flush would
+        // lose the rows it took out of pending.
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Ok(Err(e)) = joined {
+                first_error.get_or_insert(e);
+            }
         }
         let report = self.ingest.flush().await?;
         self.ingest.close();

@@ -130,7 +130,7 @@ pub const IN_FLIGHT_BYTES: Metric = gauge(
 );
 pub const SPANS_LOOKED_UP: Metric = counter(
     "loadlens_collector_spans_looked_up_total",
-    "Spans a flush looked for in older files, as they started before what the recent-id index remembers; many mean dedupe_max_spans is small for the rate.",
+    "Spans a flush looked for in older files, as they started at or before the horizon of the recent-id index (resends past it, stragglers, spans of a day not written to since start); if it grows with the rate, raise dedupe_max_spans.",
 );
 pub const RECENT_SPAN_IDS: Metric = gauge(
     "loadlens_collector_recent_span_ids",

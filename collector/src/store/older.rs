@@ -3,14 +3,16 @@
 //! The recent-id index ([`super::recent`]) is bounded, so it cannot answer
 //! for every span ever stored. What it has forgotten, though, it forgot
 //! whole, a generation at a time, and each generation remembers the latest
-//! start time among its ids; files present at start that the index did not
-//! read are known by their footers. So every stored span that started after
+//! start time among its ids, per partition folder; files a folder held
+//! when the index first wrote to it, less those it read at start, are
+//! known by their footers. So every stored span that started after
 //! the index's *horizon* ([`super::RecentSpans::horizon`]) is in the index,
 //! and only a flush's spans that started at or before it (a resend later
 //! than the index reaches, a straggler, a very long span) need to be looked
 //! up in files. A resend keeps its first copy's start time, so the lookup
 //! reads only the row groups whose time statistics cover one of those
-//! times: files are sorted by time, so that is about one row group a file.
+//! times: files are sorted by time, so that is about one row group in each
+//! file whose time range covers it.
 //!
 //! The lookup runs before the flush's file is written, so a query never sees
 //! a span twice, however late the resend came. Nothing can add a copy
@@ -62,6 +64,14 @@ pub(crate) fn span_files(dir: &Path) -> Vec<PathBuf> {
     })
 }
 
+/// What a lookup found.
+pub(crate) struct Lookup {
+    /// The ids looked for that a file holds.
+    pub held: AHashSet<SpanKey>,
+    /// False if a file could not be decoded and was left out.
+    pub every_file_read: bool,
+}
+
 /// Why a look at a partition's files was not finished.
 enum Unfinished {
     /// A file went while it was being read: list again.
@@ -78,7 +88,7 @@ impl Footers {
         &mut self,
         dir: &Path,
         suspects: &[(i64, SpanKey)],
-    ) -> Result<AHashSet<SpanKey>, WriteError> {
+    ) -> Result<Lookup, WriteError> {
         let times: Vec<i64> = suspects.iter().map(|&(time, _)| time).collect();
         let keys: AHashSet<SpanKey> = suspects.iter().map(|&(_, key)| key).collect();
         for _ in 0..LISTINGS {
@@ -102,8 +112,9 @@ impl Footers {
         files: &[PathBuf],
         times: &[i64],
         keys: &AHashSet<SpanKey>,
-    ) -> Result<AHashSet<SpanKey>, Unfinished> {
+    ) -> Result<Lookup, Unfinished> {
         let mut held = AHashSet::new();
+        let mut every_file_read = true;
         for path in files {
             let covers = |&(lo, hi): &(i64, i64)| {
                 let first = times.partition_point(|&t| t < lo);
@@ -114,7 +125,10 @@ impl Footers {
                 None => {
                     let bounds = match open(path)? {
                         Some(builder) => row_group_times(builder.metadata()),
-                        None => continue,
+                        None => {
+                            every_file_read = false;
+                            continue;
+                        }
                     };
                     let groups = chosen(&bounds, covers);
                     self.0.insert(path.clone(), bounds);
@@ -125,6 +139,7 @@ impl Footers {
                 continue;
             }
             let Some(builder) = open(path)? else {
+                every_file_read = false;
                 continue;
             };
             let mut in_file = Vec::new();
@@ -137,13 +152,19 @@ impl Footers {
                 Ok(()) => held.extend(in_file),
                 // Not counted as holding anything, not even the rows read
                 // before the error; a query fails on it too.
-                Err(e) => eprintln!(
-                    "collector: a flush cannot look for its spans in {}: {e}",
-                    path.display()
-                ),
+                Err(e) => {
+                    every_file_read = false;
+                    eprintln!(
+                        "collector: cannot read span ids in {}, to drop a flush's spans stored there already: {e}; the file is left out (queries fail on it too); move it out of the store",
+                        path.display()
+                    );
+                }
             }
         }
-        Ok(held)
+        Ok(Lookup {
+            held,
+            every_file_read,
+        })
     }
 }
 
@@ -158,7 +179,7 @@ fn open(path: &Path) -> Result<Option<ParquetRecordBatchReaderBuilder<File>>, Un
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(Unfinished::Vanished),
         Err(source) => {
-            return Err(Unfinished::Failed(WriteError::Io {
+            return Err(Unfinished::Failed(WriteError::Lookup {
                 path: path.to_path_buf(),
                 source,
             }));
@@ -168,7 +189,7 @@ fn open(path: &Path) -> Result<Option<ParquetRecordBatchReaderBuilder<File>>, Un
         Ok(builder) => Ok(Some(builder)),
         Err(e) => {
             eprintln!(
-                "collector: cannot read the footer of {}: {e}",
+                "collector: cannot read the footer of {}: {e}; the file is left out (queries fail on it too); move it out of the store",
                 path.display()
             );
             Ok(None)
@@ -230,10 +251,10 @@ fn latest_start_in(files: &[PathBuf], known: &AHashSet<PathBuf>) -> Result<i64, 
 
 /// The error of a folder whose files kept vanishing under [`LISTINGS`] listings.
 fn changing(dir: &Path) -> WriteError {
-    WriteError::Io {
+    WriteError::Lookup {
         path: dir.to_path_buf(),
         source: std::io::Error::other(format!(
-            "its files changed under {LISTINGS} listings in a row while a flush looked for spans they hold"
+            "its files changed under {LISTINGS} listings in a row (compaction replacing them)"
         )),
     }
 }

@@ -141,8 +141,10 @@ pub struct RecentSpans {
     grouped: Vec<(SpanKey, u32)>,
     /// Seeds the hash of every key ([`RecentSpans::hash`]).
     hasher: foldhash::fast::RandomState,
-    /// The latest start time among the ids forgotten so far.
-    forgotten_until: i64,
+    /// Per partition folder, the latest start time among the ids of its
+    /// spans forgotten so far. Per folder, so that a span dated far ahead by
+    /// a client's clock puts only its own day's spans past the horizon.
+    forgotten_until: AHashMap<PathBuf, i64>,
     /// The files [`RecentSpans::load`] read.
     loaded: AHashSet<PathBuf>,
     /// Per partition folder, the latest start time in the files it held
@@ -161,8 +163,9 @@ struct Generation {
     started: Instant,
     /// Ids recorded into it.
     recorded: usize,
-    /// The latest start time among them.
-    latest_start: i64,
+    /// Per partition folder its flushes wrote to, the latest start time
+    /// among them.
+    latest_start: AHashMap<PathBuf, i64>,
 }
 
 /// A flush adding its ids to the index: from [`RecentSpans::begin`], ended
@@ -173,9 +176,9 @@ pub(crate) struct Flush {
     number: u32,
     /// Ids it added.
     claimed: usize,
-    /// The latest start time among them, as far as it is known: set by the
-    /// caller once the flush's rows are sorted.
-    pub latest_start: i64,
+    /// The partition folder it writes to, and the latest start time among
+    /// its ids: set by the caller once the flush's rows are sorted.
+    pub latest_start: Option<(PathBuf, i64)>,
 }
 
 impl RecentSpans {
@@ -187,7 +190,7 @@ impl RecentSpans {
             generations: VecDeque::new(),
             next_flush: 0,
             grouped: Vec::new(),
-            forgotten_until: i64::MIN,
+            forgotten_until: AHashMap::new(),
             loaded: AHashSet::new(),
             unread: AHashMap::new(),
             footers: Footers::default(),
@@ -233,11 +236,12 @@ impl RecentSpans {
             .is_some()
     }
 
-    /// Remembers the ids of spans that are now in a file; the latest of
-    /// them started at `latest_start`.
+    /// Remembers the ids of spans that are now in a file of the partition
+    /// folder `dir`; the latest of them started at `latest_start`.
     pub fn record(
         &mut self,
         keys: impl IntoIterator<Item = SpanKey>,
+        dir: &Path,
         latest_start: i64,
         now: Instant,
     ) {
@@ -245,7 +249,7 @@ impl RecentSpans {
             return;
         }
         let mut flush = self.begin(now);
-        flush.latest_start = latest_start;
+        flush.latest_start = Some((dir.to_path_buf(), latest_start));
         for key in keys {
             let hash = self.hash(&key);
             let hasher = &self.hasher;
@@ -270,7 +274,7 @@ impl RecentSpans {
         Flush {
             number,
             claimed: 0,
-            latest_start: i64::MIN,
+            latest_start: None,
         }
     }
 
@@ -340,12 +344,15 @@ impl RecentSpans {
                 first_flush: flush.number,
                 started: now,
                 recorded: 0,
-                latest_start: i64::MIN,
+                latest_start: AHashMap::new(),
             });
         }
         let newest = self.generations.back_mut().expect("a generation is open");
         newest.recorded += flush.claimed;
-        newest.latest_start = newest.latest_start.max(flush.latest_start);
+        if let Some((dir, start)) = flush.latest_start {
+            let latest = newest.latest_start.entry(dir).or_insert(i64::MIN);
+            *latest = (*latest).max(start);
+        }
         while self.len() > self.limits.max_spans && self.generations.len() > 1 {
             self.forget_oldest();
             self.forget_before(self.generations.front().map(|g| g.first_flush));
@@ -379,15 +386,18 @@ impl RecentSpans {
     /// Takes the oldest generation out (its ids go in [`Self::forget_before`]).
     fn forget_oldest(&mut self) {
         if let Some(oldest) = self.generations.pop_front() {
-            self.forgotten_until = self.forgotten_until.max(oldest.latest_start);
+            for (dir, start) in oldest.latest_start {
+                let latest = self.forgotten_until.entry(dir).or_insert(i64::MIN);
+                *latest = (*latest).max(start);
+            }
         }
     }
 
     /// The start time at or before which a span's copy may be stored with
     /// its id not in the index, for a flush to the partition folder `dir`:
-    /// the latest start among the ids forgotten, and among the spans of
-    /// the files the folder held when this index first wrote to it (read
-    /// from their footers then), less those [`Self::load`] read. A span
+    /// the latest start among the folder's ids forgotten, and among the
+    /// spans of the files the folder held when this index first wrote to it
+    /// (read from their footers then), less those [`Self::load`] read. A span
     /// that started later is stored only if the index has its id
     /// ([`super::older`]).
     pub(crate) fn horizon(&mut self, dir: &Path) -> Result<i64, super::WriteError> {
@@ -399,7 +409,8 @@ impl RecentSpans {
                 unread
             }
         };
-        Ok(self.forgotten_until.max(unread))
+        let forgotten = self.forgotten_until.get(dir).copied();
+        Ok(forgotten.unwrap_or(i64::MIN).max(unread))
     }
 
     /// Drops every id of a flush older than `oldest` (all, for `None`).
@@ -454,7 +465,7 @@ impl RecentSpans {
             match read_keys(path) {
                 Ok((keys, latest_start)) => {
                     ids += keys.len();
-                    sets.push((keys, latest_start));
+                    sets.push((keys, path, latest_start));
                     self.loaded.insert(path.clone());
                 }
                 Err(e) => eprintln!(
@@ -465,8 +476,9 @@ impl RecentSpans {
         }
         let read = sets.len();
         let started = Instant::now();
-        for (keys, latest_start) in sets.into_iter().rev() {
-            self.record(keys, latest_start, started);
+        for (keys, path, latest_start) in sets.into_iter().rev() {
+            let dir = path.parent().unwrap_or(root);
+            self.record(keys, dir, latest_start, started);
         }
         read
     }
@@ -536,6 +548,11 @@ mod tests {
         range.map(|i| [i; 24]).collect()
     }
 
+    /// A partition folder, for tests that do not read it.
+    fn part() -> &'static Path {
+        Path::new("part")
+    }
+
     const LIMITS: Dedupe = Dedupe {
         window: Duration::from_secs(120),
         max_spans: 1000,
@@ -545,15 +562,15 @@ mod tests {
     fn ids_are_remembered_for_the_window_then_forgotten() {
         let t0 = Instant::now();
         let mut recent = RecentSpans::new(LIMITS);
-        recent.record(keys(0..10), 0, t0);
+        recent.record(keys(0..10), part(), 0, t0);
         assert!(recent.contains(&[3; 24]));
         assert!(!recent.contains(&[10; 24]));
         // Still within the window (the generation spans the first 30 s).
-        recent.record(keys(10..20), 0, t0 + Duration::from_secs(140));
+        recent.record(keys(10..20), part(), 0, t0 + Duration::from_secs(140));
         assert!(recent.contains(&[3; 24]), "forgotten inside the window");
         assert_eq!(recent.len(), 20);
         // Past the window from the end of the first generation's quarter.
-        recent.record(keys(20..21), 0, t0 + Duration::from_secs(151));
+        recent.record(keys(20..21), part(), 0, t0 + Duration::from_secs(151));
         assert!(!recent.contains(&[3; 24]), "kept past the window");
         assert!(recent.contains(&[15; 24]) && recent.contains(&[20; 24]));
         assert_eq!(recent.len(), 11);
@@ -566,13 +583,14 @@ mod tests {
         for (i, start) in (0..100).step_by(10).enumerate() {
             recent.record(
                 keys(start..start + 10),
+                part(),
                 0,
                 t0 + Duration::from_secs(i as u64),
             );
         }
         assert_eq!(recent.generations.len(), 1);
         assert_eq!(recent.len(), 100);
-        recent.record(keys(100..110), 0, t0 + Duration::from_secs(31));
+        recent.record(keys(100..110), part(), 0, t0 + Duration::from_secs(31));
         assert_eq!(recent.generations.len(), 2);
         assert_eq!(recent.len(), 110);
     }
@@ -584,47 +602,48 @@ mod tests {
             max_spans: 25,
             ..LIMITS
         });
-        recent.record(keys(0..10), 500, t0);
-        recent.record(keys(10..20), 300, t0 + Duration::from_secs(31));
-        recent.record(keys(20..30), 700, t0 + Duration::from_secs(62));
+        recent.record(keys(0..10), part(), 500, t0);
+        recent.record(keys(10..20), part(), 300, t0 + Duration::from_secs(31));
+        recent.record(keys(20..30), part(), 700, t0 + Duration::from_secs(62));
         assert_eq!(recent.len(), 20);
         assert!(!recent.contains(&[0; 24]) && recent.contains(&[10; 24]));
-        recent.record(keys(30..70), 900, t0 + Duration::from_secs(93));
+        recent.record(keys(30..70), part(), 900, t0 + Duration::from_secs(93));
         assert_eq!(recent.len(), 40, "the newest generation is kept whole");
         assert!(recent.contains(&[69; 24]) && !recent.contains(&[29; 24]));
     }
 
     #[test]
-    fn the_horizon_is_the_latest_start_forgotten_or_in_files_not_read() {
+    fn the_horizon_is_the_latest_start_forgotten_in_its_folder() {
+        // Files not read by the index count too: see the writer's
+        // `spans_past_the_horizon_are_looked_up_in_the_files_that_may_hold_them`.
         let t0 = Instant::now();
-        let dir = std::env::temp_dir().join(format!("loadlens-horizon-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (dir, other) = (Path::new("day"), part());
         let mut recent = RecentSpans::new(Dedupe {
             max_spans: 25,
             ..LIMITS
         });
-        assert_eq!(recent.horizon(&dir).unwrap(), i64::MIN, "nothing forgotten");
-        recent.record(keys(0..10), 500, t0);
-        recent.record(keys(10..20), 300, t0 + Duration::from_secs(31));
-        assert_eq!(recent.horizon(&dir).unwrap(), i64::MIN);
-        // Forgets the first generation, then the second: the latest start
+        assert_eq!(recent.horizon(dir).unwrap(), i64::MIN, "nothing forgotten");
+        recent.record(keys(0..10), dir, 500, t0);
+        // Dated far ahead, in another folder.
+        recent.record(keys(10..20), other, 9_999, t0 + Duration::from_secs(31));
+        assert_eq!(recent.horizon(dir).unwrap(), i64::MIN);
+        // Forgets the first generation, then the second.
+        recent.record(keys(20..30), dir, 800, t0 + Duration::from_secs(62));
+        assert_eq!(recent.horizon(dir).unwrap(), 500);
+        recent.record(keys(30..40), dir, 100, t0 + Duration::from_secs(93));
+        assert_eq!(recent.horizon(dir).unwrap(), 500);
+        assert_eq!(recent.horizon(other).unwrap(), 9_999);
+        // The window forgets the rest but the newest; the latest start
         // forgotten only grows.
-        recent.record(keys(20..30), 800, t0 + Duration::from_secs(62));
-        assert_eq!(recent.horizon(&dir).unwrap(), 500);
-        recent.record(keys(30..40), 100, t0 + Duration::from_secs(93));
-        assert_eq!(recent.horizon(&dir).unwrap(), 500);
-        // The window forgets the rest but the newest.
         let later = t0 + Duration::from_secs(93) + LIMITS.window;
         let flush = recent.begin(later);
         recent.abandon(flush);
         assert_eq!(recent.len(), 10);
-        assert_eq!(recent.horizon(&dir).unwrap(), 800);
+        assert_eq!(recent.horizon(dir).unwrap(), 800);
         let flush = recent.begin(later + LIMITS.window);
         recent.abandon(flush);
         assert!(recent.is_empty());
-        assert_eq!(recent.horizon(&dir).unwrap(), 800);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(recent.horizon(dir).unwrap(), 800);
     }
 
     #[test]
@@ -636,7 +655,7 @@ mod tests {
         });
         // Ten flushes of ten spans within one second: four per generation at most.
         for start in (0..100).step_by(10) {
-            recent.record(keys(start..start + 10), 0, t0);
+            recent.record(keys(start..start + 10), part(), 0, t0);
         }
         assert!(recent.len() <= 40, "{} ids kept", recent.len());
         assert!(recent.contains(&[99; 24]) && !recent.contains(&[0; 24]));
@@ -653,6 +672,7 @@ mod tests {
         for (i, start) in (0..40).step_by(10).enumerate() {
             recent.record(
                 keys(start..start + 10),
+                part(),
                 0,
                 t0 + Duration::from_secs(31 * i as u64),
             );
@@ -694,7 +714,7 @@ mod tests {
             max_spans: 100_000,
             ..LIMITS
         });
-        recent.record((0..10_000).step_by(7).map(key), 0, t0);
+        recent.record((0..10_000).step_by(7).map(key), part(), 0, t0);
         let mut seen: AHashSet<SpanKey> = (0..10_000).step_by(7).map(key).collect();
         let expected: Vec<bool> = keys.iter().map(|k| seen.insert(*k)).collect();
         let mut flush = recent.begin(t0);
@@ -737,7 +757,7 @@ mod tests {
     fn a_flush_claims_new_ids_once_and_an_abandoned_one_gives_them_back() {
         let t0 = Instant::now();
         let mut recent = RecentSpans::new(LIMITS);
-        recent.record(keys(0..10), 0, t0);
+        recent.record(keys(0..10), part(), 0, t0);
         let mut flush = recent.begin(t0);
         assert!(
             !claim(&mut recent, &mut flush, [3; 24]),
@@ -763,7 +783,7 @@ mod tests {
         let mut next = recent.begin(t0 + Duration::from_secs(1));
         assert!(!claim(&mut recent, &mut next, [11; 24]));
         recent.commit(next, t0 + Duration::from_secs(1));
-        recent.record(keys(20..21), 0, t0 + Duration::from_secs(151));
+        recent.record(keys(20..21), part(), 0, t0 + Duration::from_secs(151));
         assert!(!recent.contains(&[11; 24]) && !recent.contains(&[3; 24]));
         assert_eq!(recent.len(), 1);
     }
@@ -793,7 +813,7 @@ mod tests {
             window: Duration::ZERO,
             ..LIMITS
         });
-        recent.record(keys(0..10), 0, Instant::now());
+        recent.record(keys(0..10), part(), 0, Instant::now());
         assert!(recent.is_empty() && !recent.contains(&[1; 24]));
         assert!(RecentSpans::off().is_off());
     }

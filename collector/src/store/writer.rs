@@ -52,6 +52,10 @@ pub enum WriteError {
         table: Table,
         source: arrow::error::ArrowError,
     },
+    #[error(
+        "cannot look for the flush's spans in {path}, to drop those stored already: {source}; the rows stay pending and the next flush tries again"
+    )]
+    Lookup { path: PathBuf, source: io::Error },
 }
 
 /// Parquet key-value metadata key naming the files a compacted file replaced.
@@ -122,16 +126,19 @@ pub fn write_partition_after(
         let mut prepared = prepare_keeping(key.table, batches, |keys, new| {
             recent.claim_all(&mut flush, keys, new)
         })?;
-        flush.latest_start = prepared.max_time;
+        flush.latest_start = Some((dir.clone(), prepared.max_time));
         let suspects = prepared.spans_until(horizon);
+        let mut settled = true;
         if !suspects.is_empty() {
-            let held = recent.footers.held(&dir, &suspects)?;
-            prepared.drop_spans(suspects.len(), &held);
+            let lookup = recent.footers.held(&dir, &suspects)?;
+            prepared.drop_spans(suspects.len(), &lookup.held);
+            // A file left out may hold a copy: compaction compares it.
+            settled = lookup.every_file_read;
         }
         let written = write_prepared(&dir, key.table, &prepared, wal_segment)?;
         Ok(Written {
             looked_up: suspects.len(),
-            settled: true,
+            settled,
             ..written
         })
     });
@@ -1208,7 +1215,7 @@ mod tests {
     #[test]
     fn spans_past_the_horizon_are_looked_up_in_the_files_that_may_hold_them() {
         let t = 1_795_392_000_000_000_000u64;
-        let root = std::env::temp_dir().join(format!("loadlens-horizon-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("loadlens-lookup-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let key = spans_key();
         let dir = schema::layout::partition_dir_for_day(&root, Table::Spans, &key.date, None);
