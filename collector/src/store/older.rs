@@ -91,20 +91,14 @@ impl Footers {
     ) -> Result<Lookup, WriteError> {
         let times: Vec<i64> = suspects.iter().map(|&(time, _)| time).collect();
         let keys: AHashSet<SpanKey> = suspects.iter().map(|&(_, key)| key).collect();
-        for _ in 0..LISTINGS {
-            let files = span_files(dir);
-            if self.0.len() > MAX_FOOTERS {
-                self.0.clear();
-            }
+        if self.0.len() > MAX_FOOTERS {
+            self.0.clear();
+        }
+        listed(dir, |files| {
             self.0
                 .retain(|path, _| path.parent() != Some(dir) || files.binary_search(path).is_ok());
-            match self.held_in(&files, &times, &keys) {
-                Ok(held) if span_files(dir) == files => return Ok(held),
-                Ok(_) | Err(Unfinished::Vanished) => continue,
-                Err(Unfinished::Failed(e)) => return Err(e),
-            }
-        }
-        Err(changing(dir))
+            self.held_in(files, &times, &keys)
+        })
     }
 
     fn held_in(
@@ -219,13 +213,33 @@ pub(crate) fn row_group_times(meta: &ParquetMetaData) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// The latest start time in a span file, from its row groups' statistics;
+/// `i64::MIN` if it has none.
+pub(crate) fn latest_start_of(meta: &ParquetMetaData) -> i64 {
+    row_group_times(meta)
+        .iter()
+        .map(|&(_, hi)| hi)
+        .max()
+        .unwrap_or(i64::MIN)
+}
+
 /// The latest start time in the span files of `dir` that `known` does not
 /// name, from their footers; `i64::MIN` if there are none.
 pub(crate) fn latest_start(dir: &Path, known: &AHashSet<PathBuf>) -> Result<i64, WriteError> {
+    listed(dir, |files| latest_start_in(files, known))
+}
+
+/// Runs `look` over the span files of `dir`, again while files vanish under
+/// it or the folder lists differently afterwards (see the module's
+/// documentation), at most [`LISTINGS`] times.
+fn listed<T>(
+    dir: &Path,
+    mut look: impl FnMut(&[PathBuf]) -> Result<T, Unfinished>,
+) -> Result<T, WriteError> {
     for _ in 0..LISTINGS {
         let files = span_files(dir);
-        match latest_start_in(&files, known) {
-            Ok(latest) if span_files(dir) == files => return Ok(latest),
+        match look(&files) {
+            Ok(found) if span_files(dir) == files => return Ok(found),
             Ok(_) | Err(Unfinished::Vanished) => continue,
             Err(Unfinished::Failed(e)) => return Err(e),
         }
@@ -239,11 +253,7 @@ fn latest_start_in(files: &[PathBuf], known: &AHashSet<PathBuf>) -> Result<i64, 
         // Unreadable: a query fails on it as well, and nothing is looked
         // up in it.
         if let Some(builder) = open(path)? {
-            let last = row_group_times(builder.metadata())
-                .iter()
-                .map(|&(_, hi)| hi)
-                .max();
-            latest = latest.max(last.unwrap_or(i64::MIN));
+            latest = latest.max(latest_start_of(builder.metadata()));
         }
     }
     Ok(latest)

@@ -487,11 +487,7 @@ impl RecentSpans {
 /// The ids of a span file's spans, and the latest start time among them.
 fn read_keys(path: &Path) -> Result<(AHashSet<SpanKey>, i64), Box<dyn std::error::Error>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
-    let latest_start = older::row_group_times(builder.metadata())
-        .iter()
-        .map(|&(_, hi)| hi)
-        .max()
-        .unwrap_or(i64::MIN);
+    let latest_start = older::latest_start_of(builder.metadata());
     let mut keys = AHashSet::new();
     visit_keys_of(builder, &mut |key| {
         keys.insert(key);

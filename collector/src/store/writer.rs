@@ -131,7 +131,7 @@ pub fn write_partition_after(
         let mut settled = true;
         if !suspects.is_empty() {
             let lookup = recent.footers.held(&dir, &suspects)?;
-            prepared.drop_spans(suspects.len(), &lookup.held);
+            prepared.drop_spans(&suspects, &lookup.held);
             // A file left out may hold a copy: compaction compares it.
             settled = lookup.every_file_read;
         }
@@ -222,22 +222,18 @@ impl Prepared<'_> {
         spans
     }
 
-    /// Drops, among the first `first` rows, the spans whose keys are in
-    /// `keys`, and counts them as duplicates.
-    fn drop_spans(&mut self, first: usize, keys: &AHashSet<SpanKey>) {
+    /// Drops, among `suspects` (the first rows, from
+    /// [`Self::spans_until`]), the spans whose keys are in `keys`, and
+    /// counts them as duplicates.
+    fn drop_spans(&mut self, suspects: &[(i64, SpanKey)], keys: &AHashSet<SpanKey>) {
         if keys.is_empty() {
             return;
         }
-        let sources = &self.sources;
         let before = self.order.len();
-        let mut at = 0;
-        self.order.retain(|&(b, row)| {
-            at += 1;
-            if at > first {
-                return true;
-            }
-            let (traces, ids) = span_ids(sources[b]).expect("span batches have ids");
-            !keys.contains(&span_key(traces, ids, row))
+        let mut suspects = suspects.iter();
+        self.order.retain(|_| match suspects.next() {
+            Some((_, key)) => !keys.contains(key),
+            None => true,
         });
         self.duplicates += before - self.order.len();
         if let (Some(&(b, row)), Some(&(last_b, last_row))) =
