@@ -815,6 +815,10 @@ struct CollectorArgs {
     /// Memory that pending rows may hold before clients are asked to retry [default: 512MiB].
     #[arg(long, env = "LOADLENS_COLLECTOR_MAX_PENDING_BYTES")]
     max_pending_bytes: Option<String>,
+    /// Resident memory the collector keeps under, asking clients to retry
+    /// as it nears it; the pending bound defaults to a quarter of it [default: none].
+    #[arg(long, env = "LOADLENS_COLLECTOR_MAX_MEMORY")]
+    max_memory: Option<String>,
     /// How often small files are merged and duplicate spans removed; 0s turns it off [default: 1m].
     #[arg(long, env = "LOADLENS_COLLECTOR_COMPACTION_INTERVAL")]
     compaction_interval: Option<String>,
@@ -880,6 +884,7 @@ fn collector_config(
         http_addr: args.http_addr,
         flush_interval: args.flush_interval,
         max_pending_bytes: args.max_pending_bytes.map(collector::config::Size::Text),
+        max_memory: args.max_memory.map(collector::config::Size::Text),
         compaction_interval: args.compaction_interval,
         dedupe_window: args.dedupe_window,
         wal_sync: args.no_fsync.then_some(false),

@@ -178,6 +178,26 @@ fn collector_configuration_mistakes_exit_2_and_say_where() {
         "wal_commit_interval: 5s holds every acknowledgement that long; at most 1000ms",
     );
     fails_with(&["collector", "--tls-cert", "c.pem"], 2, "--tls-key");
+    fails_with(
+        &[
+            "collector",
+            "--max-memory",
+            "64MiB",
+            "--max-pending-bytes",
+            "40MiB",
+        ],
+        2,
+        "max_pending_bytes: 41943040 bytes is more than half of max_memory (67108864 bytes); \
+         lower it, or raise max_memory",
+    );
+    // A bound the process already holds three quarters of: refused before
+    // anything is opened or bound.
+    fails_with(
+        &["collector", "--max-memory", "1MiB"],
+        2,
+        "max_memory 1048576 bytes leaves 786432 bytes before requests are refused, \
+         but the collector already holds",
+    );
     let output = loadlens()
         .args(["collector", "--data"])
         .arg(dir.path().join("store"))

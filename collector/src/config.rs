@@ -10,7 +10,8 @@
 //! http_addr: 0.0.0.0:4318
 //! flush_interval: 5s
 //! flush_rows: 200000
-//! max_pending_bytes: 512MiB
+//! max_memory: 2GiB            # resident memory; requests are refused near it (default: none)
+//! max_pending_bytes: 512MiB   # default: this, or a quarter of max_memory if less
 //! max_grpc_message: 4MiB
 //! max_http_body: 20MiB
 //! wal_sync: true
@@ -52,6 +53,9 @@ pub struct CollectorConfig {
     pub flush_rows: usize,
     /// Memory pending rows may hold; above it requests get a retryable refusal.
     pub max_pending_bytes: usize,
+    /// The bound on the process's resident memory, if one is kept (see
+    /// [`crate::memory`]).
+    pub max_memory: Option<usize>,
     /// Largest gRPC message accepted, in bytes.
     pub max_grpc_message: usize,
     /// Largest HTTP body accepted after decompression, in bytes.
@@ -105,6 +109,7 @@ impl CollectorConfig {
             flush_interval: Duration::from_secs(5),
             flush_rows: 200_000,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            max_memory: None,
             max_grpc_message: 4 * 1024 * 1024,
             max_http_body: 20 * 1024 * 1024,
             wal_sync: true,
@@ -161,11 +166,29 @@ impl CollectorConfig {
             }
             Ok::<_, ConfigError>(())
         };
-        size(
-            "max_pending_bytes",
-            settings.max_pending_bytes,
-            &mut config.max_pending_bytes,
-        )?;
+        if let Some(value) = settings.max_memory {
+            config.max_memory = Some(value.bytes().map_err(|m| invalid("max_memory", m))?);
+        }
+        let max_memory = config.max_memory.unwrap_or(usize::MAX);
+        match settings.max_pending_bytes {
+            Some(value) => {
+                config.max_pending_bytes =
+                    value.bytes().map_err(|m| invalid("max_pending_bytes", m))?;
+                // Pending rows are written while as many again arrive, beside
+                // everything else the process holds.
+                if config.max_pending_bytes > max_memory / 2 {
+                    return Err(invalid(
+                        "max_pending_bytes",
+                        format!(
+                            "{} bytes is more than half of max_memory ({max_memory} bytes); \
+                             lower it, or raise max_memory",
+                            config.max_pending_bytes
+                        ),
+                    ));
+                }
+            }
+            None => config.max_pending_bytes = DEFAULT_MAX_PENDING_BYTES.min(max_memory / 4),
+        }
         size(
             "max_grpc_message",
             settings.max_grpc_message,
@@ -281,6 +304,7 @@ pub struct Settings {
     pub flush_interval: Option<String>,
     pub flush_rows: Option<usize>,
     pub max_pending_bytes: Option<Size>,
+    pub max_memory: Option<Size>,
     pub max_grpc_message: Option<Size>,
     pub max_http_body: Option<Size>,
     pub wal_sync: Option<bool>,
@@ -345,6 +369,7 @@ impl Settings {
             flush_interval: over.flush_interval.or(self.flush_interval),
             flush_rows: over.flush_rows.or(self.flush_rows),
             max_pending_bytes: over.max_pending_bytes.or(self.max_pending_bytes),
+            max_memory: over.max_memory.or(self.max_memory),
             max_grpc_message: over.max_grpc_message.or(self.max_grpc_message),
             max_http_body: over.max_http_body.or(self.max_http_body),
             wal_sync: over.wal_sync.or(self.wal_sync),
@@ -454,6 +479,41 @@ mod tests {
         assert!(text.contains("unknown field `flush_intervall`"), "{text}");
         let err = Settings::from_yaml("tls:\n  cert: a\n  keys: b\n", "c.yaml").unwrap_err();
         assert!(err.to_string().starts_with("c.yaml:3:3: "), "{err}");
+    }
+
+    #[test]
+    fn max_memory_sets_the_pending_bound_and_caps_a_configured_one() {
+        let from = |yaml: &str| {
+            CollectorConfig::from_settings(Settings::from_yaml(yaml, "c.yaml").unwrap())
+        };
+        // By default, no bound on resident memory.
+        let config = from("{}").unwrap();
+        assert_eq!(config.max_memory, None);
+        assert_eq!(config.max_pending_bytes, DEFAULT_MAX_PENDING_BYTES);
+        // A smaller bound brings the pending bound down with it...
+        let config = from("max_memory: 256MiB\n").unwrap();
+        assert_eq!(config.max_memory, Some(256 << 20));
+        assert_eq!(config.max_pending_bytes, 64 << 20);
+        // ...a larger one leaves it at its default...
+        let config = from("max_memory: 16GiB\n").unwrap();
+        assert_eq!(config.max_pending_bytes, DEFAULT_MAX_PENDING_BYTES);
+        // ...and a pending bound may take up to half of it, no more.
+        let config = from("max_memory: 256MiB\nmax_pending_bytes: 128MiB\n").unwrap();
+        assert_eq!(config.max_pending_bytes, 128 << 20);
+        let err = from("max_memory: 256MiB\nmax_pending_bytes: 129MiB\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: max_pending_bytes: 135266304 bytes is more than half of max_memory \
+             (268435456 bytes); lower it, or raise max_memory"
+        );
+        // Without max_memory, the pending bound is the only one.
+        let config = from("max_pending_bytes: 3GiB\n").unwrap();
+        assert_eq!(config.max_pending_bytes, 3 << 30);
+        let err = from("max_memory: 0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: max_memory: must be at least one byte"
+        );
     }
 
     #[test]

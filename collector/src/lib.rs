@@ -18,6 +18,7 @@ pub mod bulk;
 pub mod config;
 pub mod convert;
 pub mod ingest;
+pub mod memory;
 pub mod receiver;
 pub mod red;
 mod short;
@@ -123,13 +124,18 @@ pub enum CollectorError {
     Ingest(#[from] ingest::IngestError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryLimitError),
 }
 
 impl CollectorError {
     /// Whether the fault is in how the collector was asked to run (exit 2)
     /// rather than in running it (exit 3).
     pub fn is_usage(&self) -> bool {
-        matches!(self, CollectorError::Bind { .. } | CollectorError::Tls(_))
+        matches!(
+            self,
+            CollectorError::Bind { .. } | CollectorError::Tls(_) | CollectorError::Memory(_)
+        )
     }
 }
 
@@ -151,6 +157,10 @@ pub struct Collector {
 impl Collector {
     /// Binds both receivers and starts serving and flushing.
     pub async fn start(config: CollectorConfig) -> Result<Collector, CollectorError> {
+        let memory = config
+            .max_memory
+            .map(memory::MemoryLimit::new)
+            .transpose()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| CollectorError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -173,6 +183,9 @@ impl Collector {
         )?
         .with_dedupe(config.dedupe)
         .with_commit_interval(config.wal_commit_interval);
+        if let Some(memory) = memory {
+            ingest = ingest.with_memory_limit(memory);
+        }
         if let Some(to) = config.object_store.clone() {
             ingest = ingest.with_object_store(to);
         }
@@ -417,6 +430,7 @@ pub async fn run(config: CollectorConfig) -> Result<(), CollectorError> {
         both(&stats.accepted),
         both(&stats.rejected),
         both(&stats.refused_overloaded)
+            + both(&stats.refused_memory)
             + both(&stats.refused_not_stored)
             + both(&stats.refused_unauthenticated),
         report.rows,

@@ -49,7 +49,7 @@ pub const DROPPED: Metric = counter(
 );
 pub const REFUSED: Metric = counter(
     "loadlens_collector_refused_requests_total",
-    "Requests refused with a retryable answer, by signal and reason (overloaded, not_stored).",
+    "Requests refused with a retryable answer, by signal and reason (overloaded, memory, not_stored, unauthenticated).",
 );
 pub const WAL_COMMITS: Metric = counter(
     "loadlens_collector_wal_commits_total",
@@ -139,6 +139,14 @@ pub const RECENT_SPAN_IDS: Metric = gauge(
 pub const PENDING_LIMIT_BYTES: Metric = gauge(
     "loadlens_collector_pending_limit_bytes",
     "The configured bound on pending memory.",
+);
+pub const RESIDENT_BYTES: Metric = gauge(
+    "loadlens_collector_resident_bytes",
+    "The process's resident memory, as admission last read it.",
+);
+pub const MEMORY_LIMIT_BYTES: Metric = gauge(
+    "loadlens_collector_memory_limit_bytes",
+    "The configured bound on the process's resident memory (max_memory).",
 );
 
 /// A counter per OTLP signal.
