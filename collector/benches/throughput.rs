@@ -25,6 +25,8 @@
 //! keeps its newest flush whole, so with N below a flush's rows it holds
 //! one flush; spans at or before the latest start it forgot are looked up
 //! in the files, and "looked up" counts them.
+//! `LOADLENS_BENCH_MAX_MEMORY=BYTES` bounds the collector's resident memory
+//! (`max_memory`), so that admission reads it as it does when one is set.
 //!
 //! On a machine of two or more CPUs the collector is pinned to the last
 //! one and this process, the client, to the others, so that the
@@ -866,6 +868,12 @@ fn serve() {
             .parse()
             .expect("LOADLENS_BENCH_COMMIT_INTERVAL_US is a number");
         config.wal_commit_interval = Duration::from_micros(micros);
+    }
+    if let Ok(bytes) = std::env::var("LOADLENS_BENCH_MAX_MEMORY") {
+        let bytes = bytes
+            .parse()
+            .expect("LOADLENS_BENCH_MAX_MEMORY is a number of bytes");
+        config.max_memory = Some(bytes);
     }
     if let Ok(ids) = std::env::var("LOADLENS_BENCH_DEDUPE_MAX_SPANS") {
         config.dedupe.max_spans = ids
