@@ -812,11 +812,13 @@ struct CollectorArgs {
     /// Longest accepted rows wait before they are written [default: 5s].
     #[arg(long, env = "LOADLENS_COLLECTOR_FLUSH_INTERVAL")]
     flush_interval: Option<String>,
-    /// Memory that pending rows may hold before clients are asked to retry [default: 512MiB].
+    /// Memory that pending rows may hold before clients are asked to retry
+    /// [default: 512MiB, or a quarter of --max-memory if less].
     #[arg(long, env = "LOADLENS_COLLECTOR_MAX_PENDING_BYTES")]
     max_pending_bytes: Option<String>,
     /// Resident memory the collector keeps under, asking clients to retry
-    /// as it nears it; the pending bound defaults to a quarter of it [default: none].
+    /// past three quarters of it; --max-pending-bytes then defaults to a
+    /// quarter of it (at most 512MiB) and may be at most half [default: none].
     #[arg(long, env = "LOADLENS_COLLECTOR_MAX_MEMORY")]
     max_memory: Option<String>,
     /// How often small files are merged and duplicate spans removed; 0s turns it off [default: 1m].

@@ -190,13 +190,10 @@ fn collector_configuration_mistakes_exit_2_and_say_where() {
         "max_pending_bytes: 41943040 bytes is more than half of max_memory (67108864 bytes); \
          lower it, or raise max_memory",
     );
-    // A bound the process already holds three quarters of: refused before
-    // anything is opened or bound.
     fails_with(
         &["collector", "--max-memory", "1MiB"],
         2,
-        "max_memory 1048576 bytes leaves 786432 bytes before requests are refused, \
-         but the collector already holds",
+        "max_memory: 1048576 bytes is less than a collector holds idle; at least 32MiB",
     );
     let output = loadlens()
         .args(["collector", "--data"])

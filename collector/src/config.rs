@@ -54,7 +54,9 @@ pub struct CollectorConfig {
     /// Memory pending rows may hold; above it requests get a retryable refusal.
     pub max_pending_bytes: usize,
     /// The bound on the process's resident memory, if one is kept (see
-    /// [`crate::memory`]).
+    /// [`crate::memory`]). [`CollectorConfig::from_settings`] derives the
+    /// pending bound from it and checks the two together; set directly,
+    /// `max_pending_bytes` is as given.
     pub max_memory: Option<usize>,
     /// Largest gRPC message accepted, in bytes.
     pub max_grpc_message: usize,
@@ -98,6 +100,11 @@ pub struct TlsFiles {
 
 /// The pending-memory bound when none is configured.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 512 * 1024 * 1024;
+
+/// The smallest `max_memory` accepted. The bound refuses requests past
+/// three quarters of itself, and a collector holds memory idle: 29-34 MiB
+/// for a debug build (`tests/overload.rs` prints it).
+pub const MIN_MAX_MEMORY: usize = 32 * 1024 * 1024;
 
 impl CollectorConfig {
     /// The standard OTLP ports on loopback.
@@ -167,7 +174,17 @@ impl CollectorConfig {
             Ok::<_, ConfigError>(())
         };
         if let Some(value) = settings.max_memory {
-            config.max_memory = Some(value.bytes().map_err(|m| invalid("max_memory", m))?);
+            let bytes = value.bytes().map_err(|m| invalid("max_memory", m))?;
+            if bytes < MIN_MAX_MEMORY {
+                return Err(invalid(
+                    "max_memory",
+                    format!(
+                        "{bytes} bytes is less than a collector holds idle; at least {}MiB",
+                        MIN_MAX_MEMORY >> 20
+                    ),
+                ));
+            }
+            config.max_memory = Some(bytes);
         }
         let max_memory = config.max_memory.unwrap_or(usize::MAX);
         match settings.max_pending_bytes {
@@ -513,6 +530,11 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "c.yaml: max_memory: must be at least one byte"
+        );
+        let err = from("max_memory: 31MiB\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: max_memory: 32505856 bytes is less than a collector holds idle; at least 32MiB"
         );
     }
 

@@ -153,7 +153,7 @@ pub enum SubmitError {
         "the collector's process holds {resident} bytes, near its max_memory of {limit} \
          (requests are refused past three quarters of it); retry after a flush"
     )]
-    OutOfMemory { resident: usize, limit: usize },
+    NearMemoryBound { resident: usize, limit: usize },
     #[error("not stored: {0}")]
     NotStored(String),
 }
@@ -163,7 +163,7 @@ impl SubmitError {
     pub fn retry_after(&self) -> std::time::Duration {
         match self {
             // A flush has to free memory first.
-            SubmitError::Overloaded { .. } | SubmitError::OutOfMemory { .. } => {
+            SubmitError::Overloaded { .. } | SubmitError::NearMemoryBound { .. } => {
                 std::time::Duration::from_secs(1)
             }
             SubmitError::NotStored(_) => std::time::Duration::from_millis(500),
@@ -408,21 +408,46 @@ impl Ingest {
     pub fn overloaded(&self) -> bool {
         let (pending, in_flight) = (self.pending_bytes(), self.in_flight_bytes());
         pending + in_flight >= self.max_pending_bytes
-            || self.memory_full(pending, in_flight, 0).is_some()
+            || self.near_memory_bound(pending, in_flight, 0).is_some()
     }
 
-    /// The resident memory, when admitting `more` bytes would pass the
-    /// high-water mark of the memory bound. Only while something pending or
-    /// in flight will free memory: memory nothing here holds must not
-    /// refuse every request for ever. (Requests in flight are not added:
-    /// what they hold once converted is resident already, and what they are
-    /// still to take is what the headroom above the mark is for.)
-    fn memory_full(&self, pending: usize, in_flight: usize, more: usize) -> Option<usize> {
+    /// The refusal for a request of `more` bytes, when admitting it would
+    /// take the process's resident memory past the high-water mark of the
+    /// memory bound, and rows pending or in flight hold at least an eighth
+    /// of the pending bound: a flush of them frees memory worth having.
+    /// Below that, the memory is not theirs (the recent-id index, the
+    /// allocator's free pages); refusing would free nothing and stall
+    /// clients until the next timed flush, so the request is admitted, and
+    /// the process's memory may pass the mark by that eighth at most. The
+    /// collector then says, at most once a minute, that the bound is small.
+    /// (Requests in flight are not added to `more`: what they hold once
+    /// converted is resident already, and what they are still to take is
+    /// what the headroom above the mark is for.)
+    fn near_memory_bound(
+        &self,
+        pending: usize,
+        in_flight: usize,
+        more: usize,
+    ) -> Option<SubmitError> {
         let memory = self.memory.as_ref()?;
-        if pending == 0 && in_flight == 0 {
+        let resident = memory.over(more)?;
+        if pending + in_flight < self.max_pending_bytes / 8 {
+            if memory.warn_now() {
+                eprintln!(
+                    "collector: the process holds {} MiB, near max_memory's {} MiB, but only {} MiB \
+                     of it is rows pending or in flight; raise max_memory (or lower \
+                     max_pending_bytes or dedupe_max_spans)",
+                    resident >> 20,
+                    memory.limit() >> 20,
+                    (pending + in_flight) >> 20
+                );
+            }
             return None;
         }
-        memory.over(more).then(|| memory.resident())
+        Some(SubmitError::NearMemoryBound {
+            resident,
+            limit: memory.limit(),
+        })
     }
 
     /// Estimated memory of requests admitted but not yet pending.
@@ -435,7 +460,9 @@ impl Ingest {
     /// pending rows alone at the bound, or pending rows plus the requests
     /// already in flight past it. Without the second part, requests arriving
     /// faster than the WAL takes them would queue in memory without limit.
-    /// The returned guard releases the reservation when the request is answered.
+    /// With a memory bound, also when the process's resident memory is near
+    /// it ([`Ingest::with_memory_limit`]). The returned guard releases the
+    /// reservation when the request is answered.
     pub fn admit(&self, signal: Signal, encoded: usize) -> Result<Admission, SubmitError> {
         // A decoded request and its Arrow rows take a few times its protobuf size.
         let estimate = encoded.saturating_mul(IN_MEMORY_FACTOR);
@@ -452,45 +479,23 @@ impl Ingest {
         // large, so an oversized request is not refused for ever.
         let full = pending >= self.max_pending_bytes
             || (in_flight > 0 && pending + in_flight + estimate > self.max_pending_bytes);
-        let refusal = if full {
-            SubmitError::Overloaded {
-                pending: pending + in_flight,
-                limit: self.max_pending_bytes,
-            }
-        } else if let Some(resident) = self.memory_full(pending, in_flight, estimate) {
-            SubmitError::OutOfMemory {
-                resident,
-                limit: self.memory.as_ref().map_or(0, MemoryLimit::limit),
-            }
-        } else {
-            return Ok(admission);
-        };
-        let stats = &self.shared.stats;
         // A flush frees pending rows, and with them the memory they hold.
         // Near the memory bound, only when they hold enough to matter: with
-        // a request's worth pending, a flush would write a file a request
-        // and free next to nothing (at a 96 MiB bound, the overload test
-        // made 600 flushes in 14 s).
-        let flush = match &refusal {
-            SubmitError::OutOfMemory { resident, .. } => {
-                stats.refused_memory.add(signal, 1);
-                let worth_it = pending >= self.max_pending_bytes / 8;
-                if !worth_it && let Some(memory) = self.memory.as_ref().filter(|m| m.warn_now()) {
-                    eprintln!(
-                        "collector: refusing requests: the process holds {} MiB, near max_memory's \
-                         {} MiB, but only {} MiB of it is pending rows; raise max_memory \
-                         (or lower max_pending_bytes or dedupe_max_spans)",
-                        resident >> 20,
-                        memory.limit() >> 20,
-                        pending >> 20
-                    );
-                }
-                worth_it
-            }
-            _ => {
-                stats.refused_overloaded.add(signal, 1);
-                true
-            }
+        // a request's worth pending (the rest in flight), a flush would
+        // write a file a request and free next to nothing (at a 96 MiB
+        // bound, an early version made 608 flushes in 14 s).
+        let (refusal, flush) = if full {
+            self.shared.stats.refused_overloaded.add(signal, 1);
+            let refusal = SubmitError::Overloaded {
+                pending: pending + in_flight,
+                limit: self.max_pending_bytes,
+            };
+            (refusal, true)
+        } else if let Some(refusal) = self.near_memory_bound(pending, in_flight, estimate) {
+            self.shared.stats.refused_memory.add(signal, 1);
+            (refusal, pending >= self.max_pending_bytes / 8)
+        } else {
+            return Ok(admission);
         };
         if flush {
             self.shared.full.notify_one();
@@ -1032,34 +1037,58 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
-    /// Near the resident-memory bound, requests are refused while rows are
-    /// pending (a flush will free memory), and admitted when nothing is.
+    /// What the memory test's process "holds", in bytes.
+    static FAKE_RESIDENT: AtomicUsize = AtomicUsize::new(0);
+
+    fn fake_resident() -> Option<usize> {
+        Some(FAKE_RESIDENT.load(Ordering::Relaxed))
+    }
+
+    /// Near the resident-memory bound, requests are refused while rows
+    /// pending hold an eighth of the pending bound (a flush will free
+    /// memory), and admitted when they do not (it would free nothing).
     #[tokio::test]
     async fn near_the_memory_bound_requests_are_refused_until_a_flush() {
+        const MIB: usize = 1 << 20;
         let root = fresh_root("memory");
-        let resident = crate::memory::resident_bytes().unwrap();
-        // A high-water mark (three quarters of the bound) 256 MiB above what
-        // this process holds: far from what the tests beside this one hold.
-        let limit = (resident + (256 << 20)) / 3 * 4;
-        let ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true)
+        // The pending bound: four times what one request's rows hold.
+        let probe = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
+        submit(&probe, &request()).await;
+        let rows_bytes = probe.pending_bytes();
+        drop(probe);
+        std::fs::remove_dir_all(&root).unwrap();
+        FAKE_RESIDENT.store(100 * MIB, Ordering::Relaxed);
+        let limit = 400 * MIB;
+        let ingest = Ingest::open(root.clone(), usize::MAX, 4 * rows_bytes, true)
             .unwrap()
-            .with_memory_limit(MemoryLimit::new(limit).unwrap());
-        submit(&ingest, &request()).await;
+            .with_memory_limit(MemoryLimit::reading(limit, fake_resident).unwrap());
+        let refresh = || std::thread::sleep(Duration::from_millis(5));
+        assert!(ingest.admit(Signal::Traces, 1000).is_ok());
+        // Past the high-water mark (300 MiB), with nothing pending: admitted.
+        FAKE_RESIDENT.store(350 * MIB, Ordering::Relaxed);
+        refresh();
         assert!(ingest.admit(Signal::Traces, 1000).is_ok());
         assert!(!ingest.overloaded());
-        // 512 MiB more, every page written, so it is resident.
-        let held = std::hint::black_box(vec![1u8; 512 << 20]);
-        std::thread::sleep(Duration::from_millis(5));
+        // With a quarter of the pending bound pending: refused.
+        submit(&ingest, &request()).await;
         let refused = ingest.admit(Signal::Traces, 1000);
         assert!(
-            matches!(refused, Err(SubmitError::OutOfMemory { limit: l, .. }) if l == limit),
+            matches!(
+                refused,
+                Err(SubmitError::NearMemoryBound { resident, limit: l })
+                    if resident == 350 * MIB && l == limit
+            ),
             "{refused:?}"
         );
         assert!(ingest.overloaded());
-        // The same memory, with nothing pending: nothing here would free it.
+        // The flush it asked for frees them, and the next request is admitted.
         assert_eq!(ingest.flush().await.unwrap().rows, 3);
         assert!(ingest.admit(Signal::Traces, 1000).is_ok());
-        drop(held);
+        // Below the mark, rows pending refuse nothing.
+        submit(&ingest, &request()).await;
+        FAKE_RESIDENT.store(200 * MIB, Ordering::Relaxed);
+        refresh();
+        assert!(ingest.admit(Signal::Traces, 1000).is_ok());
         let metrics = ingest.exposition();
         assert!(
             metrics.contains(
@@ -1068,6 +1097,7 @@ mod tests {
             "{metrics}"
         );
         assert!(metrics.contains(&format!("loadlens_collector_memory_limit_bytes {limit}")));
+        assert!(metrics.contains(&format!("loadlens_collector_resident_bytes {}", 200 * MIB)));
         drop(ingest);
         std::fs::remove_dir_all(&root).unwrap();
     }

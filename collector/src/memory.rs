@@ -10,10 +10,10 @@
 //! headroom for the growth no refusal can stop (a flush under way, requests
 //! admitted and still converting, requests already in the transports).
 //!
-//! Resident memory that nothing pending will free (the allocator keeping
-//! pages, another part of an embedding process) never makes the collector
-//! refuse for ever: with nothing pending and nothing in flight, a request
-//! is admitted whatever the process holds.
+//! Resident memory that nothing pending will free (the recent-id index,
+//! the allocator keeping pages) never makes the collector refuse for ever:
+//! it refuses only while rows pending or in flight hold an eighth of the
+//! pending bound, which a flush frees (`Ingest::admit`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ pub struct MemoryLimit {
     /// Nanoseconds after `epoch` of the latest reading.
     read_at: AtomicU64,
     resident: AtomicUsize,
+    /// Reads the resident memory: [`resident_bytes`], but for tests.
+    read: fn() -> Option<usize>,
     /// Nanoseconds after `epoch` of the latest warning, 0 before any.
     warned_at: AtomicU64,
 }
@@ -66,12 +68,21 @@ impl MemoryLimit {
     /// if the system does not report resident memory, or the process
     /// already holds more than the bound lets it hold before refusing.
     pub fn new(limit: usize) -> Result<Self, MemoryLimitError> {
-        let resident = resident_bytes().ok_or(MemoryLimitError::Unreadable)?;
+        Self::reading(limit, resident_bytes)
+    }
+
+    /// A bound kept on what `read` says the process holds.
+    pub(crate) fn reading(
+        limit: usize,
+        read: fn() -> Option<usize>,
+    ) -> Result<Self, MemoryLimitError> {
+        let resident = read().ok_or(MemoryLimitError::Unreadable)?;
         let memory = MemoryLimit {
             limit,
             epoch: Instant::now(),
             read_at: AtomicU64::new(0),
             resident: AtomicUsize::new(resident),
+            read,
             warned_at: AtomicU64::new(0),
         };
         if resident >= memory.high_water() {
@@ -106,7 +117,7 @@ impl MemoryLimit {
                 .read_at
                 .compare_exchange(read_at, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-            && let Some(resident) = resident_bytes()
+            && let Some(resident) = (self.read)()
         {
             self.resident.store(resident, Ordering::Relaxed);
         }
@@ -125,10 +136,11 @@ impl MemoryLimit {
             .is_ok()
     }
 
-    /// Whether admitting `more` bytes on top of the resident memory would
-    /// pass the high-water mark.
-    pub fn over(&self, more: usize) -> bool {
-        self.resident().saturating_add(more) > self.high_water()
+    /// The resident memory, when it and `more` bytes would pass the
+    /// high-water mark.
+    pub fn over(&self, more: usize) -> Option<usize> {
+        let resident = self.resident();
+        (resident.saturating_add(more) > self.high_water()).then_some(resident)
     }
 }
 
@@ -171,7 +183,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let roomy = MemoryLimit::new(8 * resident + (1 << 30)).unwrap();
-        assert!(!roomy.over(0));
-        assert!(roomy.over(roomy.high_water()));
+        assert_eq!(roomy.over(0), None);
     }
 }

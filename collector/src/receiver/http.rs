@@ -42,12 +42,13 @@ pub fn router(ingest: Arc<Ingest>, max_body: usize, token: Option<Arc<str>>) -> 
         })
 }
 
-/// Ready unless pending memory is at its bound (new data would be refused).
+/// Ready unless new data would be refused: pending memory at its bound, or
+/// resident memory near `max_memory` with rows pending.
 async fn ready(State(state): State<AppState>) -> Response {
     if state.ingest.overloaded() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded: waiting for a flush\n",
+            "overloaded: waiting for a flush to free memory\n",
         )
             .into_response()
     } else {
