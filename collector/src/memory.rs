@@ -38,7 +38,7 @@ pub struct MemoryLimit {
     /// Nanoseconds after `epoch` of the latest reading.
     read_at: AtomicU64,
     resident: AtomicUsize,
-    /// Reads the resident memory: [`resident_bytes`], but for tests.
+    /// Reads the resident memory: [`resident_bytes`], or a fake in tests.
     read: fn() -> Option<usize>,
     /// Nanoseconds after `epoch` of the latest warning, 0 before any.
     warned_at: AtomicU64,
@@ -100,8 +100,8 @@ impl MemoryLimit {
         self.limit
     }
 
-    /// Resident memory past which no new request is admitted while others
-    /// are pending or in flight.
+    /// Resident memory past which no new request is admitted while rows
+    /// pending or in flight hold an eighth of the pending bound.
     pub fn high_water(&self) -> usize {
         self.limit - self.limit / HEADROOM_DIVISOR
     }
@@ -124,8 +124,9 @@ impl MemoryLimit {
         self.resident.load(Ordering::Relaxed)
     }
 
-    /// Whether to warn that the bound refuses requests though little is
-    /// pending: true at most once a minute.
+    /// Whether to warn that the process is past the high-water mark though
+    /// little is pending (so requests are admitted past it): true at most
+    /// once a minute.
     pub fn warn_now(&self) -> bool {
         let now = self.epoch.elapsed().as_nanos() as u64;
         let last = self.warned_at.load(Ordering::Relaxed);
