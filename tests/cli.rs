@@ -193,7 +193,7 @@ fn collector_configuration_mistakes_exit_2_and_say_where() {
     fails_with(
         &["collector", "--max-memory", "1MiB"],
         2,
-        "max_memory: 1048576 bytes is less than a collector holds idle; at least 32MiB",
+        "max_memory: 1048576 bytes is less than a collector holds idle; at least 48MiB",
     );
     let output = loadlens()
         .args(["collector", "--data"])

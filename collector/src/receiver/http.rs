@@ -43,7 +43,8 @@ pub fn router(ingest: Arc<Ingest>, max_body: usize, token: Option<Arc<str>>) -> 
 }
 
 /// Ready unless new data would be refused: pending memory at its bound, or
-/// resident memory near `max_memory` with rows pending.
+/// resident memory near `max_memory` with rows pending or in flight worth a
+/// flush (`Ingest::overloaded`).
 async fn ready(State(state): State<AppState>) -> Response {
     if state.ingest.overloaded() {
         (
