@@ -241,16 +241,21 @@ fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-/// Waits until `/metrics` says `rows` rows were written to Parquet.
-fn await_rows(http: std::net::SocketAddr, rows: f64) {
+/// Waits up to 20 s for `done` (of the collector's metrics) to hold; `what`
+/// names it in the failure.
+fn await_metrics(what: &str, done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while metric(http, "loadlens_collector_written_rows_total") < rows {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{rows} rows not written in 20 s"
-        );
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not in 20 s");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until `/metrics` says `rows` rows were written to Parquet.
+fn await_rows(http: std::net::SocketAddr, rows: f64) {
+    await_metrics(&format!("{rows} rows written"), || {
+        metric(http, "loadlens_collector_written_rows_total") >= rows
+    });
 }
 
 #[test]
@@ -295,17 +300,11 @@ fn a_resend_the_index_has_forgotten_is_still_stored_once() {
         client.export(first).await.unwrap();
     });
     // Flushed, whether written again or dropped.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while metric(http, "loadlens_collector_written_rows_total")
-        + metric(http, "loadlens_collector_duplicate_spans_removed_total")
-        < (6 * BATCH) as f64
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the resend was not flushed in 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_metrics("the resend flushed", || {
+        metric(http, "loadlens_collector_written_rows_total")
+            + metric(http, "loadlens_collector_duplicate_spans_removed_total")
+            >= (6 * BATCH) as f64
+    });
     // Read while the collector runs: no compaction has touched the files.
     let rows = sql_json(
         &data,

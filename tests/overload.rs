@@ -203,15 +203,12 @@ async fn paced(endpoint: &str, every: Duration, counts: Arc<Counts>, until: Inst
     skipped
 }
 
-/// A memory figure of process `pid` in KiB: `VmRSS:` (resident now) or
-/// `VmHWM:` (the most it was ever resident, as the kernel counts it).
+/// A memory figure of process `pid` in KiB: `VmRSS` (resident now) or
+/// `VmHWM` (the most it was ever resident, as the kernel counts it); 0 if
+/// it cannot be read.
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    collector::memory::status_bytes(&status, field).unwrap_or(0) as u64 >> 10
 }
 
 #[test]
@@ -233,7 +230,7 @@ fn at_twice_the_sustainable_rate_memory_stays_bounded_and_refusals_are_retryable
         ],
     );
     let pid = collector.child().id();
-    let idle_kib = status_kib(pid, "VmRSS:");
+    let idle_kib = status_kib(pid, "VmRSS");
     let endpoint = format!("http://{grpc}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -265,7 +262,7 @@ fn at_twice_the_sustainable_rate_memory_stays_bounded_and_refusals_are_retryable
     let sent_batches = overload.next_batch.load(Ordering::Relaxed)
         - calibration.next_batch.load(Ordering::Relaxed);
     let refused = overload.refused.load(Ordering::Relaxed);
-    let peak_kib = status_kib(pid, "VmHWM:");
+    let peak_kib = status_kib(pid, "VmHWM");
     eprintln!(
         "sustainable {sustainable:.0} spans/s ({} requests refused while measuring it); \
          offered {:.0} spans/s; acknowledged {:.0} spans/s; {refused} of {sent_batches} requests refused, \

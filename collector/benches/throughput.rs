@@ -902,11 +902,7 @@ fn serve() {
         let looked_up = looked_up + last.looked_up;
         let cpu = cpu_seconds(Path::new("/proc/self/stat"));
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let rss_kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
+        let rss_kib = collector::memory::status_bytes(&status, "VmHWM").unwrap_or(0) >> 10;
         println!(
             "done cpu_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos} looked_up={looked_up}",
             (cpu * 100.0).round() as u64,

@@ -347,14 +347,8 @@ impl Collector {
         let _ = self.stop.send(true);
         let mut first_error = None;
         let servers = &mut self.servers;
-        let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while let Some(joined) = servers.join_next().await {
-                if let Ok(Err(e)) = joined {
-                    first_error.get_or_insert(e);
-                }
-            }
-        })
-        .await;
+        let joined =
+            tokio::time::timeout(SHUTDOWN_GRACE, join_all(servers, &mut first_error)).await;
         if joined.is_err() {
             // A client that does not answer the server's goodbye (a paused
             // process, a dead host) would hold the stop for ever. Its
@@ -369,11 +363,7 @@ impl Collector {
         }
         // A flush or compaction under way finishes: cut short, a flush would
         // lose the rows it took out of pending.
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Ok(Err(e)) = joined {
-                first_error.get_or_insert(e);
-            }
-        }
+        join_all(&mut self.tasks, &mut first_error).await;
         let report = self.ingest.flush().await?;
         self.ingest.close();
         match first_error {
@@ -437,6 +427,18 @@ pub async fn run(config: CollectorConfig) -> Result<(), CollectorError> {
         report.files.len()
     );
     Ok(())
+}
+
+/// Waits for every task of `tasks`, keeping the first error any returned.
+async fn join_all(
+    tasks: &mut JoinSet<Result<(), CollectorError>>,
+    first_error: &mut Option<CollectorError>,
+) {
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(e)) = joined {
+            first_error.get_or_insert(e);
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -148,14 +148,15 @@ impl MemoryLimit {
 /// This process's resident memory, from `/proc/self/status`, or `None` where
 /// the system does not give it.
 pub fn resident_bytes() -> Option<usize> {
-    vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+    status_bytes(&std::fs::read_to_string("/proc/self/status").ok()?, "VmRSS")
 }
 
-/// The `VmRSS` of a `/proc/PID/status` text, in bytes.
-fn vm_rss(status: &str) -> Option<usize> {
+/// A memory figure of a `/proc/PID/status` text, in bytes: `VmRSS`
+/// (resident now), `VmHWM` (the most ever resident), and the like.
+pub fn status_bytes(status: &str, field: &str) -> Option<usize> {
     let kib: usize = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .strip_suffix("kB")?
         .trim()
@@ -171,8 +172,9 @@ mod tests {
     #[test]
     fn resident_memory_is_read_from_vm_rss_in_kib() {
         let status = "Name:\tloadlens\nVmPeak:\t  900 kB\nVmRSS:\t   35112 kB\nRssAnon:\t 1 kB\n";
-        assert_eq!(vm_rss(status), Some(35112 * 1024));
-        assert_eq!(vm_rss("Name:\tkthread\n"), None);
+        assert_eq!(status_bytes(status, "VmRSS"), Some(35112 * 1024));
+        assert_eq!(status_bytes(status, "VmPeak"), Some(900 * 1024));
+        assert_eq!(status_bytes("Name:\tkthread\n", "VmRSS"), None);
         assert!(resident_bytes().is_some(), "Linux gives VmRSS");
     }
 

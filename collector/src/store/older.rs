@@ -114,27 +114,33 @@ impl Footers {
                 let first = times.partition_point(|&t| t < lo);
                 times.get(first).is_some_and(|&t| t <= hi)
             };
-            let groups = match self.0.get(path) {
-                Some(bounds) => chosen(bounds, covers),
+            // A file not in the cache is opened once, for its bounds and,
+            // if they cover a time, its row groups.
+            let (groups, opened) = match self.0.get(path) {
+                Some(bounds) => (chosen(bounds, covers), None),
                 None => {
-                    let bounds = match open(path)? {
-                        Some(builder) => row_group_times(builder.metadata()),
-                        None => {
-                            every_file_read = false;
-                            continue;
-                        }
+                    let Some(builder) = open(path)? else {
+                        every_file_read = false;
+                        continue;
                     };
+                    let bounds = row_group_times(builder.metadata());
                     let groups = chosen(&bounds, covers);
                     self.0.insert(path.clone(), bounds);
-                    groups
+                    (groups, Some(builder))
                 }
             };
             if groups.is_empty() {
                 continue;
             }
-            let Some(builder) = open(path)? else {
-                every_file_read = false;
-                continue;
+            let builder = match opened {
+                Some(builder) => builder,
+                None => match open(path)? {
+                    Some(builder) => builder,
+                    None => {
+                        every_file_read = false;
+                        continue;
+                    }
+                },
             };
             let mut in_file = Vec::new();
             let read = visit_keys_of(builder.with_row_groups(groups), &mut |key| {

@@ -59,8 +59,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
+use super::compact;
 use super::older::{self, Footers};
-use super::{compact, ship};
 
 /// Memory one remembered id may take at worst: 24 bytes of key, 4 of
 /// generation and a control byte, at the lowest load of a hash table (half).
@@ -442,11 +442,7 @@ impl RecentSpans {
             .into_iter()
             .filter(|(table, _)| *table == Table::Spans)
             // Uploaded files are kept for the window for this (see `ship`).
-            .flat_map(|(_, dir)| {
-                compact::files(&dir, |name| {
-                    compact::is_data_file(name) || ship::is_shipped_file(name)
-                })
-            })
+            .flat_map(|(_, dir)| super::older::span_files(&dir))
             .filter_map(|path| {
                 let modified = path.metadata().and_then(|m| m.modified()).ok()?;
                 let age = now.duration_since(modified).unwrap_or_default();

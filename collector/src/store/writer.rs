@@ -66,7 +66,7 @@ pub const COMPACTED_FROM_KEY: &str = "loadlens.compacted_from";
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// What one written file holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// `None` when every row was a repeat of a span already stored, and no
     /// file was written.
@@ -167,11 +167,9 @@ fn write_prepared(
         // Safe to leave no file: should the log be replayed, its rows are
         // repeats again (`recent` is read back from the files at start).
         return Ok(Written {
-            path: None,
             rows,
             duplicates: prepared.duplicates,
-            looked_up: 0,
-            settled: false,
+            ..Written::default()
         });
     }
     let name = file_name(prepared.min_time, wal_segment);
@@ -180,8 +178,7 @@ fn write_prepared(
         path: Some(dir.join(name)),
         rows,
         duplicates: prepared.duplicates,
-        looked_up: 0,
-        settled: false,
+        ..Written::default()
     })
 }
 
