@@ -6,6 +6,8 @@ pub mod compact;
 pub(crate) mod older;
 pub mod recent;
 pub mod ship;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod writer;
 
 pub use recent::{Dedupe, RecentSpans};

@@ -50,8 +50,8 @@ const LISTINGS: usize = 8;
 /// (entries of other folders are not pruned as their files go).
 const MAX_FOOTERS: usize = 65_536;
 
-/// The range of start times of each row group of the span files looked up
-/// so far, so that a file's footer is read once. Files are never changed in
+/// The range of start times of each row group of the span files read so
+/// far, for a lookup or a horizon, so that a file's footer is read once. Files are never changed in
 /// place (a rewrite has a new name), so an entry stays right until its file
 /// goes.
 #[derive(Debug, Default)]
@@ -91,14 +91,61 @@ impl Footers {
     ) -> Result<Lookup, WriteError> {
         let times: Vec<i64> = suspects.iter().map(|&(time, _)| time).collect();
         let keys: AHashSet<SpanKey> = suspects.iter().map(|&(_, key)| key).collect();
+        listed(dir, |files| {
+            self.forget_gone(dir, files);
+            self.held_in(files, &times, &keys)
+        })
+    }
+
+    /// The latest start time in the span files of `dir` that `known` does
+    /// not name, from their footers; `i64::MIN` if there are none. A file
+    /// that cannot be read is left out: a query fails on it as well, and
+    /// nothing is looked up in it.
+    pub(crate) fn latest_start(
+        &mut self,
+        dir: &Path,
+        known: &AHashSet<PathBuf>,
+    ) -> Result<i64, WriteError> {
+        listed(dir, |files| {
+            self.forget_gone(dir, files);
+            let mut latest = i64::MIN;
+            for path in files.iter().filter(|path| !known.contains(*path)) {
+                if let Some(footer) = self.footer(path)? {
+                    latest = footer.bounds.iter().fold(latest, |l, &(_, hi)| l.max(hi));
+                }
+            }
+            Ok(latest)
+        })
+    }
+
+    /// Drops the entries of `dir`'s files not among `files`, the folder's
+    /// listing; all entries, past [`MAX_FOOTERS`].
+    fn forget_gone(&mut self, dir: &Path, files: &[PathBuf]) {
         if self.0.len() > MAX_FOOTERS {
             self.0.clear();
         }
-        listed(dir, |files| {
-            self.0
-                .retain(|path, _| path.parent() != Some(dir) || files.binary_search(path).is_ok());
-            self.held_in(files, &times, &keys)
-        })
+        self.0
+            .retain(|path, _| path.parent() != Some(dir) || files.binary_search(path).is_ok());
+    }
+
+    /// The start-time bounds of each row group of `path`, from the cache or
+    /// else its footer; `None` (with a message) if it is not Parquet.
+    fn footer(&mut self, path: &Path) -> Result<Option<Footer<'_>>, Unfinished> {
+        if !self.0.contains_key(path) {
+            let Some(reader) = open(path)? else {
+                return Ok(None);
+            };
+            let bounds = row_group_times(reader.metadata());
+            let bounds = self.0.entry(path.to_path_buf()).or_insert(bounds);
+            return Ok(Some(Footer {
+                bounds,
+                reader: Some(reader),
+            }));
+        }
+        Ok(self.0.get(path).map(|bounds| Footer {
+            bounds,
+            reader: None,
+        }))
     }
 
     fn held_in(
@@ -109,33 +156,25 @@ impl Footers {
     ) -> Result<Lookup, Unfinished> {
         let mut held = AHashSet::new();
         let mut every_file_read = true;
+        let covers = |&(lo, hi): &(i64, i64)| {
+            let first = times.partition_point(|&t| t < lo);
+            times.get(first).is_some_and(|&t| t <= hi)
+        };
         for path in files {
-            let covers = |&(lo, hi): &(i64, i64)| {
-                let first = times.partition_point(|&t| t < lo);
-                times.get(first).is_some_and(|&t| t <= hi)
-            };
             // A file not in the cache is opened once, for its bounds and,
             // if they cover a time, its row groups.
-            let (groups, opened) = match self.0.get(path) {
-                Some(bounds) => (chosen(bounds, covers), None),
-                None => {
-                    let Some(builder) = open(path)? else {
-                        every_file_read = false;
-                        continue;
-                    };
-                    let bounds = row_group_times(builder.metadata());
-                    let groups = chosen(&bounds, covers);
-                    self.0.insert(path.clone(), bounds);
-                    (groups, Some(builder))
-                }
+            let Some(footer) = self.footer(path)? else {
+                every_file_read = false;
+                continue;
             };
+            let groups = chosen(footer.bounds, covers);
             if groups.is_empty() {
                 continue;
             }
-            let builder = match opened {
-                Some(builder) => builder,
+            let reader = match footer.reader {
+                Some(reader) => reader,
                 None => match open(path)? {
-                    Some(builder) => builder,
+                    Some(reader) => reader,
                     None => {
                         every_file_read = false;
                         continue;
@@ -143,7 +182,7 @@ impl Footers {
                 },
             };
             let mut in_file = Vec::new();
-            let read = visit_keys_of(builder.with_row_groups(groups), &mut |key| {
+            let read = visit_keys_of(reader.with_row_groups(groups), &mut |key| {
                 if keys.contains(&key) {
                     in_file.push(key);
                 }
@@ -173,8 +212,18 @@ fn chosen(bounds: &[(i64, i64)], covers: impl Fn(&(i64, i64)) -> bool) -> Vec<us
     (0..bounds.len()).filter(|&g| covers(&bounds[g])).collect()
 }
 
+/// A span file, its footer read.
+type Reader = ParquetRecordBatchReaderBuilder<File>;
+
+/// What [`Footers`] knows of a file: the start-time bounds of its row
+/// groups, and its reader if the footer was read just now.
+struct Footer<'a> {
+    bounds: &'a [(i64, i64)],
+    reader: Option<Reader>,
+}
+
 /// A reader of `path`; `None` (with a message) if it is not Parquet.
-fn open(path: &Path) -> Result<Option<ParquetRecordBatchReaderBuilder<File>>, Unfinished> {
+fn open(path: &Path) -> Result<Option<Reader>, Unfinished> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(Unfinished::Vanished),
@@ -229,12 +278,6 @@ pub(crate) fn latest_start_of(meta: &ParquetMetaData) -> i64 {
         .unwrap_or(i64::MIN)
 }
 
-/// The latest start time in the span files of `dir` that `known` does not
-/// name, from their footers; `i64::MIN` if there are none.
-pub(crate) fn latest_start(dir: &Path, known: &AHashSet<PathBuf>) -> Result<i64, WriteError> {
-    listed(dir, |files| latest_start_in(files, known))
-}
-
 /// Runs `look` over the span files of `dir`, again while files vanish under
 /// it or the folder lists differently afterwards (see the module's
 /// documentation), at most [`LISTINGS`] times.
@@ -253,18 +296,6 @@ fn listed<T>(
     Err(changing(dir))
 }
 
-fn latest_start_in(files: &[PathBuf], known: &AHashSet<PathBuf>) -> Result<i64, Unfinished> {
-    let mut latest = i64::MIN;
-    for path in files.iter().filter(|path| !known.contains(*path)) {
-        // Unreadable: a query fails on it as well, and nothing is looked
-        // up in it.
-        if let Some(builder) = open(path)? {
-            latest = latest.max(latest_start_of(builder.metadata()));
-        }
-    }
-    Ok(latest)
-}
-
 /// The error of a folder whose files kept vanishing under [`LISTINGS`] listings.
 fn changing(dir: &Path) -> WriteError {
     WriteError::Lookup {
@@ -272,5 +303,164 @@ fn changing(dir: &Path) -> WriteError {
         source: std::io::Error::other(format!(
             "its files changed under {LISTINGS} listings in a row (compaction replacing them)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{batch, write_with_row_groups};
+
+    const T: u64 = 1_795_392_000_000_000_000;
+
+    /// An empty folder of its own.
+    fn folder(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("loadlens-older-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Spans (id, start offset from `T`) as a flush's suspects: sorted by time.
+    fn suspects(spans: &[(u8, u64)]) -> Vec<(i64, SpanKey)> {
+        let mut suspects: Vec<(i64, SpanKey)> = spans
+            .iter()
+            .map(|&(id, start)| ((T + start) as i64, [id; 24]))
+            .collect();
+        suspects.sort();
+        suspects
+    }
+
+    fn ids(held: &AHashSet<SpanKey>) -> Vec<u8> {
+        let mut ids: Vec<u8> = held.iter().map(|key| key[0]).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Spans 1 to 4 at 10, 20, 30 and 40 ns past `T`, two to a row group.
+    fn four_spans(path: &Path) {
+        let spans = batch(&[
+            (1, T + 10, "a"),
+            (2, T + 20, "b"),
+            (3, T + 30, "c"),
+            (4, T + 40, "d"),
+        ]);
+        write_with_row_groups(path, &spans, 2);
+    }
+
+    #[test]
+    fn only_row_groups_whose_times_cover_a_suspect_are_read() {
+        let dir = folder("groups");
+        four_spans(&dir.join("part-a.parquet"));
+        let mut footers = Footers::default();
+        // 2 is where its time says. 3 is stored, but at 30, in the second
+        // row group: a suspect at 20 is another span (a resend keeps its
+        // first copy's start time), and only the first group is read. No
+        // group covers 45.
+        let lookup = footers
+            .held(&dir, &suspects(&[(2, 20), (3, 20), (4, 45)]))
+            .unwrap();
+        assert_eq!(ids(&lookup.held), [2]);
+        assert!(lookup.every_file_read);
+        let lookup = footers.held(&dir, &suspects(&[(3, 30), (4, 40)])).unwrap();
+        assert_eq!(ids(&lookup.held), [3, 4]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_left_out_and_the_lookup_says_so() {
+        let dir = folder("unreadable");
+        four_spans(&dir.join("part-a.parquet"));
+        std::fs::write(dir.join("part-b.parquet"), b"not parquet").unwrap();
+        let mut footers = Footers::default();
+        let lookup = footers.held(&dir, &suspects(&[(1, 10)])).unwrap();
+        assert_eq!(ids(&lookup.held), [1], "the readable file is still read");
+        assert!(!lookup.every_file_read);
+        // Files that are not span files are not looked at.
+        std::fs::rename(dir.join("part-b.parquet"), dir.join("notes.txt")).unwrap();
+        let lookup = footers.held(&dir, &suspects(&[(1, 10)])).unwrap();
+        assert!(lookup.every_file_read);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_footer_is_read_once_and_forgotten_when_its_file_goes() {
+        let dir = folder("cache");
+        let a = dir.join("part-a.parquet");
+        four_spans(&a);
+        let mut footers = Footers::default();
+        footers.held(&dir, &suspects(&[(9, 99)])).unwrap();
+        assert_eq!(footers.0.get(&a).map(Vec::len), Some(2));
+        // The cached bounds stand for the footer: no group covers 99, so
+        // the file is not opened (it would fail to open now).
+        std::fs::write(&a, b"not parquet").unwrap();
+        let lookup = footers.held(&dir, &suspects(&[(9, 99)])).unwrap();
+        assert!(lookup.every_file_read);
+        std::fs::remove_file(&a).unwrap();
+        footers.held(&dir, &suspects(&[(9, 99)])).unwrap();
+        assert!(!footers.0.contains_key(&a), "kept after its file went");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_changes_under_a_look_is_listed_again() {
+        let dir = folder("listed");
+        four_spans(&dir.join("part-a.parquet"));
+        // A compaction's output appears during the first look.
+        let mut seen = Vec::new();
+        let found = listed(&dir, |files| {
+            seen.push(files.len());
+            if seen.len() == 1 {
+                four_spans(&dir.join("part-b.parquet"));
+            }
+            Ok(files.len())
+        })
+        .unwrap();
+        assert_eq!((seen, found), (vec![1, 2], 2));
+        // A file vanished while it was read.
+        let mut looks = 0;
+        let found = listed(&dir, |files| {
+            looks += 1;
+            if looks == 1 {
+                return Err(Unfinished::Vanished);
+            }
+            Ok(files.len())
+        })
+        .unwrap();
+        assert_eq!((looks, found), (2, 2));
+        // A folder that never settles fails the flush, which is retried.
+        let mut looks = 0;
+        let error = listed(&dir, |_| -> Result<(), Unfinished> {
+            looks += 1;
+            Err(Unfinished::Vanished)
+        })
+        .unwrap_err();
+        assert_eq!(looks, LISTINGS);
+        assert!(
+            error.to_string().contains("changed under 8 listings"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_latest_start_leaves_out_known_files_and_unreadable_ones() {
+        let dir = folder("latest");
+        let mut footers = Footers::default();
+        assert_eq!(
+            footers.latest_start(&dir, &AHashSet::new()).unwrap(),
+            i64::MIN
+        );
+        four_spans(&dir.join("part-a.parquet"));
+        let later = dir.join("part-b.parquet");
+        write_with_row_groups(&later, &batch(&[(5, T + 50, "e")]), 2);
+        std::fs::write(dir.join("part-c.parquet"), b"not parquet").unwrap();
+        let latest = footers.latest_start(&dir, &AHashSet::new()).unwrap();
+        assert_eq!(latest, (T + 50) as i64);
+        let known = AHashSet::from([later]);
+        let latest = footers.latest_start(&dir, &known).unwrap();
+        assert_eq!(latest, (T + 40) as i64);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -404,7 +404,7 @@ impl RecentSpans {
         let unread = match self.unread.get(dir) {
             Some(&unread) => unread,
             None => {
-                let unread = older::latest_start(dir, &self.loaded)?;
+                let unread = self.footers.latest_start(dir, &self.loaded)?;
                 self.unread.insert(dir.to_path_buf(), unread);
                 unread
             }

@@ -1119,36 +1119,10 @@ pub(crate) fn wal_segment_in_name(name: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::convert::spans::request_of;
+    use crate::store::testing::{batch, batch_of, write_with_row_groups};
     use arrow::array::StringArray;
     use bytes::Bytes;
     use opentelemetry_proto::tonic::trace::v1::Span;
-
-    /// One converted batch of spans (ids, start time, name).
-    fn batch_of<'a>(spans: impl IntoIterator<Item = (Vec<u8>, u64, &'a str)>) -> RecordBatch {
-        let spans = spans
-            .into_iter()
-            .map(|(id, start, name)| Span {
-                trace_id: id.repeat(16 / id.len()),
-                span_id: id.repeat(8 / id.len()),
-                name: name.into(),
-                start_time_unix_nano: start,
-                end_time_unix_nano: start + 10,
-                ..Default::default()
-            })
-            .collect();
-        let request = request_of(spans);
-        let mut converted = crate::convert::spans::convert(&request).unwrap();
-        converted.batches.pop().unwrap().1
-    }
-
-    /// [`batch_of`] with one-byte ids.
-    fn batch(spans: &[(u8, u64, &str)]) -> RecordBatch {
-        batch_of(
-            spans
-                .iter()
-                .map(|&(id, start, name)| (vec![id], start, name)),
-        )
-    }
 
     #[test]
     fn rows_are_sorted_by_time_and_the_first_copy_of_a_span_is_kept() {
@@ -1220,14 +1194,7 @@ mod tests {
             (3, t + 30, "c"),
             (4, t + 40, "d"),
         ]);
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(2))
-            .build();
-        let out = File::create(dir.join("part-other.parquet")).unwrap();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(out, before.schema(), Some(props)).unwrap();
-        writer.write(&before).unwrap();
-        assert_eq!(writer.close().unwrap().num_row_groups(), 2);
+        write_with_row_groups(&dir.join("part-other.parquet"), &before, 2);
         let mut recent = RecentSpans::new(crate::store::Dedupe {
             window: std::time::Duration::from_secs(120),
             max_spans: 2,
