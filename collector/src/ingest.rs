@@ -1308,6 +1308,29 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// Compaction reads a file a flush wrote settled neither to compare it
+    /// nor to take it as compared: the flush told it (`with_compaction`).
+    #[tokio::test]
+    async fn compaction_takes_the_files_flushes_wrote_settled_as_compared() {
+        for told in [true, false] {
+            let root = fresh_root(&format!("settled-{told}"));
+            let mut ingest = Ingest::open(root.clone(), usize::MAX, usize::MAX, true).unwrap();
+            if told {
+                ingest = ingest.with_compaction();
+            }
+            submit(&ingest, &request()).await;
+            assert_eq!(ingest.flush().await.unwrap().files.len(), 1);
+            // A target of one byte: every file counts as large, no merges.
+            let first = ingest.compact(1).await.unwrap();
+            assert_eq!(first.compared, usize::from(!told), "told: {told}");
+            assert_eq!(first.duplicates, 0);
+            // Compared or not, once is enough.
+            assert_eq!(ingest.compact(1).await.unwrap().compared, 0);
+            ingest.close();
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn spans_resent_after_their_file_was_uploaded_and_a_restart_are_stored_once() {
         let (root, bucket) = (fresh_root("resend-shipped"), fresh_root("resend-bucket"));

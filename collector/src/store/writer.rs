@@ -1225,6 +1225,7 @@ mod tests {
         ])];
         let written = write_partition_after(&root, &key, &third, 3, &mut recent).unwrap();
         assert_eq!((written.rows, written.duplicates), (2, 3));
+        assert!(written.settled, "every file was read");
         assert_eq!(names(&written.path.unwrap()), ["i", "j"]);
         let mut stored = Vec::new();
         for path in crate::store::compact::files(&dir, crate::store::compact::is_data_file) {
@@ -1235,6 +1236,13 @@ mod tests {
         }
         stored.sort();
         assert_eq!(stored, (1..=10).collect::<Vec<u8>>(), "each span once");
+        // A file the lookup cannot read may hold a copy: the flush's file is
+        // left for compaction to compare with it.
+        std::fs::write(dir.join("part-unreadable.parquet"), b"not parquet").unwrap();
+        let fourth = [batch(&[(1, t + 10, "a again"), (11, t + 90, "k")])];
+        let written = write_partition_after(&root, &key, &fourth, 4, &mut recent).unwrap();
+        assert_eq!((written.rows, written.duplicates), (1, 1));
+        assert!(!written.settled);
         std::fs::remove_dir_all(&root).unwrap();
     }
 
