@@ -176,9 +176,6 @@ pub(crate) struct Flush {
     number: u32,
     /// Ids it added.
     claimed: usize,
-    /// The partition folder it writes to, and the latest start time among
-    /// its ids: set by the caller once the flush's rows are sorted.
-    pub latest_start: Option<(PathBuf, i64)>,
 }
 
 impl RecentSpans {
@@ -249,7 +246,6 @@ impl RecentSpans {
             return;
         }
         let mut flush = self.begin(now);
-        flush.latest_start = Some((dir.to_path_buf(), latest_start));
         for key in keys {
             let hash = self.hash(&key);
             let hasher = &self.hasher;
@@ -263,7 +259,7 @@ impl RecentSpans {
             }
             flush.claimed += 1;
         }
-        self.commit(flush, now);
+        self.commit(flush, dir, latest_start, now);
     }
 
     /// Starts a flush: forgets what the window has passed, and numbers it.
@@ -271,11 +267,7 @@ impl RecentSpans {
         self.expire(now);
         let number = self.next_flush;
         self.next_flush = self.next_flush.wrapping_add(1);
-        Flush {
-            number,
-            claimed: 0,
-            latest_start: None,
-        }
+        Flush { number, claimed: 0 }
     }
 
     /// Sets `new[i]` if `keys[i]` is new, and adds it for `flush`; clears
@@ -329,8 +321,11 @@ impl RecentSpans {
         }
     }
 
-    /// The flush's file is in place: its ids stay for the window.
-    pub(crate) fn commit(&mut self, flush: Flush, now: Instant) {
+    /// The flush's file is in place in the partition folder `dir`: its ids
+    /// stay for the window. The latest of them started at `latest_start`;
+    /// once they are forgotten, spans that started no later are looked up
+    /// in files ([`Self::horizon`]).
+    pub(crate) fn commit(&mut self, flush: Flush, dir: &Path, latest_start: i64, now: Instant) {
         if flush.claimed == 0 {
             return;
         }
@@ -349,10 +344,11 @@ impl RecentSpans {
         }
         let newest = self.generations.back_mut().expect("a generation is open");
         newest.recorded += flush.claimed;
-        if let Some((dir, start)) = flush.latest_start {
-            let latest = newest.latest_start.entry(dir).or_insert(i64::MIN);
-            *latest = (*latest).max(start);
-        }
+        let latest = newest
+            .latest_start
+            .entry(dir.to_path_buf())
+            .or_insert(i64::MIN);
+        *latest = (*latest).max(latest_start);
         while self.len() > self.limits.max_spans && self.generations.len() > 1 {
             self.forget_oldest();
             self.forget_before(self.generations.front().map(|g| g.first_flush));
@@ -715,7 +711,7 @@ mod tests {
         assert_eq!(new, expected);
         assert!(new.iter().any(|&n| n) && new.iter().any(|&n| !n));
         assert_eq!(flush.claimed, expected.iter().filter(|&&n| n).count());
-        recent.commit(flush, t0);
+        recent.commit(flush, part(), 0, t0);
         assert_eq!(recent.len(), seen.len());
         assert!(seen.iter().all(|key| recent.contains(key)));
         assert!(!recent.contains(&key(10_000)));
@@ -733,7 +729,7 @@ mod tests {
         let mut new = vec![false; highs.len()];
         recent.claim_all(&mut flush, &highs, &mut new);
         assert!(new.iter().all(|&n| n));
-        recent.commit(flush, t0);
+        recent.commit(flush, part(), 0, t0);
         assert!(highs.iter().all(|key| recent.contains(key)));
         assert!(!recent.contains(&high(2_000)));
         // Counting ids spread over the shards.
@@ -768,13 +764,13 @@ mod tests {
         let mut retry = recent.begin(t0);
         assert!(claim(&mut recent, &mut retry, [10; 24]));
         assert!(claim(&mut recent, &mut retry, [11; 24]));
-        recent.commit(retry, t0);
+        recent.commit(retry, part(), 0, t0);
         assert_eq!(recent.len(), 12);
         // Committed, they are repeats for the next flush, and leave with
         // their generation.
         let mut next = recent.begin(t0 + Duration::from_secs(1));
         assert!(!claim(&mut recent, &mut next, [11; 24]));
-        recent.commit(next, t0 + Duration::from_secs(1));
+        recent.commit(next, part(), 0, t0 + Duration::from_secs(1));
         recent.record(keys(20..21), part(), 0, t0 + Duration::from_secs(151));
         assert!(!recent.contains(&[11; 24]) && !recent.contains(&[3; 24]));
         assert_eq!(recent.len(), 1);

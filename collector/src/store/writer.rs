@@ -126,7 +126,8 @@ pub fn write_partition_after(
         let mut prepared = prepare_keeping(key.table, batches, |keys, new| {
             recent.claim_all(&mut flush, keys, new)
         })?;
-        flush.latest_start = Some((dir.clone(), prepared.max_time));
+        // Before the lookup drops any: every id claimed counts.
+        let latest_start = prepared.max_time;
         let suspects = prepared.spans_until(horizon);
         let mut settled = true;
         if !suspects.is_empty() {
@@ -136,15 +137,16 @@ pub fn write_partition_after(
             settled = lookup.every_file_read;
         }
         let written = write_prepared(&dir, key.table, &prepared, wal_segment)?;
-        Ok(Written {
+        let written = Written {
             looked_up: suspects.len(),
             settled,
             ..written
-        })
+        };
+        Ok((written, latest_start))
     });
     match written {
-        Ok(written) => {
-            recent.commit(flush, Instant::now());
+        Ok((written, latest_start)) => {
+            recent.commit(flush, &dir, latest_start, Instant::now());
             Ok(written)
         }
         Err(e) => {
