@@ -3,8 +3,9 @@
 # Rust: libFuzzer's coverage instrumentation (the `-C passes=sancov-module`
 # pass), debug assertions and overflow checks, but no sanitizer, which
 # needs nightly. Safe Rust needs none to find what the targets look for:
-# panics, failed assertions, overflows and hangs. Start and seed are fixed,
-# so a run is repeated by the same command.
+# panics, failed assertions, overflows and hangs. The seed is fixed, so a
+# failure mostly repeats with the same command (timing still steers
+# libFuzzer a little); the input it prints always does.
 #
 #   fuzz/run.sh [RUNS] [TARGET...]
 #   fuzz/run.sh 1000000
@@ -50,7 +51,7 @@ for target in "${targets[@]}"; do
         -artifact_prefix="$work/$target-" "$work/$target" "${seeds[@]}" >"$log" 2>&1; then
         # libFuzzer's last lines give the failing input, in Base64 too.
         tail -n 30 "$log" >&2
-        echo "fuzz target $target failed: repeat with fuzz/run.sh $runs $target" >&2
+        echo "fuzz target $target failed: try again with fuzz/run.sh $runs $target" >&2
         exit 1
     fi
     echo "$target: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log"), $(grep -o 'cov: [0-9]*' "$log" | tail -n 1) edges"
