@@ -210,13 +210,18 @@ impl Prepared<'_> {
     /// `horizon`: the first rows, in time order.
     fn spans_until(&self, horizon: i64) -> Vec<(i64, SpanKey)> {
         let mut spans = Vec::new();
+        // Each batch's id columns, found by name once: rows in time order
+        // hop between batches, and finding them per row took some 20 ms of
+        // a flush of 200,000 spans all looked up (BENCHMARKS.md).
+        let mut ids = vec![None; self.sources.len()];
         for &(b, row) in &self.order {
             let time = self.time(b, row);
             if time > horizon {
                 break;
             }
-            let (traces, ids) = span_ids(self.sources[b]).expect("span batches have ids");
-            spans.push((time, span_key(traces, ids, row)));
+            let (traces, spans_ids) = *ids[b]
+                .get_or_insert_with(|| span_ids(self.sources[b]).expect("span batches have ids"));
+            spans.push((time, span_key(traces, spans_ids, row)));
         }
         spans
     }

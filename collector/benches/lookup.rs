@@ -1,0 +1,169 @@
+//! What a flush pays to look up, in its partition's files, the spans that
+//! started at or before the recent-id index's horizon
+//! (`collector/src/store/older.rs`): the case of an exporter that replays
+//! spans it held back while other services kept writing to the same day.
+//!
+//! A partition folder gets FILES files of 200,000 spans each, 2 µs apart
+//! (0.4 s of spans a file), with random ids, as flushes write them. Then,
+//! for each count K of files (1, 2, 4, … up to FILES), one flush of
+//! 200,000 spans that started within the last K files' time is timed:
+//! 100,000 spans stored there, spread evenly, resent, and 100,000 new
+//! spans at random times among them, all before the horizon, so all are
+//! looked up. Against it, a flush of as
+//! many new spans after the horizon, which looks up none. Each line gives
+//! the best of three of each, the difference, and that difference per
+//! span stored in the time the lookup covered. Every flush runs with an
+//! index fresh from start, whose horizon is the folder's latest stored
+//! start; the flush's own file is removed after it.
+//!
+//!   cargo bench -p collector --bench lookup [-- FILES]
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use collector::convert::PartitionKey;
+use collector::store::{Dedupe, RecentSpans, write_partition, write_partition_after};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+const SPANS_PER_FILE: u64 = 200_000;
+/// 2026-12-07T00:00:00Z in nanoseconds.
+const DAY: u64 = 1_796_601_600_000_000_000;
+const APART: u64 = 2_000;
+
+/// A 64-bit generator of ids (xorshift*).
+struct Ids(u64);
+
+impl Ids {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A trace id and a span id.
+    fn pair(&mut self) -> (u128, u64) {
+        (
+            u128::from(self.next()) << 64 | u128::from(self.next()),
+            self.next(),
+        )
+    }
+}
+
+fn span((trace, id): (u128, u64), start: u64) -> Span {
+    Span {
+        trace_id: trace.to_be_bytes().to_vec(),
+        span_id: id.to_be_bytes().to_vec(),
+        name: "GET /checkout".into(),
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 1_500_000,
+        ..Default::default()
+    }
+}
+
+/// The spans as one converted batch, and their partition.
+fn batch(spans: Vec<Span>) -> (PartitionKey, RecordBatch) {
+    let request = collector::convert::spans::request_of(spans);
+    let mut converted = collector::convert::spans::convert(&request).expect("spans convert");
+    assert_eq!(converted.batches.len(), 1, "one partition");
+    converted.batches.pop().expect("a batch")
+}
+
+/// The best time of three runs of `flush`, which returns the file it wrote
+/// and the spans it dropped as stored already.
+fn best_of_three(mut flush: impl FnMut() -> (PathBuf, usize)) -> (Duration, usize) {
+    let mut best = Duration::MAX;
+    let mut dropped = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (written, duplicates) = flush();
+        best = best.min(started.elapsed());
+        dropped = duplicates;
+        std::fs::remove_file(written).expect("the flush's file is removed");
+    }
+    (best, dropped)
+}
+
+fn main() {
+    let files: u64 = match std::env::args().nth(1).filter(|a| a != "--bench") {
+        Some(n) => n.parse().expect("FILES is a count of files"),
+        None => 16,
+    };
+    let root = std::env::temp_dir().join(format!("loadlens-lookup-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut ids = Ids(0x9e37_79b9_7f4a_7c15);
+    // Every stored span's ids, in start order.
+    let mut stored = Vec::new();
+    let started = Instant::now();
+    let mut key = None;
+    for file in 0..files {
+        let spans: Vec<Span> = (0..SPANS_PER_FILE)
+            .map(|i| {
+                let pair = ids.pair();
+                stored.push(pair);
+                span(pair, DAY + (file * SPANS_PER_FILE + i) * APART)
+            })
+            .collect();
+        let (partition, rows) = batch(spans);
+        write_partition(&root, &partition, &[rows], file + 1).expect("a file is written");
+        key = Some(partition);
+    }
+    let key = key.expect("at least one file");
+    let horizon = DAY + (files * SPANS_PER_FILE - 1) * APART;
+    println!(
+        "{files} files of {SPANS_PER_FILE} spans written in {:.1} s; each flush below holds {SPANS_PER_FILE} spans",
+        started.elapsed().as_secs_f64()
+    );
+    let flush = |rows: &RecordBatch, segment: u64| {
+        let mut recent = RecentSpans::new(Dedupe::default());
+        let written = write_partition_after(
+            &root,
+            &key,
+            std::slice::from_ref(rows),
+            segment,
+            &mut recent,
+        )
+        .expect("the flush is written");
+        let path = written.path.expect("the flush holds new spans");
+        (path, written.duplicates)
+    };
+    // New spans after the horizon: no lookup.
+    let after: Vec<Span> = (0..SPANS_PER_FILE)
+        .map(|i| span(ids.pair(), horizon + (i + 1) * APART))
+        .collect();
+    let (_, after) = batch(after);
+    let (plain, dropped) = best_of_three(|| flush(&after, files + 1));
+    assert_eq!(dropped, 0);
+    let mut covered = 1;
+    while covered <= files {
+        // Half the flush resends spans spread evenly over the last
+        // `covered` files; the other half is new spans at random times
+        // among them.
+        let first = (files - covered) * SPANS_PER_FILE;
+        let range = files * SPANS_PER_FILE - first;
+        let step = (range / (SPANS_PER_FILE / 2)).max(1);
+        let mut spans: Vec<Span> = (first..files * SPANS_PER_FILE)
+            .step_by(step as usize)
+            .take((SPANS_PER_FILE / 2) as usize)
+            .map(|at| span(stored[at as usize], DAY + at * APART))
+            .collect();
+        let resends = spans.len();
+        while (spans.len() as u64) < SPANS_PER_FILE {
+            let at = first + ids.next() % range;
+            spans.push(span(ids.pair(), DAY + at * APART));
+        }
+        let (_, late) = batch(spans);
+        let (took, dropped) = best_of_three(|| flush(&late, files + 1));
+        assert_eq!(dropped, resends, "every resend is found");
+        let lookup = took.saturating_sub(plain);
+        println!(
+            "{covered:>3} files covered: flush {:7.1} ms against {:6.1} ms after the horizon; lookup {:7.1} ms, {:5.1} ns per stored span covered; {resends} resends dropped",
+            took.as_secs_f64() * 1e3,
+            plain.as_secs_f64() * 1e3,
+            lookup.as_secs_f64() * 1e3,
+            lookup.as_secs_f64() * 1e9 / (covered * SPANS_PER_FILE) as f64,
+        );
+        covered *= 2;
+    }
+    std::fs::remove_dir_all(&root).expect("the bench's folder is removed");
+}
