@@ -9,13 +9,15 @@
 #
 #   fuzz/run.sh [RUNS] [TARGET...]
 #   fuzz/run.sh 1000000
-#   fuzz/run.sh 20000000 otlp_traces_walk
+#   fuzz/run.sh 50000000 otlp_traces_walk
 #
 # Each target starts from its seeds in fuzz/corpus/<target>/ (if any);
 # what it finds is kept in a temporary folder and removed afterwards. An
-# input that fails a target is printed (libFuzzer's last lines, in Base64
-# too): keep it as a named seed in fuzz/corpus/<target>/ once it is fixed.
-# Exit status 1 if a target failed, 2 on bad arguments.
+# input that fails a target is kept in fuzz/artifacts/ and printed in
+# Base64 (`base64 -d` gives it back): keep it as a named seed in
+# fuzz/corpus/<target>/ once it is fixed. RUSTFLAGS is set here, over any
+# the caller has. Exit status 1 if a target failed, 2 on bad arguments,
+# cargo's if the build failed.
 set -euo pipefail
 runs=${1:-1000000}
 # Without a number first, the comment above is the usage.
@@ -39,18 +41,28 @@ flags=(--cfg fuzzing -Cpasses=sancov-module
 export RUSTFLAGS="${flags[*]}"
 cargo build --release --locked --bins --target "$host"
 bin=${CARGO_TARGET_DIR:-target}/$host/release
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 for target in "${targets[@]}"; do
     [[ -x $bin/$target ]] || { echo "no fuzz target named $target" >&2; exit 2; }
-    mkdir "$work/$target"
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p artifacts
+for target in "${targets[@]}"; do
+    mkdir -p "$work/$target"
     seeds=()
     [[ -d corpus/$target ]] && seeds=("corpus/$target")
     log=$work/$target.log
+    touch "$work/$target.start"
     if ! "$bin/$target" -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$work/$target-" "$work/$target" "${seeds[@]}" >"$log" 2>&1; then
-        # libFuzzer's last lines give the failing input, in Base64 too.
+        -artifact_prefix="artifacts/$target-" "$work/$target" "${seeds[@]}" >"$log" 2>&1; then
         tail -n 30 "$log" >&2
+        # libFuzzer prints an input of up to 256 bytes itself; any size here.
+        for input in "artifacts/$target"-*; do
+            [[ -f $input && $input -nt $work/$target.start ]] || continue
+            echo "fuzz/$input ($(wc -c <"$input") bytes), in Base64:" >&2
+            base64 -w 0 "$input" >&2
+            echo >&2
+        done
         echo "fuzz target $target failed: try again with fuzz/run.sh $runs $target" >&2
         exit 1
     fi
