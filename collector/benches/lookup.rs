@@ -5,16 +5,17 @@
 //!
 //! A partition folder gets FILES files of 200,000 spans each, 2 µs apart
 //! (0.4 s of spans a file), with random ids, as flushes write them. Then,
-//! for each count K of files (1, 2, 4, … up to FILES), one flush of
-//! 200,000 spans that started within the last K files' time is timed:
-//! 100,000 spans stored there, spread evenly, resent, and 100,000 new
-//! spans at random times among them, all before the horizon, so all are
-//! looked up. Against it, a flush of as
-//! many new spans after the horizon, which looks up none. Each line gives
-//! the best of three of each, the difference, and that difference per
-//! span stored in the time the lookup covered. Every flush runs with an
-//! index fresh from start, whose horizon is the folder's latest stored
-//! start; the flush's own file is removed after it.
+//! for K = 1, 2, 4, … while K ≤ FILES, one flush of 200,000 spans that
+//! started within the last K files' time is timed: 100,000 spans stored
+//! there, spread evenly, resent, and 100,000 new spans at random times
+//! among them, all at or before the horizon, so all are looked up and the
+//! resends dropped. Against it, a flush after the horizon with the same
+//! rows in and out: 100,000 spans that an earlier flush of the same index
+//! wrote (untimed), which its probe drops, and 100,000 new ones. Each
+//! flush has a new index that read no files, whose horizon is the folder's
+//! latest stored start, and its files are removed after it. Each line gives
+//! the best of three of each, the difference (the lookup's cost) and, past
+//! one file, what each stored span covered beyond the first file's added.
 //!
 //!   cargo bench -p collector --bench lookup [-- FILES]
 use std::path::PathBuf;
@@ -69,17 +70,25 @@ fn batch(spans: Vec<Span>) -> (PartitionKey, RecordBatch) {
     converted.batches.pop().expect("a batch")
 }
 
-/// The best time of three runs of `flush`, which returns the file it wrote
-/// and the spans it dropped as stored already.
-fn best_of_three(mut flush: impl FnMut() -> (PathBuf, usize)) -> (Duration, usize) {
+/// One timed flush: how long it took, the files to remove after it, and
+/// the spans it dropped as stored already.
+struct Timed {
+    took: Duration,
+    files: Vec<PathBuf>,
+    dropped: usize,
+}
+
+/// The best time of three runs of `flush`, and the spans the last dropped.
+fn best_of_three(mut flush: impl FnMut() -> Timed) -> (Duration, usize) {
     let mut best = Duration::MAX;
     let mut dropped = 0;
     for _ in 0..3 {
-        let started = Instant::now();
-        let (written, duplicates) = flush();
-        best = best.min(started.elapsed());
-        dropped = duplicates;
-        std::fs::remove_file(written).expect("the flush's file is removed");
+        let timed = flush();
+        best = best.min(timed.took);
+        dropped = timed.dropped;
+        for file in timed.files {
+            std::fs::remove_file(file).expect("the flush's file is removed");
+        }
     }
     (best, dropped)
 }
@@ -114,27 +123,42 @@ fn main() {
         "{files} files of {SPANS_PER_FILE} spans written in {:.1} s; each flush below holds {SPANS_PER_FILE} spans",
         started.elapsed().as_secs_f64()
     );
-    let flush = |rows: &RecordBatch, segment: u64| {
-        let mut recent = RecentSpans::new(Dedupe::default());
-        let written = write_partition_after(
-            &root,
-            &key,
-            std::slice::from_ref(rows),
-            segment,
-            &mut recent,
-        )
-        .expect("the flush is written");
+    let segment = files + 1;
+    let write = |rows: &RecordBatch, recent: &mut RecentSpans| {
+        let written =
+            write_partition_after(&root, &key, std::slice::from_ref(rows), segment, recent)
+                .expect("the flush is written");
         let path = written.path.expect("the flush holds new spans");
         (path, written.duplicates)
     };
-    // New spans after the horizon: no lookup.
-    let after: Vec<Span> = (0..SPANS_PER_FILE)
-        .map(|i| span(ids.pair(), horizon + (i + 1) * APART))
+    // After the horizon, no lookup: half the rows an earlier flush wrote.
+    let half = SPANS_PER_FILE / 2;
+    let earlier: Vec<(u128, u64)> = (0..half).map(|_| ids.pair()).collect();
+    let at = |i: u64| horizon + (i + 1) * APART;
+    let (_, first_flush) = batch(
+        (0..half)
+            .map(|i| span(earlier[i as usize], at(i)))
+            .collect(),
+    );
+    let mut spans: Vec<Span> = (0..half)
+        .map(|i| span(earlier[i as usize], at(i)))
         .collect();
-    let (_, after) = batch(after);
-    let (plain, dropped) = best_of_three(|| flush(&after, files + 1));
-    assert_eq!(dropped, 0);
+    spans.extend((half..SPANS_PER_FILE).map(|i| span(ids.pair(), at(i))));
+    let (_, after) = batch(spans);
+    let (plain, dropped) = best_of_three(|| {
+        let mut recent = RecentSpans::new(Dedupe::default());
+        let (first, _) = write(&first_flush, &mut recent);
+        let started = Instant::now();
+        let (path, dropped) = write(&after, &mut recent);
+        Timed {
+            took: started.elapsed(),
+            files: vec![first, path],
+            dropped,
+        }
+    });
+    assert_eq!(dropped as u64, half, "the index drops the earlier spans");
     let mut covered = 1;
+    let mut first_lookup = None;
     while covered <= files {
         // Half the flush resends spans spread evenly over the last
         // `covered` files; the other half is new spans at random times
@@ -153,15 +177,32 @@ fn main() {
             spans.push(span(ids.pair(), DAY + at * APART));
         }
         let (_, late) = batch(spans);
-        let (took, dropped) = best_of_three(|| flush(&late, files + 1));
+        let (took, dropped) = best_of_three(|| {
+            let mut recent = RecentSpans::new(Dedupe::default());
+            let started = Instant::now();
+            let (path, dropped) = write(&late, &mut recent);
+            Timed {
+                took: started.elapsed(),
+                files: vec![path],
+                dropped,
+            }
+        });
         assert_eq!(dropped, resends, "every resend is found");
         let lookup = took.saturating_sub(plain);
+        let one = *first_lookup.get_or_insert(lookup);
+        let added = match covered {
+            1 => String::new(),
+            _ => format!(
+                "; {:5.1} ns per stored span past the first file's",
+                lookup.saturating_sub(one).as_secs_f64() * 1e9
+                    / ((covered - 1) * SPANS_PER_FILE) as f64
+            ),
+        };
         println!(
-            "{covered:>3} files covered: flush {:7.1} ms against {:6.1} ms after the horizon; lookup {:7.1} ms, {:5.1} ns per stored span covered; {resends} resends dropped",
+            "{covered:>3} files covered: flush {:7.1} ms against {:6.1} ms after the horizon; lookup {:7.1} ms{added}",
             took.as_secs_f64() * 1e3,
             plain.as_secs_f64() * 1e3,
             lookup.as_secs_f64() * 1e3,
-            lookup.as_secs_f64() * 1e9 / (covered * SPANS_PER_FILE) as f64,
         );
         covered *= 2;
     }

@@ -1308,8 +1308,8 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
-    /// Compaction reads a file a flush wrote settled neither to compare it
-    /// nor to take it as compared: the flush told it (`with_compaction`).
+    /// A file a flush wrote settled is not compared when the flush told
+    /// compaction (`with_compaction`); otherwise compaction compares it once.
     #[tokio::test]
     async fn compaction_takes_the_files_flushes_wrote_settled_as_compared() {
         for told in [true, false] {

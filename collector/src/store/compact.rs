@@ -155,9 +155,11 @@ fn compare_unchecked(
             checked.0.insert(path);
             continue;
         }
-        report.compared += 1;
         let stored = match span_files.stored_elsewhere(&[path.as_path()]) {
-            Ok(stored) => stored,
+            Ok(stored) => {
+                report.compared += 1;
+                stored
+            }
             Err(e) => {
                 // Its own ids cannot be read; neither can a query's.
                 eprintln!(

@@ -219,9 +219,9 @@ impl Prepared<'_> {
             if time > horizon {
                 break;
             }
-            let (traces, spans_ids) = *ids[b]
+            let (trace_col, span_col) = *ids[b]
                 .get_or_insert_with(|| span_ids(self.sources[b]).expect("span batches have ids"));
-            spans.push((time, span_key(traces, spans_ids, row)));
+            spans.push((time, span_key(trace_col, span_col, row)));
         }
         spans
     }
