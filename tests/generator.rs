@@ -326,33 +326,85 @@ fn tokens_expiring_every_two_seconds_never_fail_a_request() {
 #[test]
 fn latency_against_a_fixed_20ms_service_is_reported_within_half_a_millisecond() {
     let _serial = serial();
+    // The truth is what a plain client sees from the same target at the
+    // same time: one connection, one request at a time, timed around a
+    // blocking write and read. The target holds each request 20 ms, and
+    // the kernel and the target's replies add to that what they add for
+    // any client; the generator must add no more than 0.5 ms of its own.
+    // What they add doubles when the machine runs at half speed (CI,
+    // 2026-12-07: p50 0.52-0.92 ms over the target's hold, in a spell when
+    // every program here ran at half its usual speed), so a comparison with
+    // the hold alone failed for the machine, not for the generator.
+    //
     // On 2 cores that other tests and builds keep busy, the generator's own
-    // thread can wake late and a run falls behind its schedule (seen in CI:
-    // p50 22.6 ms against 20.2 held, 76 iterations late). What this proves is
-    // that the generator reports the service's time when the machine lets it,
-    // so one of three runs must; all three are shown if none does.
+    // thread can still wake late and a run fall behind its schedule (seen
+    // in CI: p50 22.6 ms against 20.2 held, 76 iterations late), so one of
+    // three runs must agree; all three are shown if none does.
     let mut runs = Vec::new();
     for _ in 0..3 {
-        let (p50, held, summary) = fidelity_run();
+        let (p50, held, plain, summary) = fidelity_run();
         assert!(summary["requests"].as_u64().unwrap() >= 4_990, "{summary}");
-        if (held - 20.0).abs() <= 1.0 && (p50 - held).abs() <= 0.5 {
+        if (held - 20.0).abs() <= 1.0 && (p50 - plain).abs() <= 0.5 {
             return;
         }
         runs.push(format!(
-            "p50 {p50} ms, held {held} ms, {} iterations late",
+            "p50 {p50} ms, a plain client's p50 {plain} ms, held {held} ms, {} iterations late",
             summary["iterations_late"]
         ));
     }
     panic!(
-        "latency p50 not within 0.5 ms of the target's median hold (itself within 1 ms of 20 ms) in any of 3 runs: {runs:?}"
+        "latency p50 not within 0.5 ms of a plain client's (with the target's median hold within 1 ms of 20 ms) in any of 3 runs: {runs:?}"
     );
+}
+
+/// The latencies, in ms, of `/slow` requests that a plain client sends to
+/// `addr` one at a time over one connection: those sent between `from` and
+/// `until` after the thread starts.
+fn plain_client(
+    addr: std::net::SocketAddr,
+    from: Duration,
+    until: Duration,
+) -> std::thread::JoinHandle<Vec<f64>> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut latencies = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while started.elapsed() < until {
+            let sent = Instant::now();
+            stream
+                .write_all(b"GET /slow HTTP/1.1\r\nhost: target\r\n\r\n")
+                .unwrap();
+            // The reply's body is "ok": read until it has come.
+            let mut reply = Vec::new();
+            while !reply.ends_with(b"\r\n\r\nok") {
+                let n = stream.read(&mut buffer).unwrap();
+                assert!(n > 0, "the target closed the connection");
+                reply.extend_from_slice(&buffer[..n]);
+            }
+            if sent.duration_since(started) >= from {
+                latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        latencies
+    })
 }
 
 /// One run at 1,000 requests a second against a target that holds each
 /// request 20 ms: the latency p50 the summary reports, the target's median
-/// hold in ms, and the summary.
-fn fidelity_run() -> (f64, f64, serde_json::Value) {
+/// hold, the median latency of a plain client's requests during the run
+/// (all in ms), and the summary.
+fn fidelity_run() -> (f64, f64, f64, serde_json::Value) {
     let target = Target::start(Behaviour::default());
+    // The run warms up for 1 s and measures for 5 s after its process
+    // starts: the plain client's requests from 1.5 s to 5.5 s fall within.
+    let plain = plain_client(
+        target.addr,
+        Duration::from_millis(1_500),
+        Duration::from_millis(5_500),
+    );
     let dir = TempDir::new("fidelity");
     let summary_path = dir.path().join("summary.json");
     let output = loadlens()
@@ -383,10 +435,18 @@ fn fidelity_run() -> (f64, f64, serde_json::Value) {
     // thread can still wake late: the truth is what it really held.
     let held = target.seen.slow_hold_median().as_secs_f64() * 1e3;
     let service = summary["service_time_ms"]["p50"].as_f64().unwrap();
-    eprintln!(
-        "at 1,000 req/s: latency p50 {p50} ms, service time p50 {service} ms, median hold {held} ms"
+    let mut plain = plain.join().unwrap();
+    assert!(
+        plain.len() >= 100,
+        "the plain client sent {} requests",
+        plain.len()
     );
-    (p50, held, summary)
+    plain.sort_by(f64::total_cmp);
+    let plain = plain[plain.len() / 2];
+    eprintln!(
+        "at 1,000 req/s: latency p50 {p50} ms, service time p50 {service} ms, median hold {held} ms, a plain client's p50 {plain} ms"
+    );
+    (p50, held, plain, summary)
 }
 
 #[test]
