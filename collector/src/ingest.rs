@@ -486,25 +486,24 @@ impl Ingest {
         // large, so an oversized request is not refused for ever.
         let full = pending >= self.max_pending_bytes
             || (in_flight > 0 && pending + in_flight + estimate > self.max_pending_bytes);
-        // A flush frees pending rows, and with them the memory they hold.
-        // Near the memory bound, only when they hold enough to matter: with
-        // a request's worth pending (the rest in flight), a flush would
-        // write a file a request and free next to nothing (at a 96 MiB
-        // bound, an early version made 608 flushes in 14 s).
-        let (refusal, flush) = if full {
+        let refusal = if full {
             self.shared.stats.refused_overloaded.add(signal, 1);
-            let refusal = SubmitError::Overloaded {
+            SubmitError::Overloaded {
                 pending: pending + in_flight,
                 limit: self.max_pending_bytes,
-            };
-            (refusal, pending >= self.worth_a_flush())
+            }
         } else if let Some(refusal) = self.near_memory_bound(pending, in_flight, estimate) {
             self.shared.stats.refused_memory.add(signal, 1);
-            (refusal, pending >= self.worth_a_flush())
+            refusal
         } else {
             return Ok(admission);
         };
-        if flush {
+        // A flush frees pending rows, and with them the memory they hold;
+        // only when they hold enough to matter: with a request's worth
+        // pending (the rest in flight), a flush would write a file a request
+        // and free next to nothing (at a 96 MiB bound, an early version made
+        // 608 flushes in 14 s).
+        if pending >= self.worth_a_flush() {
             self.shared.full.notify_one();
         }
         Err(refusal)

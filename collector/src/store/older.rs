@@ -111,7 +111,7 @@ impl Footers {
             let mut latest = i64::MIN;
             for path in files.iter().filter(|path| !known.contains(*path)) {
                 if let Some(footer) = self.footer(path)? {
-                    latest = footer.bounds.iter().fold(latest, |l, &(_, hi)| l.max(hi));
+                    latest = latest.max(latest_in(footer.bounds));
                 }
             }
             Ok(latest)
@@ -271,11 +271,12 @@ pub(crate) fn row_group_times(meta: &ParquetMetaData) -> Vec<(i64, i64)> {
 /// The latest start time in a span file, from its row groups' statistics;
 /// `i64::MIN` if it has none.
 pub(crate) fn latest_start_of(meta: &ParquetMetaData) -> i64 {
-    row_group_times(meta)
-        .iter()
-        .map(|&(_, hi)| hi)
-        .max()
-        .unwrap_or(i64::MIN)
+    latest_in(&row_group_times(meta))
+}
+
+/// The latest start time among row groups' bounds; `i64::MIN` for none.
+fn latest_in(bounds: &[(i64, i64)]) -> i64 {
+    bounds.iter().map(|&(_, hi)| hi).max().unwrap_or(i64::MIN)
 }
 
 /// Runs `look` over the span files of `dir`, again while files vanish under
