@@ -325,6 +325,7 @@ fn tokens_expiring_every_two_seconds_never_fail_a_request() {
 
 #[test]
 fn latency_against_a_fixed_20ms_service_is_reported_within_half_a_millisecond() {
+    const RUNS: usize = 6;
     let _serial = serial();
     // The truth is what a plain client sees from the same target at the
     // same time: one connection, one request at a time, timed around a
@@ -338,10 +339,15 @@ fn latency_against_a_fixed_20ms_service_is_reported_within_half_a_millisecond() 
     //
     // On 2 cores that other tests and builds keep busy, the generator's own
     // thread can still wake late and a run fall behind its schedule (seen
-    // in CI: p50 22.6 ms against 20.2 held, 76 iterations late), so one of
-    // three runs must agree; all three are shown if none does.
+    // in CI: p50 22.6 ms against 20.2 held, 76 iterations late; and in a
+    // slow spell 49-133 late in three runs in a row, with the target's
+    // sleeps overshooting by up to 1.2 ms), so one of six runs, a second
+    // apart, must agree; all are shown if none does.
     let mut runs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..RUNS {
+        if !runs.is_empty() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
         let (p50, held, plain, summary) = fidelity_run();
         assert!(summary["requests"].as_u64().unwrap() >= 4_990, "{summary}");
         if (held - 20.0).abs() <= 1.0 && (p50 - plain).abs() <= 0.5 {
@@ -353,7 +359,7 @@ fn latency_against_a_fixed_20ms_service_is_reported_within_half_a_millisecond() 
         ));
     }
     panic!(
-        "latency p50 not within 0.5 ms of a plain client's (with the target's median hold within 1 ms of 20 ms) in any of 3 runs: {runs:?}"
+        "latency p50 not within 0.5 ms of a plain client's (with the target's median hold within 1 ms of 20 ms) in any of {RUNS} runs: {runs:?}"
     );
 }
 
