@@ -318,6 +318,7 @@ fn a_resend_the_index_has_forgotten_is_still_stored_once() {
         BATCH as f64
     );
     assert!(metric(http, "loadlens_collector_spans_looked_up_total") >= BATCH as f64);
+    assert!(metric(http, "loadlens_collector_lookup_rows_read_total") >= BATCH as f64);
     drop(runtime);
     assert!(collector.terminate(), "collector did not stop cleanly");
 }

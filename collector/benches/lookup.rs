@@ -14,8 +14,9 @@
 //! wrote (untimed), which its probe drops, and 100,000 new ones. Each
 //! flush has a new index that read no files, whose horizon is the folder's
 //! latest stored start, and its files are removed after it. Each line gives
-//! the best of three of each, the difference (the lookup's cost) and, past
-//! one file, what each stored span covered beyond the first file's added.
+//! the best of three of each, the difference (the lookup's cost) and the
+//! stored rows the lookup read; the last line, the least-squares line of
+//! the cost against the rows read: a fixed part, and a part per row.
 //!
 //!   cargo bench -p collector --bench lookup [-- FILES]
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use collector::convert::PartitionKey;
-use collector::store::{Dedupe, RecentSpans, write_partition, write_partition_after};
+use collector::store::{Dedupe, RecentSpans, Written, write_partition, write_partition_after};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 const SPANS_PER_FILE: u64 = 200_000;
@@ -71,26 +72,39 @@ fn batch(spans: Vec<Span>) -> (PartitionKey, RecordBatch) {
 }
 
 /// One timed flush: how long it took, the files to remove after it, and
-/// the spans it dropped as stored already.
+/// what it wrote.
 struct Timed {
     took: Duration,
     files: Vec<PathBuf>,
-    dropped: usize,
+    written: Written,
 }
 
-/// The best time of three runs of `flush`, and the spans the last dropped.
-fn best_of_three(mut flush: impl FnMut() -> Timed) -> (Duration, usize) {
+/// The best time of three runs of `flush`, and what the last wrote.
+fn best_of_three(mut flush: impl FnMut() -> Timed) -> (Duration, Written) {
     let mut best = Duration::MAX;
-    let mut dropped = 0;
+    let mut written = Written::default();
     for _ in 0..3 {
         let timed = flush();
         best = best.min(timed.took);
-        dropped = timed.dropped;
+        written = timed.written;
         for file in timed.files {
             std::fs::remove_file(file).expect("the flush's file is removed");
         }
     }
-    (best, dropped)
+    (best, written)
+}
+
+/// The least-squares line through `points` (x, y): intercept and slope.
+fn line(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(xy, xx), p| {
+        (xy + (p.0 - mx) * (p.1 - my), xx + (p.0 - mx) * (p.0 - mx))
+    });
+    let slope = sxy / sxx;
+    (my - slope * mx, slope)
 }
 
 fn main() {
@@ -128,8 +142,8 @@ fn main() {
         let written =
             write_partition_after(&root, &key, std::slice::from_ref(rows), segment, recent)
                 .expect("the flush is written");
-        let path = written.path.expect("the flush holds new spans");
-        (path, written.duplicates)
+        let path = written.path.clone().expect("the flush holds new spans");
+        (path, written)
     };
     // After the horizon, no lookup: half the rows an earlier flush wrote.
     let half = SPANS_PER_FILE / 2;
@@ -145,20 +159,28 @@ fn main() {
         .collect();
     spans.extend((half..SPANS_PER_FILE).map(|i| span(ids.pair(), at(i))));
     let (_, after) = batch(spans);
-    let (plain, dropped) = best_of_three(|| {
+    let (plain, written) = best_of_three(|| {
         let mut recent = RecentSpans::new(Dedupe::default());
         let (first, _) = write(&first_flush, &mut recent);
         let started = Instant::now();
-        let (path, dropped) = write(&after, &mut recent);
+        let (path, written) = write(&after, &mut recent);
         Timed {
             took: started.elapsed(),
             files: vec![first, path],
-            dropped,
+            written,
         }
     });
-    assert_eq!(dropped as u64, half, "the index drops the earlier spans");
+    assert_eq!(
+        written.duplicates as u64, half,
+        "the index drops the earlier spans"
+    );
+    assert_eq!(
+        written.looked_up, 0,
+        "nothing is looked up after the horizon"
+    );
     let mut covered = 1;
-    let mut first_lookup = None;
+    // (stored rows read, lookup ms) of each flush.
+    let mut points = Vec::new();
     while covered <= files {
         // Half the flush resends spans spread evenly over the last
         // `covered` files; the other half is new spans at random times
@@ -177,34 +199,34 @@ fn main() {
             spans.push(span(ids.pair(), DAY + at * APART));
         }
         let (_, late) = batch(spans);
-        let (took, dropped) = best_of_three(|| {
+        let (took, written) = best_of_three(|| {
             let mut recent = RecentSpans::new(Dedupe::default());
             let started = Instant::now();
-            let (path, dropped) = write(&late, &mut recent);
+            let (path, written) = write(&late, &mut recent);
             Timed {
                 took: started.elapsed(),
                 files: vec![path],
-                dropped,
+                written,
             }
         });
-        assert_eq!(dropped, resends, "every resend is found");
-        let lookup = took.saturating_sub(plain);
-        let one = *first_lookup.get_or_insert(lookup);
-        let added = match covered {
-            1 => String::new(),
-            _ => format!(
-                "; {:5.1} ns per stored span past the first file's",
-                lookup.saturating_sub(one).as_secs_f64() * 1e9
-                    / ((covered - 1) * SPANS_PER_FILE) as f64
-            ),
-        };
+        assert_eq!(written.duplicates, resends, "every resend is found");
+        let lookup = took.saturating_sub(plain).as_secs_f64() * 1e3;
+        points.push((written.lookup_rows_read as f64, lookup));
         println!(
-            "{covered:>3} files covered: flush {:7.1} ms against {:6.1} ms after the horizon; lookup {:7.1} ms{added}",
+            "{covered:>3} files covered: flush {:7.1} ms against {:6.1} ms after the horizon; lookup {lookup:7.1} ms, {} stored rows read",
             took.as_secs_f64() * 1e3,
             plain.as_secs_f64() * 1e3,
-            lookup.as_secs_f64() * 1e3,
+            written.lookup_rows_read,
         );
         covered *= 2;
+    }
+    if points.len() > 1 {
+        let (fixed, per_row) = line(&points);
+        println!(
+            "lookup ≈ {fixed:.1} ms + {:.1} ns per stored row read (the least-squares line through the {} flushes)",
+            per_row * 1e6,
+            points.len()
+        );
     }
     std::fs::remove_dir_all(&root).expect("the bench's folder is removed");
 }

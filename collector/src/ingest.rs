@@ -134,6 +134,8 @@ pub struct IngestStats {
     pub duplicates_removed: AtomicU64,
     /// Spans a flush looked for in older files ([`crate::store::older`]).
     pub spans_looked_up: AtomicU64,
+    /// Stored rows read in older files to look for them.
+    pub lookup_rows_read: AtomicU64,
     pub compactions: AtomicU64,
     pub files_compacted: AtomicU64,
     pub compaction_errors: AtomicU64,
@@ -609,6 +611,9 @@ impl Ingest {
                     stats
                         .spans_looked_up
                         .fetch_add(written.looked_up as u64, Ordering::Relaxed);
+                    stats
+                        .lookup_rows_read
+                        .fetch_add(written.lookup_rows_read as u64, Ordering::Relaxed);
                     if let Some(path) = written.path {
                         if let Some(settled) = self.settled.as_ref().filter(|_| written.settled) {
                             settled
@@ -718,6 +723,7 @@ impl Ingest {
         out.value(FILES_WRITTEN, load(&stats.files_written));
         out.value(DUPLICATES_REMOVED, load(&stats.duplicates_removed));
         out.value(SPANS_LOOKED_UP, load(&stats.spans_looked_up));
+        out.value(LOOKUP_ROWS_READ, load(&stats.lookup_rows_read));
         out.value(COMPACTIONS, load(&stats.compactions));
         out.value(FILES_COMPACTED, load(&stats.files_compacted));
         out.value(COMPACTION_ERRORS, load(&stats.compaction_errors));

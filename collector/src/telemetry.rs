@@ -132,6 +132,10 @@ pub const SPANS_LOOKED_UP: Metric = counter(
     "loadlens_collector_spans_looked_up_total",
     "Spans a flush looked for in older files, as they started at or before the horizon of the recent-id index (resends past it, stragglers, spans of a day not written to since start); if it grows with the rate, raise dedupe_max_spans.",
 );
+pub const LOOKUP_ROWS_READ: Metric = counter(
+    "loadlens_collector_lookup_rows_read_total",
+    "Stored rows read to look for those spans: the rows of every row group whose start times cover one of them. What a lookup costs grows with it.",
+);
 pub const RECENT_SPAN_IDS: Metric = gauge(
     "loadlens_collector_recent_span_ids",
     "Ids of spans flushed within the dedupe window, kept to drop spans that clients resend.",

@@ -11,7 +11,7 @@ pub(crate) mod testing;
 pub mod writer;
 
 pub use recent::{Dedupe, RecentSpans};
-pub use writer::{WriteError, write_partition, write_partition_after};
+pub use writer::{WriteError, Written, write_partition, write_partition_after};
 
 use std::path::Path;
 

@@ -11,8 +11,9 @@
 //! than the index reaches, a straggler, a very long span) need to be looked
 //! up in files. A resend keeps its first copy's start time, so the lookup
 //! reads only the row groups whose time statistics cover one of those
-//! times: files are sorted by time, so that is about one row group in each
-//! file whose time range covers it.
+//! times (files are sorted by time, so that is about one row group in each
+//! file whose time range covers it), and compares the ids only of rows
+//! that started at one of them.
 //!
 //! The lookup runs before the flush's file is written, so a query never sees
 //! a span twice, however late the resend came. Nothing can add a copy
@@ -32,12 +33,13 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use ahash::{AHashMap, AHashSet};
+use arrow::array::{Array, TimestampNanosecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 use schema::Table;
 
-use super::recent::{SpanKey, visit_keys_of};
+use super::recent::{SpanKey, id_columns, span_key, top_level};
 use super::writer::WriteError;
 use super::{compact, ship};
 
@@ -66,8 +68,11 @@ pub(crate) fn span_files(dir: &Path) -> Vec<PathBuf> {
 
 /// What a lookup found.
 pub(crate) struct Lookup {
-    /// The ids looked for that a file holds.
-    pub held: AHashSet<SpanKey>,
+    /// For each span looked for, whether a file holds a copy of it.
+    pub held: Vec<bool>,
+    /// Stored rows read: those of the row groups whose times cover a span
+    /// looked for.
+    pub rows_read: usize,
     /// False if a file could not be decoded and was left out.
     pub every_file_read: bool,
 }
@@ -82,18 +87,16 @@ enum Unfinished {
 }
 
 impl Footers {
-    /// The ids among `suspects` (start time, key; sorted by time) that a
-    /// span file of `dir` holds.
+    /// Which of `suspects` (start time, key; sorted by time) a span file of
+    /// `dir` holds a copy of: a row with the same ids and start time.
     pub(crate) fn held(
         &mut self,
         dir: &Path,
         suspects: &[(i64, SpanKey)],
     ) -> Result<Lookup, WriteError> {
-        let times: Vec<i64> = suspects.iter().map(|&(time, _)| time).collect();
-        let keys: AHashSet<SpanKey> = suspects.iter().map(|&(_, key)| key).collect();
         listed(dir, |files| {
             self.forget_gone(dir, files);
-            self.held_in(files, &times, &keys)
+            self.held_in(files, suspects)
         })
     }
 
@@ -151,14 +154,14 @@ impl Footers {
     fn held_in(
         &mut self,
         files: &[PathBuf],
-        times: &[i64],
-        keys: &AHashSet<SpanKey>,
+        suspects: &[(i64, SpanKey)],
     ) -> Result<Lookup, Unfinished> {
-        let mut held = AHashSet::new();
+        let mut held = vec![false; suspects.len()];
+        let mut rows_read = 0;
         let mut every_file_read = true;
         let covers = |&(lo, hi): &(i64, i64)| {
-            let first = times.partition_point(|&t| t < lo);
-            times.get(first).is_some_and(|&t| t <= hi)
+            let first = suspects.partition_point(|&(t, _)| t < lo);
+            suspects.get(first).is_some_and(|&(t, _)| t <= hi)
         };
         for path in files {
             // A file not in the cache is opened once, for its bounds and,
@@ -181,14 +184,13 @@ impl Footers {
                     }
                 },
             };
-            let mut in_file = Vec::new();
-            let read = visit_keys_of(reader.with_row_groups(groups), &mut |key| {
-                if keys.contains(&key) {
-                    in_file.push(key);
+            match copies_in(reader.with_row_groups(groups), suspects) {
+                Ok((copies, rows)) => {
+                    rows_read += rows;
+                    for i in copies {
+                        held[i] = true;
+                    }
                 }
-            });
-            match read {
-                Ok(()) => held.extend(in_file),
                 // Not counted as holding anything, not even the rows read
                 // before the error; a query fails on it too.
                 Err(e) => {
@@ -202,9 +204,61 @@ impl Footers {
         }
         Ok(Lookup {
             held,
+            rows_read,
             every_file_read,
         })
     }
+}
+
+/// The suspects (indexes into `suspects`, sorted by start time) that rows
+/// `reader` reads are copies of, and how many rows it read. A copy has
+/// the same start time as well as the same ids, so only a row whose time
+/// is a suspect's has its ids compared: the rows' times are walked beside
+/// the suspects' in one pass, as a file's rows are in time order (a row
+/// earlier than the one before it, in a file another program wrote, say,
+/// is searched for). Probing a set of the suspects' ids with every row
+/// instead missed the cache on each, several times as slow (BENCHMARKS.md).
+fn copies_in(
+    reader: Reader,
+    suspects: &[(i64, SpanKey)],
+) -> Result<(Vec<usize>, usize), Box<dyn std::error::Error>> {
+    let time = Table::Spans.time_column();
+    let columns = [
+        time,
+        schema::spans::col::TRACE_ID,
+        schema::spans::col::SPAN_ID,
+    ];
+    let mask = top_level(reader.parquet_schema(), &columns);
+    let mut copies = Vec::new();
+    let mut rows = 0;
+    // The first suspect at or after the last row's time.
+    let mut next = 0;
+    let mut last = i64::MIN;
+    for batch in reader.with_projection(mask).build()? {
+        let batch = batch?;
+        let times = batch
+            .column_by_name(time)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .ok_or_else(|| format!("no {time} column of nanosecond times"))?;
+        let (traces, spans) = id_columns(&batch)?;
+        rows += batch.num_rows();
+        for (row, &t) in times.values().iter().enumerate() {
+            if t < last {
+                next = suspects.partition_point(|&(s, _)| s < t);
+            }
+            last = t;
+            while suspects.get(next).is_some_and(|&(s, _)| s < t) {
+                next += 1;
+            }
+            let same_time = suspects[next..].iter().take_while(|&&(s, _)| s == t);
+            for (i, (_, key)) in same_time.enumerate() {
+                if *key == span_key(traces, spans, row) {
+                    copies.push(next + i);
+                }
+            }
+        }
+    }
+    Ok((copies, rows))
 }
 
 /// The row groups whose bounds `covers` accepts.
@@ -333,10 +387,11 @@ mod tests {
         suspects
     }
 
-    fn ids(held: &AHashSet<SpanKey>) -> Vec<u8> {
-        let mut ids: Vec<u8> = held.iter().map(|key| key[0]).collect();
-        ids.sort();
-        ids
+    /// The ids of the suspects a lookup found held, in the suspects' order.
+    fn ids(lookup: &Lookup, suspects: &[(i64, SpanKey)]) -> Vec<u8> {
+        assert_eq!(lookup.held.len(), suspects.len());
+        let held = suspects.iter().zip(&lookup.held).filter(|(_, held)| **held);
+        held.map(|((_, key), _)| key[0]).collect()
     }
 
     /// Spans 1 to 4 at 10, 20, 30 and 40 ns past `T`, two to a row group.
@@ -359,13 +414,38 @@ mod tests {
         // row group: a suspect at 20 is another span (a resend keeps its
         // first copy's start time), and only the first group is read. No
         // group covers 45.
-        let lookup = footers
-            .held(&dir, &suspects(&[(2, 20), (3, 20), (4, 45)]))
-            .unwrap();
-        assert_eq!(ids(&lookup.held), [2]);
+        let looked_for = suspects(&[(2, 20), (3, 20), (4, 45)]);
+        let lookup = footers.held(&dir, &looked_for).unwrap();
+        assert_eq!(ids(&lookup, &looked_for), [2]);
+        assert_eq!(lookup.rows_read, 2, "one row group read");
         assert!(lookup.every_file_read);
-        let lookup = footers.held(&dir, &suspects(&[(3, 30), (4, 40)])).unwrap();
-        assert_eq!(ids(&lookup.held), [3, 4]);
+        let looked_for = suspects(&[(3, 30), (4, 40)]);
+        let lookup = footers.held(&dir, &looked_for).unwrap();
+        assert_eq!(ids(&lookup, &looked_for), [3, 4]);
+        assert_eq!(lookup.rows_read, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_copy_has_the_same_start_time_and_the_same_ids() {
+        let dir = folder("copies");
+        // Out of time order, as another program might write them; two
+        // stored spans share a start time.
+        let spans = batch(&[
+            (4, T + 40, "d"),
+            (1, T + 10, "a"),
+            (2, T + 20, "b"),
+            (3, T + 20, "c"),
+        ]);
+        write_with_row_groups(&dir.join("part-a.parquet"), &spans, 4);
+        let mut footers = Footers::default();
+        // 1 at 20 has a stored span's ids and another's time, 9 at 10 the
+        // other way round: neither is a copy. 2 and 3 share their time
+        // with each other and with 8, and 4 comes after a later row.
+        let looked_for = suspects(&[(1, 20), (9, 10), (8, 20), (2, 20), (3, 20), (4, 40)]);
+        let lookup = footers.held(&dir, &looked_for).unwrap();
+        assert_eq!(ids(&lookup, &looked_for), [2, 3, 4]);
+        assert_eq!(lookup.rows_read, 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -375,8 +455,13 @@ mod tests {
         four_spans(&dir.join("part-a.parquet"));
         std::fs::write(dir.join("part-b.parquet"), b"not parquet").unwrap();
         let mut footers = Footers::default();
-        let lookup = footers.held(&dir, &suspects(&[(1, 10)])).unwrap();
-        assert_eq!(ids(&lookup.held), [1], "the readable file is still read");
+        let looked_for = suspects(&[(1, 10)]);
+        let lookup = footers.held(&dir, &looked_for).unwrap();
+        assert_eq!(
+            ids(&lookup, &looked_for),
+            [1],
+            "the readable file is still read"
+        );
         assert!(!lookup.every_file_read);
         // Files that are not span files are not looked at.
         std::fs::rename(dir.join("part-b.parquet"), dir.join("notes.txt")).unwrap();

@@ -57,6 +57,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::schema::types::SchemaDescriptor;
 use schema::Table;
 
 use super::compact;
@@ -498,34 +499,48 @@ pub(super) fn visit_keys(
 }
 
 /// [`visit_keys`] for the rows `builder` selects.
-pub(super) fn visit_keys_of(
+fn visit_keys_of(
     builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
     visit: &mut dyn FnMut(SpanKey),
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let schema = builder.parquet_schema();
     let ids = [schema::spans::col::TRACE_ID, schema::spans::col::SPAN_ID];
-    // Top-level columns only: links have trace and span ids of their own.
-    let leaves = (0..schema.num_columns())
-        .filter(
-            |&i| matches!(schema.column(i).path().parts(), [name] if ids.contains(&name.as_str())),
-        )
-        .collect::<Vec<_>>();
-    let mask = ProjectionMask::leaves(schema, leaves);
+    let mask = top_level(builder.parquet_schema(), &ids);
     for batch in builder.with_projection(mask).build()? {
         let batch = batch?;
-        let column = |name: &str, width: i32| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-                .filter(|c| c.value_length() == width)
-                .ok_or_else(|| format!("no {name} column of {width}-byte ids"))
-        };
-        let (traces, spans) = (column(ids[0], 16)?, column(ids[1], 8)?);
+        let (traces, spans) = id_columns(&batch)?;
         for row in 0..batch.num_rows() {
             visit(span_key(traces, spans, row));
         }
     }
     Ok(())
+}
+
+/// The top-level columns of `schema` named in `names`: links have trace
+/// and span ids of their own, which a choice by name alone would read too.
+pub(super) fn top_level(schema: &SchemaDescriptor, names: &[&str]) -> ProjectionMask {
+    let leaves = (0..schema.num_columns())
+        .filter(
+            |&i| matches!(schema.column(i).path().parts(), [name] if names.contains(&name.as_str())),
+        )
+        .collect::<Vec<_>>();
+    ProjectionMask::leaves(schema, leaves)
+}
+
+/// The trace id and span id columns of a batch read from a span file.
+pub(super) fn id_columns(
+    batch: &arrow::record_batch::RecordBatch,
+) -> Result<(&FixedSizeBinaryArray, &FixedSizeBinaryArray), String> {
+    let column = |name: &str, width: i32| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+            .filter(|c| c.value_length() == width)
+            .ok_or_else(|| format!("no {name} column of {width}-byte ids"))
+    };
+    Ok((
+        column(schema::spans::col::TRACE_ID, 16)?,
+        column(schema::spans::col::SPAN_ID, 8)?,
+    ))
 }
 
 #[cfg(test)]

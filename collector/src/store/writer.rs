@@ -76,6 +76,8 @@ pub struct Written {
     pub duplicates: usize,
     /// Spans looked for in older files ([`super::older`]).
     pub looked_up: usize,
+    /// Stored rows those files' row groups held, read to look for them.
+    pub lookup_rows_read: usize,
     /// Whether the file was written with every span stored before it
     /// dropped (by [`write_partition_after`]), so that compaction need not
     /// compare it with its partition.
@@ -130,15 +132,18 @@ pub fn write_partition_after(
         let latest_start = prepared.max_time;
         let suspects = prepared.spans_until(horizon);
         let mut settled = true;
+        let mut lookup_rows_read = 0;
         if !suspects.is_empty() {
             let lookup = recent.footers.held(&dir, &suspects)?;
-            prepared.drop_spans(&suspects, &lookup.held);
+            prepared.drop_spans(&lookup.held);
+            lookup_rows_read = lookup.rows_read;
             // A file left out may hold a copy: compaction compares it.
             settled = lookup.every_file_read;
         }
         let written = write_prepared(&dir, key.table, &prepared, wal_segment)?;
         let written = Written {
             looked_up: suspects.len(),
+            lookup_rows_read,
             settled,
             ..written
         };
@@ -226,19 +231,16 @@ impl Prepared<'_> {
         spans
     }
 
-    /// Drops, among `suspects` (the first rows, from
-    /// [`Self::spans_until`]), the spans whose keys are in `keys`, and
-    /// counts them as duplicates.
-    fn drop_spans(&mut self, suspects: &[(i64, SpanKey)], keys: &AHashSet<SpanKey>) {
-        if keys.is_empty() {
+    /// Drops the first rows (those of [`Self::spans_until`]) whose flag in
+    /// `held` is set, and counts them as duplicates.
+    fn drop_spans(&mut self, held: &[bool]) {
+        if !held.contains(&true) {
             return;
         }
         let before = self.order.len();
-        let mut suspects = suspects.iter();
-        self.order.retain(|_| match suspects.next() {
-            Some((_, key)) => !keys.contains(key),
-            None => true,
-        });
+        let mut held = held.iter();
+        self.order
+            .retain(|_| !held.next().is_some_and(|&stored| stored));
         self.duplicates += before - self.order.len();
         if let (Some(&(b, row)), Some(&(last_b, last_row))) =
             (self.order.first(), self.order.last())
@@ -1233,6 +1235,9 @@ mod tests {
         let written = write_partition_after(&root, &key, &third, 3, &mut recent).unwrap();
         assert_eq!((written.rows, written.duplicates), (2, 3));
         assert!(written.settled, "every file was read");
+        // The rows of the groups whose times cover 30, 45 and 50: the
+        // other file's second and the first flush's file (e and f).
+        assert_eq!(written.lookup_rows_read, 4);
         assert_eq!(names(&written.path.unwrap()), ["i", "j"]);
         let mut stored = Vec::new();
         for path in crate::store::compact::files(&dir, crate::store::compact::is_data_file) {
