@@ -94,9 +94,10 @@ impl Footers {
         dir: &Path,
         suspects: &[(i64, SpanKey)],
     ) -> Result<Lookup, WriteError> {
+        let looked_for = LookedFor::new(suspects);
         listed(dir, |files| {
             self.forget_gone(dir, files);
-            self.held_in(files, suspects)
+            self.held_in(files, &looked_for)
         })
     }
 
@@ -151,17 +152,13 @@ impl Footers {
         }))
     }
 
-    fn held_in(
-        &mut self,
-        files: &[PathBuf],
-        suspects: &[(i64, SpanKey)],
-    ) -> Result<Lookup, Unfinished> {
-        let mut held = vec![false; suspects.len()];
+    fn held_in(&mut self, files: &[PathBuf], looked_for: &LookedFor) -> Result<Lookup, Unfinished> {
+        let mut held = vec![false; looked_for.0.len()];
         let mut rows_read = 0;
         let mut every_file_read = true;
         let covers = |&(lo, hi): &(i64, i64)| {
-            let first = suspects.partition_point(|&(t, _)| t < lo);
-            suspects.get(first).is_some_and(|&(t, _)| t <= hi)
+            let first = looked_for.0.partition_point(|&(t, ..)| t < lo);
+            looked_for.0.get(first).is_some_and(|&(t, ..)| t <= hi)
         };
         for path in files {
             // A file not in the cache is opened once, for its bounds and,
@@ -184,7 +181,7 @@ impl Footers {
                     }
                 },
             };
-            match copies_in(reader.with_row_groups(groups), suspects) {
+            match looked_for.copies_in(reader.with_row_groups(groups)) {
                 Ok((copies, rows)) => {
                     rows_read += rows;
                     for i in copies {
@@ -192,11 +189,12 @@ impl Footers {
                     }
                 }
                 // Not counted as holding anything, not even the rows read
-                // before the error; a query fails on it too.
+                // before the error: the flush's file is left for
+                // compaction to compare with it.
                 Err(e) => {
                     every_file_read = false;
                     eprintln!(
-                        "collector: cannot read span ids in {}, to drop a flush's spans stored there already: {e}; the file is left out (queries fail on it too); move it out of the store",
+                        "collector: cannot read the span ids and start times of {}, to drop a flush's spans stored there already: {e}; compaction will compare the flush's file with it (if it cannot read it either, move it out of the store: queries fail on it too)",
                         path.display()
                     );
                 }
@@ -210,55 +208,81 @@ impl Footers {
     }
 }
 
-/// The suspects (indexes into `suspects`, sorted by start time) that rows
-/// `reader` reads are copies of, and how many rows it read. A copy has
-/// the same start time as well as the same ids, so only a row whose time
-/// is a suspect's has its ids compared: the rows' times are walked beside
-/// the suspects' in one pass, as a file's rows are in time order (a row
-/// earlier than the one before it, in a file another program wrote, say,
-/// is searched for). Probing a set of the suspects' ids with every row
-/// instead missed the cache on each, several times as slow (BENCHMARKS.md).
-fn copies_in(
-    reader: Reader,
-    suspects: &[(i64, SpanKey)],
-) -> Result<(Vec<usize>, usize), Box<dyn std::error::Error>> {
-    let time = Table::Spans.time_column();
-    let columns = [
-        time,
-        schema::spans::col::TRACE_ID,
-        schema::spans::col::SPAN_ID,
-    ];
-    let mask = top_level(reader.parquet_schema(), &columns);
-    let mut copies = Vec::new();
-    let mut rows = 0;
-    // The first suspect at or after the last row's time.
-    let mut next = 0;
-    let mut last = i64::MIN;
-    for batch in reader.with_projection(mask).build()? {
-        let batch = batch?;
-        let times = batch
-            .column_by_name(time)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-            .ok_or_else(|| format!("no {time} column of nanosecond times"))?;
-        let (traces, spans) = id_columns(&batch)?;
-        rows += batch.num_rows();
-        for (row, &t) in times.values().iter().enumerate() {
-            if t < last {
-                next = suspects.partition_point(|&(s, _)| s < t);
-            }
-            last = t;
-            while suspects.get(next).is_some_and(|&(s, _)| s < t) {
-                next += 1;
-            }
-            let same_time = suspects[next..].iter().take_while(|&&(s, _)| s == t);
-            for (i, (_, key)) in same_time.enumerate() {
-                if *key == span_key(traces, spans, row) {
-                    copies.push(next + i);
+/// The spans a lookup looks for: start time, key and place among the
+/// flush's suspects, sorted by time and then key.
+struct LookedFor(Vec<(i64, SpanKey, usize)>);
+
+impl LookedFor {
+    fn new(suspects: &[(i64, SpanKey)]) -> LookedFor {
+        let mut looked_for: Vec<_> = suspects
+            .iter()
+            .enumerate()
+            .map(|(i, &(time, key))| (time, key, i))
+            .collect();
+        // Sorted by time already: only spans that share a start time move.
+        // (Sorting the whole took about a third of a lookup of four files.)
+        for same_time in looked_for.chunk_by_mut(|a, b| a.0 == b.0) {
+            same_time.sort_unstable();
+        }
+        LookedFor(looked_for)
+    }
+
+    /// The places among the suspects of the spans that rows `reader` reads
+    /// are copies of, and how many rows it read. A copy has the same start
+    /// time as well as the same ids, so only a row that started when a
+    /// looked-for span did has its ids compared, by a binary search among
+    /// the spans of that time: the rows' times are walked beside the looked-
+    /// for spans' in one pass, as a file's rows are in time order (a row
+    /// earlier than the one before it, in a file another program wrote,
+    /// say, is searched for). Probing a set of the looked-for ids with every
+    /// row instead missed the cache on each, several times as slow
+    /// (BENCHMARKS.md).
+    fn copies_in(&self, reader: Reader) -> Result<(Vec<usize>, usize), Box<dyn std::error::Error>> {
+        let looked_for = &self.0[..];
+        let time = Table::Spans.time_column();
+        let columns = [
+            time,
+            schema::spans::col::TRACE_ID,
+            schema::spans::col::SPAN_ID,
+        ];
+        let mask = top_level(reader.parquet_schema(), &columns);
+        let mut copies = Vec::new();
+        let mut rows = 0;
+        // The first looked-for span at or after the last row's time.
+        let mut next = 0;
+        let mut last = i64::MIN;
+        for batch in reader.with_projection(mask).build()? {
+            let batch = batch?;
+            let times = batch
+                .column_by_name(time)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+                .ok_or_else(|| format!("no {time} column of nanosecond timestamps"))?;
+            let (traces, spans) = id_columns(&batch)?;
+            rows += batch.num_rows();
+            for (row, &t) in times.values().iter().enumerate() {
+                if times.is_null(row) {
+                    continue;
                 }
+                if t < last {
+                    next = looked_for.partition_point(|&(s, ..)| s < t);
+                }
+                last = t;
+                while looked_for.get(next).is_some_and(|&(s, ..)| s < t) {
+                    next += 1;
+                }
+                if looked_for.get(next).is_none_or(|&(s, ..)| s != t) {
+                    continue;
+                }
+                let same_time = &looked_for[next..];
+                let same_time = &same_time[..same_time.partition_point(|&(s, ..)| s == t)];
+                let key = span_key(traces, spans, row);
+                let first = same_time.partition_point(|(_, k, _)| *k < key);
+                let same = same_time[first..].iter().take_while(|(_, k, _)| *k == key);
+                copies.extend(same.map(|&(.., place)| place));
             }
         }
+        Ok((copies, rows))
     }
-    Ok((copies, rows))
 }
 
 /// The row groups whose bounds `covers` accepts.
@@ -363,6 +387,11 @@ fn changing(dir: &Path) -> WriteError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::ArrayRef;
+    use arrow::record_batch::RecordBatch;
+
     use super::*;
     use crate::store::testing::{batch, write_with_row_groups};
 
@@ -429,23 +458,58 @@ mod tests {
     #[test]
     fn a_copy_has_the_same_start_time_and_the_same_ids() {
         let dir = folder("copies");
-        // Out of time order, as another program might write them; two
-        // stored spans share a start time.
+        // Out of time order, as another program might write them, a row
+        // group each; two stored spans share a start time.
         let spans = batch(&[
             (4, T + 40, "d"),
             (1, T + 10, "a"),
             (2, T + 20, "b"),
             (3, T + 20, "c"),
         ]);
-        write_with_row_groups(&dir.join("part-a.parquet"), &spans, 4);
+        write_with_row_groups(&dir.join("part-a.parquet"), &spans, 1);
         let mut footers = Footers::default();
         // 1 at 20 has a stored span's ids and another's time, 9 at 10 the
-        // other way round: neither is a copy. 2 and 3 share their time
-        // with each other and with 8, and 4 comes after a later row.
-        let looked_for = suspects(&[(1, 20), (9, 10), (8, 20), (2, 20), (3, 20), (4, 40)]);
+        // other way round: neither is a copy. 2 and 3 share their time with
+        // each other and with 8 and 1, and 1 at 10 comes after a later row.
+        // A flush's spans are in time order only, not by id within a time.
+        let mut looked_for: Vec<(i64, SpanKey)> = [(1, 20), (9, 10), (8, 20), (3, 20), (4, 40)]
+            .into_iter()
+            .chain([(2, 20), (1, 10)])
+            .map(|(id, start)| ((T + start) as i64, [id; 24]))
+            .collect();
+        looked_for.sort_by_key(|&(time, _)| time);
         let lookup = footers.held(&dir, &looked_for).unwrap();
-        assert_eq!(ids(&lookup, &looked_for), [2, 3, 4]);
+        assert_eq!(ids(&lookup, &looked_for), [1, 3, 2, 4]);
         assert_eq!(lookup.rows_read, 4);
+        assert!(lookup.every_file_read);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_without_nanosecond_start_times_is_left_out() {
+        use arrow::array::{FixedSizeBinaryArray, Int64Array};
+        let dir = folder("times");
+        let ids = |width: usize| {
+            let ids = [[1u8; 16], [2u8; 16]].map(|id| id[..width].to_vec());
+            Arc::new(FixedSizeBinaryArray::try_from_iter(ids.into_iter()).unwrap())
+        };
+        let other = RecordBatch::try_from_iter([
+            (schema::spans::col::TRACE_ID, ids(16) as ArrayRef),
+            (schema::spans::col::SPAN_ID, ids(8) as ArrayRef),
+            (
+                Table::Spans.time_column(),
+                Arc::new(Int64Array::from(vec![(T + 10) as i64, (T + 20) as i64])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        write_with_row_groups(&dir.join("part-a.parquet"), &other, 2);
+        let looked_for = suspects(&[(1, 10)]);
+        let lookup = Footers::default().held(&dir, &looked_for).unwrap();
+        assert_eq!(lookup.held, [false]);
+        assert!(
+            !lookup.every_file_read,
+            "the flush's file is left to compaction"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
