@@ -1,18 +1,20 @@
 //! Compaction: merges a partition's small Parquet files into larger ones and
 //! drops spans repeated by client retries, keeping one row per
-//! (trace_id, span_id).
+//! (trace_id, span_id) among the files it merges.
 //!
 //! Each span file not known to be settled is also compared once with the
-//! rest of its partition: the ids of the other files whose time range
-//! overlaps its own. A flush writes its file settled, without the spans
-//! stored before ([`super::writer::write_partition_after`]); files from a
-//! restart, another program, or a flush with the dedupe index off are not.
-//! A span that another file holds already is dropped from the file being
-//! compared, which is rewritten like a merge of one file. Files are
-//! compared one at a time and each rewrite lands before the next comparison,
-//! so of two copies exactly one stays. [`Checked`] remembers which files were
-//! compared; after a restart, files younger than [`CHECK_WITHIN`] are compared
-//! again, older ones are taken as settled.
+//! rest of its partition: the ids and start times of the other files whose
+//! time range overlaps its own (a resend keeps its start time). A flush
+//! writes its file settled, without the spans stored before
+//! ([`super::writer::write_partition_after`]); files from a restart,
+//! another program, or a flush with the dedupe index off are not. A span
+//! that another file holds already (the same ids and start time) is
+//! dropped from the file being compared, which is rewritten like a merge
+//! of one file. Files are compared one at a time and each rewrite lands
+//! before the next comparison, so of two copies exactly one stays.
+//! [`Checked`] remembers which files were compared; after a restart, files
+//! younger than [`CHECK_WITHIN`] are compared again, older ones are taken
+//! as settled.
 //!
 //! A merge is crash-safe through an intent file written before the new file
 //! appears:
@@ -44,7 +46,8 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schema::Table;
 
-use super::recent::{SpanKey, visit_keys};
+use super::older;
+use super::recent::SpanKey;
 use super::writer::{self, WriteError};
 
 /// Most rows one merge holds in memory (eight row groups).
@@ -217,12 +220,13 @@ impl SpanFiles {
         SpanFiles(span_files)
     }
 
-    /// The ids of `inputs`' spans that the partition's other files hold.
-    /// Only files whose time range overlaps the inputs' are read (a repeat
-    /// has its first copy's start time), and only the ids the inputs have
-    /// are kept, so the set is never larger than the inputs.
+    /// The ids of `inputs`' spans that the partition's other files hold
+    /// copies of: rows with the same ids and start time, looked for as a
+    /// flush looks past its index ([`older::LookedFor`]). Only files whose
+    /// time range overlaps the inputs' are read, and only their row groups
+    /// whose times cover an input span's.
     fn stored_elsewhere(&self, inputs: &[&Path]) -> Result<AHashSet<SpanKey>, WriteError> {
-        let mut ours = AHashSet::new();
+        let mut ours = Vec::new();
         let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
         for input in inputs {
             // Known unless the file was flushed after the pass listed them.
@@ -232,28 +236,24 @@ impl SpanFiles {
                 None => time_range(input)?,
             };
             (min_time, max_time) = (min_time.min(lo), max_time.max(hi));
-            visit_keys(input, &mut |key| {
-                ours.insert(key);
-            })
-            .map_err(invalid(input))?;
+            ours.extend(older::spans_of(input).map_err(invalid(input))?);
         }
+        // Each input is in time order: a stable sort merges their runs.
+        ours.sort_by_key(|&(time, _)| time);
+        let looked_for = older::LookedFor::new(&ours);
         let mut stored = AHashSet::new();
         for file in &self.0 {
             let overlaps = file.min_time <= max_time && min_time <= file.max_time;
             if !overlaps || inputs.contains(&file.path.as_path()) {
                 continue;
             }
-            let read = visit_keys(&file.path, &mut |key| {
-                if ours.contains(&key) {
-                    stored.insert(key);
-                }
-            });
-            if let Err(e) = read {
+            match looked_for.copies_in_file(&file.path) {
+                Ok(copies) => stored.extend(copies.into_iter().map(|place| ours[place].1)),
                 // Not counted as holding anything: nothing is dropped for it.
-                eprintln!(
+                Err(e) => eprintln!(
                     "collector: compaction leaves {} out: {e}",
                     file.path.display()
-                );
+                ),
             }
         }
         Ok(stored)
@@ -544,13 +544,18 @@ mod tests {
 
     /// Spans `ids` (trace and span id both `[id; n]`, so not 0), in reverse time order.
     fn spans(ids: std::ops::Range<u8>) -> ExportTraceServiceRequest {
+        spans_later(ids, 0)
+    }
+
+    /// [`spans`] that started `ns` nanoseconds later.
+    fn spans_later(ids: std::ops::Range<u8>, ns: u64) -> ExportTraceServiceRequest {
         let spans = ids
             .map(|id| Span {
                 trace_id: vec![id; 16],
                 span_id: vec![id; 8],
                 name: format!("s{id}"),
-                start_time_unix_nano: T0 + 1_000 * (255 - id as u64),
-                end_time_unix_nano: T0 + 1_000 * (255 - id as u64) + 500,
+                start_time_unix_nano: T0 + 1_000 * (255 - id as u64) + ns,
+                end_time_unix_nano: T0 + 1_000 * (255 - id as u64) + ns + 500,
                 ..Default::default()
             })
             .collect();
@@ -750,6 +755,23 @@ mod tests {
         let (rows, ids, parts) = read_dir_rows(&dir);
         assert_eq!((rows, parts.len()), (20, 1));
         assert_eq!(sorted(&ids), (1..21).collect::<Vec<u8>>());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_span_stored_elsewhere_at_another_start_time_is_not_a_copy() {
+        let root = store("other-time");
+        let mut checked = Checked::default();
+        let dir = write_files(&root, &[spans(1..21)]);
+        compact(&root, 64, &mut checked).unwrap();
+        // The ids of 5..=10 again, each a nanosecond later; 11 as it was.
+        write_files(&root, &[spans_later(5..11, 1), spans(11..12)]);
+        let report = compact(&root, 64, &mut checked).unwrap();
+        assert_eq!((report.compared, report.duplicates), (2, 1));
+        let (rows, ids, _) = read_dir_rows(&dir);
+        let mut expected: Vec<u8> = (1..21).chain(5..11).collect();
+        expected.sort();
+        assert_eq!((rows, sorted(&ids)), (26, expected));
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -33,7 +33,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use ahash::{AHashMap, AHashSet};
-use arrow::array::{Array, TimestampNanosecondArray};
+use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
@@ -156,10 +156,6 @@ impl Footers {
         let mut held = vec![false; looked_for.0.len()];
         let mut rows_read = 0;
         let mut every_file_read = true;
-        let covers = |&(lo, hi): &(i64, i64)| {
-            let first = looked_for.0.partition_point(|&(t, ..)| t < lo);
-            looked_for.0.get(first).is_some_and(|&(t, ..)| t <= hi)
-        };
         for path in files {
             // A file not in the cache is opened once, for its bounds and,
             // if they cover a time, its row groups.
@@ -167,7 +163,7 @@ impl Footers {
                 every_file_read = false;
                 continue;
             };
-            let groups = chosen(footer.bounds, covers);
+            let groups = chosen(footer.bounds, |g| looked_for.covers(g));
             if groups.is_empty() {
                 continue;
             }
@@ -209,12 +205,13 @@ impl Footers {
 }
 
 /// The spans a lookup looks for: start time, key and place among the
-/// flush's suspects, sorted by time and then key.
-struct LookedFor(Vec<(i64, SpanKey, usize)>);
+/// spans it was made of, sorted by time and then key.
+pub(crate) struct LookedFor(Vec<(i64, SpanKey, usize)>);
 
 impl LookedFor {
-    fn new(suspects: &[(i64, SpanKey)]) -> LookedFor {
-        let mut looked_for: Vec<_> = suspects
+    /// Of `spans` (start time, key), sorted by time.
+    pub(crate) fn new(spans: &[(i64, SpanKey)]) -> LookedFor {
+        let mut looked_for: Vec<_> = spans
             .iter()
             .enumerate()
             .map(|(i, &(time, key))| (time, key, i))
@@ -227,38 +224,43 @@ impl LookedFor {
         LookedFor(looked_for)
     }
 
-    /// The places among the suspects of the spans that rows `reader` reads
-    /// are copies of, and how many rows it read. A copy has the same start
-    /// time as well as the same ids, so only a row that started when a
-    /// looked-for span did has its ids compared, by a binary search among
-    /// the spans of that time: the rows' times are walked beside the looked-
-    /// for spans' in one pass, as a file's rows are in time order (a row
-    /// earlier than the one before it, in a file another program wrote,
-    /// say, is searched for). Probing a set of the looked-for ids with every
-    /// row instead missed the cache on each, several times as slow
-    /// (BENCHMARKS.md).
+    /// Whether a row group of start times `lo..=hi` may hold a copy.
+    fn covers(&self, &(lo, hi): &(i64, i64)) -> bool {
+        let first = self.0.partition_point(|&(t, ..)| t < lo);
+        self.0.get(first).is_some_and(|&(t, ..)| t <= hi)
+    }
+
+    /// [`Self::copies_in`] the row groups of the span file `path` that
+    /// may hold a copy.
+    pub(crate) fn copies_in_file(
+        &self,
+        path: &Path,
+    ) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
+        let groups = chosen(&row_group_times(reader.metadata()), |g| self.covers(g));
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.copies_in(reader.with_row_groups(groups))?.0)
+    }
+
+    /// The places (among the spans it was made of) of the spans that rows
+    /// `reader` reads are copies of, and how many rows it read. A copy has
+    /// the same start time as well as the same ids, so only a row that
+    /// started when a looked-for span did has its ids compared, by a binary
+    /// search among the spans of that time: the rows' times are walked
+    /// beside the looked-for spans' in one pass, as a file's rows are in
+    /// time order (a row earlier than the one before it, in a file another
+    /// program wrote, say, is searched for). Probing a set of the looked-for
+    /// ids with every row instead missed the cache on each, several times
+    /// as slow (BENCHMARKS.md).
     fn copies_in(&self, reader: Reader) -> Result<(Vec<usize>, usize), Box<dyn std::error::Error>> {
         let looked_for = &self.0[..];
-        let time = Table::Spans.time_column();
-        let columns = [
-            time,
-            schema::spans::col::TRACE_ID,
-            schema::spans::col::SPAN_ID,
-        ];
-        let mask = top_level(reader.parquet_schema(), &columns);
         let mut copies = Vec::new();
-        let mut rows = 0;
         // The first looked-for span at or after the last row's time.
         let mut next = 0;
         let mut last = i64::MIN;
-        for batch in reader.with_projection(mask).build()? {
-            let batch = batch?;
-            let times = batch
-                .column_by_name(time)
-                .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-                .ok_or_else(|| format!("no {time} column of nanosecond timestamps"))?;
-            let (traces, spans) = id_columns(&batch)?;
-            rows += batch.num_rows();
+        let rows = visit_rows(reader, &mut |times, traces, spans| {
             for (row, &t) in times.values().iter().enumerate() {
                 if times.is_null(row) {
                     continue;
@@ -280,9 +282,48 @@ impl LookedFor {
                 let same = same_time[first..].iter().take_while(|(_, k, _)| *k == key);
                 copies.extend(same.map(|&(.., place)| place));
             }
-        }
+        })?;
         Ok((copies, rows))
     }
+}
+
+/// The start time and key of every span of the span file `path`, in the
+/// file's order.
+pub(crate) fn spans_of(path: &Path) -> Result<Vec<(i64, SpanKey)>, Box<dyn std::error::Error>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
+    let mut found = Vec::new();
+    visit_rows(reader, &mut |times, traces, spans| {
+        let rows = times.values().iter().enumerate();
+        found.extend(rows.map(|(row, &t)| (t, span_key(traces, spans, row))));
+    })?;
+    Ok(found)
+}
+
+/// Calls `visit` with the start times and ids of each batch of rows
+/// `reader` reads, reading only those three columns; returns the rows read.
+fn visit_rows(
+    reader: Reader,
+    visit: &mut dyn FnMut(&TimestampNanosecondArray, &FixedSizeBinaryArray, &FixedSizeBinaryArray),
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let time = Table::Spans.time_column();
+    let columns = [
+        time,
+        schema::spans::col::TRACE_ID,
+        schema::spans::col::SPAN_ID,
+    ];
+    let mask = top_level(reader.parquet_schema(), &columns);
+    let mut rows = 0;
+    for batch in reader.with_projection(mask).build()? {
+        let batch = batch?;
+        let times = batch
+            .column_by_name(time)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .ok_or_else(|| format!("no {time} column of nanosecond timestamps"))?;
+        let (traces, spans) = id_columns(&batch)?;
+        rows += batch.num_rows();
+        visit(times, traces, spans);
+    }
+    Ok(rows)
 }
 
 /// The row groups whose bounds `covers` accepts.

@@ -488,17 +488,8 @@ fn read_keys(path: &Path) -> Result<(AHashSet<SpanKey>, i64), Box<dyn std::error
     Ok((keys, latest_start))
 }
 
-/// Calls `visit` with the (trace_id, span_id) of every row of a span file,
-/// reading only those two columns, a batch at a time.
-pub(super) fn visit_keys(
-    path: &Path,
-    visit: &mut dyn FnMut(SpanKey),
-) -> Result<(), Box<dyn std::error::Error>> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
-    visit_keys_of(builder, visit)
-}
-
-/// [`visit_keys`] for the rows `builder` selects.
+/// Calls `visit` with the (trace_id, span_id) of every row `builder`
+/// reads, reading only those two columns, a batch at a time.
 fn visit_keys_of(
     builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
     visit: &mut dyn FnMut(SpanKey),
