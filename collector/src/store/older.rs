@@ -287,14 +287,15 @@ impl LookedFor {
     }
 }
 
-/// The start time and key of every span of the span file `path`, in the
-/// file's order.
+/// The start time and key of every span of the span file `path` that has
+/// a start time, in the file's order.
 pub(crate) fn spans_of(path: &Path) -> Result<Vec<(i64, SpanKey)>, Box<dyn std::error::Error>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
     let mut found = Vec::new();
     visit_rows(reader, &mut |times, traces, spans| {
         let rows = times.values().iter().enumerate();
-        found.extend(rows.map(|(row, &t)| (t, span_key(traces, spans, row))));
+        let timed = rows.filter(|&(row, _)| times.is_valid(row));
+        found.extend(timed.map(|(row, &t)| (t, span_key(traces, spans, row))));
     })?;
     Ok(found)
 }
