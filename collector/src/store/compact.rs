@@ -240,7 +240,7 @@ impl SpanFiles {
         }
         // Each input is in time order: a stable sort merges their runs.
         ours.sort_by_key(|&(time, _)| time);
-        let looked_for = older::LookedFor::new(&ours);
+        let looked_for = older::LookedFor::new(ours);
         let mut stored = AHashSet::new();
         for file in &self.0 {
             let overlaps = file.min_time <= max_time && min_time <= file.max_time;
@@ -248,7 +248,7 @@ impl SpanFiles {
                 continue;
             }
             match looked_for.copies_in_file(&file.path) {
-                Ok(copies) => stored.extend(copies.into_iter().map(|place| ours[place].1)),
+                Ok(copies) => stored.extend(copies.into_iter().map(|i| looked_for.key(i))),
                 // Not counted as holding anything: nothing is dropped for it.
                 Err(e) => eprintln!(
                     "collector: compaction leaves {} out: {e}",

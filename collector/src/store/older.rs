@@ -94,7 +94,7 @@ impl Footers {
         dir: &Path,
         suspects: &[(i64, SpanKey)],
     ) -> Result<Lookup, WriteError> {
-        let looked_for = LookedFor::new(suspects);
+        let looked_for = LookedFor::new(suspects.to_vec());
         listed(dir, |files| {
             self.forget_gone(dir, files);
             self.held_in(files, &looked_for)
@@ -153,7 +153,7 @@ impl Footers {
     }
 
     fn held_in(&mut self, files: &[PathBuf], looked_for: &LookedFor) -> Result<Lookup, Unfinished> {
-        let mut held = vec![false; looked_for.0.len()];
+        let mut held = vec![false; looked_for.spans.len()];
         let mut rows_read = 0;
         let mut every_file_read = true;
         for path in files {
@@ -181,7 +181,7 @@ impl Footers {
                 Ok((copies, rows)) => {
                     rows_read += rows;
                     for i in copies {
-                        held[i] = true;
+                        held[looked_for.places[i]] = true;
                     }
                 }
                 // Not counted as holding anything, not even the rows read
@@ -204,30 +204,52 @@ impl Footers {
     }
 }
 
-/// The spans a lookup looks for: start time, key and place among the
-/// spans it was made of, sorted by time and then key.
-pub(crate) struct LookedFor(Vec<(i64, SpanKey, usize)>);
+/// The spans a lookup looks for, sorted by start time and then key, and
+/// where each was among the spans it was made of.
+pub(crate) struct LookedFor {
+    spans: Vec<(i64, SpanKey)>,
+    places: Vec<usize>,
+}
 
 impl LookedFor {
     /// Of `spans` (start time, key), sorted by time.
-    pub(crate) fn new(spans: &[(i64, SpanKey)]) -> LookedFor {
-        let mut looked_for: Vec<_> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, &(time, key))| (time, key, i))
-            .collect();
+    pub(crate) fn new(mut spans: Vec<(i64, SpanKey)>) -> LookedFor {
+        let mut places: Vec<usize> = (0..spans.len()).collect();
         // Sorted by time already: only spans that share a start time move.
         // (Sorting the whole took about a third of a lookup of four files.)
-        for same_time in looked_for.chunk_by_mut(|a, b| a.0 == b.0) {
-            same_time.sort_unstable();
+        let mut start = 0;
+        for same_time in spans.chunk_by_mut(|a, b| a.0 == b.0) {
+            let end = start + same_time.len();
+            if same_time.len() > 1 {
+                let mut by_key: Vec<(SpanKey, usize)> = same_time
+                    .iter()
+                    .zip(&places[start..end])
+                    .map(|(&(_, key), &place)| (key, place))
+                    .collect();
+                by_key.sort_unstable();
+                for ((span, place), (key, was)) in same_time
+                    .iter_mut()
+                    .zip(&mut places[start..end])
+                    .zip(by_key)
+                {
+                    (span.1, *place) = (key, was);
+                }
+            }
+            start = end;
         }
-        LookedFor(looked_for)
+        LookedFor { spans, places }
+    }
+
+    /// The key of the looked-for span `i` (an index [`Self::copies_in`]
+    /// gives).
+    pub(crate) fn key(&self, i: usize) -> SpanKey {
+        self.spans[i].1
     }
 
     /// Whether a row group of start times `lo..=hi` may hold a copy.
     fn covers(&self, &(lo, hi): &(i64, i64)) -> bool {
-        let first = self.0.partition_point(|&(t, ..)| t < lo);
-        self.0.get(first).is_some_and(|&(t, ..)| t <= hi)
+        let first = self.spans.partition_point(|&(t, _)| t < lo);
+        self.spans.get(first).is_some_and(|&(t, _)| t <= hi)
     }
 
     /// [`Self::copies_in`] the row groups of the span file `path` that
@@ -244,8 +266,9 @@ impl LookedFor {
         Ok(self.copies_in(reader.with_row_groups(groups))?.0)
     }
 
-    /// The places (among the spans it was made of) of the spans that rows
-    /// `reader` reads are copies of, and how many rows it read. A copy has
+    /// The looked-for spans (their indexes, for [`Self::key`] and
+    /// `places`) that rows `reader` reads are copies of, and how many rows
+    /// it read. A copy has
     /// the same start time as well as the same ids, so only a row that
     /// started when a looked-for span did has its ids compared, by a binary
     /// search among the spans of that time: the rows' times are walked
@@ -255,7 +278,7 @@ impl LookedFor {
     /// ids with every row instead missed the cache on each, several times
     /// as slow (BENCHMARKS.md).
     fn copies_in(&self, reader: Reader) -> Result<(Vec<usize>, usize), Box<dyn std::error::Error>> {
-        let looked_for = &self.0[..];
+        let looked_for = &self.spans[..];
         let mut copies = Vec::new();
         // The first looked-for span at or after the last row's time.
         let mut next = 0;
@@ -266,21 +289,23 @@ impl LookedFor {
                     continue;
                 }
                 if t < last {
-                    next = looked_for.partition_point(|&(s, ..)| s < t);
+                    next = looked_for.partition_point(|&(s, _)| s < t);
                 }
                 last = t;
-                while looked_for.get(next).is_some_and(|&(s, ..)| s < t) {
+                while looked_for.get(next).is_some_and(|&(s, _)| s < t) {
                     next += 1;
                 }
-                if looked_for.get(next).is_none_or(|&(s, ..)| s != t) {
+                if looked_for.get(next).is_none_or(|&(s, _)| s != t) {
                     continue;
                 }
                 let same_time = &looked_for[next..];
-                let same_time = &same_time[..same_time.partition_point(|&(s, ..)| s == t)];
+                let same_time = &same_time[..same_time.partition_point(|&(s, _)| s == t)];
                 let key = span_key(traces, spans, row);
-                let first = same_time.partition_point(|(_, k, _)| *k < key);
-                let same = same_time[first..].iter().take_while(|(_, k, _)| *k == key);
-                copies.extend(same.map(|&(.., place)| place));
+                let first = next + same_time.partition_point(|(_, k)| *k < key);
+                let same = looked_for[first..]
+                    .iter()
+                    .take_while(|&&(s, k)| s == t && k == key);
+                copies.extend(first..first + same.count());
             }
         })?;
         Ok((copies, rows))
