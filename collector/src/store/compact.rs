@@ -236,7 +236,13 @@ impl SpanFiles {
                 None => time_range(input)?,
             };
             (min_time, max_time) = (min_time.min(lo), max_time.max(hi));
-            ours.extend(older::spans_of(input).map_err(invalid(input))?);
+            let spans = older::spans_of(input).map_err(invalid(input))?;
+            // One input (a file compared alone) is taken as it is, not copied.
+            if ours.is_empty() {
+                ours = spans;
+            } else {
+                ours.extend(spans);
+            }
         }
         // Each input is in time order: a stable sort merges their runs.
         ours.sort_by_key(|&(time, _)| time);

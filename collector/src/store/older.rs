@@ -316,7 +316,8 @@ impl LookedFor {
 /// a start time, in the file's order.
 pub(crate) fn spans_of(path: &Path) -> Result<Vec<(i64, SpanKey)>, Box<dyn std::error::Error>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
-    let mut found = Vec::new();
+    let rows = reader.metadata().file_metadata().num_rows();
+    let mut found = Vec::with_capacity(usize::try_from(rows).unwrap_or(0));
     visit_rows(reader, &mut |times, traces, spans| {
         let rows = times.values().iter().enumerate();
         let timed = rows.filter(|&(row, _)| times.is_valid(row));
