@@ -268,15 +268,14 @@ impl LookedFor {
 
     /// The looked-for spans (their indexes, for [`Self::key`] and
     /// `places`) that rows `reader` reads are copies of, and how many rows
-    /// it read. A copy has
-    /// the same start time as well as the same ids, so only a row that
-    /// started when a looked-for span did has its ids compared, by a binary
-    /// search among the spans of that time: the rows' times are walked
-    /// beside the looked-for spans' in one pass, as a file's rows are in
-    /// time order (a row earlier than the one before it, in a file another
-    /// program wrote, say, is searched for). Probing a set of the looked-for
-    /// ids with every row instead missed the cache on each, several times
-    /// as slow (BENCHMARKS.md).
+    /// it read. A copy has the same start time as well as the same ids, so
+    /// only a row that started when a looked-for span did has its ids
+    /// compared, by a binary search among the spans of that time: the rows'
+    /// times are walked beside the looked-for spans' in one pass, as a
+    /// file's rows are in time order (a row earlier than the one before it,
+    /// in a file another program wrote, say, is searched for). Probing a set
+    /// of the looked-for ids with every row instead missed the cache on
+    /// each, several times as slow (BENCHMARKS.md).
     fn copies_in(&self, reader: Reader) -> Result<(Vec<usize>, usize), Box<dyn std::error::Error>> {
         let looked_for = &self.spans[..];
         let mut copies = Vec::new();
@@ -312,12 +311,18 @@ impl LookedFor {
     }
 }
 
+/// Most spans [`spans_of`] makes room for before it reads a file, 128 MiB
+/// of them: a larger file's list grows as it is read.
+const MAX_ROOM: usize = 4 << 20;
+
 /// The start time and key of every span of the span file `path` that has
 /// a start time, in the file's order.
 pub(crate) fn spans_of(path: &Path) -> Result<Vec<(i64, SpanKey)>, Box<dyn std::error::Error>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
+    // Room for the rows the footer counts, but no more than a bound: a
+    // damaged footer may count anything.
     let rows = reader.metadata().file_metadata().num_rows();
-    let mut found = Vec::with_capacity(usize::try_from(rows).unwrap_or(0));
+    let mut found = Vec::with_capacity(usize::try_from(rows).unwrap_or(0).min(MAX_ROOM));
     visit_rows(reader, &mut |times, traces, spans| {
         let rows = times.values().iter().enumerate();
         let timed = rows.filter(|&(row, _)| times.is_valid(row));
