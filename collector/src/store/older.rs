@@ -92,9 +92,9 @@ impl Footers {
     pub(crate) fn held(
         &mut self,
         dir: &Path,
-        suspects: &[(i64, SpanKey)],
+        suspects: Vec<(i64, SpanKey)>,
     ) -> Result<Lookup, WriteError> {
-        let looked_for = LookedFor::new(suspects.to_vec());
+        let looked_for = LookedFor::new(suspects);
         listed(dir, |files| {
             self.forget_gone(dir, files);
             self.held_in(files, &looked_for)
@@ -223,16 +223,12 @@ impl LookedFor {
             if same_time.len() > 1 {
                 let mut by_key: Vec<(SpanKey, usize)> = same_time
                     .iter()
-                    .zip(&places[start..end])
-                    .map(|(&(_, key), &place)| (key, place))
+                    .map(|&(_, key)| key)
+                    .zip(start..end)
                     .collect();
                 by_key.sort_unstable();
-                for ((span, place), (key, was)) in same_time
-                    .iter_mut()
-                    .zip(&mut places[start..end])
-                    .zip(by_key)
-                {
-                    (span.1, *place) = (key, was);
+                for (at, (key, place)) in (start..end).zip(by_key) {
+                    (same_time[at - start].1, places[at]) = (key, place);
                 }
             }
             start = end;
@@ -300,11 +296,9 @@ impl LookedFor {
                 let same_time = &looked_for[next..];
                 let same_time = &same_time[..same_time.partition_point(|&(s, _)| s == t)];
                 let key = span_key(traces, spans, row);
-                let first = next + same_time.partition_point(|(_, k)| *k < key);
-                let same = looked_for[first..]
-                    .iter()
-                    .take_while(|&&(s, k)| s == t && k == key);
-                copies.extend(first..first + same.count());
+                let first = same_time.partition_point(|(_, k)| *k < key);
+                let same = same_time[first..].iter().take_while(|(_, k)| *k == key);
+                copies.extend(next + first..next + first + same.count());
             }
         })?;
         Ok((copies, rows))
@@ -517,12 +511,12 @@ mod tests {
         // first copy's start time), and only the first group is read. No
         // group covers 45.
         let looked_for = suspects(&[(2, 20), (3, 20), (4, 45)]);
-        let lookup = footers.held(&dir, &looked_for).unwrap();
+        let lookup = footers.held(&dir, looked_for.clone()).unwrap();
         assert_eq!(ids(&lookup, &looked_for), [2]);
         assert_eq!(lookup.rows_read, 2, "one row group read");
         assert!(lookup.every_file_read);
         let looked_for = suspects(&[(3, 30), (4, 40)]);
-        let lookup = footers.held(&dir, &looked_for).unwrap();
+        let lookup = footers.held(&dir, looked_for.clone()).unwrap();
         assert_eq!(ids(&lookup, &looked_for), [3, 4]);
         assert_eq!(lookup.rows_read, 2);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -551,7 +545,7 @@ mod tests {
             .map(|(id, start)| ((T + start) as i64, [id; 24]))
             .collect();
         looked_for.sort_by_key(|&(time, _)| time);
-        let lookup = footers.held(&dir, &looked_for).unwrap();
+        let lookup = footers.held(&dir, looked_for.clone()).unwrap();
         assert_eq!(ids(&lookup, &looked_for), [1, 3, 2, 4]);
         assert_eq!(lookup.rows_read, 4);
         assert!(lookup.every_file_read);
@@ -577,7 +571,7 @@ mod tests {
         .unwrap();
         write_with_row_groups(&dir.join("part-a.parquet"), &other, 2);
         let looked_for = suspects(&[(1, 10)]);
-        let lookup = Footers::default().held(&dir, &looked_for).unwrap();
+        let lookup = Footers::default().held(&dir, looked_for.clone()).unwrap();
         assert_eq!(lookup.held, [false]);
         assert!(
             !lookup.every_file_read,
@@ -593,7 +587,7 @@ mod tests {
         std::fs::write(dir.join("part-b.parquet"), b"not parquet").unwrap();
         let mut footers = Footers::default();
         let looked_for = suspects(&[(1, 10)]);
-        let lookup = footers.held(&dir, &looked_for).unwrap();
+        let lookup = footers.held(&dir, looked_for.clone()).unwrap();
         assert_eq!(
             ids(&lookup, &looked_for),
             [1],
@@ -602,7 +596,7 @@ mod tests {
         assert!(!lookup.every_file_read);
         // Files that are not span files are not looked at.
         std::fs::rename(dir.join("part-b.parquet"), dir.join("notes.txt")).unwrap();
-        let lookup = footers.held(&dir, &suspects(&[(1, 10)])).unwrap();
+        let lookup = footers.held(&dir, suspects(&[(1, 10)])).unwrap();
         assert!(lookup.every_file_read);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -619,10 +613,10 @@ mod tests {
         // The cached bounds stand for the footer: no group covers 99, so
         // the file is not opened (it would fail to open now).
         std::fs::write(&a, b"not parquet").unwrap();
-        let lookup = footers.held(&dir, &suspects(&[(9, 99)])).unwrap();
+        let lookup = footers.held(&dir, suspects(&[(9, 99)])).unwrap();
         assert!(lookup.every_file_read);
         std::fs::remove_file(&a).unwrap();
-        footers.held(&dir, &suspects(&[(9, 99)])).unwrap();
+        footers.held(&dir, suspects(&[(9, 99)])).unwrap();
         assert!(!footers.0.contains_key(&a), "kept after its file went");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -517,16 +517,21 @@ pub(super) fn top_level(schema: &SchemaDescriptor, names: &[&str]) -> Projection
     ProjectionMask::leaves(schema, leaves)
 }
 
-/// The trace id and span id columns of a batch read from a span file.
+/// The trace id and span id columns of a batch of spans, converted or read
+/// from a span file.
 pub(super) fn id_columns(
     batch: &arrow::record_batch::RecordBatch,
-) -> Result<(&FixedSizeBinaryArray, &FixedSizeBinaryArray), String> {
+) -> Result<(&FixedSizeBinaryArray, &FixedSizeBinaryArray), arrow::error::ArrowError> {
     let column = |name: &str, width: i32| {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
             .filter(|c| c.value_length() == width)
-            .ok_or_else(|| format!("no {name} column of {width}-byte ids"))
+            .ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!(
+                    "no {name} column of {width}-byte ids"
+                ))
+            })
     };
     Ok((
         column(schema::spans::col::TRACE_ID, 16)?,

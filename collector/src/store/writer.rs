@@ -35,7 +35,7 @@ use schema::Table;
 use crate::convert::PartitionKey;
 use crate::store::columns::deltas::DeltaColumn;
 use crate::store::columns::{Encoder, Refused, Settings};
-use crate::store::recent::{RecentSpans, SpanKey, span_key};
+use crate::store::recent::{RecentSpans, SpanKey, id_columns, span_key};
 
 /// Why a partition could not be written. The rows stay pending.
 #[derive(Debug, thiserror::Error)]
@@ -131,10 +131,11 @@ pub fn write_partition_after(
         // Before the lookup drops any: every id claimed counts.
         let latest_start = prepared.max_time;
         let suspects = prepared.spans_until(horizon);
+        let looked_up = suspects.len();
         let mut settled = true;
         let mut lookup_rows_read = 0;
-        if !suspects.is_empty() {
-            let lookup = recent.footers.held(&dir, &suspects)?;
+        if looked_up > 0 {
+            let lookup = recent.footers.held(&dir, suspects)?;
             prepared.drop_spans(&lookup.held);
             lookup_rows_read = lookup.rows_read;
             // A file left out may hold a copy: compaction compares it.
@@ -142,7 +143,7 @@ pub fn write_partition_after(
         }
         let written = write_prepared(&dir, key.table, &prepared, wal_segment)?;
         let written = Written {
-            looked_up: suspects.len(),
+            looked_up,
             lookup_rows_read,
             settled,
             ..written
@@ -225,7 +226,7 @@ impl Prepared<'_> {
                 break;
             }
             let (trace_col, span_col) = *ids[b]
-                .get_or_insert_with(|| span_ids(self.sources[b]).expect("span batches have ids"));
+                .get_or_insert_with(|| id_columns(self.sources[b]).expect("span batches have ids"));
             spans.push((time, span_key(trace_col, span_col, row)));
         }
         spans
@@ -625,7 +626,7 @@ fn prepare_keeping<'a>(
     if table == Table::Spans {
         let mut keys = Vec::with_capacity(rows.capacity());
         for batch in batches {
-            let (traces, spans) = span_ids(batch).map_err(arrow_err)?;
+            let (traces, spans) = id_columns(batch).map_err(arrow_err)?;
             keys.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)));
         }
         let mut kept = vec![false; keys.len()];
@@ -661,22 +662,6 @@ fn prepare_keeping<'a>(
         max_time,
         duplicates,
     })
-}
-
-/// The trace and span id columns of a batch of spans.
-fn span_ids(
-    batch: &RecordBatch,
-) -> Result<(&FixedSizeBinaryArray, &FixedSizeBinaryArray), arrow::error::ArrowError> {
-    let ids = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no {name} column")))
-    };
-    Ok((
-        ids(schema::spans::col::TRACE_ID)?,
-        ids(schema::spans::col::SPAN_ID)?,
-    ))
 }
 
 /// Bytes a file is written in at a time. `parquet` copies each column
@@ -1242,7 +1227,7 @@ mod tests {
         let mut stored = Vec::new();
         for path in crate::store::compact::files(&dir, crate::store::compact::is_data_file) {
             for batch in read_file(&path) {
-                let (traces, spans) = span_ids(&batch).unwrap();
+                let (traces, spans) = id_columns(&batch).unwrap();
                 stored.extend((0..batch.num_rows()).map(|row| span_key(traces, spans, row)[0]));
             }
         }
