@@ -57,6 +57,11 @@ run() {
 field() { awk -v key="$1" -v n="$2" 'index($0, key) == 1 { print $n }'; }
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
+# The host the runs had: figures from two hosts do not compare.
+awk -F': ' '/^model name/ { model = $2 } /^cpu MHz/ { mhz = $2 } /^processor/ { n++ }
+    /^flags/ { avx = index($2 " ", "avx512f ") ? "with" : "without" }
+    END { printf "machine: %s, %d CPUs at %s MHz, %s AVX-512, ", model, n, mhz, avx }' /proc/cpuinfo
+date -u -d "@$(awk '/^btime/ { print $2 }' /proc/stat)" '+booted %Y-%m-%d %H:%M UTC'
 for round in $(seq 1 "$rounds"); do
     for bench in "$@"; do
         if $phases; then

@@ -149,6 +149,7 @@ fn main() {
         batch(),
         if options.fsync { "on" } else { "off" }
     );
+    println!("machine          : {}", machine());
 
     let templates: Vec<ExportTraceServiceRequest> = (0..TEMPLATES).map(template).collect();
     let encoded: Vec<Encoded> = templates.iter().map(Encoded::new).collect();
@@ -556,6 +557,49 @@ fn cpu_seconds(stat: &Path) -> f64 {
 fn page_faults(stat: &Path) -> u64 {
     let [faults] = stat_fields(stat, [7]);
     faults
+}
+
+/// The processor this run had, as `/proc/cpuinfo` and `/proc/stat` give
+/// it: the model, how many CPUs, the clock, whether AVX-512 is there, and
+/// when the machine booted. A virtual machine is not always started on the
+/// same kind of host, so the figures of two runs compare only when this
+/// line is the same in both (BENCHMARKS.md, "Collector").
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let first = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|line| line.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|line| line.split_once(':'))
+            .map_or("unknown", |(_, value)| value.trim())
+            .to_owned()
+    };
+    let cpus = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .count();
+    let avx512 = first("flags")
+        .split_whitespace()
+        .any(|flag| flag == "avx512f");
+    let booted = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            stat.lines()
+                .find_map(|line| line.strip_prefix("btime "))
+                .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+        })
+        .map_or("at an unknown time".to_owned(), |seconds| {
+            let (days, second) = (seconds / 86_400, seconds % 86_400);
+            let (y, m, d) = schema::layout::civil_from_days(days as i64);
+            let (h, min) = (second / 3600, second % 3600 / 60);
+            format!("{y}-{m:02}-{d:02} {h:02}:{min:02} UTC")
+        });
+    format!(
+        "{}, {cpus} CPUs at {} MHz, {} AVX-512, booted {booted}",
+        first("model name"),
+        first("cpu MHz"),
+        if avx512 { "with" } else { "without" },
+    )
 }
 
 /// Fields of one read of a `/proc/.../stat` file, counting from the one
