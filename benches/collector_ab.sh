@@ -47,6 +47,17 @@ shift 2
 for bench in "$@"; do
     [[ -x ${bench%%,*} ]] || { echo "not an executable: ${bench%%,*}" >&2; exit 2; }
 done
+# Each bench's name in the runs: its file name and arguments, with #2, #3
+# after a name given again, so that a bench run against itself (to see
+# how far runs of one build spread) is summed as two.
+declare -A given
+names=()
+for bench in "$@"; do
+    name=$(basename "$bench")
+    given[$name]=$((${given[$name]:-0} + 1))
+    (( given[$name] > 1 )) && name+="#${given[$name]}"
+    names+=("$name")
+done
 # Runs `bench` (PATH[,ARG...]) with the arguments given after its own.
 run() {
     local -a command
@@ -63,11 +74,12 @@ awk -F': ' '/^model name/ { model = $2 } /^cpu MHz/ { mhz = $2 } /^processor/ { 
     END { printf "machine: %s, %d CPUs at %s MHz, %s AVX-512, ", model, n, mhz, avx }' /proc/cpuinfo
 date -u -d "@$(awk '/^btime/ { print $2 }' /proc/stat)" '+booted %Y-%m-%d %H:%M UTC'
 for round in $(seq 1 "$rounds"); do
-    for bench in "$@"; do
+    for at in "${!names[@]}"; do
+        bench=${@:at+1:1}
         if $phases; then
             out=$(run "$bench" --spans "$spans" --phases-only)
             printf '%s %s decode=%s wire=%s held=%s flush=%s\n' \
-                "$round" "$(basename "$bench")" \
+                "$round" "${names[at]}" \
                 "$(field 'decode only' 4 <<<"$out")" \
                 "$(field 'wire to Arrow' 5 <<<"$out")" \
                 "$(field 'convert, held' 4 <<<"$out")" \
@@ -76,7 +88,7 @@ for round in $(seq 1 "$rounds"); do
         fi
         out=$(run "$bench" --spans "$spans")
         printf '%s %s e2e=%s wall=%s busy=%s ratio=%s decode=%s after=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s per_commit=%s\n' \
-            "$round" "$(basename "$bench")" \
+            "$round" "${names[at]}" \
             "$(field 'end to end' 5 <<<"$out")" \
             "$(field 'end to end' 10 <<<"$out")" \
             "$(field 'collector busy' 4 <<<"$out" | tr -d %)" \
