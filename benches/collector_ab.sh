@@ -15,7 +15,11 @@
 #   benches/collector_ab.sh 6 4000000 /tmp/bench /tmp/bench,--in-flight,16
 #
 # A bench may carry arguments of its own after commas, to compare one
-# build run two ways; its runs are named by the whole word.
+# build run two ways; its runs are named by the whole word, and a bench
+# given twice (one build against itself) as NAME and NAME#2. The first
+# line names the host (model, CPUs, clock, AVX-512, boot time): a
+# virtual machine is not always started on the same kind, and figures
+# from two hosts do not compare.
 #
 # A bench binary is what `cargo bench -p collector --bench throughput
 # --no-run` prints as its executable; copy it aside before building the
