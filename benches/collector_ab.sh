@@ -54,12 +54,14 @@ done
 # Each bench's name in the runs: its file name and arguments, with #2, #3
 # after a name given again, so that a bench run against itself (to see
 # how far runs of one build spread) is summed as two.
+benches=("$@")
 declare -A given
 names=()
-for bench in "$@"; do
+for bench in "${benches[@]}"; do
     name=$(basename "$bench")
-    given[$name]=$((${given[$name]:-0} + 1))
-    (( given[$name] > 1 )) && name+="#${given[$name]}"
+    count=$((${given[$name]:-0} + 1))
+    given[$name]=$count
+    ((count > 1)) && name+="#$count"
     names+=("$name")
 done
 # Runs `bench` (PATH[,ARG...]) with the arguments given after its own.
@@ -74,12 +76,13 @@ runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 # The host the runs had: figures from two hosts do not compare.
 awk -F': ' '/^model name/ { model = $2 } /^cpu MHz/ { mhz = $2 } /^processor/ { n++ }
-    /^flags/ { avx = index($2 " ", "avx512f ") ? "with" : "without" }
+    /^flags/ { avx = index(" " $2 " ", " avx512f ") ? "with" : "without" }
     END { printf "machine: %s, %d CPUs at %s MHz, %s AVX-512, ", model, n, mhz, avx }' /proc/cpuinfo
-date -u -d "@$(awk '/^btime/ { print $2 }' /proc/stat)" '+booted %Y-%m-%d %H:%M UTC'
+booted=$(awk '/^btime/ { print $2 }' /proc/stat)
+date -u -d "@${booted:-0}" '+booted %Y-%m-%d %H:%M UTC' 2>/dev/null || echo "booted at an unknown time"
 for round in $(seq 1 "$rounds"); do
     for at in "${!names[@]}"; do
-        bench=${@:at+1:1}
+        bench=${benches[at]}
         if $phases; then
             out=$(run "$bench" --spans "$spans" --phases-only)
             printf '%s %s decode=%s wire=%s held=%s flush=%s\n' \
