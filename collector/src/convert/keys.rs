@@ -4,8 +4,6 @@
 //! for the run id, the RED figures and the attribute map, cost more than
 //! reading the attribute.
 
-use std::sync::LazyLock;
-
 use schema::attr;
 use schema::spans::PROMOTED;
 
@@ -32,35 +30,44 @@ const _: () = assert!(
     "slots, the run id's too, are bits of a u64"
 );
 
-/// Known keys by length: bit `s` of `by_len[n]` is set when slot `s`'s key
-/// is `n` bytes long. Most lengths hold none or one key, so a key is
-/// compared with at most a couple of others.
-struct Known {
-    keys: Vec<&'static str>,
-    by_len: [u64; MAX_LEN + 1],
-}
-
-static KNOWN: LazyLock<Known> = LazyLock::new(|| {
-    let keys: Vec<&'static str> = PROMOTED.iter().map(|p| p.0).chain([attr::RUN_ID]).collect();
-    let mut by_len = [0u64; MAX_LEN + 1];
-    for (slot, key) in keys.iter().enumerate() {
-        assert!(key.len() <= MAX_LEN, "known key {key} is too long");
-        by_len[key.len()] |= 1 << slot;
+/// The known keys by slot: the promoted ones, then the run id.
+const KEYS: [&str; SLOTS] = {
+    let mut keys = [""; SLOTS];
+    let mut slot = 0;
+    while slot < PROMOTED.len() {
+        keys[slot] = PROMOTED[slot].0;
+        slot += 1;
     }
-    Known { keys, by_len }
-});
+    keys[RUN_ID as usize] = attr::RUN_ID;
+    keys
+};
+
+/// Known keys by length: bit `s` of `BY_LEN[n]` is set when slot `s`'s key
+/// is `n` bytes long. Most lengths hold none or one key, so a key is
+/// compared with at most a couple of others. Both tables are constants,
+/// so a lookup reads no lazily built value first.
+const BY_LEN: [u64; MAX_LEN + 1] = {
+    let mut by_len = [0u64; MAX_LEN + 1];
+    let mut slot = 0;
+    while slot < SLOTS {
+        let len = KEYS[slot].len();
+        assert!(len <= MAX_LEN, "a known key is too long");
+        by_len[len] |= 1 << slot;
+        slot += 1;
+    }
+    by_len
+};
 
 /// The slot of `key` and the key as a `str`, if it is a known one. The
 /// `str` is the known key itself, so a caller holding raw bytes need not
 /// check them for UTF-8.
 #[inline]
 pub(crate) fn known(key: &[u8]) -> Option<(Slot, &'static str)> {
-    let known = &*KNOWN;
-    let mut candidates = *known.by_len.get(key.len())?;
+    let mut candidates = *BY_LEN.get(key.len())?;
     while candidates != 0 {
         let slot = candidates.trailing_zeros() as usize;
-        if crate::short::eq(known.keys[slot].as_bytes(), key) {
-            return Some((slot as Slot, known.keys[slot]));
+        if crate::short::eq(KEYS[slot].as_bytes(), key) {
+            return Some((slot as Slot, KEYS[slot]));
         }
         candidates &= candidates - 1;
     }
