@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayBuilder, ArrayRef, StringBuilder, new_null_array};
+use arrow::array::{ArrayRef, StringBuilder, new_null_array};
 use arrow::datatypes::DataType;
 
 /// Arrays of one repeated value each thread keeps to share.
@@ -93,13 +93,6 @@ impl RepeatedStrings {
         match &mut self.state {
             State::Built(builder) => builder,
             State::Same { .. } => unreachable!("made above"),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match &self.state {
-            State::Same { rows, .. } => *rows,
-            State::Built(builder) => builder.len(),
         }
     }
 
@@ -186,8 +179,8 @@ mod tests {
         column.append_nulls(2);
         column.append_option(Some("POST"));
         column.append_value("GET");
-        assert_eq!(column.len(), 6);
         let column = column.finish();
+        assert_eq!(column.len(), 6);
         assert_eq!(
             rows(&column),
             [
