@@ -522,7 +522,17 @@ mod tests {
 
     #[test]
     fn varints_are_read_as_prost_reads_them() {
-        for value in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+        for value in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut bytes = Vec::new();
             prost::encoding::encode_varint(value, &mut bytes);
             let mut fields = Fields::new(&bytes);
@@ -563,6 +573,10 @@ mod tests {
             kv("b", Some(Value::BoolValue(false))),
             kv("d", Some(Value::DoubleValue(0.25))),
             vec![0x0a, 1, b'k', 0x12, 9, 0x21, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f],
+            // An overlong varint, a bool of 2, an empty key.
+            vec![0x0a, 1, b'k', 0x12, 3, 0x18, 0x80, 0x00],
+            vec![0x0a, 1, b'k', 0x12, 2, 0x10, 0x02],
+            vec![0x0a, 0, 0x12, 3, 0x0a, 1, b'v'],
         ];
         let other = [
             // Lengths of two bytes.
@@ -575,11 +589,15 @@ mod tests {
             vec![0x0a, 2, 0xff, 0xfe, 0x12, 3, 0x0a, 1, b'v'],
             vec![0x0a, 1, b'k', 0x12, 3, 0x0a, 1, 0xff],
             // A truncated varint; two ints, the last of which wins; a
-            // field after the value; a double one byte short.
+            // field after the int within the value; a double one byte
+            // short.
             vec![0x0a, 1, b'k', 0x12, 2, 0x18, 0x80],
             vec![0x0a, 1, b'k', 0x12, 4, 0x18, 1, 0x18, 2],
             vec![0x0a, 1, b'k', 0x12, 4, 0x18, 1, 0x1a, 0],
             vec![0x0a, 1, b'k', 0x12, 8, 0x21, 0, 0, 0, 0, 0, 0, 0xf0],
+            // After the value field: key_strindex, then a second key.
+            vec![0x0a, 1, b'k', 0x12, 3, 0x0a, 1, b'v', 0x18, 5],
+            vec![0x0a, 1, b'k', 0x12, 3, 0x0a, 1, b'v', 0x0a, 1, b'j'],
         ];
         for bytes in &usual {
             let attr = usual_key_value(bytes);
@@ -593,6 +611,35 @@ mod tests {
             usual_key_value(&usual[0]).map(|attr| (attr.key, attr.slot.is_some())),
             Some(("http.request.method", true))
         );
+        // Every truncation, every byte changed to one of a few that
+        // matter to the layout, every byte added at the end: wherever
+        // the shortcut answers, the loop answers the same.
+        let (mut answered, mut tried) = (0, 0);
+        for bytes in usual.iter().chain(&other) {
+            let mut variants: Vec<Vec<u8>> =
+                (0..bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+            for at in 0..bytes.len() {
+                for byte in [
+                    0x00, 0x01, 0x02, 0x0a, 0x10, 0x12, 0x18, 0x21, 0x7f, 0x80, 0xff,
+                ] {
+                    let mut changed = bytes.clone();
+                    changed[at] = byte;
+                    variants.push(changed);
+                }
+            }
+            for byte in [0x00, 0x0a, 0x12, 0x18, 0x80] {
+                variants.push([bytes.as_slice(), &[byte]].concat());
+            }
+            for variant in &variants {
+                tried += 1;
+                if let Some(attr) = usual_key_value(variant) {
+                    answered += 1;
+                    assert_eq!(Some(attr), any_key_value(variant).ok(), "{variant:?}");
+                }
+            }
+        }
+        // Both outcomes occur, or the check would mean little.
+        assert!(answered > 100 && answered < tried, "{answered} of {tried}");
     }
 
     #[test]
