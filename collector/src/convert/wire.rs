@@ -70,6 +70,11 @@ impl<'a> Fields<'a> {
     }
 
     fn long_varint(&mut self) -> Walk<u64> {
+        // Two bytes: ports, status codes, sizes.
+        if let [low @ 0x80..=0xff, high @ ..0x80, ..] = *self.bytes {
+            self.bytes = &self.bytes[2..];
+            return Ok(u64::from(low & 0x7f) | u64::from(high) << 7);
+        }
         let mut value = 0u64;
         for (i, &byte) in self.bytes.iter().enumerate().take(10) {
             if i == 9 && byte > 1 {
