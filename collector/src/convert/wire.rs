@@ -432,13 +432,13 @@ fn usual_key_value(bytes: &[u8]) -> Option<Attr<'_>> {
             ValueRef::Str(std::str::from_utf8(text).ok()?)
         }
         // bool_value (2) and int_value (3), varints.
-        [0x10 | 0x18, varint @ ..] => {
+        [tag @ (0x10 | 0x18), varint @ ..] => {
             let mut fields = Fields::new(varint);
             let number = fields.varint().ok()?;
             if !fields.bytes.is_empty() {
                 return None;
             }
-            if value[0] == 0x10 {
+            if *tag == 0x10 {
                 ValueRef::Bool(number != 0)
             } else {
                 ValueRef::Int(number as i64)
