@@ -589,10 +589,9 @@ fn machine() -> String {
                 .and_then(|seconds| seconds.trim().parse::<u64>().ok())
         })
         .map_or("at an unknown time".to_owned(), |seconds| {
-            let (days, second) = (seconds / 86_400, seconds % 86_400);
-            let (y, m, d) = schema::layout::civil_from_days(days as i64);
-            let (h, min) = (second / 3600, second % 3600 / 60);
-            format!("{y}-{m:02}-{d:02} {h:02}:{min:02} UTC")
+            let day = schema::layout::utc_day(seconds as i64 * 1_000_000_000);
+            let (h, min) = (seconds % 86_400 / 3600, seconds % 3600 / 60);
+            format!("{day} {h:02}:{min:02} UTC")
         });
     format!(
         "{}, {cpus} CPUs at {} MHz, {} AVX-512, booted {booted}",

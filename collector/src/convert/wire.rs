@@ -15,7 +15,7 @@
 use arrow::error::ArrowError;
 
 use super::Converted;
-use super::keys::known;
+use super::keys::{Slot, known};
 use super::spans::{EventRef, LinkRef, MIN_SPAN_BYTES, ResourceRef, Rows, SpanRef};
 use super::values::{Attr, ValueRef};
 
@@ -450,11 +450,7 @@ fn usual_key_value(bytes: &[u8]) -> Option<Attr<'_>> {
         }
         _ => return None,
     };
-    let (key, slot) = match known(key) {
-        // The known key's own `str`: no UTF-8 check needed.
-        Some((slot, known_key)) => (known_key, Some(slot)),
-        None => (std::str::from_utf8(key).ok()?, None),
-    };
+    let (key, slot) = key_of(key).ok()?;
     Some(Attr {
         key,
         value: Some(value),
@@ -472,14 +468,7 @@ fn any_key_value(bytes: &[u8]) -> Walk<Attr<'_>> {
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
         match (number, wire_type) {
-            (1, LEN) => {
-                let bytes = fields.len_delimited()?;
-                (key, slot) = match known(bytes) {
-                    // The known key's own `str`: no UTF-8 check needed.
-                    Some((known_slot, known_key)) => (known_key, Some(known_slot)),
-                    None => (std::str::from_utf8(bytes).map_err(|_| Unsupported)?, None),
-                };
-            }
+            (1, LEN) => (key, slot) = key_of(fields.len_delimited()?)?,
             (2, LEN) => {
                 if value_seen {
                     return Err(Unsupported);
@@ -496,6 +485,16 @@ fn any_key_value(bytes: &[u8]) -> Walk<Attr<'_>> {
         }
     }
     Ok(Attr { key, value, slot })
+}
+
+/// An attribute's key and its slot if it is a known one. A known key is
+/// given as its own `str`, with no UTF-8 check needed.
+#[inline]
+fn key_of(bytes: &[u8]) -> Walk<(&str, Option<Slot>)> {
+    match known(bytes) {
+        Some((slot, key)) => Ok((key, Some(slot))),
+        None => Ok((std::str::from_utf8(bytes).map_err(|_| Unsupported)?, None)),
+    }
 }
 
 /// `AnyValue`: a oneof, so the last of its fields wins. Arrays and key-value
