@@ -114,7 +114,7 @@ impl<'a> Fields<'a> {
     }
 
     fn str(&mut self) -> Walk<&'a str> {
-        std::str::from_utf8(self.len_delimited()?).map_err(|_| Unsupported)
+        str(self.len_delimited()?)
     }
 
     /// Skips a field this walk does not read, as prost skips unknown fields.
@@ -130,6 +130,11 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A string field's bytes as prost takes them: UTF-8 only.
+fn str(bytes: &[u8]) -> Walk<&str> {
+    std::str::from_utf8(bytes).map_err(|_| Unsupported)
+}
+
 /// Reads a field of the expected wire type, or gives up.
 fn expect(wire_type: u8, expected: u8) -> Walk<()> {
     if wire_type == expected {
@@ -142,18 +147,87 @@ fn expect(wire_type: u8, expected: u8) -> Walk<()> {
 /// Converts an encoded `ExportTraceServiceRequest`, or `None` when prost has to.
 pub(crate) fn convert_traces(bytes: &[u8]) -> Option<Result<Converted, ArrowError>> {
     let mut rows = Rows::default();
-    let mut span = SpanRef::default();
-    walk_request(bytes, &mut rows, &mut span).ok()?;
+    let mut walk = Spans::default();
+    walk_request(bytes, &mut rows, &mut walk).ok()?;
     Some(rows.finish())
 }
 
-fn walk_request<'a>(bytes: &'a [u8], rows: &mut Rows, span: &mut SpanRef<'a>) -> Walk<()> {
+/// What walking one request's spans keeps from span to span: the span
+/// being read, whose lists keep their room, and what its spans repeat.
+#[derive(Default)]
+struct Spans<'a> {
+    span: SpanRef<'a>,
+    names: Seen<'a, &'a str>,
+    /// Attributes by their position in a span.
+    attributes: [Seen<'a, Attr<'a>>; SEEN_POSITIONS],
+}
+
+/// The first positions of a span's attributes whose values are kept:
+/// more than exporters and loadlens's generator put on a span.
+const SEEN_POSITIONS: usize = 16;
+
+/// Distinct values kept at each place: the few routes, methods or
+/// statuses a load run or a service sends through one request.
+const SEEN_VALUES: usize = 4;
+
+/// Values a request's spans repeat, by their encoded bytes, with what
+/// reading them gave: a span's name, or its attribute at one position.
+///
+/// A request's spans mostly carry the same attributes in the same order,
+/// and many with the same values: a load run's method, route, server and
+/// step. Where a span holds the very bytes met at the same place before,
+/// what was read from them then is handed out again, so a key is looked up
+/// and a string checked as UTF-8 once a request instead of once a span:
+/// some 150 to 250 instructions an attribute where the comparison takes
+/// 10 to 30. Each place keeps the first [`SEEN_VALUES`] distinct values it
+/// meets; one that then meets another stops comparing, as a place whose
+/// values vary (a URL, a request id) would compare each in vain.
+#[derive(Clone, Copy)]
+struct Seen<'a, T> {
+    values: [Option<(&'a [u8], T)>; SEEN_VALUES],
+    varies: bool,
+}
+
+impl<T: Copy> Default for Seen<'_, T> {
+    fn default() -> Self {
+        Seen {
+            values: [None; SEEN_VALUES],
+            varies: false,
+        }
+    }
+}
+
+impl<'a, T: Copy> Seen<'a, T> {
+    /// What `read` gives for `bytes`, read again only if these bytes are
+    /// new here. `read` must give the same for the same bytes.
+    #[inline]
+    fn get(&mut self, bytes: &'a [u8], read: impl FnOnce(&'a [u8]) -> Walk<T>) -> Walk<T> {
+        if self.varies {
+            return read(bytes);
+        }
+        let mut kept = 0;
+        for (seen, value) in self.values.iter().map_while(Option::as_ref) {
+            if crate::short::eq(seen, bytes) {
+                return Ok(*value);
+            }
+            kept += 1;
+        }
+        let value = read(bytes)?;
+        match self.values.get_mut(kept) {
+            Some(free) => *free = Some((bytes, value)),
+            None => self.varies = true,
+        }
+        Ok(value)
+    }
+}
+
+fn walk_request<'a>(bytes: &'a [u8], rows: &mut Rows, walk: &mut Spans<'a>) -> Walk<()> {
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
         match number {
             1 => {
                 expect(wire_type, LEN)?;
-                walk_resource_spans(fields.len_delimited()?, rows, span)?;
+                walk_resource_spans(fields.len_delimited()?, rows, walk)?;
             }
             _ => fields.skip(wire_type)?,
         }
@@ -163,7 +237,7 @@ fn walk_request<'a>(bytes: &'a [u8], rows: &mut Rows, span: &mut SpanRef<'a>) ->
 
 /// `ResourceSpans`: the resource first (it may come after the scopes on the
 /// wire), then each `ScopeSpans`.
-fn walk_resource_spans<'a>(bytes: &'a [u8], rows: &mut Rows, span: &mut SpanRef<'a>) -> Walk<()> {
+fn walk_resource_spans<'a>(bytes: &'a [u8], rows: &mut Rows, walk: &mut Spans<'a>) -> Walk<()> {
     let mut resource = None;
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
@@ -194,7 +268,7 @@ fn walk_resource_spans<'a>(bytes: &'a [u8], rows: &mut Rows, span: &mut SpanRef<
     let mut fields = Fields::new(bytes);
     while let Some((number, wire_type)) = fields.next_key()? {
         match number {
-            2 => walk_scope_spans(fields.len_delimited()?, &resource, rows, span)?,
+            2 => walk_scope_spans(fields.len_delimited()?, &resource, rows, walk)?,
             _ => fields.skip(wire_type)?,
         }
     }
@@ -226,7 +300,7 @@ fn walk_scope_spans<'a>(
     bytes: &'a [u8],
     resource: &ResourceRef<'_>,
     rows: &mut Rows,
-    span: &mut SpanRef<'a>,
+    walk: &mut Spans<'a>,
 ) -> Walk<()> {
     let mut scope = None;
     let (mut spans, mut span_bytes) = (0, 0);
@@ -260,8 +334,8 @@ fn walk_scope_spans<'a>(
     while let Some((number, wire_type)) = fields.next_key()? {
         match number {
             2 => {
-                walk_span(fields.len_delimited()?, span)?;
-                rows.add(span, resource, scope);
+                walk_span(fields.len_delimited()?, walk)?;
+                rows.add(&walk.span, resource, scope);
             }
             _ => fields.skip(wire_type)?,
         }
@@ -298,7 +372,12 @@ fn walk_scope(bytes: &[u8]) -> Walk<(&str, &str)> {
     Ok((name, version))
 }
 
-fn walk_span<'a>(bytes: &'a [u8], span: &mut SpanRef<'a>) -> Walk<()> {
+fn walk_span<'a>(bytes: &'a [u8], walk: &mut Spans<'a>) -> Walk<()> {
+    let Spans {
+        span,
+        names,
+        attributes,
+    } = walk;
     span.clear();
     let mut status_seen = false;
     let mut fields = Fields::new(bytes);
@@ -308,13 +387,18 @@ fn walk_span<'a>(bytes: &'a [u8], span: &mut SpanRef<'a>) -> Walk<()> {
             (2, LEN) => span.span_id = fields.len_delimited()?,
             (3, LEN) => span.trace_state = fields.str()?,
             (4, LEN) => span.parent_span_id = fields.len_delimited()?,
-            (5, LEN) => span.name = fields.str()?,
+            (5, LEN) => span.name = names.get(fields.len_delimited()?, str)?,
             (6, VARINT) => span.kind = fields.varint()? as i32,
             (7, FIXED64) => span.start_time = fields.fixed64()?,
             (8, FIXED64) => span.end_time = fields.fixed64()?,
-            (9, LEN) => span
-                .attributes
-                .push(walk_key_value(fields.len_delimited()?)?),
+            (9, LEN) => {
+                let bytes = fields.len_delimited()?;
+                let attr = match attributes.get_mut(span.attributes.len()) {
+                    Some(seen) => seen.get(bytes, walk_key_value)?,
+                    None => walk_key_value(bytes)?,
+                };
+                span.attributes.push(attr);
+            }
             (11, LEN) => span.events.push(walk_event(fields.len_delimited()?)?),
             (13, LEN) => span.links.push(walk_link(fields.len_delimited()?)?),
             (15, LEN) => {
@@ -644,6 +728,122 @@ mod tests {
         }
         // Both outcomes occur, or the check would mean little.
         assert!(answered > 100 && answered < tried, "{answered} of {tried}");
+    }
+
+    /// Spans whose attributes repeat, vary, move and break: what the walk
+    /// hands out again from [`Seen`] must be what reading the bytes gives,
+    /// row for row, as prost's rows show.
+    #[test]
+    fn values_seen_before_are_handed_out_only_for_the_same_bytes() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::trace::v1::Span;
+        use prost::Message;
+
+        use crate::convert::spans::{request_of, wire_agrees_with_prost};
+
+        let kv = |key: &str, value: Value| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        // Values of one length, so that only their bytes tell them apart.
+        let methods = ["GET", "PUT", "DEL", "HEA", "OPT", "PAT"];
+        let routes = ["/a/1", "/b/2", "/c/3"];
+        let span = |i: usize| {
+            let mut attributes = vec![
+                // Six values at the first place: past what it keeps.
+                kv(
+                    "http.request.method",
+                    Value::StringValue(methods[i % 6].into()),
+                ),
+                // Three at the second, which it keeps.
+                kv("http.route", Value::StringValue(routes[i % 3].into())),
+                // A key that changes at one place, with the same value.
+                kv(
+                    if i.is_multiple_of(2) {
+                        "custom.a"
+                    } else {
+                        "custom.b"
+                    },
+                    Value::IntValue(7),
+                ),
+                // Values of one type and length, of other types, then none.
+                kv("loadlens.step", Value::StringValue(format!("{}", i % 5))),
+                kv(
+                    "n",
+                    if i.is_multiple_of(4) {
+                        Value::BoolValue(true)
+                    } else {
+                        Value::IntValue(1)
+                    },
+                ),
+            ];
+            // Every third span leaves out its route: the places after it
+            // hold other keys than in the spans before.
+            if i % 3 == 2 {
+                attributes.remove(1);
+            }
+            Span {
+                trace_id: vec![1; 16],
+                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                name: format!("n{}", i % 7),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                end_time_unix_nano: 1_700_000_000_000_000_100 + i as u64,
+                attributes,
+                ..Default::default()
+            }
+        };
+        let spans: Vec<Span> = (0..40).map(span).collect();
+        let bytes = request_of(spans.clone()).encode_to_vec();
+        assert_eq!(wire_agrees_with_prost(&bytes), Ok(true));
+        let converted = convert_traces(&bytes).unwrap().unwrap();
+        assert_eq!(converted.rows(), 40);
+
+        // A value not UTF-8 where the spans before held valid ones of its
+        // length: the walk leaves the request to prost, which refuses it.
+        let mut broken = spans;
+        broken[30].attributes[1] = kv("http.route", Value::StringValue("/a/1".into()));
+        let mut bytes = request_of(broken).encode_to_vec();
+        let route = bytes.windows(4).rposition(|w| w == b"/a/1").unwrap();
+        bytes[route + 1] = 0xff;
+        assert!(convert_traces(&bytes).is_none());
+        assert!(crate::convert::spans::convert_encoded(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_place_reads_each_new_value_once_and_stops_keeping_past_four() {
+        let values: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'v', i]).collect();
+        let reads = std::cell::Cell::new(0);
+        fn get<'a>(
+            seen: &mut Seen<'a, usize>,
+            bytes: &'a [u8],
+            reads: &std::cell::Cell<i32>,
+        ) -> Option<usize> {
+            seen.get(bytes, |b| {
+                reads.set(reads.get() + 1);
+                Ok(usize::from(b[1]))
+            })
+            .ok()
+        }
+        let mut seen = Seen::<usize>::default();
+        // Four values, each read once however often it comes back.
+        for round in 0..3 {
+            for (i, bytes) in values[..4].iter().enumerate() {
+                assert_eq!(get(&mut seen, bytes, &reads), Some(i), "round {round}");
+            }
+        }
+        assert!(!seen.varies);
+        // A fifth: read, and the place stops keeping; every value is
+        // read from then on, and still right.
+        assert_eq!(get(&mut seen, &values[4], &reads), Some(4));
+        assert!(seen.varies);
+        assert_eq!(get(&mut seen, &values[0], &reads), Some(0));
+        assert_eq!(get(&mut seen, &values[5], &reads), Some(5));
+        assert_eq!(reads.get(), 4 + 1 + 2);
+        // A read that fails keeps nothing.
+        let mut seen = Seen::<usize>::default();
+        assert!(seen.get(b"x", |_| Err(Unsupported)).is_err());
+        assert!(seen.values.iter().all(Option::is_none));
     }
 
     #[test]
