@@ -27,6 +27,8 @@
 //! in the files, and "looked up" counts them.
 //! `LOADLENS_BENCH_MAX_MEMORY=BYTES` bounds the collector's resident memory
 //! (`max_memory`), so that admission reads it as it does when one is set.
+//! `LOADLENS_BENCH_FLUSH_ROWS=N` flushes at N rows (`flush_rows`; 200,000
+//! by default): fewer rows pending, less memory a flush walks cold.
 //!
 //! On a machine of two or more CPUs the collector is pinned to the last
 //! one and this process, the client, to the others, so that the
@@ -917,6 +919,11 @@ fn serve() {
             .parse()
             .expect("LOADLENS_BENCH_MAX_MEMORY is a number of bytes");
         config.max_memory = Some(bytes);
+    }
+    if let Ok(rows) = std::env::var("LOADLENS_BENCH_FLUSH_ROWS") {
+        config.flush_rows = rows
+            .parse()
+            .expect("LOADLENS_BENCH_FLUSH_ROWS is a number of rows");
     }
     if let Ok(ids) = std::env::var("LOADLENS_BENCH_DEDUPE_MAX_SPANS") {
         config.dedupe.max_spans = ids
