@@ -3,7 +3,8 @@
 # change is measured against the build without it under the same load of
 # the machine. One line per run: the end-to-end spans per collector
 # CPU-second and per second of wall time, the share of the run the
-# collector was busy, the ratio to decode-only, the decode-only peer
+# collector was busy and the kernel's share of its CPU (benches since
+# it was added), the ratio to decode-only, the decode-only peer
 # before the run and after it (benches since the after figure was added
 # print both), the two one-thread phases, bytes per span on disk, the
 # collector's peak RSS and its page faults per span. Since `1d998f4` the
@@ -94,11 +95,12 @@ for round in $(seq 1 "$rounds"); do
             continue
         fi
         out=$(run "$bench" --spans "$spans")
-        printf '%s %s e2e=%s wall=%s busy=%s ratio=%s decode=%s after=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s per_commit=%s\n' \
+        printf '%s %s e2e=%s wall=%s busy=%s kernel=%s ratio=%s decode=%s after=%s walk=%s flush=%s bytes=%s rss_mib=%s faults_per_span=%s per_commit=%s\n' \
             "$round" "${names[at]}" \
             "$(field 'end to end' 5 <<<"$out")" \
             "$(field 'end to end' 10 <<<"$out")" \
             "$(field 'collector busy' 4 <<<"$out" | tr -d %)" \
+            "$(field 'collector kernel' 4 <<<"$out" | tr -d %)" \
             "$(field 'ratio' 3 <<<"$out")" \
             "$(field 'decode only' 4 <<<"$out")" \
             "$(field 'decode after' 4 <<<"$out")" \
@@ -153,8 +155,8 @@ fi
 # less than it moves the means).
 awk "$read_runs"'
 END {
-    nk = split("e2e wall busy ratio decode after flush bytes rss_mib", keys, " ")
-    split("%.0f %.0f %.0f %.2f %.0f %.0f %.0f %.1f %.0f", formats, " ")
+    nk = split("e2e wall busy kernel ratio decode after flush bytes rss_mib", keys, " ")
+    split("%.0f %.0f %.0f %.0f %.2f %.0f %.0f %.0f %.1f %.0f", formats, " ")
     for (o = 1; o <= n; o++) {
         b = order[o]; line = b ":"
         for (k = 1; k <= nk; k++) {

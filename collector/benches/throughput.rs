@@ -220,6 +220,10 @@ fn main() {
             "not pinned, so several cores may add up"
         }
     );
+    println!(
+        "collector kernel : {:.0}% of its CPU-seconds (system time: socket reads, the log's writes and syncs, page faults)",
+        100.0 * end_to_end.system_seconds / end_to_end.cpu_seconds
+    );
     // The peer again, after the run and on the core the collector had
     // (the module's documentation says why).
     if let Some(cpu) = end_to_end.collector_cpu {
@@ -555,6 +559,12 @@ fn cpu_seconds(stat: &Path) -> f64 {
     (user + system) as f64 / 100.0
 }
 
+/// The system (kernel) part of [`cpu_seconds`].
+fn system_seconds(stat: &Path) -> f64 {
+    let [system] = stat_fields(stat, [12]);
+    system as f64 / 100.0
+}
+
 /// Minor page faults from a `/proc/.../stat` file.
 fn page_faults(stat: &Path) -> u64 {
     let [faults] = stat_fields(stat, [7]);
@@ -729,6 +739,8 @@ struct EndToEnd {
     collector_cpu: Option<usize>,
     wall: Duration,
     cpu_seconds: f64,
+    /// The part of `cpu_seconds` spent in the kernel.
+    system_seconds: f64,
     rows: u64,
     files: usize,
     parquet_bytes: u64,
@@ -792,6 +804,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let pid = child.id();
     let stat = PathBuf::from(format!("/proc/{pid}/stat"));
     let cpu_before = cpu_seconds(&stat);
+    let system_before = system_seconds(&stat);
     let faults_before = page_faults(&stat);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -852,6 +865,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
         collector_cpu,
         wall,
         cpu_seconds: cpu_after - cpu_before,
+        system_seconds: field("system_centis") as f64 / 100.0 - system_before,
         rows,
         files,
         parquet_bytes,
@@ -951,11 +965,13 @@ fn serve() {
         let last = collector.shutdown().await.expect("flush at shutdown");
         let looked_up = looked_up + last.looked_up;
         let cpu = cpu_seconds(Path::new("/proc/self/stat"));
+        let system = system_seconds(Path::new("/proc/self/stat"));
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let rss_kib = collector::memory::status_bytes(&status, "VmHWM").unwrap_or(0) >> 10;
         println!(
-            "done cpu_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos} looked_up={looked_up}",
+            "done cpu_centis={} system_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos} looked_up={looked_up}",
             (cpu * 100.0).round() as u64,
+            (system * 100.0).round() as u64,
             page_faults(Path::new("/proc/self/stat"))
         );
     });
