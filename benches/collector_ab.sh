@@ -4,7 +4,7 @@
 # the machine. One line per run: the end-to-end spans per collector
 # CPU-second and per second of wall time, the share of the run the
 # collector was busy and the kernel's share of its CPU (benches since
-# it was added), the ratio to decode-only, the decode-only peer
+# `b3d810c`), the ratio to decode-only, the decode-only peer
 # before the run and after it (benches since the after figure was added
 # print both), the two one-thread phases, bytes per span on disk, the
 # collector's peak RSS and its page faults per span. Since `1d998f4` the

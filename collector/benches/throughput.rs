@@ -964,14 +964,14 @@ fn serve() {
         );
         let last = collector.shutdown().await.expect("flush at shutdown");
         let looked_up = looked_up + last.looked_up;
-        let cpu = cpu_seconds(Path::new("/proc/self/stat"));
-        let system = system_seconds(Path::new("/proc/self/stat"));
+        // User and system time from one reading, so that the two agree.
+        let [user, system] = stat_fields(Path::new("/proc/self/stat"), [11, 12]);
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let rss_kib = collector::memory::status_bytes(&status, "VmHWM").unwrap_or(0) >> 10;
         println!(
             "done cpu_centis={} system_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos} looked_up={looked_up}",
-            (cpu * 100.0).round() as u64,
-            (system * 100.0).round() as u64,
+            user + system,
+            system,
             page_faults(Path::new("/proc/self/stat"))
         );
     });

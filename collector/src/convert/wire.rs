@@ -114,7 +114,7 @@ impl<'a> Fields<'a> {
     }
 
     fn str(&mut self) -> Walk<&'a str> {
-        str(self.len_delimited()?)
+        utf8(self.len_delimited()?)
     }
 
     /// Skips a field this walk does not read, as prost skips unknown fields.
@@ -131,7 +131,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A string field's bytes as prost takes them: UTF-8 only.
-fn str(bytes: &[u8]) -> Walk<&str> {
+fn utf8(bytes: &[u8]) -> Walk<&str> {
     std::str::from_utf8(bytes).map_err(|_| Unsupported)
 }
 
@@ -180,9 +180,8 @@ const SEEN_VALUES: usize = 4;
 /// and a string checked as UTF-8 once a request instead of once a span:
 /// some 150 to 250 instructions an attribute where the comparison takes
 /// 10 to 30. Each place keeps the first [`SEEN_VALUES`] distinct values it
-/// meets; one that then meets another stops comparing, as a place whose
-/// values vary (a URL, a request id) would compare each in vain.
-#[derive(Clone, Copy)]
+/// meets; a place that has kept four and meets a fifth stops comparing, as
+/// one whose values vary (a URL, a request id) would compare each in vain.
 struct Seen<'a, T> {
     values: [Option<(&'a [u8], T)>; SEEN_VALUES],
     varies: bool,
@@ -387,7 +386,7 @@ fn walk_span<'a>(bytes: &'a [u8], walk: &mut Spans<'a>) -> Walk<()> {
             (2, LEN) => span.span_id = fields.len_delimited()?,
             (3, LEN) => span.trace_state = fields.str()?,
             (4, LEN) => span.parent_span_id = fields.len_delimited()?,
-            (5, LEN) => span.name = names.get(fields.len_delimited()?, str)?,
+            (5, LEN) => span.name = names.get(fields.len_delimited()?, utf8)?,
             (6, VARINT) => span.kind = fields.varint()? as i32,
             (7, FIXED64) => span.start_time = fields.fixed64()?,
             (8, FIXED64) => span.end_time = fields.fixed64()?,
@@ -577,7 +576,7 @@ fn any_key_value(bytes: &[u8]) -> Walk<Attr<'_>> {
 fn key_of(bytes: &[u8]) -> Walk<(&str, Option<Slot>)> {
     match known(bytes) {
         Some((slot, key)) => Ok((key, Some(slot))),
-        None => Ok((std::str::from_utf8(bytes).map_err(|_| Unsupported)?, None)),
+        None => Ok((utf8(bytes)?, None)),
     }
 }
 
@@ -746,12 +745,13 @@ mod tests {
             value: Some(AnyValue { value: Some(value) }),
             ..Default::default()
         };
-        // Values of one length, so that only their bytes tell them apart.
+        // Values of one length at each place, so that only their bytes
+        // tell them apart.
         let methods = ["GET", "PUT", "DEL", "HEA", "OPT", "PAT"];
         let routes = ["/a/1", "/b/2", "/c/3"];
         let span = |i: usize| {
             let mut attributes = vec![
-                // Six values at the first place: past what it keeps.
+                // Six values at the first place: past the four it keeps.
                 kv(
                     "http.request.method",
                     Value::StringValue(methods[i % 6].into()),
@@ -767,8 +767,10 @@ mod tests {
                     },
                     Value::IntValue(7),
                 ),
-                // Values of one type and length, of other types, then none.
+                // Five values, and every fifth span leaves it out, so that
+                // the next place then holds what this one held before.
                 kv("loadlens.step", Value::StringValue(format!("{}", i % 5))),
+                // Values of other types.
                 kv(
                     "n",
                     if i.is_multiple_of(4) {
@@ -778,15 +780,21 @@ mod tests {
                     },
                 ),
             ];
-            // Every third span leaves out its route: the places after it
-            // hold other keys than in the spans before.
-            if i % 3 == 2 {
-                attributes.remove(1);
+            if i % 5 == 4 {
+                attributes.remove(3);
+            }
+            // Two spans with attributes past the places kept.
+            if i == 17 || i == 18 {
+                attributes.extend(
+                    (0..SEEN_POSITIONS)
+                        .map(|k| kv(&format!("extra.{k}"), Value::IntValue(k as i64))),
+                );
             }
             Span {
                 trace_id: vec![1; 16],
                 span_id: (i as u64 + 1).to_be_bytes().to_vec(),
-                name: format!("n{}", i % 7),
+                // Three names, which the walk keeps.
+                name: format!("name-{}", i % 3),
                 start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
                 end_time_unix_nano: 1_700_000_000_000_000_100 + i as u64,
                 attributes,
@@ -794,20 +802,31 @@ mod tests {
             }
         };
         let spans: Vec<Span> = (0..40).map(span).collect();
-        let bytes = request_of(spans.clone()).encode_to_vec();
+        let bytes = request_of(spans).encode_to_vec();
         assert_eq!(wire_agrees_with_prost(&bytes), Ok(true));
         let converted = convert_traces(&bytes).unwrap().unwrap();
         assert_eq!(converted.rows(), 40);
 
         // A value not UTF-8 where the spans before held valid ones of its
-        // length: the walk leaves the request to prost, which refuses it.
-        let mut broken = spans;
-        broken[30].attributes[1] = kv("http.route", Value::StringValue("/a/1".into()));
-        let mut bytes = request_of(broken).encode_to_vec();
-        let route = bytes.windows(4).rposition(|w| w == b"/a/1").unwrap();
-        bytes[route + 1] = 0xff;
-        assert!(convert_traces(&bytes).is_none());
-        assert!(crate::convert::spans::convert_encoded(&bytes).is_err());
+        // length, at a place that keeps its values: the route of span 30
+        // (the eleventh "/a/1", of spans 0, 3, ..., 30), then the name of
+        // span 9 (the fourth "name-0", of spans 0, 3, 6, 9). The walk
+        // leaves the request to prost, which refuses it.
+        for (text, nth) in [(&b"/a/1"[..], 10), (b"name-0", 3)] {
+            let mut broken = bytes.clone();
+            let (at, _) = bytes
+                .windows(text.len())
+                .enumerate()
+                .filter(|(_, w)| *w == text)
+                .nth(nth)
+                .unwrap();
+            broken[at + 1] = 0xff;
+            assert!(convert_traces(&broken).is_none(), "{text:?}");
+            assert!(
+                crate::convert::spans::convert_encoded(&broken).is_err(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
