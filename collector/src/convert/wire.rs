@@ -183,7 +183,9 @@ const SEEN_VALUES: usize = 4;
 /// meets; a place that has kept four and meets a fifth stops comparing, as
 /// one whose values vary (a URL, a request id) would compare each in vain.
 struct Seen<'a, T> {
+    /// The values kept, each with what reading it gave, first met first.
     values: [Option<(&'a [u8], T)>; SEEN_VALUES],
+    /// A value past those kept came: every value is read from now on.
     varies: bool,
 }
 
