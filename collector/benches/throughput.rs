@@ -555,14 +555,13 @@ fn thread_cpu_seconds() -> f64 {
 
 /// utime + stime from a `/proc/.../stat` file, in seconds (USER_HZ is 100 on Linux).
 fn cpu_seconds(stat: &Path) -> f64 {
-    let [user, system] = stat_fields(stat, [11, 12]);
-    (user + system) as f64 / 100.0
+    cpu_and_system_seconds(stat).0
 }
 
-/// The system (kernel) part of [`cpu_seconds`].
-fn system_seconds(stat: &Path) -> f64 {
-    let [system] = stat_fields(stat, [12]);
-    system as f64 / 100.0
+/// [`cpu_seconds`] and its system (kernel) part, from one reading.
+fn cpu_and_system_seconds(stat: &Path) -> (f64, f64) {
+    let [user, system] = stat_fields(stat, [11, 12]);
+    ((user + system) as f64 / 100.0, system as f64 / 100.0)
 }
 
 /// Minor page faults from a `/proc/.../stat` file.
@@ -803,8 +802,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let endpoint = format!("http://{}", ready.strip_prefix("ready ").unwrap());
     let pid = child.id();
     let stat = PathBuf::from(format!("/proc/{pid}/stat"));
-    let cpu_before = cpu_seconds(&stat);
-    let system_before = system_seconds(&stat);
+    let (cpu_before, system_before) = cpu_and_system_seconds(&stat);
     let faults_before = page_faults(&stat);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -542,7 +542,7 @@ fn usual_key_value(bytes: &[u8]) -> Option<Attr<'_>> {
     let value = match value {
         // string_value (1, length-delimited).
         [0x0a, len, text @ ..] if *len < 0x80 && text.len() == usize::from(*len) => {
-            ValueRef::Str(std::str::from_utf8(text).ok()?)
+            ValueRef::Str(utf8(text).ok()?)
         }
         // bool_value (2) and int_value (3), varints.
         [tag @ (0x10 | 0x18), varint @ ..] => {
