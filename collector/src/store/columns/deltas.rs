@@ -45,12 +45,15 @@ pub(crate) struct DeltaColumn {
 }
 
 impl DeltaColumn {
-    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Self {
+    /// The encoder of a chunk of `rows` rows.
+    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings, rows: usize) -> Self {
         DeltaColumn {
             int32: descr.physical_type() == Type::INT32,
             unsigned: descr.sort_order() == SortOrder::UNSIGNED,
+            // Grown from nothing, a page's list was reallocated and copied
+            // a dozen times.
+            values: Vec::with_capacity(rows.min(settings.page_rows)),
             pages: Pages::new(descr, settings),
-            values: Vec::new(),
         }
     }
 
@@ -136,6 +139,10 @@ impl Paged for DeltaColumn {
 pub(crate) fn delta_binary_packed(values: &[i64], int32: bool, out: &mut Vec<u8>) {
     let miniblock = if int32 { 32 } else { 64 };
     let block = miniblock * MINIBLOCKS;
+    // At most the header, then per block its smallest delta, widths and
+    // miniblocks of full width: reserved once, as a page's values are
+    // thousands.
+    out.reserve(4 * 10 + values.len().div_ceil(block) * (10 + MINIBLOCKS + block * 8));
     uleb128(block as u64, out);
     uleb128(MINIBLOCKS as u64, out);
     uleb128(values.len() as u64, out);
@@ -146,61 +153,87 @@ pub(crate) fn delta_binary_packed(values: &[i64], int32: bool, out: &mut Vec<u8>
         zigzag(if int32 { (first as i32).into() } else { first }),
         out,
     );
-    // Deltas wrap in the column's width; those of a 32-bit column are held
-    // sign-extended, as the smallest is written.
-    let delta = |pair: &[i64]| match int32 {
-        true => i64::from((pair[1] as i32).wrapping_sub(pair[0] as i32)),
-        false => pair[1].wrapping_sub(pair[0]),
-    };
-    let mut deltas = Vec::with_capacity(block);
-    let mut packed = vec![0u64; block];
+    // One block's deltas, then each less the smallest; zeros past the last
+    // delta pad its miniblock.
+    let mut packed = [0u64; MINIBLOCKS * 64];
     // The deltas from value `at` to the block's end.
     let mut at = 1;
     while at < values.len() {
         let end = (at + block).min(values.len());
-        deltas.clear();
-        deltas.extend(values[at - 1..end].windows(2).map(delta));
+        let deltas = &mut packed[..end - at];
+        let min = match int32 {
+            true => block_deltas::<true>(&values[at - 1..end], deltas),
+            false => block_deltas::<false>(&values[at - 1..end], deltas),
+        };
+        let used = (end - at).div_ceil(miniblock);
+        packed[end - at..used * miniblock].fill(0);
         at = end;
-        let min = *deltas.iter().min().expect("a block has deltas");
         uleb128(zigzag(min), out);
-        // Each less the smallest, as an unsigned integer of the width.
-        for (packed, &delta) in packed.iter_mut().zip(&deltas) {
-            *packed = match int32 {
-                true => u64::from((delta as i32).wrapping_sub(min as i32) as u32),
-                false => delta.wrapping_sub(min) as u64,
-            };
-        }
         let widths_at = out.len();
         out.resize(widths_at + MINIBLOCKS, 0);
-        // Miniblocks past the last delta take no bytes and width 0; the
-        // last one with deltas is padded with zeros.
-        for (m, chunk) in packed[..deltas.len()].chunks(miniblock).enumerate() {
+        // Miniblocks past the last delta take no bytes and width 0.
+        for (m, chunk) in packed[..used * miniblock]
+            .chunks_exact(miniblock)
+            .enumerate()
+        {
             let width = 64 - chunk.iter().fold(0, |all, &v| all | v).leading_zeros();
             out[widths_at + m] = width as u8;
-            pack(chunk, miniblock, width, out);
+            pack(chunk, width, out);
         }
     }
 }
 
-/// `values`, then zeros to `count` values in all, at `width` bits each,
-/// from the lowest bit up. `count` is a multiple of 8, so they end on a
-/// byte.
-fn pack(values: &[u64], count: usize, width: u32, out: &mut Vec<u8>) {
+/// Writes to `deltas` the deltas between neighbours of `values` (one more
+/// than `deltas`) less the smallest of them, as unsigned integers of the
+/// column's width, and returns that smallest delta. Deltas of a 32-bit
+/// column (`INT32`) wrap as 32-bit integers and are held sign-extended.
+#[inline]
+fn block_deltas<const INT32: bool>(values: &[i64], deltas: &mut [u64]) -> i64 {
+    let delta = |pair: &[i64]| match INT32 {
+        true => i64::from((pair[1] as i32).wrapping_sub(pair[0] as i32)),
+        false => pair[1].wrapping_sub(pair[0]),
+    };
+    let mut min = i64::MAX;
+    for (out, pair) in deltas.iter_mut().zip(values.windows(2)) {
+        let delta = delta(pair);
+        *out = delta as u64;
+        min = min.min(delta);
+    }
+    for out in deltas.iter_mut() {
+        *out = match INT32 {
+            true => u64::from((*out as i32).wrapping_sub(min as i32) as u32),
+            false => (*out as i64).wrapping_sub(min) as u64,
+        };
+    }
+    min
+}
+
+/// Appends `values` at `width` bits each, from the lowest bit up. Their
+/// number is a multiple of 8, so they end on a byte.
+fn pack(values: &[u64], width: u32, out: &mut Vec<u8>) {
+    debug_assert!(values.len().is_multiple_of(8) && width <= 64);
     if width == 0 {
         return;
     }
-    let mut bits: u128 = 0;
-    let mut held = 0;
-    for i in 0..count {
-        bits |= u128::from(values.get(i).copied().unwrap_or(0)) << held;
+    out.reserve(values.len() / 8 * width as usize);
+    // `bits` holds the `held` low bits not yet written, always under 64.
+    let (mut bits, mut held) = (0u64, 0u32);
+    for &value in values {
+        bits |= value << held;
         held += width;
         if held >= 64 {
-            out.extend_from_slice(&(bits as u64).to_le_bytes());
-            bits >>= 64;
+            out.extend_from_slice(&bits.to_le_bytes());
             held -= 64;
+            // The bits of `value` the word had no room for: none when it
+            // ended exactly (a shift by 64 would overflow).
+            bits = if held == 0 {
+                0
+            } else {
+                value >> (width - held)
+            };
         }
     }
-    out.extend_from_slice(&(bits as u64).to_le_bytes()[..held as usize / 8]);
+    out.extend_from_slice(&bits.to_le_bytes()[..held as usize / 8]);
 }
 
 /// ZigZag: small magnitudes, either sign, to small unsigned integers.
@@ -235,6 +268,17 @@ mod tests {
         // No values, and one: a header only.
         assert_eq!(encoded(&[], false), [128, 2, 4, 0, 0]);
         assert_eq!(encoded(&[-3], false), [128, 2, 4, 1, 5]);
+    }
+
+    #[test]
+    fn a_last_block_is_padded_with_zeros_not_the_block_before() {
+        // A first block of deltas of ±1,000, then a block of one delta,
+        // 5: that one less the smallest is 0, and so is its padding, so its
+        // miniblocks are all of width 0.
+        let mut values: Vec<i64> = (0..129).map(|i| (i % 2) * 1_000).collect();
+        values.push(values[128] + 5);
+        let out = encoded(&values, true);
+        assert_eq!(out[out.len() - 5..], [10, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -280,7 +324,7 @@ mod tests {
                 _ => arrow::datatypes::DataType::UInt32,
             };
             let settings = Settings::for_column(&props, &descr, &data_type).expect("taken here");
-            let mut column = DeltaColumn::new(descr, settings);
+            let mut column = DeltaColumn::new(descr, settings, 3);
             column.extend([3, 1, 2].into_iter());
             let (_, close) = column.finish().unwrap();
             let statistics = close.metadata.statistics().unwrap();
@@ -309,16 +353,50 @@ mod tests {
     #[test]
     fn pack_puts_the_lowest_bit_first_and_ends_on_a_byte() {
         let mut out = Vec::new();
-        pack(&[1, 2, 3], 8, 3, &mut out);
+        pack(&[1, 2, 3, 0, 0, 0, 0, 0], 3, &mut out);
         assert_eq!(out, [0b11_010_001, 0b0000_0000, 0]);
         out.clear();
-        pack(&[u64::MAX; 8], 8, 64, &mut out);
+        pack(&[u64::MAX; 8], 64, &mut out);
         assert_eq!(out, [0xff; 64]);
         out.clear();
-        pack(&[u64::MAX >> 1, 0, 1], 8, 63, &mut out);
+        pack(&[u64::MAX >> 1, 0, 1, 0, 0, 0, 0, 0], 63, &mut out);
         assert_eq!(out.len(), 63);
         assert_eq!(out[..8], (u64::MAX >> 1).to_le_bytes());
         // The third value's bit is bit 126.
         assert_eq!(out[15], 0b0100_0000);
+    }
+
+    #[test]
+    fn pack_agrees_with_writing_bit_by_bit_at_every_width() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for width in 0..=64u32 {
+            for count in [8, 32, 64] {
+                let mask = if width == 64 {
+                    u64::MAX
+                } else {
+                    (1 << width) - 1
+                };
+                let values: Vec<u64> = (0..count)
+                    .map(|_| {
+                        // xorshift64: any fixed sequence will do.
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state & mask
+                    })
+                    .collect();
+                let mut expected = vec![0u8; count * width as usize / 8];
+                for (i, &value) in values.iter().enumerate() {
+                    for bit in 0..width as usize {
+                        let at = i * width as usize + bit;
+                        expected[at / 8] |= (((value >> bit) & 1) as u8) << (at % 8);
+                    }
+                }
+                let mut out = vec![7];
+                pack(&values, width, &mut out);
+                assert_eq!(out[0], 7, "what was there stays");
+                assert_eq!(out[1..], expected, "width {width}, {count} values");
+            }
+        }
     }
 }

@@ -30,15 +30,22 @@ pub(crate) struct IdColumn {
 }
 
 impl IdColumn {
-    pub(crate) fn new(descr: ColumnDescPtr, settings: Settings) -> Result<Self, ParquetError> {
+    /// The encoder of a chunk of `rows` rows.
+    pub(crate) fn new(
+        descr: ColumnDescPtr,
+        settings: Settings,
+        rows: usize,
+    ) -> Result<Self, ParquetError> {
         let bloom_filter = settings
             .bloom_filter
             .map(|(ndv, fpp)| Sbbf::new_with_ndv_fpp(ndv, fpp))
             .transpose()?;
+        let width = descr.type_length() as usize;
         Ok(IdColumn {
-            width: descr.type_length() as usize,
+            width,
+            // Grown from nothing, a page's ids were copied a dozen times.
+            values: Vec::with_capacity(rows.min(settings.page_rows) * width),
             pages: Pages::new(descr, settings),
-            values: Vec::new(),
             bounds: None,
             bloom_filter,
         })
@@ -65,7 +72,17 @@ impl IdColumn {
     pub(crate) fn push(&mut self, id: Option<&[u8]>) -> Result<(), Refused> {
         match id {
             Some(id) if id.len() == self.width => {
-                self.values.extend_from_slice(id);
+                // Of a length known here, the copy is a move or two, not a
+                // call to `memcpy`.
+                match id.len() {
+                    16 => self
+                        .values
+                        .extend_from_slice(&<[u8; 16]>::try_from(id).expect("16")),
+                    8 => self
+                        .values
+                        .extend_from_slice(&<[u8; 8]>::try_from(id).expect("8")),
+                    _ => self.values.extend_from_slice(id),
+                }
                 let bound = Self::bound(id);
                 self.bounds = Some(match self.bounds {
                     None => (bound, bound),

@@ -203,8 +203,8 @@ impl Encoder {
         rows: usize,
     ) -> Result<Encoder, ParquetError> {
         Ok(match descr.physical_type() {
-            Type::FIXED_LEN_BYTE_ARRAY => Encoder::Ids(IdColumn::new(descr, settings)?),
-            Type::INT32 | Type::INT64 => Encoder::Ints(DeltaColumn::new(descr, settings)),
+            Type::FIXED_LEN_BYTE_ARRAY => Encoder::Ids(IdColumn::new(descr, settings, rows)?),
+            Type::INT32 | Type::INT64 => Encoder::Ints(DeltaColumn::new(descr, settings, rows)),
             _ => Encoder::Strings(DictionaryColumn::new(descr, settings, rows)),
         })
     }
