@@ -230,17 +230,17 @@ impl DictionaryColumn {
     /// at [`DictionaryColumn::finish`]. Only a page on which one value in
     /// [`WEIGH_ONE_NEW_IN`] or more was new is weighed.
     ///
-    /// The page is compressed both ways, as its pages would be: PLAIN, and
-    /// as the dictionary so far and the page's indices. The page's sizes
-    /// are scaled to the rows of the row group. The dictionary grows by
-    /// the entries later values will add, from the rate of new entries in
-    /// each half of the page: unchanged from the first half to the second
-    /// (every value new), it goes on so; falling, it falls on by the same
-    /// ratio every half page (values drawn from a set the page has mostly
-    /// seen). Values in time order that differ in a few characters (URLs
-    /// with a running number) shrink well PLAIN, and their indices do not;
-    /// values that repeat in scattered order (users from a feeder) shrink
-    /// better as indices into a dictionary.
+    /// Unless every value on it was new, the page is compressed both ways, as
+    /// its pages would be: PLAIN, and as the dictionary so far and the page's
+    /// indices. The page's sizes are scaled to the rows of the row group. The
+    /// dictionary grows by the entries later values will add, from the rate of
+    /// new entries in each half of the page: unchanged from the first half to
+    /// the second (every value new), it goes on so; falling, it falls on by the
+    /// same ratio every half page (values drawn from a set the page has mostly
+    /// seen). Values in time order that differ in a few characters (URLs with a
+    /// running number) shrink well PLAIN, and their indices do not; values that
+    /// repeat in scattered order (users from a feeder) shrink better as indices
+    /// into a dictionary.
     fn weigh(&self) -> Option<Vec<u8>> {
         let values = self.indices.len();
         let (rows, entries) = (self.pages.page.rows, self.entries.len());
@@ -252,6 +252,18 @@ impl DictionaryColumn {
             let value = self.entry(entry);
             plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
             plain.extend_from_slice(value);
+        }
+        // Every value new (URLs with their query strings): the dictionary
+        // is the page PLAIN, byte for byte, and is projected to grow as fast
+        // as the values come, to PLAIN's size; the indices come on top, so
+        // PLAIN wins, known without compressing three times what may be a
+        // megabyte of values.
+        if entries == values {
+            debug_assert_eq!(
+                plain, self.plain,
+                "a dictionary of the page's values in order"
+            );
+            return Some(plain);
         }
         let width = bit_width(entries.saturating_sub(1) as u32);
         let mut indices = vec![width];
