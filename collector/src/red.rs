@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use crate::convert::keys::{self, Index};
 use crate::convert::values::{Attr, ValueRef};
+use crate::short;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const BUCKETS: [f64; 16] = [
@@ -77,11 +78,9 @@ impl Tally {
 
     /// Counts one request of `run_id` and `step`.
     pub fn add(&mut self, run_id: &str, step: &str, error_type: Option<&str>, latency_s: f64) {
-        let at = match self
-            .series
-            .iter()
-            .position(|((r, s), _)| r == run_id && s == step)
-        {
+        let at = match self.series.iter().position(|((r, s), _)| {
+            short::eq(r.as_bytes(), run_id.as_bytes()) && short::eq(s.as_bytes(), step.as_bytes())
+        }) {
             Some(at) => at,
             None => {
                 let key = (run_id.to_string(), step.to_string());
@@ -272,6 +271,37 @@ mod tests {
         assert!(text.contains(&format!("{LATENCY}_bucket{{{labels},le=\"0.025\"}} 2\n")));
         assert!(text.contains(&format!("{LATENCY}_bucket{{{labels},le=\"100\"}} 2\n")));
         assert!(text.contains(&format!("{LATENCY}_bucket{{{labels},le=\"+Inf\"}} 3\n")));
+    }
+
+    #[test]
+    fn a_tally_keeps_a_series_per_run_and_step() {
+        // Runs and steps of one length that differ in one byte, the first
+        // or the last.
+        let mut tally = Tally::default();
+        for (run, step) in [
+            ("run-10", "GET /a"),
+            ("run-10", "GET /b"),
+            ("run-11", "GET /a"),
+            ("run-10", "GET /a"),
+            ("sun-10", "GET /a"),
+            ("run-10", "PUT /a"),
+        ] {
+            tally.add(run, step, None, 0.01);
+        }
+        let red = Red::default();
+        red.record(&tally);
+        let mut text = String::new();
+        red.render(&mut text);
+        for (run, step, requests) in [
+            ("run-10", "GET /a", 2),
+            ("run-10", "GET /b", 1),
+            ("run-11", "GET /a", 1),
+            ("sun-10", "GET /a", 1),
+            ("run-10", "PUT /a", 1),
+        ] {
+            let line = format!("{REQUESTS}{{run_id=\"{run}\",step=\"{step}\"}} {requests}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[test]
