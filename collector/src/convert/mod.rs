@@ -3,6 +3,7 @@
 
 pub(crate) mod keys;
 pub mod metrics;
+mod numbers;
 mod repeated;
 pub mod spans;
 pub(crate) mod values;

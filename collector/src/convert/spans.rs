@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampNanosecondBuilder, UInt32Builder,
+    TimestampNanosecondBuilder,
 };
+use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -15,6 +16,7 @@ use schema::spans::{PROMOTED, Promoted};
 use schema::{Table, attr};
 
 use super::keys;
+use super::numbers::Numbers;
 use super::repeated::RepeatedStrings;
 use super::values::{
     Attr, AttrMapBuilder, ValueRef, append_attr_refs, attr_map_builder_with_capacity, find_str_ref,
@@ -450,9 +452,9 @@ impl PromotedColumn {
 /// mostly share their method, server address and step.
 enum PromotedBuilder {
     Utf8(RepeatedStrings),
-    Int64(Int64Builder),
-    Int32(Int32Builder),
-    Timestamp(TimestampNanosecondBuilder),
+    Int64(Numbers<Int64Type>),
+    Int32(Numbers<Int32Type>),
+    Timestamp(Numbers<TimestampNanosecondType>),
 }
 
 impl PromotedBuilder {
@@ -462,11 +464,9 @@ impl PromotedBuilder {
             Promoted::Utf8 => {
                 PromotedBuilder::Utf8(RepeatedStrings::new(rows, room.string_bytes_per_column))
             }
-            Promoted::Int64 => PromotedBuilder::Int64(Int64Builder::with_capacity(rows)),
-            Promoted::Int32 => PromotedBuilder::Int32(Int32Builder::with_capacity(rows)),
-            Promoted::Timestamp => {
-                PromotedBuilder::Timestamp(TimestampNanosecondBuilder::with_capacity(rows))
-            }
+            Promoted::Int64 => PromotedBuilder::Int64(Numbers::with_capacity(rows)),
+            Promoted::Int32 => PromotedBuilder::Int32(Numbers::with_capacity(rows)),
+            Promoted::Timestamp => PromotedBuilder::Timestamp(Numbers::with_capacity(rows)),
         }
     }
 
@@ -514,9 +514,9 @@ impl PromotedBuilder {
     fn finish(self) -> ArrayRef {
         match self {
             PromotedBuilder::Utf8(b) => b.finish(),
-            PromotedBuilder::Int64(mut b) => Arc::new(b.finish()),
-            PromotedBuilder::Int32(mut b) => Arc::new(b.finish()),
-            PromotedBuilder::Timestamp(mut b) => Arc::new(b.finish().with_timezone("UTC")),
+            PromotedBuilder::Int64(b) => Arc::new(b.finish()),
+            PromotedBuilder::Int32(b) => Arc::new(b.finish()),
+            PromotedBuilder::Timestamp(b) => Arc::new(b.finish().with_timezone("UTC")),
         }
     }
 }
@@ -575,14 +575,14 @@ impl SparseStrings {
 }
 
 struct SpansBuilder {
-    start_time: TimestampNanosecondBuilder,
-    end_time: TimestampNanosecondBuilder,
-    duration: Int64Builder,
+    start_time: Numbers<TimestampNanosecondType>,
+    end_time: Numbers<TimestampNanosecondType>,
+    duration: Numbers<Int64Type>,
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     parent_span_id: FixedSizeBinaryBuilder,
     trace_state: SparseStrings,
-    flags: UInt32Builder,
+    flags: Numbers<UInt32Type>,
     service_name: RepeatedStrings,
     service_version: SparseStrings,
     environment: SparseStrings,
@@ -645,14 +645,14 @@ impl SpansBuilder {
         let strings = || StringBuilder::with_capacity(rows, room.string_bytes_per_column);
         let repeated = || RepeatedStrings::new(rows, room.string_bytes_per_column);
         SpansBuilder {
-            start_time: TimestampNanosecondBuilder::with_capacity(rows),
-            end_time: TimestampNanosecondBuilder::with_capacity(rows),
-            duration: Int64Builder::with_capacity(rows),
+            start_time: Numbers::with_capacity(rows),
+            end_time: Numbers::with_capacity(rows),
+            duration: Numbers::with_capacity(rows),
             trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
             parent_span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
             trace_state: SparseStrings::new(rows),
-            flags: UInt32Builder::with_capacity(rows),
+            flags: Numbers::with_capacity(rows),
             service_name: repeated(),
             service_version: SparseStrings::new(rows),
             environment: SparseStrings::new(rows),
