@@ -1,6 +1,7 @@
 //! OTLP to Arrow: each export request becomes record batches, grouped by the
 //! partition (day, run) their rows belong to.
 
+mod ids;
 pub(crate) mod keys;
 pub mod metrics;
 mod numbers;

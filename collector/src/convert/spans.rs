@@ -15,6 +15,7 @@ use prost::Message;
 use schema::spans::{PROMOTED, Promoted};
 use schema::{Table, attr};
 
+use super::ids::Ids;
 use super::keys;
 use super::numbers::Numbers;
 use super::repeated::RepeatedStrings;
@@ -578,9 +579,9 @@ struct SpansBuilder {
     start_time: Numbers<TimestampNanosecondType>,
     end_time: Numbers<TimestampNanosecondType>,
     duration: Numbers<Int64Type>,
-    trace_id: FixedSizeBinaryBuilder,
-    span_id: FixedSizeBinaryBuilder,
-    parent_span_id: FixedSizeBinaryBuilder,
+    trace_id: Ids<16>,
+    span_id: Ids<8>,
+    parent_span_id: Ids<8>,
     trace_state: SparseStrings,
     flags: Numbers<UInt32Type>,
     service_name: RepeatedStrings,
@@ -648,9 +649,9 @@ impl SpansBuilder {
             start_time: Numbers::with_capacity(rows),
             end_time: Numbers::with_capacity(rows),
             duration: Numbers::with_capacity(rows),
-            trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
-            span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
-            parent_span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
+            trace_id: Ids::with_capacity(rows),
+            span_id: Ids::with_capacity(rows),
+            parent_span_id: Ids::with_capacity(rows),
             trace_state: SparseStrings::new(rows),
             flags: Numbers::with_capacity(rows),
             service_name: repeated(),
@@ -684,18 +685,13 @@ impl SpansBuilder {
         self.start_time.append_value(start);
         self.end_time.append_value(end);
         self.duration.append_value(end - start);
-        self.trace_id
-            .append_value(span.trace_id)
-            .expect("validated length");
-        self.span_id
-            .append_value(span.span_id)
-            .expect("validated length");
+        // Lengths validated (`validate`).
+        self.trace_id.append_value(span.trace_id);
+        self.span_id.append_value(span.span_id);
         if span.parent_span_id.is_empty() {
             self.parent_span_id.append_null();
         } else {
-            self.parent_span_id
-                .append_value(span.parent_span_id)
-                .expect("validated length");
+            self.parent_span_id.append_value(span.parent_span_id);
         }
         self.trace_state
             .append_non_empty(span.trace_state, self.rows);
@@ -760,9 +756,9 @@ impl SpansBuilder {
             Arc::new(self.start_time.finish().with_timezone("UTC")),
             Arc::new(self.end_time.finish().with_timezone("UTC")),
             Arc::new(self.duration.finish()),
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.span_id.finish()),
-            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.trace_id.finish()?),
+            Arc::new(self.span_id.finish()?),
+            Arc::new(self.parent_span_id.finish()?),
             self.trace_state.finish(rows),
             Arc::new(self.flags.finish()),
             self.service_name.finish(),
