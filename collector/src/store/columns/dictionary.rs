@@ -230,41 +230,48 @@ impl DictionaryColumn {
     /// at [`DictionaryColumn::finish`]. Only a page on which one value in
     /// [`WEIGH_ONE_NEW_IN`] or more was new is weighed.
     ///
-    /// Unless every value on it was new, the page is compressed both ways, as
-    /// its pages would be: PLAIN, and as the dictionary so far and the page's
-    /// indices. The page's sizes are scaled to the rows of the row group. The
-    /// dictionary grows by the entries later values will add, from the rate of
-    /// new entries in each half of the page: unchanged from the first half to
-    /// the second (every value new), it goes on so; falling, it falls on by the
-    /// same ratio every half page (values drawn from a set the page has mostly
-    /// seen). Values in time order that differ in a few characters (URLs with a
-    /// running number) shrink well PLAIN, and their indices do not; values that
-    /// repeat in scattered order (users from a feeder) shrink better as indices
-    /// into a dictionary.
+    /// Unless every value on it was new, some in its second half, the page is
+    /// compressed both ways, as its pages would be: PLAIN, and as the
+    /// dictionary so far and the page's indices. The page's sizes are scaled to
+    /// the rows of the row group. The dictionary grows by the entries later
+    /// values will add, from the rate of new entries in each half of the page:
+    /// unchanged from the first half to the second (every value new), it goes
+    /// on so; falling, it falls on by the same ratio every half page (values
+    /// drawn from a set the page has mostly seen). Values in time order that
+    /// differ in a few characters (URLs with a running number) shrink well
+    /// PLAIN, and their indices do not; values that repeat in scattered order
+    /// (users from a feeder) shrink better as indices into a dictionary.
     fn weigh(&self) -> Option<Vec<u8>> {
-        let values = self.indices.len();
-        let (rows, entries) = (self.pages.page.rows, self.entries.len());
+        let (values, entries) = (self.indices.len(), self.entries.len());
         if !self.pages.done.is_empty() || values == 0 || entries * WEIGH_ONE_NEW_IN < values {
             return None;
         }
-        let mut plain = Vec::with_capacity(self.pages.page.value_bytes as usize + 4 * values);
-        for &entry in &self.indices {
-            let value = self.entry(entry);
-            plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            plain.extend_from_slice(value);
-        }
-        // Every value new (URLs with their query strings): the dictionary
-        // is the page PLAIN, byte for byte, and is projected to grow as fast
-        // as the values come, to PLAIN's size; the indices come on top, so
-        // PLAIN wins, known without compressing three times what may be a
-        // megabyte of values.
-        if entries == values {
-            debug_assert_eq!(
-                plain, self.plain,
-                "a dictionary of the page's values in order"
+        // Every value new (URLs with their query strings), and some in the
+        // page's second half: the dictionary is the page PLAIN, byte for
+        // byte, and is projected to grow as fast as the values come, to
+        // PLAIN's size; the indices come on top, so PLAIN wins, known
+        // without compressing three times what may be a megabyte of
+        // values. (With none in the second half, the dictionary is
+        // projected not to grow, and the sizes decide.)
+        let second_half_new = self
+            .at_half
+            .is_none_or(|(half_values, _)| half_values < values);
+        if entries == values && second_half_new {
+            debug_assert!(
+                self.plain == self.page_plain(),
+                "the page's values in order"
             );
-            return Some(plain);
+            return Some(self.plain.clone());
         }
+        self.weigh_compressed()
+    }
+
+    /// [`DictionaryColumn::weigh`] by the sizes zstd gives, whatever the
+    /// values.
+    fn weigh_compressed(&self) -> Option<Vec<u8>> {
+        let (values, entries) = (self.indices.len(), self.entries.len());
+        let rows = self.pages.page.rows;
+        let plain = self.page_plain();
         let width = bit_width(entries.saturating_sub(1) as u32);
         let mut indices = vec![width];
         hybrid(&self.indices, width, &mut indices);
@@ -287,6 +294,18 @@ impl DictionaryColumn {
         let new_entries = growth(first, second, half_page, later_values);
         let dictionary = dictionary as f64 * (1.0 + new_entries / entries as f64);
         ((plain_len as f64) * scale < dictionary + indices as f64 * scale).then_some(plain)
+    }
+
+    /// The values of the page being filled, PLAIN.
+    fn page_plain(&self) -> Vec<u8> {
+        let mut plain =
+            Vec::with_capacity(self.pages.page.value_bytes as usize + 4 * self.indices.len());
+        for &entry in &self.indices {
+            let value = self.entry(entry);
+            plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            plain.extend_from_slice(value);
+        }
+        plain
     }
 
     /// The bounds of the page being filled, from the entries it uses.
@@ -410,6 +429,46 @@ mod tests {
         let settings = Settings::for_column(&props, &descr, &DataType::Utf8).unwrap();
         assert_eq!(settings.page_rows, 20_000);
         DictionaryColumn::new(descr, settings, group_rows)
+    }
+
+    #[test]
+    fn a_page_of_new_values_is_weighed_as_compressing_it_would() {
+        // Distinct values that zstd shrinks by half at most, beside their
+        // indices, which count up and shrink well.
+        let value = |i: usize| {
+            let x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            format!("{:016x}", x ^ (x >> 29))
+        };
+        // (values, nulls) in turn, and how many distinct values there
+        // are: new values to a row short of the page's end; 12,000 then
+        // nulls; 1,000 then nulls, none past the page's half (noted by the
+        // nulls that come after it), where the dictionary is projected not
+        // to grow and keeps its place; nulls, then new values; 8,000
+        // values of which 4,000 distinct, where the sizes decide.
+        let pages: [(&[(usize, usize)], usize); 5] = [
+            (&[(19_999, 0)], usize::MAX),
+            (&[(12_000, 7_999)], usize::MAX),
+            (&[(1_000, 9_500), (0, 9_499)], usize::MAX),
+            (&[(0, 10_000), (2_000, 0)], usize::MAX),
+            (&[(8_000, 0)], 4_000),
+        ];
+        let mut plain = Vec::new();
+        for (steps, distinct) in pages {
+            let mut column = column(true, 100_000);
+            let mut n = 0;
+            for &(new, nulls) in steps {
+                for _ in 0..new {
+                    column.push(Some(value(n % distinct).as_bytes())).unwrap();
+                    n += 1;
+                }
+                column.push_nulls(nulls).unwrap();
+            }
+            assert!(column.pages.done.is_empty(), "one page, still open");
+            let weighed = column.weigh();
+            assert_eq!(weighed, column.weigh_compressed(), "{steps:?}");
+            plain.push(weighed.is_some());
+        }
+        assert_eq!(plain, [true, true, false, true, true]);
     }
 
     enum Rows {
