@@ -42,6 +42,9 @@ pub(crate) struct DeltaColumn {
     /// held sign-extended, or zero-extended if unsigned, so that bounds
     /// compare as `i64`.
     values: Vec<i64>,
+    /// Values a page holds at most: `values` takes room for them at the
+    /// first value, so that a column NULL in every row takes none.
+    page_values: usize,
 }
 
 impl DeltaColumn {
@@ -50,9 +53,8 @@ impl DeltaColumn {
         DeltaColumn {
             int32: descr.physical_type() == Type::INT32,
             unsigned: descr.sort_order() == SortOrder::UNSIGNED,
-            // Grown from nothing, a page's list was reallocated and copied
-            // a dozen times.
-            values: Vec::with_capacity(rows.min(settings.page_rows)),
+            values: Vec::new(),
+            page_values: rows.min(settings.page_rows),
             pages: Pages::new(descr, settings),
         }
     }
@@ -63,6 +65,7 @@ impl DeltaColumn {
     pub(crate) fn push(&mut self, value: Option<i64>) -> Result<(), Refused> {
         match value {
             Some(value) => {
+                self.take_room();
                 self.values.push(value);
                 self.value_added();
                 Ok(())
@@ -73,6 +76,7 @@ impl DeltaColumn {
 
     /// Adds a row for each of `values`, none of them null.
     pub(crate) fn extend(&mut self, mut values: impl Iterator<Item = i64>) {
+        self.take_room();
         loop {
             let page_rows = self.pages.settings.page_rows;
             let room = page_rows - self.pages.page.rows;
@@ -90,6 +94,15 @@ impl DeltaColumn {
             if added < room {
                 return;
             }
+        }
+    }
+
+    /// Room for a page's values, once: grown from nothing, the list was
+    /// reallocated and copied a dozen times a page.
+    #[inline]
+    fn take_room(&mut self) {
+        if self.values.capacity() == 0 {
+            self.values.reserve_exact(self.page_values);
         }
     }
 
@@ -142,7 +155,8 @@ pub(crate) fn delta_binary_packed(values: &[i64], int32: bool, out: &mut Vec<u8>
     // At most the header, then per block its smallest delta, widths and
     // miniblocks of full width: reserved once, as a page's values are
     // thousands.
-    out.reserve(4 * 10 + values.len().div_ceil(block) * (10 + MINIBLOCKS + block * 8));
+    let width_bytes = if int32 { 4 } else { 8 };
+    out.reserve(4 * 10 + values.len().div_ceil(block) * (10 + MINIBLOCKS + block * width_bytes));
     uleb128(block as u64, out);
     uleb128(MINIBLOCKS as u64, out);
     uleb128(values.len() as u64, out);
@@ -215,7 +229,6 @@ fn pack(values: &[u64], width: u32, out: &mut Vec<u8>) {
     if width == 0 {
         return;
     }
-    out.reserve(values.len() / 8 * width as usize);
     // `bits` holds the `held` low bits not yet written, always under 64.
     let (mut bits, mut held) = (0u64, 0u32);
     for &value in values {

@@ -24,6 +24,9 @@ pub(crate) struct IdColumn {
     width: usize,
     /// The ids of the page being filled, one after the other.
     values: Vec<u8>,
+    /// Bytes a page's ids take at most: `values` takes room for them at
+    /// the first id, so that a column NULL in every row takes none.
+    page_bytes: usize,
     /// Its smallest and largest id, as integers (see [`IdColumn::bound`]).
     bounds: Option<(u128, u128)>,
     bloom_filter: Option<Sbbf>,
@@ -43,8 +46,8 @@ impl IdColumn {
         let width = descr.type_length() as usize;
         Ok(IdColumn {
             width,
-            // Grown from nothing, a page's ids were copied a dozen times.
-            values: Vec::with_capacity(rows.min(settings.page_rows) * width),
+            values: Vec::new(),
+            page_bytes: rows.min(settings.page_rows) * width,
             pages: Pages::new(descr, settings),
             bounds: None,
             bloom_filter,
@@ -72,6 +75,11 @@ impl IdColumn {
     pub(crate) fn push(&mut self, id: Option<&[u8]>) -> Result<(), Refused> {
         match id {
             Some(id) if id.len() == self.width => {
+                // Grown from nothing, the page's ids were copied a dozen
+                // times.
+                if self.values.capacity() == 0 {
+                    self.values.reserve_exact(self.page_bytes);
+                }
                 // Of a length known here, the copy is a move or two, not a
                 // call to `memcpy`.
                 match id.len() {
