@@ -1,10 +1,11 @@
 //! Number and time columns built on a plain `Vec`: a span's start, end,
 //! duration and flags, and the promoted numbers (status code, port, the
-//! generator's request id and intended start). `arrow`'s
+//! generator's request id and intended start, body sizes). `arrow`'s
 //! `PrimitiveBuilder::append_value`, which the compiler did not inline
-//! here, took some 28 instructions a value, eight values a span of the
-//! collector's bench; a `Vec::push` inlined takes a few. The values become
-//! the array's buffer as they are, without a copy.
+//! here, took some 28 instructions a call, eight calls a span of the
+//! collector's bench; with a `Vec::push` in line the wire walk took 105
+//! fewer instructions a span (BENCHMARKS.md). The values become the
+//! array's buffer as they are, without a copy.
 
 use arrow::array::{ArrowPrimitiveType, BooleanBufferBuilder, PrimitiveArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
@@ -12,25 +13,21 @@ use arrow::buffer::{NullBuffer, ScalarBuffer};
 /// A column of `T` being built, row by row.
 pub(crate) struct Numbers<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
-    /// Which rows hold a value, from the first NULL on; `None` while every
-    /// row does.
-    valid: Option<BooleanBufferBuilder>,
+    valid: Validity,
 }
 
 impl<T: ArrowPrimitiveType> Numbers<T> {
     pub(crate) fn with_capacity(rows: usize) -> Self {
         Numbers {
             values: Vec::with_capacity(rows),
-            valid: None,
+            valid: Validity::default(),
         }
     }
 
     #[inline]
     pub(crate) fn append_value(&mut self, value: T::Native) {
         self.values.push(value);
-        if let Some(valid) = &mut self.valid {
-            valid.append(true);
-        }
+        self.valid.append_valid();
     }
 
     #[inline]
@@ -43,18 +40,55 @@ impl<T: ArrowPrimitiveType> Numbers<T> {
 
     pub(crate) fn append_nulls(&mut self, n: usize) {
         let rows = self.values.len();
-        let valid = self.valid.get_or_insert_with(|| {
-            let mut valid = BooleanBufferBuilder::new(self.values.capacity().max(rows + n));
-            valid.append_n(rows, true);
-            valid
-        });
-        valid.append_n(n, false);
+        self.valid.append_nulls(rows, n, self.values.capacity());
         self.values.resize(rows + n, T::Native::default());
     }
 
     pub(crate) fn finish(self) -> PrimitiveArray<T> {
-        let nulls = self.valid.map(|mut valid| NullBuffer::new(valid.finish()));
-        PrimitiveArray::new(ScalarBuffer::from(self.values), nulls)
+        PrimitiveArray::new(ScalarBuffer::from(self.values), self.valid.finish())
+    }
+}
+
+/// Which rows of a column being built hold a value: nothing kept while
+/// every row does. `arrow`'s `NullBufferBuilder` counts the rows as well,
+/// which its column already does: with it, the wire walk took some 70 more
+/// instructions a span (BENCHMARKS.md).
+#[derive(Default)]
+pub(crate) struct Validity(Option<BooleanBufferBuilder>);
+
+impl Validity {
+    /// The next row holds a value.
+    #[inline]
+    pub(crate) fn append_valid(&mut self) {
+        if let Some(valid) = &mut self.0 {
+            valid.append(true);
+        }
+    }
+
+    /// The next row, after `rows` rows, is NULL; `capacity` is the rows
+    /// the column has room for.
+    #[inline]
+    pub(crate) fn append_null(&mut self, rows: usize, capacity: usize) {
+        self.kept(rows, capacity).append(false);
+    }
+
+    /// The next `n` rows, after `rows` rows, are NULL.
+    pub(crate) fn append_nulls(&mut self, rows: usize, n: usize, capacity: usize) {
+        self.kept(rows, capacity).append_n(n, false);
+    }
+
+    /// The rows' flags, kept from the first NULL on, after `rows` rows that
+    /// hold a value.
+    fn kept(&mut self, rows: usize, capacity: usize) -> &mut BooleanBufferBuilder {
+        self.0.get_or_insert_with(|| {
+            let mut valid = BooleanBufferBuilder::new(capacity.max(rows + 1));
+            valid.append_n(rows, true);
+            valid
+        })
+    }
+
+    pub(crate) fn finish(self) -> Option<NullBuffer> {
+        self.0.map(|mut valid| NullBuffer::new(valid.finish()))
     }
 }
 
