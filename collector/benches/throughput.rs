@@ -555,19 +555,18 @@ fn thread_cpu_seconds() -> f64 {
 
 /// utime + stime from a `/proc/.../stat` file, in seconds (USER_HZ is 100 on Linux).
 fn cpu_seconds(stat: &Path) -> f64 {
-    cpu_and_system_seconds(stat).0
+    cpu_system_faults(stat).0
 }
 
-/// [`cpu_seconds`] and its system (kernel) part, from one reading.
-fn cpu_and_system_seconds(stat: &Path) -> (f64, f64) {
-    let [user, system] = stat_fields(stat, [11, 12]);
-    ((user + system) as f64 / 100.0, system as f64 / 100.0)
-}
-
-/// Minor page faults from a `/proc/.../stat` file.
-fn page_faults(stat: &Path) -> u64 {
-    let [faults] = stat_fields(stat, [7]);
-    faults
+/// [`cpu_seconds`], its system (kernel) part and the minor page faults,
+/// from one reading.
+fn cpu_system_faults(stat: &Path) -> (f64, f64, u64) {
+    let [faults, user, system] = stat_fields(stat, [7, 11, 12]);
+    (
+        (user + system) as f64 / 100.0,
+        system as f64 / 100.0,
+        faults,
+    )
 }
 
 /// The processor this run had, as `/proc/cpuinfo` and `/proc/stat` give
@@ -802,8 +801,7 @@ fn end_to_end(encoded: Vec<Encoded>, batches: usize, options: &Options) -> EndTo
     let endpoint = format!("http://{}", ready.strip_prefix("ready ").unwrap());
     let pid = child.id();
     let stat = PathBuf::from(format!("/proc/{pid}/stat"));
-    let (cpu_before, system_before) = cpu_and_system_seconds(&stat);
-    let faults_before = page_faults(&stat);
+    let (cpu_before, system_before, faults_before) = cpu_system_faults(&stat);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -962,15 +960,15 @@ fn serve() {
         );
         let last = collector.shutdown().await.expect("flush at shutdown");
         let looked_up = looked_up + last.looked_up;
-        // User and system time from one reading, so that the two agree.
-        let [user, system] = stat_fields(Path::new("/proc/self/stat"), [11, 12]);
+        // Faults, user and system time from one reading, so that they agree.
+        let [minflt, user, system] = stat_fields(Path::new("/proc/self/stat"), [7, 11, 12]);
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let rss_kib = collector::memory::status_bytes(&status, "VmHWM").unwrap_or(0) >> 10;
         println!(
             "done cpu_centis={} system_centis={} rss_kib={rss_kib} minflt={} commits={commits} sync_nanos={sync_nanos} looked_up={looked_up}",
             user + system,
             system,
-            page_faults(Path::new("/proc/self/stat"))
+            minflt
         );
     });
 }

@@ -1,7 +1,7 @@
 //! Trace and span id columns built on a plain `Vec`. `arrow`'s
 //! `FixedSizeBinaryBuilder::append_value` checks each id's length against
 //! the column's, copies it with a call to `memcpy` and returns a `Result`:
-//! some 64 instructions a call in the collector's bench, whose spans have
+//! some 52 instructions a call in the collector's bench, whose spans have
 //! two ids each and no parent; built here, the wire walk took 84 fewer
 //! instructions a span (BENCHMARKS.md). An id, whose length was validated
 //! with its span, is copied as an array of the column's width: a move or
