@@ -231,16 +231,6 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     );
 }
 
-/// The value of the metric line starting with `name` in `/metrics`.
-fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
-    let text = http_get(http, "/metrics");
-    let line = text
-        .lines()
-        .find(|line| line.split([' ', '{']).next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 /// Waits up to 20 s for `done` (of the collector's metrics) to hold; `what`
 /// names it in the failure.
 fn await_metrics(what: &str, done: impl Fn() -> bool) {

@@ -325,15 +325,11 @@ fn at_twice_the_sustainable_rate_memory_stays_bounded_and_refusals_are_retryable
     // needs it at this setting; the unit test
     // `near_the_memory_bound_requests_are_refused_until_a_flush` covers
     // when it must.)
-    let memory_refusals = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(
-                "loadlens_collector_refused_requests_total{signal=\"traces\",reason=\"memory\"} ",
-            )
-        })
-        .and_then(|n| n.trim().parse::<f64>().ok())
-        .expect("the memory refusals' counter in /metrics");
+    let memory_refusals = metric_in(
+        &metrics,
+        r#"loadlens_collector_refused_requests_total{signal="traces",reason="memory"}"#,
+    )
+    .expect("the memory refusals' counter in /metrics");
     assert!(
         memory_refusals > 0.0,
         "no request was refused for resident memory"

@@ -223,6 +223,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     body
 }
 
+/// The value of `series` in the collector's `/metrics`: a metric's name
+/// (its first line), or its name and labels as the collector writes them
+/// (`name{a="b"}`).
+pub fn metric(http: SocketAddr, series: &str) -> f64 {
+    let text = http_get(http, "/metrics");
+    metric_in(&text, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+/// [`metric`] in a `/metrics` text already read.
+pub fn metric_in(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        let named = key == series || key.split('{').next() == Some(series);
+        named.then(|| value.parse().ok()).flatten()
+    })
+}
+
 /// One HTTP/1.1 request (10 s timeouts); returns the status and the body.
 pub fn http(
     addr: SocketAddr,
